@@ -1,0 +1,336 @@
+"""The storage contract every backend implements: `Backend`, `TaskRecord` and `Outcome`.
+
+A backend stores encoded tasks and their outcomes; it never decodes a payload or runs a task.
+All methods are coroutines. A backend passes the conformance kit in `sitq.testing` unchanged.
+
+The life of a stored task::
+
+    enqueue ─► pending ──claim──► running ──finish──► succeeded | failed | dead
+                  ▲ ▲                │  └──finish(retry/release)──┐
+                  │ └──────────────── recover_expired (lease lapsed)
+                  │                                               │
+                  └───────────────────────────────────────────────┘
+    pending ──cancel──► cancelled          failed | dead ──requeue──► pending
+
+Every write after a claim is *fenced* by the claim's lease token: a worker that lost its lease
+(because it stalled and another worker recovered the task) can no longer change the task.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .errors import ConfigurationError
+from .signals import Signal, channel
+from .task import DEFAULT_QUEUE, TaskStatus
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A task as a backend stores it: the encoded call plus its bookkeeping.
+
+    Times are epoch seconds (floats). ``payload`` and ``result`` are opaque bytes encoded with
+    the serializer named in ``serializer``; ``function`` is the ``module:qualname`` of the call,
+    kept in clear for routing, listing and logs.
+    """
+
+    id: str
+    function: str
+    payload: bytes
+    serializer: str
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    available_at: float = 0.0
+    max_retries: int | None = None
+    timeout: float | None = None
+    dedupe_key: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    result: bytes | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a worker reports for a claimed task; applied by `Backend.finish`.
+
+    Build one with `succeeded`, `failed`, `dead`, `retry` or `release`.
+    ``status`` is the state the task moves to: SUCCEEDED, FAILED and DEAD are final;
+    PENDING puts it back in the queue at ``available_at`` (a retry), and with
+    ``count_attempt=False`` also gives back the attempt counted at claim (a release).
+    """
+
+    task_id: str
+    lease_token: str
+    status: TaskStatus
+    result: bytes | None = None
+    error: str | None = None
+    traceback: str | None = None
+    available_at: float | None = None
+    count_attempt: bool = True
+    finished_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def succeeded(cls, task_id: str, lease_token: str, result: bytes | None) -> Outcome:
+        """The task returned; ``result`` is its encoded return value."""
+        return cls(task_id, lease_token, TaskStatus.SUCCEEDED, result=result)
+
+    @classmethod
+    def failed(
+        cls, task_id: str, lease_token: str, error: str, traceback: str | None = None
+    ) -> Outcome:
+        """The task raised and will not be retried."""
+        return cls(task_id, lease_token, TaskStatus.FAILED, error=error, traceback=traceback)
+
+    @classmethod
+    def dead(
+        cls, task_id: str, lease_token: str, error: str, traceback: str | None = None
+    ) -> Outcome:
+        """The task can never run (undecodable payload, too many attempts)."""
+        return cls(task_id, lease_token, TaskStatus.DEAD, error=error, traceback=traceback)
+
+    @classmethod
+    def retry(
+        cls,
+        task_id: str,
+        lease_token: str,
+        available_at: float,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> Outcome:
+        """The task raised and runs again at ``available_at``; the attempt stays counted."""
+        return cls(
+            task_id,
+            lease_token,
+            TaskStatus.PENDING,
+            error=error,
+            traceback=traceback,
+            available_at=available_at,
+        )
+
+    @classmethod
+    def release(cls, task_id: str, lease_token: str, available_at: float | None = None) -> Outcome:
+        """Hand the task back unrun (declined, or the worker is shutting down)."""
+        return cls(
+            task_id,
+            lease_token,
+            TaskStatus.PENDING,
+            available_at=available_at,
+            count_attempt=False,
+        )
+
+
+class Backend(ABC):
+    """The async storage contract of sitq.
+
+    Implement the abstract methods; the rest has working defaults. Register the class through
+    the ``sitq_backends`` hook so ``TaskQueue("yourscheme://...")`` finds it, and run
+    `sitq.testing.BackendConformance` against it.
+
+    Concurrency: one backend object may be used by several coroutines at once, on one event
+    loop or several (the synchronous facade runs its own loop in a thread); implementations
+    must be safe for that. Claims must be atomic across processes for shared stores.
+    """
+
+    #: URL schemes this class opens, e.g. ``("sqlite",)``. Used in error messages.
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+
+    #: The clock used for ``available_at`` and leases (epoch seconds). Tests may replace it.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    @classmethod
+    def from_url(cls, url: str) -> Backend:
+        """Build a backend from a URL such as ``sqlite:///tasks.db``."""
+        raise ConfigurationError(
+            f"{cls.__name__} cannot be built from a URL ({url!r}); pass an instance instead"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open connections and create the schema. Must be idempotent."""
+
+    async def close(self) -> None:
+        """Release every resource. Must be idempotent."""
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Store ``records`` atomically as pending tasks; return their ids in order.
+
+        A record whose ``dedupe_key`` matches a pending or running task is not stored; the id of
+        the existing task is returned in its place. Fire `notify_enqueued` after committing.
+        """
+
+    async def enqueue(self, record: TaskRecord) -> str:
+        """Store one record (see `enqueue_many`)."""
+        return (await self.enqueue_many([record]))[0]
+
+    # -- claim and leases --------------------------------------------------------------------
+
+    @abstractmethod
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[TaskRecord]:
+        """Atomically claim up to ``limit`` due pending tasks.
+
+        Due means ``available_at <= clock()``. Order: highest ``priority`` first, then earliest
+        ``available_at``, then enqueue order. ``queues=None`` means every queue. Ids in
+        ``exclude`` are skipped. Each claimed task becomes running, its ``attempts`` grows by
+        one, and it gets ``worker_id``, ``started_at``, a fresh ``lease_token`` and
+        ``lease_expires_at = clock() + lease_seconds``. No task is ever returned to two
+        claimers while its lease holds.
+        """
+
+    @abstractmethod
+    async def claim_by_id(
+        self, task_id: str, *, worker_id: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim one pending task by id (due or not); None if it is not pending."""
+
+    @abstractmethod
+    async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Heartbeat: push back the lease of each ``task_id → lease_token`` still held.
+
+        Returns the ids whose lease was extended; a missing id means the lease was lost.
+        """
+
+    @abstractmethod
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes of claimed tasks in one transaction; fenced by lease token.
+
+        An outcome applies only if its task is running under ``outcome.lease_token``; the
+        returned list says, per outcome, whether it was applied. Applying clears the lease.
+        Final states store ``result``/``error``/``traceback`` and ``finished_at``. PENDING
+        sets ``available_at`` (``clock()`` if None) and keeps ``error``/``traceback`` of the
+        failed attempt; with ``count_attempt=False`` it also takes one off ``attempts``.
+        Fire `notify_finished` after committing (and `notify_enqueued` if a task went back to
+        pending).
+        """
+
+    async def complete(self, task_id: str, lease_token: str, result: bytes | None) -> bool:
+        """Mark a claimed task succeeded (one-outcome `finish`)."""
+        return (await self.finish([Outcome.succeeded(task_id, lease_token, result)]))[0]
+
+    async def fail(
+        self, task_id: str, lease_token: str, error: str, traceback: str | None = None
+    ) -> bool:
+        """Mark a claimed task failed for good (one-outcome `finish`)."""
+        return (await self.finish([Outcome.failed(task_id, lease_token, error, traceback)]))[0]
+
+    async def retry(
+        self,
+        task_id: str,
+        lease_token: str,
+        available_at: float,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> bool:
+        """Put a claimed task back to run again at ``available_at`` (one-outcome `finish`)."""
+        outcome = Outcome.retry(task_id, lease_token, available_at, error, traceback)
+        return (await self.finish([outcome]))[0]
+
+    async def release(self, task_id: str, lease_token: str) -> bool:
+        """Hand a claimed task back unrun, its attempt not counted (one-outcome `finish`)."""
+        return (await self.finish([Outcome.release(task_id, lease_token)]))[0]
+
+    @abstractmethod
+    async def recover_expired(self, *, max_attempts: int) -> list[str]:
+        """Put running tasks whose lease lapsed back to pending; return their ids.
+
+        A recovered task that has already used ``max(max_attempts, max_retries + 1)`` attempts
+        goes ``dead`` instead, with an error saying its worker was lost; it is not returned.
+        """
+
+    # -- control -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task (it will never run); False if it is not pending."""
+
+    @abstractmethod
+    async def requeue(self, task_id: str) -> bool:
+        """Put a failed, dead or cancelled task back to pending, due now, attempts reset."""
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """The stored record of a task (with its result, if finished), or None."""
+
+    async def get_result(self, task_id: str) -> TaskRecord | None:
+        """The record of a finished task, None if unknown or not finished yet."""
+        record = await self.get_task(task_id)
+        if record is None or not record.status.is_final:
+            return None
+        return record
+
+    @abstractmethod
+    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Number of tasks in each status (every status present, zero included)."""
+
+    @abstractmethod
+    async def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete tasks in ``statuses`` (default: every final status) finished before
+        ``older_than`` (epoch seconds; default: any time). Returns how many were deleted.
+        Never deletes running tasks unless RUNNING is asked for explicitly."""
+
+    # -- wake-ups ----------------------------------------------------------------------------
+
+    @property
+    def notify_key(self) -> str:
+        """Identity of the underlying store; backends on the same store share wake-ups."""
+        return f"{type(self).__qualname__}:{id(self)}"
+
+    @property
+    def enqueued_signal(self) -> Signal:
+        """Fired after new work becomes pending in this process."""
+        return channel(self.notify_key, "enqueued")
+
+    @property
+    def finished_signal(self) -> Signal:
+        """Fired after tasks finish in this process."""
+        return channel(self.notify_key, "finished")
+
+    def notify_enqueued(self) -> None:
+        """Wake in-process waiters for work. Call after an enqueue commits."""
+        self.enqueued_signal.notify()
+
+    def notify_finished(self) -> None:
+        """Wake in-process waiters for results. Call after a finish commits."""
+        self.finished_signal.notify()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work may be available, or after ``timeout`` seconds.
+
+        The default wakes on in-process enqueues; backends shared across machines override it
+        (PostgreSQL listens for NOTIFY). A spurious return is harmless: callers then claim.
+        """
+        await self.enqueued_signal.wait(timeout)
+
+    async def wait_for_finish(self, timeout: float) -> None:
+        """Return when some task may have finished, or after ``timeout`` seconds."""
+        await self.finished_signal.wait(timeout)
+
+
+ALL_STATUSES = tuple(TaskStatus)

@@ -1,0 +1,92 @@
+"""The one place where synchronous code meets sitq's async core.
+
+A `Portal` runs an event loop in a daemon thread; blocking calls submit coroutines to it and
+wait. Calling a blocking method from inside a running event loop would deadlock or stall that
+loop, so it raises `EventLoopMisuse` with the async alternative instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .errors import EventLoopMisuse
+
+T = TypeVar("T")
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def forbid_running_loop(call: str, alternative: str) -> None:
+    """Raise `EventLoopMisuse` if a blocking ``call`` is made inside a running event loop."""
+    if running_loop() is not None:
+        raise EventLoopMisuse(
+            f"{call} blocks, and was called inside a running event loop, which it would stall. "
+            f"In async code use {alternative} instead."
+        )
+
+
+class Portal:
+    """An event loop in a background daemon thread, for running coroutines from sync code."""
+
+    def __init__(self, name: str = "sitq-portal") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The portal's loop, started on first use."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the portal loop; returns a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the portal loop and block until it returns (or raises)."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            coro.close()
+            raise EventLoopMisuse("a blocking sitq call was made from the portal's own loop")
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        """Stop the loop and join its thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+            loop.close()

@@ -1,0 +1,58 @@
+"""Every exception sitq raises, each saying what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class SitqError(Exception):
+    """Base class of every error raised by sitq."""
+
+
+class ConfigurationError(SitqError, ValueError):
+    """An argument or setting is invalid; the message names it and the fix."""
+
+
+class PluginError(SitqError):
+    """A plugin is broken, duplicated or missing."""
+
+
+class BackendNotFound(PluginError, LookupError):
+    """No installed plugin provides a backend for a URL scheme."""
+
+
+class SerializerNotFound(PluginError, LookupError):
+    """No installed plugin provides a serializer of the requested name."""
+
+
+class SerializationError(SitqError, TypeError):
+    """A value could not be encoded with, or decoded from, a serializer."""
+
+
+class PayloadError(SerializationError):
+    """A stored task payload cannot be decoded or its function cannot be found."""
+
+
+class TaskNotFound(SitqError, KeyError):
+    """No task with the given id exists in the backend."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "task not found"
+
+
+class ResultTimeout(SitqError, TimeoutError):
+    """A result did not become available within the requested timeout."""
+
+
+class TaskTimeout(SitqError, TimeoutError):
+    """A task ran longer than its timeout."""
+
+
+class QueueClosed(SitqError, RuntimeError):
+    """The queue (or its backend) was closed and cannot be used any more."""
+
+
+class EventLoopMisuse(SitqError, RuntimeError):
+    """A blocking sitq call was made from inside a running event loop."""
+
+
+class WorkerStateError(SitqError, RuntimeError):
+    """A worker was asked to do something its current state does not allow."""

@@ -1,0 +1,155 @@
+"""Every hook a sitq plugin can implement.
+
+A plugin is any module or object with functions named like these hooks and marked with
+``@sitq.hookimpl``. Install it as a distribution with an entry point in the ``sitq`` group::
+
+    [project.entry-points.sitq]
+    myplugin = "my_package.sitq_plugin"
+
+and sitq loads it when a queue or worker starts (never at import). Set
+``SITQ_DISABLE_PLUGIN_AUTOLOAD=1`` to load none, or ``SITQ_PLUGINS=name1,name2`` to load only
+those entry points.
+
+Two kinds of hooks:
+
+* **Registration hooks** (`sitq_backends`, `sitq_serializers`) are called once, when the
+  plugin manager is built. Every implementation's records are collected; two plugins
+  registering the same name is an error.
+* **Lifecycle hooks** (``sitq_task_*``, ``sitq_worker_*``) are notifications. Every
+  implementation is called, in pluggy's order (last registered first); return values are
+  ignored, except that an awaitable is awaited. An implementation that raises is logged on the
+  ``sitq.plugins`` logger and skipped: it never breaks a worker or loses a task. They run on the
+  worker's event loop, so a slow hook slows the worker: keep them quick or hand work off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .registry import BackendType, SerializerType
+    from .task import Result, Task
+    from .worker import Worker
+
+PROJECT = "sitq"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marker for hook implementations: decorate your plugin's functions with ``@sitq.hookimpl``.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+@hookspec
+def sitq_backends() -> list[BackendType]:
+    """Register storage backends.
+
+    Return a list of `sitq.BackendType` records, each naming a URL scheme and the `Backend`
+    subclass that opens it (or a zero-argument function returning the class, to keep imports
+    lazy)::
+
+        @sitq.hookimpl
+        def sitq_backends():
+            return [sitq.BackendType("redis", load=lambda: RedisBackend)]
+
+    Called once per plugin manager. A scheme registered twice is a `sitq.PluginError`.
+    """
+
+
+@hookspec
+def sitq_serializers() -> list[SerializerType]:
+    """Register serializers.
+
+    Return a list of `sitq.SerializerType` records, each naming a serializer: an object with
+    ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``. ``carries_code=True`` means it can
+    encode functions themselves (like pickle); otherwise functions are sent by import path.
+
+    Called once per plugin manager. A name registered twice is a `sitq.PluginError`.
+    """
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+@hookspec
+def sitq_task_enqueued(task: Task, backend: Backend) -> Any:
+    """A task was stored as pending by `TaskQueue.enqueue` or `enqueue_many`.
+
+    :param task: the task as enqueued (its ``id`` is final).
+    :param backend: the backend it was stored in.
+    """
+
+
+@hookspec
+def sitq_task_started(task: Task, worker: Worker) -> Any:
+    """A worker claimed ``task`` and is about to run it.
+
+    :param task: the decoded task; ``task.attempts`` counts this attempt.
+    :param worker: the worker running it.
+    """
+
+
+@hookspec
+def sitq_task_succeeded(task: Task, result: Result, worker: Worker) -> Any:
+    """A task returned without raising (the guide's ``on_success``).
+
+    :param task: the task that ran.
+    :param result: its `Result`; ``result.value`` is the return value.
+    :param worker: the worker that ran it.
+    """
+
+
+@hookspec
+def sitq_task_failed(
+    task: Task, error: BaseException, retry_count: int, will_retry: bool, worker: Worker
+) -> Any:
+    """A task raised, timed out or could not be decoded (the guide's ``on_error``).
+
+    :param task: the task that failed.
+    :param error: the exception it raised.
+    :param retry_count: how many attempts it has had, this one included (1 on first failure).
+    :param will_retry: True if it goes back to the queue for another attempt.
+    :param worker: the worker that ran it.
+    """
+
+
+@hookspec
+def sitq_task_retried(task: Task, delay: float, worker: Worker) -> Any:
+    """A failed task was put back in the queue to run again after ``delay`` seconds.
+
+    :param task: the task; ``task.attempts`` is the number of attempts made so far.
+    :param delay: seconds until it becomes due again.
+    :param worker: the worker that scheduled the retry.
+    """
+
+
+@hookspec
+def sitq_worker_started(worker: Worker) -> Any:
+    """A worker connected and is about to take tasks.
+
+    :param worker: the worker; ``worker.worker_id`` names it.
+    """
+
+
+@hookspec
+def sitq_worker_stopped(worker: Worker) -> Any:
+    """A worker stopped taking tasks and has finished or handed back every running task.
+
+    :param worker: the worker.
+    """
+
+
+#: Names of the lifecycle hooks (the notifications a worker or queue emits).
+LIFECYCLE_HOOKS = (
+    "sitq_task_enqueued",
+    "sitq_task_started",
+    "sitq_task_succeeded",
+    "sitq_task_failed",
+    "sitq_task_retried",
+    "sitq_worker_started",
+    "sitq_worker_stopped",
+)

@@ -1,0 +1,133 @@
+"""Turning calls and return values into bytes and back, with one serializer.
+
+Serializers that carry code (cloudpickle, pickle) encode the function itself. Data-only ones
+(msgpack, json) encode its import path, ``module:qualname``, which the worker imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .errors import ConfigurationError, PayloadError, SerializationError
+from .registry import Serializer, SerializerType
+from .task import function_name
+
+
+class Codec:
+    """Encodes task calls and results with one registered serializer."""
+
+    __slots__ = ("name", "serializer", "carries_code", "_dumps", "_loads")
+
+    def __init__(self, entry: SerializerType) -> None:
+        self.name = entry.name
+        self.serializer = entry.serializer
+        self.carries_code = entry.carries_code
+        self._dumps = entry.serializer.dumps
+        self._loads = entry.serializer.loads
+
+    def encode_call(
+        self, func: Callable[..., Any] | str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> bytes:
+        """Encode a call; raises `SerializationError` naming the function and the fix."""
+        target: Any = func
+        if isinstance(func, str) or not self.carries_code:
+            target = function_name(func)
+            if not isinstance(func, str):
+                check_importable(func, target, self.name)
+        try:
+            return self._dumps((target, tuple(args), dict(kwargs)))
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot encode the call to {function_name(func)} with the {self.name!r} "
+                f"serializer: {exc}. Pass values it can encode, or choose another serializer "
+                f"(cloudpickle encodes almost anything)."
+            ) from exc
+
+    def decode_call(self, data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """Decode a call; raises `PayloadError` if the bytes or the function are bad."""
+        try:
+            target, args, kwargs = self._loads(data)
+        except Exception as exc:
+            raise PayloadError(
+                f"cannot decode task payload with the {self.name!r} serializer: {exc!r}"
+            ) from exc
+        if isinstance(target, str):
+            target = import_function(target)
+        if not callable(target):
+            raise PayloadError(f"task payload holds {type(target).__name__}, not a function")
+        if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+            raise PayloadError("task payload arguments are malformed")
+        return target, tuple(args), kwargs
+
+    def encode_result(self, value: Any) -> bytes:
+        """Encode a task's return value."""
+        try:
+            return self._dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"the task returned a {type(value).__name__} that the {self.name!r} serializer "
+                f"cannot encode: {exc}"
+            ) from exc
+
+    def decode_result(self, data: bytes | None) -> Any:
+        """Decode a stored return value."""
+        if data is None:
+            return None
+        try:
+            return self._loads(data)
+        except Exception as exc:
+            raise PayloadError(
+                f"cannot decode the stored result with the {self.name!r} serializer: {exc!r}"
+            ) from exc
+
+
+def import_function(path: str) -> Callable[..., Any]:
+    """Import ``module:qualname`` (or ``module.name``); `PayloadError` if it cannot be found."""
+    module_name, sep, qualname = path.partition(":")
+    if not sep:
+        module_name, _, qualname = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise PayloadError(f"cannot find the task function {path!r}: {exc!r}") from exc
+    if not callable(obj):
+        raise PayloadError(f"{path!r} is a {type(obj).__name__}, not a function")
+    return obj  # type: ignore[no-any-return]
+
+
+def check_importable(func: Callable[..., Any], path: str, serializer: str) -> None:
+    """Fail at enqueue if a data-only serializer could not find ``func`` again by its path."""
+    try:
+        found = import_function(path)
+    except PayloadError:
+        found = None
+    if found is not func:
+        raise SerializationError(
+            f"the {serializer!r} serializer sends functions by import path, and {path} cannot "
+            f"be imported back (lambdas, nested functions and functions defined in __main__ "
+            f"cannot). Define it at module level in an importable module, or use "
+            f"serializer='cloudpickle'."
+        )
+
+
+def serializer_entry(spec: str | Serializer | SerializerType, registry: Any) -> SerializerType:
+    """Resolve a serializer given by name, registered record, or object with dumps/loads."""
+    if isinstance(spec, SerializerType):
+        return spec
+    if isinstance(spec, str):
+        return registry.serializer(spec)  # type: ignore[no-any-return]
+    if callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
+        name = getattr(spec, "name", None) or getattr(spec, "__name__", None)
+        name = name if isinstance(name, str) else type(spec).__name__
+        registered = registry.serializers.get(name)
+        if registered is not None and registered.serializer is spec:
+            return registered  # type: ignore[no-any-return]
+        return SerializerType(name, spec, carries_code=getattr(spec, "carries_code", True))
+    raise ConfigurationError(
+        f"serializer must be a registered name or an object with dumps() and loads(), "
+        f"got {spec!r}"
+    )

@@ -1,0 +1,271 @@
+"""The plugin manager: one small facade over pluggy.
+
+Built-in serializers register through the same hooks as third-party plugins. Entry points in
+the ``sitq`` group are loaded when a queue or worker first needs the manager, never at import.
+
+Environment switches:
+
+* ``SITQ_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry point (like pytest's
+  ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``);
+* ``SITQ_PLUGINS=sqlite,metrics`` loads only the entry points named.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from . import hookspecs, serializers
+from .errors import BackendNotFound, ConfigurationError, PluginError, SerializerNotFound
+from .registry import KNOWN_BACKEND_DISTRIBUTIONS, BackendType, SerializerType
+
+if TYPE_CHECKING:
+    from .backend import Backend
+
+logger = logging.getLogger("sitq.plugins")
+
+ENTRY_POINT_GROUP = "sitq"
+ENV_DISABLE_AUTOLOAD = "SITQ_DISABLE_PLUGIN_AUTOLOAD"
+ENV_ALLOWED_PLUGINS = "SITQ_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin, as `sitq plugins` lists it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+class PluginManager:
+    """sitq's view of pluggy: registered plugins, the backends and serializers they provide,
+    and the lifecycle notifications.
+
+    :param autoload: load entry points of the ``sitq`` group (default: unless
+        ``SITQ_DISABLE_PLUGIN_AUTOLOAD`` is set).
+    :param plugins: extra plugin objects or modules to register.
+    """
+
+    def __init__(self, *, autoload: bool | None = None, plugins: Iterable[object] = ()) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._pm.register(serializers, name="sitq.serializers")
+        self._distributions: dict[str, metadata.Distribution | None] = {}
+        if autoload is None:
+            autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
+        if autoload:
+            self._load_entry_points()
+        for plugin in plugins:
+            self.register(plugin)
+        self._backends: dict[str, BackendType] | None = None
+        self._serializers: dict[str, SerializerType] | None = None
+
+    # -- registration ------------------------------------------------------------------------
+
+    def _load_entry_points(self) -> None:
+        allowed_env = os.environ.get(ENV_ALLOWED_PLUGINS)
+        allowed = {n.strip() for n in allowed_env.split(",") if n.strip()} if allowed_env else None
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if self._pm.get_plugin(ep.name) is not None or self._pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"the sitq plugin {ep.name!r} ({ep.value}) failed to import: {exc!r}. "
+                    f"Fix or uninstall it, or set {ENV_DISABLE_AUTOLOAD}=1."
+                ) from exc
+            self._pm.register(plugin, name=ep.name)
+            self._distributions[ep.name] = getattr(ep, "dist", None)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object or module (its ``@sitq.hookimpl`` functions)."""
+        self._pm.register(plugin, name=name)
+        self._backends = self._serializers = None
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a registered plugin."""
+        self._pm.unregister(plugin)
+        self._backends = self._serializers = None
+
+    def with_plugins(self, *plugins: object) -> PluginManager:
+        """A new manager with this one's plugins plus ``plugins`` (no entry points reloaded)."""
+        child = PluginManager(autoload=False)
+        for name, plugin in self._pm.list_name_plugin():
+            if plugin is not serializers:
+                child._pm.register(plugin, name=name)
+        child._distributions.update(self._distributions)
+        for plugin in plugins:
+            child.register(plugin)
+        return child
+
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook relay, for callers that need it directly."""
+        return self._pm.hook
+
+    def list_plugins(self) -> list[PluginInfo]:
+        """Every registered plugin with its distribution and the hooks it implements."""
+        infos = []
+        for name, plugin in self._pm.list_name_plugin():
+            dist = self._distributions.get(name)
+            builtin = plugin is serializers
+            hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist.metadata["Name"] if dist else ("sitq-core" if builtin else None),
+                    version=dist.version if dist else (_core_version() if builtin else None),
+                    hooks=hooks,
+                )
+            )
+        return infos
+
+    # -- backends ----------------------------------------------------------------------------
+
+    @property
+    def backends(self) -> dict[str, BackendType]:
+        """Every registered backend, by URL scheme."""
+        if self._backends is None:
+            self._backends = _collect(self._pm.hook.sitq_backends(), "scheme", "backend")
+        return self._backends
+
+    def backend_class(self, scheme: str) -> type[Backend]:
+        """The backend class registered for ``scheme``, or a `BackendNotFound` saying what to
+        install."""
+        entry = self.backends.get(scheme)
+        if entry is None:
+            raise BackendNotFound(_missing_message("backend for", f"{scheme}://", self.backends))
+        return entry.backend_class()
+
+    def backend_from_url(self, url: str) -> Backend:
+        """Open the backend for ``url`` (``sqlite:///tasks.db``, ``memory://``, …)."""
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigurationError(
+                f"backend URL {url!r} has no scheme; write e.g. 'sqlite:///tasks.db' or 'memory://'"
+            )
+        scheme = urlsplit(url).scheme.split("+", 1)[0].lower()
+        return self.backend_class(scheme).from_url(url)
+
+    # -- serializers -------------------------------------------------------------------------
+
+    @property
+    def serializers(self) -> dict[str, SerializerType]:
+        """Every registered serializer, by name."""
+        if self._serializers is None:
+            self._serializers = _collect(self._pm.hook.sitq_serializers(), "name", "serializer")
+        return self._serializers
+
+    def serializer(self, name: str) -> SerializerType:
+        """The serializer registered as ``name``, or `SerializerNotFound` listing the choices."""
+        entry = self.serializers.get(name)
+        if entry is None:
+            raise SerializerNotFound(
+                f"no serializer named {name!r}; choose one of: {', '.join(sorted(self.serializers))}"
+            )
+        return entry
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def lifecycle(self) -> Lifecycle:
+        """A snapshot of the lifecycle hook implementations, for fast emission."""
+        return Lifecycle(self._pm)
+
+
+def _core_version() -> str | None:
+    try:
+        return metadata.version("sitq-core")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _collect(results: list[list[Any]], key: str, what: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for records in results:
+        for record in records or ():
+            name = getattr(record, key)
+            if name in found:
+                raise PluginError(
+                    f"two plugins register the {what} {name!r}; uninstall one of them "
+                    f"(see `sitq plugins`)"
+                )
+            found[name] = record
+    return found
+
+
+def _missing_message(what: str, name: str, available: dict[str, Any]) -> str:
+    scheme = name.split("://", 1)[0]
+    hint = ""
+    dist = KNOWN_BACKEND_DISTRIBUTIONS.get(scheme)
+    if dist:
+        hint = f" Install it: pip install {dist}."
+        if os.environ.get(ENV_DISABLE_AUTOLOAD):
+            hint += f" (Plugin autoloading is disabled by {ENV_DISABLE_AUTOLOAD}.)"
+    choices = ", ".join(f"{s}://" for s in sorted(available)) or "none installed"
+    return f"No {what} {name!r}.{hint} Choose one of: {choices}."
+
+
+class Lifecycle:
+    """Calls lifecycle hook implementations one by one, isolating failures.
+
+    pluggy stops at the first exception; a notification must not, so each implementation is
+    called on its own, awaited if it returns an awaitable, and its errors are logged.
+    """
+
+    __slots__ = ("_impls",)
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._impls: dict[str, list[tuple[Callable[..., Any], tuple[str, ...], str]]] = {}
+        for name in hookspecs.LIFECYCLE_HOOKS:
+            caller = getattr(pm.hook, name)
+            self._impls[name] = [
+                (impl.function, tuple(impl.argnames), impl.plugin_name)
+                for impl in reversed(caller.get_hookimpls())
+            ]
+
+    def has(self, name: str) -> bool:
+        """True if any plugin implements the hook ``name``."""
+        return bool(self._impls[name])
+
+    async def emit(self, name: str, **kwargs: Any) -> None:
+        """Call every implementation of hook ``name``; never raises."""
+        for function, argnames, plugin_name in self._impls[name]:
+            try:
+                outcome = function(**{arg: kwargs[arg] for arg in argnames})
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("sitq hook %s of plugin %r raised; ignored", name, plugin_name)
+
+
+_default: PluginManager | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, built (and entry points loaded) on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PluginManager()
+        return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager, so the next use reloads entry points."""
+    global _default
+    with _default_lock:
+        _default = None

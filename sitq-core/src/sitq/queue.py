@@ -1,0 +1,371 @@
+"""`TaskQueue`: the async API for enqueuing tasks and reading their results."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from .backend import Backend, TaskRecord
+from .errors import (
+    BackendNotFound,
+    ConfigurationError,
+    PayloadError,
+    QueueClosed,
+    ResultTimeout,
+    TaskNotFound,
+)
+from .payload import Codec, serializer_entry
+from .plugins import PluginManager, get_plugin_manager
+from .registry import Serializer, SerializerType
+from .serializers import DEFAULT_SERIALIZER
+from .task import (
+    DEFAULT_QUEUE,
+    Result,
+    Task,
+    TaskStatus,
+    from_timestamp,
+    function_name,
+    to_timestamp,
+    validate_options,
+)
+
+#: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
+DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
+ENV_BACKEND_URL = "SITQ_BACKEND_URL"
+
+_POLL_START = 0.005
+_POLL_MAX = 0.1
+
+
+class TaskQueue:
+    """Enqueue calls and read their results (async).
+
+    :param backend: a `Backend`, a URL (``"sqlite:///tasks.db"``, ``"memory://"``), or None for
+        ``$SITQ_BACKEND_URL`` or else ``sqlite:///sitq.db``.
+    :param serializer: name of a registered serializer, or an object with ``dumps``/``loads``;
+        ``cloudpickle`` by default. Each task records the serializer that encoded it.
+    :param plugins: a `PluginManager` (default: the process-wide one).
+
+    Use it as ``async with TaskQueue(...) as queue:`` or call `close` when done.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
+        plugins: PluginManager | None = None,
+    ) -> None:
+        self.plugins = plugins if plugins is not None else get_plugin_manager()
+        self.backend = self._open_backend(backend)
+        self.codec = Codec(serializer_entry(serializer, self.plugins))
+        self._codecs: dict[str, Codec] = {self.codec.name: self.codec}
+        self._lifecycle = self.plugins.lifecycle()
+        self._connected = False
+        self._closed = False
+
+    def _open_backend(self, backend: Backend | str | None) -> Backend:
+        if isinstance(backend, Backend):
+            return backend
+        if backend is None:
+            url = os.environ.get(ENV_BACKEND_URL) or DEFAULT_BACKEND_URL
+            try:
+                return self.plugins.backend_from_url(url)
+            except BackendNotFound as exc:
+                raise BackendNotFound(
+                    f"TaskQueue() with no backend uses {url!r}, and no plugin provides it. "
+                    f"{exc} Or pass a backend: TaskQueue('memory://')."
+                ) from None
+        if isinstance(backend, str):
+            return self.plugins.backend_from_url(backend)
+        raise ConfigurationError(
+            f"backend must be a Backend instance or a URL string, got {type(backend).__name__}"
+        )
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect the backend (done automatically on first use)."""
+        if self._closed:
+            raise QueueClosed("this TaskQueue was closed; create a new one")
+        if not self._connected:
+            await self.backend.connect()
+            self._connected = True
+
+    async def close(self) -> None:
+        """Close the backend. The queue cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            await self.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    async def __aenter__(self) -> TaskQueue:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        function: Callable[..., Any] | Task | str,
+        /,
+        *args: Any,
+        eta: datetime | timedelta | float | None = None,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        dedupe_key: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Store a call to run later; return its task id.
+
+        ``enqueue(func, *args, **kwargs)`` or ``enqueue(Task(...))``. Options: ``eta`` (aware
+        datetime or timedelta), ``priority`` (higher first), ``queue``, ``max_retries``,
+        ``timeout`` (seconds), ``dedupe_key``. To pass a keyword argument with one of those
+        names to the function itself, build a `Task`.
+        """
+        if isinstance(function, Task):
+            if args or kwargs:
+                raise ConfigurationError(
+                    "enqueue(Task(...)) takes no other arguments; put them in the Task"
+                )
+            task = function
+        else:
+            task = self._make_task(
+                function, args, kwargs, eta, priority, queue, max_retries, timeout, dedupe_key
+            )
+        await self.connect()
+        record = self._encode(task, self.backend.clock())
+        task_id = await self.backend.enqueue(record)
+        task.id = task_id
+        if self._lifecycle.has("sitq_task_enqueued"):
+            await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
+        return task_id
+
+    async def enqueue_many(
+        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+    ) -> list[str]:
+        """Store many calls in one transaction; return their ids in order.
+
+        Each item is a `Task`, a function (called with no arguments), or a tuple
+        ``(function, args)`` / ``(function, args, kwargs)``.
+        """
+        tasks = [self._coerce(item) for item in items]
+        if not tasks:
+            return []
+        await self.connect()
+        now = self.backend.clock()
+        ids = await self.backend.enqueue_many([self._encode(t, now) for t in tasks])
+        for task, task_id in zip(tasks, ids):
+            task.id = task_id
+        if self._lifecycle.has("sitq_task_enqueued"):
+            for task in tasks:
+                await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
+        return ids
+
+    def _coerce(self, item: Task | Callable[..., Any] | tuple[Any, ...]) -> Task:
+        if isinstance(item, Task):
+            return item
+        if isinstance(item, tuple) and 1 <= len(item) <= 3:
+            return Task(*item)
+        if callable(item):
+            return Task(item)
+        raise ConfigurationError(
+            f"enqueue_many items must be Task objects, functions or (function, args[, kwargs]) "
+            f"tuples, got {type(item).__name__}"
+        )
+
+    @staticmethod
+    def _make_task(
+        function: Any,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        eta: Any,
+        priority: int,
+        queue: str,
+        max_retries: int | None,
+        timeout: float | None,
+        dedupe_key: str | None,
+    ) -> Task:
+        if not (callable(function) or isinstance(function, str)):
+            raise ConfigurationError(
+                f"enqueue() needs a function to call, got {type(function).__name__} "
+                f"{function!r}. Write queue.enqueue(my_function, arg1, arg2)."
+            )
+        return Task(
+            function=function,
+            args=args,
+            kwargs=kwargs,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            dedupe_key=dedupe_key,
+        )
+
+    def _encode(self, task: Task, now: float) -> TaskRecord:
+        validate_options(
+            queue=task.queue,
+            priority=task.priority,
+            max_retries=task.max_retries,
+            timeout=task.timeout,
+            dedupe_key=task.dedupe_key,
+        )
+        assert task.function is not None
+        return TaskRecord(
+            id=task.id,
+            function=function_name(task.function),
+            payload=self.codec.encode_call(task.function, task.args, task.kwargs),
+            serializer=self.codec.name,
+            queue=task.queue,
+            priority=task.priority,
+            available_at=to_timestamp(task.eta, now=now),
+            max_retries=task.max_retries,
+            timeout=task.timeout,
+            dedupe_key=task.dedupe_key,
+            created_at=now,
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def codec_for(self, name: str) -> Codec:
+        """The codec for the serializer a task was stored with."""
+        codec = self._codecs.get(name)
+        if codec is None:
+            codec = self._codecs[name] = Codec(self.plugins.serializer(name))
+        return codec
+
+    def task_from_record(self, record: TaskRecord) -> Task:
+        """Decode a stored record into a `Task`.
+
+        If the payload cannot be decoded, ``function`` is left as the stored import path and
+        ``args``/``kwargs`` are empty.
+        """
+        function: Any = record.function
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        try:
+            function, args, kwargs = self.codec_for(record.serializer).decode_call(record.payload)
+        except (PayloadError, LookupError):
+            pass
+        return Task(
+            function=function,
+            args=args,
+            kwargs=kwargs,
+            id=record.id,
+            queue=record.queue,
+            priority=record.priority,
+            eta=from_timestamp(record.available_at),
+            max_retries=record.max_retries,
+            timeout=record.timeout,
+            dedupe_key=record.dedupe_key,
+            status=record.status,
+            attempts=record.attempts,
+            created_at=from_timestamp(record.created_at),
+            started_at=from_timestamp(record.started_at),
+            finished_at=from_timestamp(record.finished_at),
+            worker_id=record.worker_id,
+        )
+
+    def result_from_record(self, record: TaskRecord) -> Result:
+        """Build the `Result` of a finished record (decoding its return value)."""
+        value = None
+        error = record.error
+        status = record.status
+        if status is TaskStatus.SUCCEEDED:
+            try:
+                value = self.codec_for(record.serializer).decode_result(record.result)
+            except (PayloadError, LookupError) as exc:
+                error = str(exc)
+        return Result(
+            task_id=record.id,
+            status=status,
+            value=value,
+            error=error,
+            traceback=record.traceback,
+            is_success=status is TaskStatus.SUCCEEDED and error is None,
+            enqueued_at=from_timestamp(record.created_at),
+            started_at=from_timestamp(record.started_at),
+            finished_at=from_timestamp(record.finished_at),
+            attempts=record.attempts,
+        )
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id (decoded), or None if there is none."""
+        await self.connect()
+        record = await self.backend.get_task(task_id)
+        return None if record is None else self.task_from_record(record)
+
+    async def get_result(self, task_id: str, timeout: float | None = None) -> Result:
+        """Wait for a task to finish and return its `Result`.
+
+        Waits up to ``timeout`` seconds (None: as long as it takes) and raises `ResultTimeout`
+        after that; ``timeout=0`` checks once. Raises `TaskNotFound` for an unknown id. Wakes
+        as soon as a worker in this process finishes the task; finishes in other processes
+        are noticed by polling that backs off from 5 ms to 100 ms.
+        """
+        await self.connect()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        poll = _POLL_START
+        while True:
+            record = await self.backend.get_task(task_id)
+            if record is None:
+                raise TaskNotFound(f"no task with id {task_id!r}")
+            if record.status.is_final:
+                return self.result_from_record(record)
+            wait = poll
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ResultTimeout(
+                        f"task {task_id} is still {record.status.value} after {timeout} s"
+                    )
+                wait = min(wait, remaining)
+            await self.backend.wait_for_finish(wait)
+            poll = min(poll * 2, _POLL_MAX)
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task so it never runs; False if it is not pending."""
+        await self.connect()
+        return await self.backend.cancel(task_id)
+
+    async def requeue(self, task_id: str) -> bool:
+        """Run a failed, dead or cancelled task again; False if it is in no such state."""
+        await self.connect()
+        return await self.backend.requeue(task_id)
+
+    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Number of tasks in each status."""
+        await self.connect()
+        return await self.backend.counts(queue)
+
+    async def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete finished tasks (see `Backend.purge`); returns how many."""
+        await self.connect()
+        return await self.backend.purge(statuses, older_than)
+
+    def __repr__(self) -> str:
+        return f"<TaskQueue backend={self.backend!r} serializer={self.codec.name!r}>"

@@ -1,0 +1,131 @@
+"""`SyncTaskQueue`: the blocking facade of `TaskQueue`, for scripts, threads and web apps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .backend import Backend
+from .bridge import Portal, forbid_running_loop
+from .plugins import PluginManager
+from .queue import TaskQueue
+from .registry import Serializer, SerializerType
+from .serializers import DEFAULT_SERIALIZER
+from .task import DEFAULT_QUEUE, Result, Task, TaskStatus
+
+T = TypeVar("T")
+
+
+class SyncTaskQueue:
+    """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
+
+    Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
+    running event loop raises `sitq.EventLoopMisuse`: use `TaskQueue` there.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
+        plugins: PluginManager | None = None,
+    ) -> None:
+        self.async_queue = TaskQueue(backend, serializer=serializer, plugins=plugins)
+        self._portal = Portal("sitq-sync-queue")
+
+    @property
+    def backend(self) -> Backend:
+        """The backend tasks are stored in."""
+        return self.async_queue.backend
+
+    def _run(self, name: str, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            forbid_running_loop(f"SyncTaskQueue.{name}()", f"`await TaskQueue.{name}()`")
+        except Exception:
+            coro.close()
+            raise
+        return self._portal.run(coro)
+
+    def enqueue(
+        self,
+        function: Callable[..., Any] | Task | str,
+        /,
+        *args: Any,
+        eta: datetime | timedelta | float | None = None,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        dedupe_key: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Store a call to run later; return its id (see `TaskQueue.enqueue`)."""
+        return self._run(
+            "enqueue",
+            self.async_queue.enqueue(
+                function,
+                *args,
+                eta=eta,
+                priority=priority,
+                queue=queue,
+                max_retries=max_retries,
+                timeout=timeout,
+                dedupe_key=dedupe_key,
+                **kwargs,
+            ),
+        )
+
+    def enqueue_many(
+        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+    ) -> list[str]:
+        """Store many calls in one transaction (see `TaskQueue.enqueue_many`)."""
+        return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
+
+    def get_result(self, task_id: str, timeout: float | None = None) -> Result:
+        """Block until the task finishes (see `TaskQueue.get_result`)."""
+        return self._run("get_result", self.async_queue.get_result(task_id, timeout))
+
+    def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        return self._run("get_task", self.async_queue.get_task(task_id))
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task; False if it is not pending."""
+        return self._run("cancel", self.async_queue.cancel(task_id))
+
+    def requeue(self, task_id: str) -> bool:
+        """Run a failed, dead or cancelled task again."""
+        return self._run("requeue", self.async_queue.requeue(task_id))
+
+    def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Number of tasks in each status."""
+        return self._run("counts", self.async_queue.counts(queue))
+
+    def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete finished tasks; returns how many."""
+        return self._run("purge", self.async_queue.purge(statuses, older_than))
+
+    def close(self) -> None:
+        """Close the backend and stop the private loop."""
+        if not self.async_queue.closed:
+            self._run("close", self.async_queue.close())
+        self._portal.close()
+
+    def __enter__(self) -> SyncTaskQueue:
+        self._run("connect", self.async_queue.connect())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SyncTaskQueue backend={self.backend!r}>"

@@ -1,0 +1,215 @@
+"""The user-facing models: `Task`, `Result` and `TaskStatus`."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import ConfigurationError
+
+#: Queue used when none is named.
+DEFAULT_QUEUE = "default"
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its life.
+
+    ``pending → running → succeeded | failed | dead``; ``running → pending`` for a retry or a
+    lease that expired; ``pending → cancelled``.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task will not run again (unless requeued by hand)."""
+        return self in FINAL_STATUSES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED}
+)
+
+
+def new_task_id() -> str:
+    """Return a fresh, unique task id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def function_name(func: Callable[..., Any] | str) -> str:
+    """The import path of ``func`` as ``module:qualname`` (what stores and logs show)."""
+    if isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}:{qualname}"
+
+
+def to_timestamp(when: datetime | timedelta | float | None, *, now: float) -> float:
+    """Turn an ``eta`` (aware datetime, timedelta from now, or epoch seconds) into epoch seconds."""
+    if when is None:
+        return now
+    if isinstance(when, timedelta):
+        return now + when.total_seconds()
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ConfigurationError(
+                f"eta={when!r} is a naive datetime; sitq cannot guess its time zone. "
+                "Pass an aware datetime such as datetime.now(timezone.utc) + timedelta(minutes=5), "
+                "or a timedelta."
+            )
+        return when.timestamp()
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return float(when)
+    raise ConfigurationError(
+        f"eta must be an aware datetime, a timedelta or epoch seconds, not {type(when).__name__}"
+    )
+
+
+def from_timestamp(ts: float | None) -> datetime | None:
+    """Epoch seconds to an aware UTC datetime (``None`` stays ``None``)."""
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+@dataclass
+class Task:
+    """One call to run later: a function, its arguments and how to run it.
+
+    Build one to pass options that would clash with the function's own keyword arguments::
+
+        await queue.enqueue(Task(function=send, kwargs={"priority": "high"}, priority=5))
+
+    ``priority``: higher numbers run first; equal priorities run first-in, first-out.
+    ``eta``: an aware ``datetime`` or a ``timedelta`` from now; the task does not run before it.
+    ``max_retries`` / ``timeout``: per-task overrides of the worker's settings.
+    ``dedupe_key``: at most one pending or running task per key.
+    """
+
+    function: Callable[..., Any] | str | None = None
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_task_id)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    eta: datetime | timedelta | float | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    dedupe_key: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.function is None:
+            raise ConfigurationError("Task needs a function: Task(function=my_func, args=[...])")
+        if not (callable(self.function) or isinstance(self.function, str)):
+            raise ConfigurationError(
+                f"Task function must be callable (or an import path 'module:name'), "
+                f"got {type(self.function).__name__} {self.function!r}"
+            )
+        if isinstance(self.args, (str, bytes)) or not isinstance(self.args, Sequence):
+            raise ConfigurationError(
+                f"Task args must be a list or tuple, got {type(self.args).__name__}"
+            )
+        self.args = tuple(self.args)
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigurationError(f"Task kwargs must be a dict, got {type(self.kwargs).__name__}")
+        self.kwargs = dict(self.kwargs)
+        validate_options(
+            queue=self.queue,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            dedupe_key=self.dedupe_key,
+        )
+        if isinstance(self.eta, datetime) and (
+            self.eta.tzinfo is None or self.eta.utcoffset() is None
+        ):
+            to_timestamp(self.eta, now=0.0)  # raises the naive-datetime error
+
+    @property
+    def function_name(self) -> str:
+        """The function's import path, ``module:qualname``."""
+        assert self.function is not None
+        return function_name(self.function)
+
+
+def validate_options(
+    *,
+    queue: str,
+    priority: int,
+    max_retries: int | None,
+    timeout: float | None,
+    dedupe_key: str | None,
+) -> None:
+    """Reject bad per-task options at the call that passed them."""
+    if not isinstance(queue, str) or not queue:
+        raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"priority must be an int (higher runs first), got {priority!r}")
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
+        raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if dedupe_key is not None and not isinstance(dedupe_key, str):
+        raise ConfigurationError(f"dedupe_key must be a string, got {dedupe_key!r}")
+
+
+@dataclass
+class Result:
+    """The outcome of a task, as stored by the worker that ran it.
+
+    Can be built by hand, e.g. ``Result(is_error=True, error="not supported")``.
+    """
+
+    task_id: str | None = None
+    status: TaskStatus | None = None
+    value: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    is_success: bool | None = None
+    is_error: bool | None = None
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            if self.is_error:
+                self.status = TaskStatus.FAILED
+            elif self.is_success or self.error is None:
+                self.status = TaskStatus.SUCCEEDED
+            else:
+                self.status = TaskStatus.FAILED
+        self.status = TaskStatus(self.status)
+        if self.is_success is None:
+            self.is_success = self.status is TaskStatus.SUCCEEDED
+        if self.is_error is None:
+            self.is_error = not self.is_success
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds between start and finish, when both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

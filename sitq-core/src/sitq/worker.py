@@ -1,0 +1,912 @@
+"""`Worker`: claims tasks from a backend, runs them, and stores their outcomes.
+
+The loop, in one place (`Worker._serve`):
+
+1. claim as many due tasks as there are free slots, in one backend call;
+2. run each in the executor chosen by ``worker_type``, bounded by ``max_workers``;
+3. hand each outcome to the finisher, which writes every outcome gathered since its last write
+   in one ``Backend.finish`` call (a group commit);
+4. when nothing is due, sleep until an enqueue in this process wakes it or ``poll_interval``
+   passes.
+
+A heartbeat extends the leases of running tasks; a recovery pass puts back tasks whose worker
+died. The same object is driven from async code (``await worker.start()``) or plain code
+(``worker.start()`` in the background, ``worker.run()`` in the foreground).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback as traceback_module
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
+
+from .backend import Backend, Outcome, TaskRecord
+from .bridge import Portal, forbid_running_loop, running_loop
+from .errors import ConfigurationError, PayloadError, SerializationError, TaskNotFound, WorkerStateError
+from .executors import EXECUTORS, Call, Executor, make_executor
+from .hookspecs import hookimpl
+from .metrics import Counters, WorkerMetrics, WorkerStatus
+from .payload import Codec, serializer_entry
+from .plugins import Lifecycle, PluginManager
+from .queue import TaskQueue
+from .registry import Serializer, SerializerType
+from .retry import RetryPolicy
+from .sync import SyncTaskQueue
+from .task import Result, Task, TaskStatus, from_timestamp
+
+_DECLINED_MEMORY = 1000  # how many declined task ids a worker remembers (and skips)
+
+
+class _Callbacks:
+    """The ``on_error``/``on_success`` arguments of a worker, as a plugin of its own."""
+
+    def __init__(
+        self,
+        on_error: Callable[[str, BaseException, int], Any] | None,
+        on_success: Callable[[str, Any], Any] | None,
+    ) -> None:
+        self.on_error = on_error
+        self.on_success = on_success
+
+    @hookimpl
+    def sitq_task_failed(self, task: Task, error: BaseException, retry_count: int) -> Any:
+        """Call ``on_error(task_id, error, retry_count)``."""
+        if self.on_error is not None:
+            return self.on_error(task.id, error, retry_count)
+        return None
+
+    @hookimpl
+    def sitq_task_succeeded(self, task: Task, result: Result) -> Any:
+        """Call ``on_success(task_id, value)``."""
+        if self.on_success is not None:
+            return self.on_success(task.id, result.value)
+        return None
+
+
+class Worker:
+    """Runs tasks from a queue.
+
+    :param queue: a `TaskQueue`, a `SyncTaskQueue` or a `Backend` (also accepted as
+        ``backend=``).
+    :param worker_id: a name for this worker (default: ``host:pid:random``).
+    :param worker_type: ``"async"`` (coroutines on the loop, functions in threads),
+        ``"thread"`` or ``"process"`` (CPU-bound work in child processes).
+    :param max_workers: tasks run at once (default: 100 async, 8 threads, one process per CPU).
+    :param poll_interval: seconds between looks at the queue when idle. Enqueues in this
+        process wake the worker at once.
+    :param max_tasks: stop after this many task attempts.
+    :param timeout: seconds a task may run (a task's own ``timeout`` wins).
+    :param max_retries: retries of a failing task (a task's own ``max_retries`` wins).
+    :param retry_delay: seconds before the first retry; ``retry_backoff`` multiplies it for each
+        later retry, up to ``max_retry_delay``; ``retry_jitter`` randomizes it.
+    :param retry_failed: False turns every retry off.
+    :param continue_on_error: False stops the worker after a task fails for good.
+    :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt.
+    :param on_success: ``on_success(task_id, value)`` after each success.
+    :param queues: names of the queues to take tasks from (default: all).
+    :param serializer: how results are encoded (default: the serializer the task came with).
+    :param deserializer: how payloads are decoded (default: the serializer the task names).
+    :param graceful_shutdown: seconds `stop` waits for running tasks before cancelling them and
+        handing them back to the queue.
+    :param lease_seconds: how long a claim holds before another worker may recover the task;
+        extended every ``lease_seconds / 3`` while the task runs.
+    :param max_attempts: attempts after which a task whose worker keeps dying goes ``dead``.
+    :param logger: the logger to use (default ``sitq.worker``); never configured by sitq.
+    :param log_tasks: log each task's start and end at ``log_level``.
+    :param log_errors: log failures with their tracebacks.
+    :param log_performance: log throughput every ``performance_interval`` seconds.
+    :param plugins: a `PluginManager` (default: the queue's).
+    """
+
+    def __init__(
+        self,
+        queue: TaskQueue | SyncTaskQueue | Backend | None = None,
+        *,
+        backend: Backend | None = None,
+        worker_id: str | None = None,
+        worker_type: str = "async",
+        max_workers: int | None = None,
+        poll_interval: float = 1.0,
+        max_tasks: int | None = None,
+        timeout: float | None = None,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 1.0,
+        max_retry_delay: float = 3600.0,
+        retry_jitter: bool = False,
+        retry_failed: bool = True,
+        continue_on_error: bool = True,
+        on_error: Callable[[str, BaseException, int], Any] | None = None,
+        on_success: Callable[[str, Any], Any] | None = None,
+        queues: Iterable[str] | None = None,
+        serializer: str | Serializer | SerializerType | None = None,
+        deserializer: str | Serializer | SerializerType | None = None,
+        graceful_shutdown: float = 30.0,
+        lease_seconds: float = 30.0,
+        recovery_interval: float | None = None,
+        max_attempts: int = 5,
+        logger: logging.Logger | None = None,
+        log_level: int = logging.INFO,
+        log_tasks: bool = False,
+        log_errors: bool = True,
+        log_performance: bool = False,
+        performance_interval: float = 60.0,
+        plugins: PluginManager | None = None,
+    ) -> None:
+        if queue is None:
+            queue = backend
+        elif backend is not None:
+            raise ConfigurationError("pass either a queue or backend=, not both")
+        if isinstance(queue, SyncTaskQueue):
+            self.queue: TaskQueue | SyncTaskQueue = queue
+            self._queue = queue.async_queue
+        elif isinstance(queue, TaskQueue):
+            self.queue = self._queue = queue
+        elif isinstance(queue, Backend):
+            self._queue = TaskQueue(queue, plugins=plugins)
+            self.queue = self._queue
+        else:
+            raise ConfigurationError(
+                f"Worker needs a TaskQueue, SyncTaskQueue or Backend, got {type(queue).__name__}: "
+                "write Worker(queue) or Worker(queue.backend)"
+            )
+        if worker_type not in EXECUTORS:
+            _load_process_executor()
+        if worker_type not in EXECUTORS:
+            raise ConfigurationError(
+                f"unknown worker_type {worker_type!r}; choose one of: {', '.join(EXECUTORS)}"
+            )
+        if max_workers is None:
+            max_workers = {"async": 100, "thread": 8}.get(worker_type, os.cpu_count() or 1)
+        _check_int("max_workers", max_workers, minimum=1)
+        if max_tasks is not None:
+            _check_int("max_tasks", max_tasks, minimum=1)
+        _check_int("max_attempts", max_attempts, minimum=1)
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("graceful_shutdown", graceful_shutdown),
+            ("lease_seconds", lease_seconds),
+        ):
+            _check_seconds(name, value, allow_zero=name == "graceful_shutdown")
+        if timeout is not None:
+            _check_seconds("timeout", timeout)
+        if recovery_interval is not None:
+            _check_seconds("recovery_interval", recovery_interval)
+        for name, fn in (("on_error", on_error), ("on_success", on_success)):
+            if fn is not None and not callable(fn):
+                raise ConfigurationError(f"{name} must be callable, got {fn!r}")
+
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_type = worker_type
+        self.max_workers = max_workers
+        self.poll_interval = float(poll_interval)
+        self.max_tasks = max_tasks
+        self.timeout = timeout
+        self.retry_policy = RetryPolicy(
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            max_retry_delay=max_retry_delay,
+            retry_jitter=retry_jitter,
+            retry_failed=retry_failed,
+        )
+        self.continue_on_error = continue_on_error
+        self.queues = None if queues is None else tuple(queues)
+        self.graceful_shutdown = float(graceful_shutdown)
+        self.lease_seconds = float(lease_seconds)
+        self.recovery_interval = (
+            float(recovery_interval) if recovery_interval is not None else self.lease_seconds / 2
+        )
+        self.max_attempts = max_attempts
+        self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
+        self.log_level = log_level
+        self.log_tasks = log_tasks
+        self.log_errors = log_errors
+        self.log_performance = log_performance
+        self.performance_interval = performance_interval
+
+        base_plugins = plugins if plugins is not None else self._queue.plugins
+        self.plugins = base_plugins.with_plugins(_Callbacks(on_error, on_success))
+        self._encoder = (
+            None if serializer is None else Codec(serializer_entry(serializer, self.plugins))
+        )
+        self._decoder = (
+            None if deserializer is None else Codec(serializer_entry(deserializer, self.plugins))
+        )
+        self._routing = type(self).should_process_task is not Worker.should_process_task
+
+        self._counters = Counters()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._declined: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._state = "new"  # new → running → stopping → stopped
+        self._started_attempts = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._stop_requested = False
+        self._portal: Portal | None = None
+        self._background: Any = None
+        self._lifecycle: Lifecycle | None = None
+        self._executor: Executor | None = None
+        self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._outcome_ready: asyncio.Event | None = None
+        self._leases: dict[str, str] = {}
+
+    # -- public API: lifecycle ---------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this worker takes tasks from."""
+        return self._queue.backend
+
+    def start(self) -> Any:
+        """Start processing.
+
+        In a running event loop this returns a coroutine that processes tasks until `stop`:
+        ``asyncio.create_task(worker.start())`` or ``await worker.start()``. From plain code it
+        starts the worker on a background thread and returns at once.
+        """
+        if running_loop() is not None:
+            return self._serve()
+        if self._state in ("running", "stopping"):
+            raise WorkerStateError(f"worker {self.worker_id} is already running")
+        self._portal = Portal(f"sitq-worker-{self.worker_id}")
+        started = threading.Event()
+        self._background = self._portal.submit(self._serve(started=started))
+        while not started.wait(0.05):
+            if self._background.done():
+                self._background.result()  # raises why it could not start
+                break
+        return None
+
+    def stop(self) -> Any:
+        """Stop taking tasks, let running ones finish (up to ``graceful_shutdown`` seconds),
+        hand the rest back to the queue, then return.
+
+        In a running event loop this returns a coroutine to await; from plain code it blocks.
+        """
+        if running_loop() is not None:
+            return self._stop_async()
+        self._request_stop()
+        if self._background is not None:
+            try:
+                self._background.result()
+            finally:
+                self._background = None
+                if self._portal is not None:
+                    self._portal.close()
+                    self._portal = None
+        return None
+
+    def run(self, duration: float | None = None) -> None:
+        """Process tasks in the foreground for ``duration`` seconds, or until Ctrl-C / SIGTERM.
+
+        Ctrl-C stops gracefully (a second one stops at once, handing running tasks back) and
+        then raises `KeyboardInterrupt`, so ``except KeyboardInterrupt`` sees it.
+        """
+        forbid_running_loop("Worker.run()", "`await worker.start()`")
+        if duration is not None:
+            _check_seconds("duration", duration, allow_zero=True)
+        interrupted = asyncio.run(self._run_for(duration))
+        if interrupted:
+            raise KeyboardInterrupt
+
+    async def _run_for(self, duration: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            interrupted = interrupted or signum == signal.SIGINT
+            if self._state == "stopping":
+                self.graceful_shutdown = 0.0
+                self._wake_now()
+            self._request_stop()
+
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, on_signal, signum)
+                    installed.append(signum)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        timer = loop.call_later(duration, self._request_stop) if duration is not None else None
+        try:
+            await self._serve()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+        return interrupted
+
+    async def _stop_async(self) -> None:
+        self._request_stop()
+        if self._stopped is not None and self._loop is asyncio.get_running_loop():
+            await asyncio.shield(self._stopped)
+        elif self._background is not None:
+            await asyncio.wrap_future(self._background)
+
+    def _request_stop(self) -> None:
+        self._stop_requested = True
+        loop, event = self._loop, self._stop_event
+        if loop is None or event is None or loop.is_closed():
+            return
+        if running_loop() is loop:
+            event.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass
+
+    def _wake_now(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    @property
+    def is_running(self) -> bool:
+        """True between start and the end of stop."""
+        return self._state in ("running", "stopping")
+
+    # -- public API: one task at a time ------------------------------------------------------
+
+    def process_task(self, task_id: str) -> Any:
+        """Run one task now, through its retries, and return its final `Result`.
+
+        In a running event loop this returns a coroutine to await. If another worker has the
+        task, waits for its result; a finished task's stored result is returned as is.
+        """
+        coro = self._process_task_async(task_id)
+        return coro if running_loop() is not None else self._run_sync(coro)
+
+    def process_tasks(self, task_ids: Iterable[str]) -> Any:
+        """Run several tasks now (concurrently, up to ``max_workers``) and return their
+        `Result`s in order. In a running event loop this returns a coroutine to await."""
+        coro = self._process_tasks_async(list(task_ids))
+        return coro if running_loop() is not None else self._run_sync(coro)
+
+    def _run_sync(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self._portal is None:
+            self._portal = Portal(f"sitq-worker-{self.worker_id}")
+        return self._portal.run(coro)
+
+    async def _process_tasks_async(self, task_ids: list[str]) -> list[Result]:
+        limit = asyncio.Semaphore(self.max_workers)
+
+        async def one(task_id: str) -> Result:
+            async with limit:
+                return await self._process_task_async(task_id)
+
+        return list(await asyncio.gather(*(one(t) for t in task_ids)))
+
+    async def _process_task_async(self, task_id: str) -> Result:
+        async with self._session():
+            while True:
+                record = await self.backend.claim_by_id(
+                    task_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds
+                )
+                if record is None:
+                    stored = await self.backend.get_task(task_id)
+                    if stored is None:
+                        raise TaskNotFound(f"no task with id {task_id!r}")
+                    if stored.status.is_final:
+                        return self._queue.result_from_record(stored)
+                    if stored.status is TaskStatus.RUNNING:
+                        return await self._queue.get_result(task_id)
+                    continue
+                outcome = await self._execute(record)
+                if outcome.status is not TaskStatus.PENDING:
+                    return self._result_of(record, outcome)
+                await asyncio.sleep(max(0.0, (outcome.available_at or 0) - self.backend.clock()))
+
+    # -- public API: routing and monitoring --------------------------------------------------
+
+    def should_process_task(self, task: Task) -> bool:
+        """Override to decline tasks: return False and the task goes back to the queue for
+        other workers (this one will not claim it again). Named ``queues`` are the efficient
+        way to route; this is the flexible one."""
+        return True
+
+    def get_status(self) -> WorkerStatus:
+        """A snapshot: running or not, counters, running task ids, uptime."""
+        c = self._counters
+        running = tuple(self._running)
+        return WorkerStatus(
+            worker_id=self.worker_id,
+            is_running=self.is_running,
+            tasks_processed=c.processed,
+            tasks_succeeded=c.succeeded,
+            tasks_failed=c.failed,
+            tasks_retried=c.retried,
+            current_task_id=running[0] if running else None,
+            running_task_ids=running,
+            uptime=c.uptime(),
+        )
+
+    def get_metrics(self) -> WorkerMetrics:
+        """Average duration, throughput and success/error rates since start."""
+        return self._counters.metrics()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _serve(self, started: threading.Event | None = None) -> None:
+        if self._state in ("running", "stopping"):
+            raise WorkerStateError(f"worker {self.worker_id} is already running")
+        self._state = "running"
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._stopped = self._loop.create_future()
+        if self._stop_requested:
+            self._stop_event.set()
+        self._stop_requested = False
+        self._counters = Counters(started_at=time.monotonic())
+        self._started_attempts = 0
+        try:
+            async with self._session():
+                assert self._lifecycle is not None
+                await self._lifecycle.emit("sitq_worker_started", worker=self)
+                if started is not None:
+                    started.set()
+                background = [
+                    asyncio.create_task(self._heartbeat()),
+                    asyncio.create_task(self._recover()),
+                ]
+                if self.log_performance:
+                    background.append(asyncio.create_task(self._log_performance()))
+                try:
+                    await self._claim_loop()
+                finally:
+                    self._state = "stopping"
+                    await self._drain()
+                    for job in background:
+                        job.cancel()
+                    await asyncio.gather(*background, return_exceptions=True)
+                    await self._lifecycle.emit("sitq_worker_stopped", worker=self)
+        finally:
+            self._state = "stopped"
+            self._counters.stopped_at = time.monotonic()
+            if started is not None:
+                started.set()
+            if not self._stopped.done():
+                self._stopped.set_result(None)
+
+    def _session(self) -> _Session:
+        return _Session(self)
+
+    async def _claim_loop(self) -> None:
+        assert self._stop_event is not None
+        stop = self._stop_event
+        slot_freed = self._wake = asyncio.Event()
+        while not stop.is_set():
+            if self.max_tasks is not None and self._started_attempts >= self.max_tasks:
+                if not self._running:
+                    break
+                await _first(stop.wait(), slot_freed.wait())
+                slot_freed.clear()
+                continue
+            free = self.max_workers - len(self._running)
+            if free <= 0:
+                await _first(stop.wait(), slot_freed.wait())
+                slot_freed.clear()
+                continue
+            if self.max_tasks is not None:
+                free = min(free, self.max_tasks - self._started_attempts)
+            records = await self.backend.claim(
+                worker_id=self.worker_id,
+                limit=free,
+                lease_seconds=self.lease_seconds,
+                queues=self.queues,
+                exclude=self._declined,
+            )
+            if not records:
+                await _first(stop.wait(), self.backend.wait_for_work(self.poll_interval))
+                continue
+            for record in records:
+                self._started_attempts += 1
+                self._running[record.id] = asyncio.create_task(self._run_claimed(record))
+
+    async def _run_claimed(self, record: TaskRecord) -> None:
+        try:
+            outcome = await self._execute(record)
+            if (
+                outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD)
+                and not self.continue_on_error
+            ):
+                self.logger.log(
+                    self.log_level, "worker %s stops: continue_on_error=False", self.worker_id
+                )
+                self._request_stop()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bug of ours must not kill the loop or strand the task
+            self.logger.exception("sitq worker error while handling task %s", record.id)
+        finally:
+            self._running.pop(record.id, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _execute(self, record: TaskRecord) -> Outcome:
+        """Run one claimed task and store its outcome; returns the outcome."""
+        assert self._lifecycle is not None and self._executor is not None
+        lifecycle = self._lifecycle
+        assert record.lease_token is not None
+        self._leases[record.id] = record.lease_token
+        try:
+            codec = self._decoder or self._queue.codec_for(record.serializer)
+            try:
+                function, args, kwargs = codec.decode_call(record.payload)
+            except (PayloadError, LookupError) as exc:
+                return await self._undecodable(record, exc)
+            task: Task | None = None
+            if self._routing or lifecycle.has("sitq_task_started"):
+                task = self._task(record, function, args, kwargs)
+            if self._routing:
+                assert task is not None
+                if not self.should_process_task(task):
+                    return await self._decline(record)
+            if task is not None:
+                await lifecycle.emit("sitq_task_started", task=task, worker=self)
+            if self.log_tasks:
+                self.logger.log(
+                    self.log_level,
+                    "task %s %s started (attempt %d)",
+                    record.id,
+                    record.function,
+                    record.attempts,
+                    extra={"task_id": record.id, "function": record.function,
+                           "attempt": record.attempts},  # fmt: skip
+                )
+            timeout = record.timeout if record.timeout is not None else self.timeout
+            began = time.perf_counter()
+            try:
+                value = await self._executor.run(
+                    Call(function, args, kwargs, timeout, record.id)
+                )
+                result = (self._encoder or codec).encode_result(value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                duration = time.perf_counter() - began
+                return await self._failed(record, task, function, args, kwargs, exc, duration)
+            duration = time.perf_counter() - began
+            outcome = Outcome.succeeded(record.id, record.lease_token, result)
+            applied = await self._report(outcome)
+            self._counters.record(duration, ok=True, retried=False)
+            if self.log_tasks:
+                self.logger.log(
+                    self.log_level,
+                    "task %s %s succeeded in %.3f s",
+                    record.id,
+                    record.function,
+                    duration,
+                    extra={"task_id": record.id, "function": record.function,
+                           "attempt": record.attempts, "duration": duration},  # fmt: skip
+                )
+            if applied and lifecycle.has("sitq_task_succeeded"):
+                task = task or self._task(record, function, args, kwargs)
+                res = self._result_of(record, outcome, value=value)
+                await lifecycle.emit("sitq_task_succeeded", task=task, result=res, worker=self)
+            return outcome
+        finally:
+            self._leases.pop(record.id, None)
+
+    async def _failed(
+        self,
+        record: TaskRecord,
+        task: Task | None,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: Exception,
+        duration: float,
+    ) -> Outcome:
+        assert self._lifecycle is not None and record.lease_token is not None
+        error = f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+        will_retry = not isinstance(exc, SerializationError) and self.retry_policy.will_retry(
+            record.attempts, record.max_retries
+        )
+        delay = self.retry_policy.delay(record.attempts) if will_retry else 0.0
+        if will_retry:
+            outcome = Outcome.retry(
+                record.id, record.lease_token, self.backend.clock() + delay, error, tb
+            )
+        else:
+            outcome = Outcome.failed(record.id, record.lease_token, error, tb)
+        applied = await self._report(outcome)
+        self._counters.record(duration, ok=False, retried=will_retry)
+        if self.log_errors:
+            self.logger.log(
+                logging.ERROR if not will_retry else logging.WARNING,
+                "task %s %s failed (attempt %d)%s: %s",
+                record.id,
+                record.function,
+                record.attempts,
+                f", retrying in {delay:.3g} s" if will_retry else "",
+                error,
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"task_id": record.id, "function": record.function,
+                       "attempt": record.attempts, "duration": duration},  # fmt: skip
+            )
+        if applied:
+            lifecycle = self._lifecycle
+            if lifecycle.has("sitq_task_failed") or lifecycle.has("sitq_task_retried"):
+                task = task or self._task(record, function, args, kwargs)
+                await lifecycle.emit(
+                    "sitq_task_failed",
+                    task=task,
+                    error=exc,
+                    retry_count=record.attempts,
+                    will_retry=will_retry,
+                    worker=self,
+                )
+                if will_retry:
+                    await lifecycle.emit("sitq_task_retried", task=task, delay=delay, worker=self)
+        return outcome
+
+    async def _undecodable(self, record: TaskRecord, exc: Exception) -> Outcome:
+        """A payload that cannot be decoded never runs: the task goes dead, the worker goes on."""
+        assert self._lifecycle is not None and record.lease_token is not None
+        error = f"{type(exc).__name__}: {exc}"
+        outcome = Outcome.dead(record.id, record.lease_token, error)
+        applied = await self._report(outcome)
+        self._counters.record(0.0, ok=False, retried=False)
+        self.logger.error("task %s %s cannot run: %s", record.id, record.function, error)
+        if applied and self._lifecycle.has("sitq_task_failed"):
+            task = self._queue.task_from_record(record)
+            await self._lifecycle.emit(
+                "sitq_task_failed",
+                task=task,
+                error=exc,
+                retry_count=record.attempts,
+                will_retry=False,
+                worker=self,
+            )
+        return outcome
+
+    async def _decline(self, record: TaskRecord) -> Outcome:
+        assert record.lease_token is not None
+        self._declined[record.id] = None
+        while len(self._declined) > _DECLINED_MEMORY:
+            self._declined.popitem(last=False)
+        self._started_attempts -= 1
+        outcome = Outcome.release(record.id, record.lease_token)
+        await self._report(outcome)
+        return outcome
+
+    def _task(
+        self,
+        record: TaskRecord,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Task:
+        return Task(
+            function=function,
+            args=args,
+            kwargs=kwargs,
+            id=record.id,
+            queue=record.queue,
+            priority=record.priority,
+            eta=from_timestamp(record.available_at),
+            max_retries=record.max_retries,
+            timeout=record.timeout,
+            dedupe_key=record.dedupe_key,
+            status=TaskStatus.RUNNING,
+            attempts=record.attempts,
+            created_at=from_timestamp(record.created_at),
+            started_at=from_timestamp(record.started_at),
+            worker_id=self.worker_id,
+        )
+
+    def _result_of(self, record: TaskRecord, outcome: Outcome, value: Any = None) -> Result:
+        if outcome.status is TaskStatus.SUCCEEDED and value is None and outcome.result is not None:
+            value = (self._encoder or self._queue.codec_for(record.serializer)).decode_result(
+                outcome.result
+            )
+        return Result(
+            task_id=record.id,
+            status=outcome.status,
+            value=value,
+            error=outcome.error,
+            traceback=outcome.traceback,
+            enqueued_at=from_timestamp(record.created_at),
+            started_at=from_timestamp(record.started_at),
+            finished_at=from_timestamp(outcome.finished_at),
+            attempts=record.attempts,
+        )
+
+    # -- writing outcomes (group commit) -----------------------------------------------------
+
+    async def _report(self, outcome: Outcome) -> bool:
+        """Queue an outcome for the next group commit and wait for it to be written.
+
+        The first reporter with nothing in flight writes every outcome gathered meanwhile in
+        one `Backend.finish` call; the others wait for that write.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((outcome, future))
+        if len(self._outcomes) == 1:
+            asyncio.get_running_loop().call_soon(self._spawn_flush)
+        applied = await asyncio.shield(future)
+        if not applied:
+            self.logger.warning(
+                "task %s: outcome %s not stored: this worker lost its lease (the task was "
+                "recovered by another worker or cancelled)",
+                outcome.task_id,
+                outcome.status.value,
+            )
+        return applied
+
+    def _spawn_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _flush(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            delay = 0.05
+            while True:
+                try:
+                    applied = await self.backend.finish([o for o, _ in batch])
+                    break
+                except Exception:
+                    # never drop an outcome: the lease keeps the task safe meanwhile
+                    self.logger.exception("storing %d task outcomes failed; retrying", len(batch))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            for (_, future), ok in zip(batch, applied):
+                if not future.done():
+                    future.set_result(ok)
+
+    # -- background duties -------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._leases:
+                continue
+            leases = dict(self._leases)
+            try:
+                held = await self.backend.extend_leases(leases, self.lease_seconds)
+            except Exception:
+                self.logger.exception("extending leases failed; retrying")
+                continue
+            lost = set(leases) - held
+            for task_id in lost:
+                if task_id in self._leases:
+                    self.logger.warning("task %s: lease lost", task_id)
+
+    async def _recover(self) -> None:
+        while True:
+            try:
+                recovered = await self.backend.recover_expired(max_attempts=self.max_attempts)
+                if recovered:
+                    self.logger.warning(
+                        "recovered %d tasks whose worker stopped answering", len(recovered)
+                    )
+            except Exception:
+                self.logger.exception("recovering expired leases failed")
+            await asyncio.sleep(self.recovery_interval)
+
+    async def _log_performance(self) -> None:
+        while True:
+            await asyncio.sleep(self.performance_interval)
+            m = self.get_metrics()
+            self.logger.log(
+                self.log_level,
+                "worker %s: %d tasks, %.1f tasks/s, avg %.4f s, success rate %.1f%%",
+                self.worker_id,
+                m.tasks_processed,
+                m.tasks_per_second,
+                m.avg_task_duration,
+                100 * m.success_rate,
+                extra={"worker_id": self.worker_id, "metrics": m},
+            )
+
+    async def _drain(self) -> None:
+        """Wait up to ``graceful_shutdown`` for running tasks, then cancel and release them."""
+        if not self._running:
+            return
+        pending = set(self._running.values())
+        assert self._stop_event is not None
+        deadline = asyncio.get_running_loop().time() + self.graceful_shutdown
+        while pending:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.graceful_shutdown == 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=min(remaining, 0.1))
+            pending = {t for t in pending if not t.done()}
+        if pending:
+            leases = dict(self._leases)
+            for job in pending:
+                job.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self._release_all(leases)
+
+    async def _release_all(self, leases: dict[str, str]) -> None:
+        if not leases:
+            return
+        outcomes = [Outcome.release(task_id, token) for task_id, token in leases.items()]
+        applied = await self.backend.finish(outcomes)
+        self.logger.warning(
+            "worker %s handed %d unfinished tasks back to the queue",
+            self.worker_id,
+            sum(applied),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} {self.worker_type}×{self.max_workers} {self._state}>"
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+class _Session:
+    """Connects the backend and sets up the executor and hooks for a run or a one-off call."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.owner = False
+
+    async def __aenter__(self) -> None:
+        w = self.worker
+        await w._queue.connect()
+        if w._executor is None:
+            self.owner = True
+            w._lifecycle = w.plugins.lifecycle()
+            w._executor = make_executor(w.worker_type, w.max_workers)
+            await w._executor.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        w = self.worker
+        if self.owner and w._executor is not None:
+            executor, w._executor = w._executor, None
+            await executor.close()
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be a number of seconds {bound}, got {value!r}")
+
+
+def _load_process_executor() -> None:
+    """Register the process executor (kept in its own module: it pulls in multiprocessing)."""
+    try:
+        from . import processes  # noqa: F401
+    except ImportError:
+        pass
+
+
+__all__: Sequence[str] = ("Worker", "WorkerMetrics", "WorkerStatus")

@@ -1,0 +1,349 @@
+"""`MemoryBackend`: tasks in a dictionary, for one process.
+
+Pending tasks sit in one ready heap per queue (ordered by priority, then due time, then enqueue
+order) and one heap of not-yet-due tasks ordered by due time; a claim first moves what has
+become due. Heap entries are invalidated lazily: an entry counts only while its task is still
+pending with the same sequence number.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from sitq import Backend, Outcome, TaskRecord, TaskStatus
+from sitq.backend import ALL_STATUSES
+from sitq.task import FINAL_STATUSES
+
+_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
+
+
+class _Store:
+    """The shared state of one memory store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tasks: dict[str, TaskRecord] = {}
+        self.seq: dict[str, int] = {}
+        self.ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self.scheduled: list[tuple[float, int, str]] = []
+        self.dedupe: dict[str, str] = {}
+        self.counter = itertools.count()
+
+
+_named_stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
+_named_lock = threading.Lock()
+
+
+class MemoryBackend(Backend):
+    """Tasks in memory, shared by everything in this process that holds the backend.
+
+    :param name: backends created with the same name share one store (as long as one of them
+        is alive); without a name the store is private to this object.
+    """
+
+    url_schemes = ("memory",)
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        if name is None:
+            self._store = _Store()
+        else:
+            with _named_lock:
+                store = _named_stores.get(name)
+                if store is None:
+                    store = _named_stores[name] = _Store()
+                self._store = store
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryBackend:
+        """``memory://`` (a private store) or ``memory://name`` (a store shared by name)."""
+        parts = urlsplit(url)
+        name = (parts.netloc + parts.path).strip("/") or None
+        return cls(name)
+
+    @property
+    def notify_key(self) -> str:
+        """Backends sharing a store share wake-ups."""
+        return f"memory:{id(self._store)}"
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend({self.name!r})" if self.name else "MemoryBackend()"
+
+    # -- helpers (call with the lock held) ---------------------------------------------------
+
+    def _push(self, record: TaskRecord) -> None:
+        s = self._store
+        seq = next(s.counter)
+        s.seq[record.id] = seq
+        if record.available_at <= self.clock():
+            heap = s.ready.setdefault(record.queue, [])
+            heapq.heappush(heap, (-record.priority, record.available_at, seq, record.id))
+        else:
+            heapq.heappush(s.scheduled, (record.available_at, seq, record.id))
+
+    def _valid(self, seq: int, task_id: str) -> bool:
+        record = self._store.tasks.get(task_id)
+        return (
+            record is not None
+            and record.status is TaskStatus.PENDING
+            and self._store.seq.get(task_id) == seq
+        )
+
+    def _promote_due(self, now: float) -> None:
+        s = self._store
+        while s.scheduled and s.scheduled[0][0] <= now:
+            _, seq, task_id = heapq.heappop(s.scheduled)
+            if self._valid(seq, task_id):
+                r = s.tasks[task_id]
+                heapq.heappush(
+                    s.ready.setdefault(r.queue, []), (-r.priority, r.available_at, seq, task_id)
+                )
+
+    def _take(self, record: TaskRecord, worker_id: str, lease_seconds: float, now: float) -> None:
+        record.status = TaskStatus.RUNNING
+        record.attempts += 1
+        record.worker_id = worker_id
+        record.started_at = now
+        record.lease_token = uuid.uuid4().hex
+        record.lease_expires_at = now + lease_seconds
+        self._store.seq.pop(record.id, None)
+
+    def _release_dedupe(self, record: TaskRecord) -> None:
+        if record.dedupe_key is not None and self._store.dedupe.get(record.dedupe_key) == record.id:
+            del self._store.dedupe[record.dedupe_key]
+
+    # -- contract ----------------------------------------------------------------------------
+
+    async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Store records as pending; dedupe keys map to the existing active task."""
+        ids = []
+        with self._store.lock:
+            for record in records:
+                if record.id in self._store.tasks:
+                    raise ValueError(f"a task with id {record.id!r} already exists")
+                key = record.dedupe_key
+                if key is not None and key in self._store.dedupe:
+                    ids.append(self._store.dedupe[key])
+                    continue
+                stored = replace(record, status=TaskStatus.PENDING, attempts=0)
+                self._store.tasks[stored.id] = stored
+                if key is not None:
+                    self._store.dedupe[key] = stored.id
+                self._push(stored)
+                ids.append(stored.id)
+        self.notify_enqueued()
+        return ids
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks, best first."""
+        excluded = set(exclude)
+        claimed: list[TaskRecord] = []
+        with self._store.lock:
+            now = self.clock()
+            self._promote_due(now)
+            heaps = [
+                h
+                for name, h in self._store.ready.items()
+                if h and (queues is None or name in queues)
+            ]
+            skipped: list[tuple[list[tuple[int, float, int, str]], tuple[int, float, int, str]]] = []
+            while len(claimed) < limit:
+                heaps = [h for h in heaps if h]
+                if not heaps:
+                    break
+                heap = min(heaps, key=lambda h: h[0])
+                entry = heapq.heappop(heap)
+                _, _, seq, task_id = entry
+                if not self._valid(seq, task_id):
+                    continue
+                if task_id in excluded:
+                    skipped.append((heap, entry))
+                    continue
+                record = self._store.tasks[task_id]
+                self._take(record, worker_id, lease_seconds, now)
+                claimed.append(replace(record))
+            for heap, entry in skipped:
+                heapq.heappush(heap, entry)
+        return claimed
+
+    async def claim_by_id(
+        self, task_id: str, *, worker_id: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim one pending task by id, due or not."""
+        with self._store.lock:
+            record = self._store.tasks.get(task_id)
+            if record is None or record.status is not TaskStatus.PENDING:
+                return None
+            self._take(record, worker_id, lease_seconds, self.clock())
+            return replace(record)
+
+    async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Extend the leases still held."""
+        held = set()
+        with self._store.lock:
+            expires = self.clock() + lease_seconds
+            for task_id, token in leases.items():
+                record = self._store.tasks.get(task_id)
+                if (
+                    record is not None
+                    and record.status is TaskStatus.RUNNING
+                    and record.lease_token == token
+                ):
+                    record.lease_expires_at = expires
+                    held.add(task_id)
+        return held
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply fenced outcomes."""
+        applied = []
+        requeued = False
+        with self._store.lock:
+            now = self.clock()
+            for o in outcomes:
+                record = self._store.tasks.get(o.task_id)
+                if (
+                    record is None
+                    or record.status is not TaskStatus.RUNNING
+                    or record.lease_token != o.lease_token
+                ):
+                    applied.append(False)
+                    continue
+                record.lease_token = None
+                record.lease_expires_at = None
+                record.status = o.status
+                if o.status is TaskStatus.PENDING:
+                    record.available_at = now if o.available_at is None else o.available_at
+                    if not o.count_attempt:
+                        record.attempts = max(0, record.attempts - 1)
+                    else:
+                        record.error, record.traceback = o.error, o.traceback
+                    self._push(record)
+                    requeued = True
+                else:
+                    record.result, record.error, record.traceback = o.result, o.error, o.traceback
+                    record.finished_at = o.finished_at
+                    self._release_dedupe(record)
+                applied.append(True)
+        self.notify_finished()
+        if requeued:
+            self.notify_enqueued()
+        return applied
+
+    async def recover_expired(self, *, max_attempts: int) -> list[str]:
+        """Requeue (or kill) running tasks whose lease lapsed."""
+        recovered = []
+        died = False
+        with self._store.lock:
+            now = self.clock()
+            for record in self._store.tasks.values():
+                if (
+                    record.status is not TaskStatus.RUNNING
+                    or record.lease_expires_at is None
+                    or record.lease_expires_at >= now
+                ):
+                    continue
+                record.lease_token = record.lease_expires_at = None
+                limit = max(max_attempts, (record.max_retries or 0) + 1)
+                if record.attempts >= limit:
+                    record.status = TaskStatus.DEAD
+                    record.error = _LOST_WORKER
+                    record.finished_at = now
+                    self._release_dedupe(record)
+                    died = True
+                else:
+                    record.status = TaskStatus.PENDING
+                    record.available_at = now
+                    self._push(record)
+                    recovered.append(record.id)
+        if recovered:
+            self.notify_enqueued()
+        if died:
+            self.notify_finished()
+        return recovered
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task."""
+        with self._store.lock:
+            record = self._store.tasks.get(task_id)
+            if record is None or record.status is not TaskStatus.PENDING:
+                return False
+            record.status = TaskStatus.CANCELLED
+            record.finished_at = self.clock()
+            self._release_dedupe(record)
+        self.notify_finished()
+        return True
+
+    async def requeue(self, task_id: str) -> bool:
+        """Put a failed, dead or cancelled task back to pending."""
+        with self._store.lock:
+            record = self._store.tasks.get(task_id)
+            if record is None or record.status not in (
+                TaskStatus.FAILED,
+                TaskStatus.DEAD,
+                TaskStatus.CANCELLED,
+            ):
+                return False
+            key = record.dedupe_key
+            if key is not None:
+                if key in self._store.dedupe:
+                    return False
+                self._store.dedupe[key] = record.id
+            record.status = TaskStatus.PENDING
+            record.attempts = 0
+            record.available_at = self.clock()
+            record.result = record.error = record.traceback = None
+            record.started_at = record.finished_at = record.worker_id = None
+            self._push(record)
+        self.notify_enqueued()
+        return True
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """A copy of the stored record."""
+        with self._store.lock:
+            record = self._store.tasks.get(task_id)
+            return None if record is None else replace(record)
+
+    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Tasks per status."""
+        counts = dict.fromkeys(ALL_STATUSES, 0)
+        with self._store.lock:
+            for record in self._store.tasks.values():
+                if queue is None or record.queue == queue:
+                    counts[record.status] += 1
+        return counts
+
+    async def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
+        wanted = FINAL_STATUSES if statuses is None else frozenset(TaskStatus(s) for s in statuses)
+        with self._store.lock:
+            doomed = [
+                r
+                for r in self._store.tasks.values()
+                if r.status in wanted
+                and (
+                    older_than is None
+                    or (r.finished_at if r.finished_at is not None else r.created_at) < older_than
+                )
+            ]
+            for r in doomed:
+                self._release_dedupe(r)
+                del self._store.tasks[r.id]
+                self._store.seq.pop(r.id, None)
+        return len(doomed)

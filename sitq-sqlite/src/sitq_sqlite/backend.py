@@ -1,0 +1,458 @@
+"""`SQLiteBackend`: sitq on one SQLite file, through aiosqlite.
+
+Every aiosqlite call is a hop to the connection's thread (~100 µs), more than a SQLite write
+itself, so each operation is one statement over a whole batch: a claim is one
+``UPDATE … RETURNING`` over up to ``limit`` rows, a finish is one ``UPDATE … FROM (VALUES …)``
+over every outcome reported since the last one. A single statement in autocommit mode is its own
+transaction and takes the write lock up front, so claims are atomic across processes and the
+busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transactions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
+from sitq.backend import ALL_STATUSES
+from sitq.signals import AsyncMutex
+from sitq.task import FINAL_STATUSES
+
+from .schema import COLUMNS, INSERT_COLUMNS, ddl
+
+_SELECT = ", ".join(COLUMNS)
+_STATUS = {s.value: s for s in TaskStatus}
+_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
+_ENQUEUE_CHUNK = 2000  # rows per INSERT (13 parameters each; SQLite allows 32766)
+_FINISH_CHUNK = 1000
+_LOCKED_RETRIES = 20
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    (tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
+     dedupe_key, status, attempts, created_at, started_at, finished_at, worker_id,
+     lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
+    return TaskRecord(
+        tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
+        dedupe_key, _STATUS[status], attempts, created_at, started_at, finished_at, worker_id,
+        lease_token, lease_expires_at, result, error, traceback,
+    )  # fmt: skip
+
+
+class SQLiteBackend(Backend):
+    """Tasks in one SQLite file (or in memory, for one process).
+
+    :param path: the database file (created 0600 if missing), or ``":memory:"``.
+    :param table: name of the tasks table.
+    :param busy_timeout: seconds to wait for another process's write lock.
+    :param synchronous: SQLite's ``synchronous`` setting; ``NORMAL`` survives process crashes,
+        ``FULL`` also power loss, at a cost per commit.
+    """
+
+    url_schemes = ("sqlite",)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "sitq.db",
+        *,
+        table: str = "sitq_tasks",
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise ConfigurationError(f"SQLiteBackend needs a file path or ':memory:', got {path!r}")
+        if not table.replace("_", "").isalnum():
+            raise ConfigurationError(f"table name {table!r} must be letters, digits and '_'")
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(
+                f"synchronous={synchronous!r}; choose one of OFF, NORMAL, FULL, EXTRA"
+            )
+        self.path = path
+        self.table = table
+        self.busy_timeout = busy_timeout
+        self.synchronous = synchronous.upper()
+        self._conn: aiosqlite.Connection | None = None
+        self._mutex = AsyncMutex()
+        self._closed = False
+        self._key = (
+            f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteBackend:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite://:memory:``."""
+        parts = urlsplit(url)
+        if parts.netloc and parts.netloc != ":memory:":
+            raise ConfigurationError(
+                f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db "
+                "(three or four slashes)"
+            )
+        path = parts.netloc or unquote(parts.path)[1:]
+        if not path:
+            raise ConfigurationError(f"{url!r} names no file; write e.g. sqlite:///tasks.db")
+        return cls(path)
+
+    @property
+    def in_memory(self) -> bool:
+        """True for a ``:memory:`` database (one connection, one process)."""
+        return self.path == ":memory:"
+
+    @property
+    def notify_key(self) -> str:
+        """Backends opened on the same file share in-process wake-ups."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({self.path!r})"
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection, set WAL and create the schema (idempotent)."""
+        if self._closed:
+            raise QueueClosed(f"{self!r} was closed")
+        if self._conn is not None:
+            return
+        async with self._mutex:
+            if self._conn is not None:
+                return
+            if not self.in_memory:
+                _create_private(self.path)
+            conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout
+            )
+            try:
+                if not self.in_memory:
+                    await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                await conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                await self._retry_locked(conn.executescript, ddl(self.table))
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            await self.connect()
+        assert self._conn is not None
+        return self._conn
+
+    @staticmethod
+    async def _retry_locked(fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)``, retrying if another process held the lock past the timeout."""
+        delay = 0.01
+        for attempt in range(_LOCKED_RETRIES):
+            try:
+                return await fn(*args)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if attempt == _LOCKED_RETRIES - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        db = await self._db()
+        async with self._mutex:
+            return list(await self._retry_locked(db.execute_fetchall, sql, params))
+
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        db = await self._db()
+        async with self._mutex:
+            cursor = await self._retry_locked(db.execute, sql, params)
+            count = cursor.rowcount
+            await cursor.close()
+            return int(count)
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Insert records in one transaction; dedupe keys map to the existing active task."""
+        if not records:
+            return []
+        t = self.table
+        db = await self._db()
+        rows = [
+            (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
+             r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at)
+            for r in records
+        ]  # fmt: skip
+        one_row = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
+        inserted: set[str] = set()
+        async with self._mutex:
+            chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
+            if len(chunks) > 1:
+                await self._retry_locked(db.execute, "BEGIN IMMEDIATE")
+            try:
+                for chunk in chunks:
+                    sql = (
+                        f"INSERT INTO {t} ({', '.join(INSERT_COLUMNS)}) VALUES "
+                        + ",".join([one_row] * len(chunk))
+                        + " ON CONFLICT DO NOTHING RETURNING id"
+                    )
+                    params = [v for row in chunk for v in row]
+                    found = await self._retry_locked(db.execute_fetchall, sql, params)
+                    inserted.update(row[0] for row in found)
+                if len(chunks) > 1:
+                    await db.execute("COMMIT")
+            except BaseException:
+                if len(chunks) > 1 and db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+        ids = [r.id for r in records]
+        if len(inserted) != len(records):
+            ids = await self._resolve_conflicts(records, inserted)
+        if inserted:
+            self.notify_enqueued()
+        return ids
+
+    async def _resolve_conflicts(self, records: Sequence[TaskRecord], inserted: set[str]) -> list[str]:
+        ids = []
+        for r in records:
+            if r.id in inserted:
+                ids.append(r.id)
+                continue
+            existing = None
+            if r.dedupe_key is not None:
+                found = await self._fetchall(
+                    f"SELECT id FROM {self.table} WHERE dedupe_key = ? "
+                    "AND status IN ('pending', 'running')",
+                    (r.dedupe_key,),
+                )
+                existing = found[0][0] if found else None
+            if existing is None:
+                raise ConfigurationError(
+                    f"a task with id {r.id!r} already exists; let sitq choose task ids"
+                )
+            ids.append(existing)
+        return ids
+
+    # -- claim and leases --------------------------------------------------------------------
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks in one statement."""
+        if limit < 1:
+            return []
+        now = self.clock()
+        where = ["status = 'pending'", "available_at <= ?"]
+        params: list[Any] = [now]
+        if queues is not None:
+            queues = list(queues)
+            where.append(f"queue IN ({','.join('?' * len(queues))})")
+            params.extend(queues)
+        excluded = list(exclude)
+        if excluded:
+            where.append(f"id NOT IN ({','.join('?' * len(excluded))})")
+            params.extend(excluded)
+        sql = (
+            f"UPDATE {self.table} SET status = 'running', attempts = attempts + 1, "
+            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
+            f"WHERE rowid IN (SELECT rowid FROM {self.table} WHERE {' AND '.join(where)} "
+            "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
+            f"RETURNING rowid, {_SELECT}"
+        )
+        token = uuid.uuid4().hex
+        rows = await self._fetchall(
+            sql, [worker_id, now, token, now + lease_seconds, *params, limit]
+        )
+        rows.sort(key=lambda row: (-row[6], row[7], row[0]))
+        return [_record(row[1:]) for row in rows]
+
+    async def claim_by_id(
+        self, task_id: str, *, worker_id: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim one pending task by id, due or not."""
+        now = self.clock()
+        rows = await self._fetchall(
+            f"UPDATE {self.table} SET status = 'running', attempts = attempts + 1, "
+            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
+            f"WHERE id = ? AND status = 'pending' RETURNING {_SELECT}",
+            (worker_id, now, uuid.uuid4().hex, now + lease_seconds, task_id),
+        )
+        return _record(rows[0]) if rows else None
+
+    async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Push back the leases still held, in one statement."""
+        if not leases:
+            return set()
+        held: set[str] = set()
+        items = list(leases.items())
+        expires = self.clock() + lease_seconds
+        for i in range(0, len(items), _FINISH_CHUNK):
+            chunk = items[i : i + _FINISH_CHUNK]
+            rows = await self._fetchall(
+                f"WITH o(id, token) AS (VALUES {','.join(['(?,?)'] * len(chunk))}) "
+                f"UPDATE {self.table} SET lease_expires_at = ? FROM o "
+                f"WHERE {self.table}.id = o.id AND {self.table}.lease_token = o.token "
+                f"AND {self.table}.status = 'running' RETURNING id",
+                [v for pair in chunk for v in pair] + [expires],
+            )
+            held.update(row[0] for row in rows)
+        return held
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes in as few statements as possible, fenced by lease token."""
+        t = self.table
+        done = [o for o in outcomes if o.status is not TaskStatus.PENDING]
+        again = [o for o in outcomes if o.status is TaskStatus.PENDING]
+        applied: set[str] = set()
+        now = self.clock()
+        for i in range(0, len(done), _FINISH_CHUNK):
+            chunk = done[i : i + _FINISH_CHUNK]
+            rows = await self._fetchall(
+                f"WITH o(id, token, status, result, error, traceback, finished_at) AS "
+                f"(VALUES {','.join(['(?,?,?,?,?,?,?)'] * len(chunk))}) "
+                f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
+                "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
+                f"lease_expires_at = NULL FROM o WHERE {t}.id = o.id AND {t}.lease_token = o.token "
+                f"AND {t}.status = 'running' RETURNING id",
+                [v for o in chunk for v in (o.task_id, o.lease_token, o.status.value, o.result,
+                                             o.error, o.traceback, o.finished_at)],
+            )  # fmt: skip
+            applied.update(row[0] for row in rows)
+        for i in range(0, len(again), _FINISH_CHUNK):
+            chunk = again[i : i + _FINISH_CHUNK]
+            rows = await self._fetchall(
+                f"WITH o(id, token, available_at, error, traceback, uncount) AS "
+                f"(VALUES {','.join(['(?,?,?,?,?,?)'] * len(chunk))}) "
+                f"UPDATE {t} SET status = 'pending', available_at = o.available_at, "
+                f"attempts = MAX(0, {t}.attempts - o.uncount), "
+                f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
+                f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
+                f"lease_token = NULL, lease_expires_at = NULL FROM o WHERE {t}.id = o.id "
+                f"AND {t}.lease_token = o.token AND {t}.status = 'running' "
+                f"RETURNING id",
+                [v for o in chunk for v in (
+                    o.task_id, o.lease_token, now if o.available_at is None else o.available_at,
+                    o.error, o.traceback, 0 if o.count_attempt else 1)],
+            )  # fmt: skip
+            applied.update(row[0] for row in rows)
+        if done:
+            self.notify_finished()
+        if again:
+            self.notify_enqueued()
+        return [o.task_id in applied for o in outcomes]
+
+    async def recover_expired(self, *, max_attempts: int) -> list[str]:
+        """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed."""
+        now = self.clock()
+        rows = await self._fetchall(
+            f"UPDATE {self.table} SET "
+            "status = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
+            "THEN 'dead' ELSE 'pending' END, "
+            "error = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
+            "THEN ? ELSE error END, "
+            "finished_at = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
+            "THEN ? ELSE finished_at END, "
+            "available_at = ?, lease_token = NULL, lease_expires_at = NULL "
+            "WHERE status = 'running' AND lease_expires_at < ? RETURNING id, status",
+            (max_attempts, max_attempts, _LOST_WORKER, max_attempts, now, now, now),
+        )
+        recovered = [row[0] for row in rows if row[1] == "pending"]
+        if recovered:
+            self.notify_enqueued()
+        if len(recovered) != len(rows):
+            self.notify_finished()
+        return recovered
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task."""
+        count = await self._execute(
+            f"UPDATE {self.table} SET status = 'cancelled', finished_at = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (self.clock(), task_id),
+        )
+        if count:
+            self.notify_finished()
+        return count > 0
+
+    async def requeue(self, task_id: str) -> bool:
+        """Put a failed, dead or cancelled task back to pending, attempts reset."""
+        try:
+            count = await self._execute(
+                f"UPDATE {self.table} SET status = 'pending', attempts = 0, available_at = ?, "
+                "result = NULL, error = NULL, traceback = NULL, started_at = NULL, "
+                "finished_at = NULL, worker_id = NULL "
+                "WHERE id = ? AND status IN ('failed', 'dead', 'cancelled')",
+                (self.clock(), task_id),
+            )
+        except sqlite3.IntegrityError:  # its dedupe key is taken by an active task
+            return False
+        if count:
+            self.notify_enqueued()
+        return count > 0
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """The stored record, or None."""
+        rows = await self._fetchall(f"SELECT {_SELECT} FROM {self.table} WHERE id = ?", (task_id,))
+        return _record(rows[0]) if rows else None
+
+    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Tasks per status."""
+        sql = f"SELECT status, COUNT(*) FROM {self.table}"
+        params: tuple[Any, ...] = ()
+        if queue is not None:
+            sql += " WHERE queue = ?"
+            params = (queue,)
+        counts = dict.fromkeys(ALL_STATUSES, 0)
+        for status, n in await self._fetchall(sql + " GROUP BY status", params):
+            counts[_STATUS[status]] = n
+        return counts
+
+    async def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
+        wanted = sorted(
+            s.value for s in (FINAL_STATUSES if statuses is None else map(TaskStatus, statuses))
+        )
+        if not wanted:
+            return 0
+        sql = f"DELETE FROM {self.table} WHERE status IN ({','.join('?' * len(wanted))})"
+        params: list[Any] = list(wanted)
+        if older_than is not None:
+            sql += " AND COALESCE(finished_at, created_at) < ?"
+            params.append(older_than)
+        return await self._execute(sql, params)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only; SQLite gives ``-wal`` and ``-shm``
+    the same mode."""
+    if os.path.exists(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(f"cannot create {path!r}: the folder {parent!r} does not exist")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)

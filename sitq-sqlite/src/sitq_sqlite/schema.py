@@ -1,0 +1,71 @@
+"""The SQLite schema of sitq, versioned."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+#: Columns of the tasks table, in the order `TaskRecord` rows are read.
+COLUMNS = (
+    "id",
+    "function",
+    "payload",
+    "serializer",
+    "queue",
+    "priority",
+    "available_at",
+    "max_retries",
+    "timeout",
+    "dedupe_key",
+    "status",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "worker_id",
+    "lease_token",
+    "lease_expires_at",
+    "result",
+    "error",
+    "traceback",
+)
+
+#: Columns written by an enqueue.
+INSERT_COLUMNS = COLUMNS[:10] + ("status", "attempts", "created_at")
+
+
+def ddl(table: str) -> str:
+    """The statements creating the tasks table and its indexes (idempotent)."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    id               TEXT PRIMARY KEY,
+    function         TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    serializer       TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    available_at     REAL NOT NULL,
+    max_retries      INTEGER,
+    timeout          REAL,
+    dedupe_key       TEXT,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    worker_id        TEXT,
+    lease_token      TEXT,
+    lease_expires_at REAL,
+    result           BLOB,
+    error            TEXT,
+    traceback        TEXT
+);
+CREATE INDEX IF NOT EXISTS {table}_pending
+    ON {table} (priority DESC, available_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS {table}_leases
+    ON {table} (lease_expires_at) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, queue);
+CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
+    ON {table} (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+"""
