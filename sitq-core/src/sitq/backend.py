@@ -288,6 +288,36 @@ class Backend(ABC):
         """Number of tasks in each status (every status present, zero included)."""
 
     @abstractmethod
+    async def list_tasks(
+        self,
+        *,
+        statuses: Iterable[TaskStatus] | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+        order: str = "oldest",
+    ) -> list[TaskRecord]:
+        """Stored records, for monitoring (``sitq status``, ``sitq failed``, …).
+
+        Only tasks in ``statuses`` (default: every status) and in ``queue`` (default: every
+        queue); at most ``limit`` of them (None: all). ``order="oldest"`` returns the earliest
+        enqueued first (``created_at``, ties in enqueue order), ``"newest"`` the reverse.
+        Records are complete (payload, result, error, traceback). Check the arguments with
+        `check_list_args`.
+        """
+
+    async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
+        """Number of tasks in each status, per queue (queues holding no task are absent).
+
+        The default reads every record through `list_tasks`; backends override it with one
+        aggregate query.
+        """
+        found: dict[str, dict[TaskStatus, int]] = {}
+        for record in await self.list_tasks(limit=None):
+            per_queue = found.setdefault(record.queue, dict.fromkeys(ALL_STATUSES, 0))
+            per_queue[record.status] += 1
+        return found
+
+    @abstractmethod
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
     ) -> int:
@@ -334,3 +364,30 @@ class Backend(ABC):
 
 
 ALL_STATUSES = tuple(TaskStatus)
+
+#: The orders `Backend.list_tasks` accepts.
+LIST_ORDERS = ("oldest", "newest")
+
+
+def check_list_args(
+    statuses: Iterable[TaskStatus] | None, limit: int | None, order: str
+) -> frozenset[TaskStatus] | None:
+    """Validate the arguments of `Backend.list_tasks`; return ``statuses`` as a set (or None).
+
+    Raises `ConfigurationError` naming the bad argument.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigurationError(f"limit must be an int >= 0 or None, got {limit!r}")
+    if order not in LIST_ORDERS:
+        raise ConfigurationError(f"order must be one of {', '.join(LIST_ORDERS)}, got {order!r}")
+    if statuses is None:
+        return None
+    if isinstance(statuses, (str, TaskStatus)):
+        statuses = [statuses]  # type: ignore[list-item]
+    try:
+        return frozenset(TaskStatus(s) for s in statuses)
+    except ValueError:
+        raise ConfigurationError(
+            f"statuses must be TaskStatus values ({', '.join(s.value for s in TaskStatus)}), "
+            f"got {statuses!r}"
+        ) from None

@@ -18,7 +18,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from sitq import Backend, Outcome, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES
+from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.task import FINAL_STATUSES
 
 _LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
@@ -326,6 +326,33 @@ class MemoryBackend(Backend):
                 if queue is None or record.queue == queue:
                     counts[record.status] += 1
         return counts
+
+    async def list_tasks(
+        self,
+        *,
+        statuses: Iterable[TaskStatus] | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+        order: str = "oldest",
+    ) -> list[TaskRecord]:
+        """Copies of records by enqueue time (see `Backend.list_tasks`)."""
+        wanted = check_list_args(statuses, limit, order)
+        with self._store.lock:
+            found = [
+                (r.created_at, i, r)
+                for i, r in enumerate(self._store.tasks.values())
+                if (wanted is None or r.status in wanted) and (queue is None or r.queue == queue)
+            ]
+            found.sort(key=lambda item: item[:2], reverse=order == "newest")
+            return [replace(r) for _, _, r in found[:limit]]
+
+    async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
+        """Tasks per status, per queue."""
+        found: dict[str, dict[TaskStatus, int]] = {}
+        with self._store.lock:
+            for r in self._store.tasks.values():
+                found.setdefault(r.queue, dict.fromkeys(ALL_STATUSES, 0))[r.status] += 1
+        return found
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None

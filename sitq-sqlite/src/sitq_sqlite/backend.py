@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES
+from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.signals import AsyncMutex
 from sitq.task import FINAL_STATUSES
 
@@ -428,6 +428,46 @@ class SQLiteBackend(Backend):
         for status, n in await self._fetchall(sql + " GROUP BY status", params):
             counts[_STATUS[status]] = n
         return counts
+
+    async def list_tasks(
+        self,
+        *,
+        statuses: Iterable[TaskStatus] | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+        order: str = "oldest",
+    ) -> list[TaskRecord]:
+        """Records by enqueue time (see `Backend.list_tasks`)."""
+        wanted = check_list_args(statuses, limit, order)
+        where: list[str] = []
+        params: list[Any] = []
+        if wanted is not None:
+            if not wanted:
+                return []
+            where.append(f"status IN ({','.join('?' * len(wanted))})")
+            params.extend(sorted(s.value for s in wanted))
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
+        direction = "DESC" if order == "newest" else "ASC"
+        sql = f"SELECT {_SELECT} FROM {self.table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at {direction}, rowid {direction}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_record(row) for row in await self._fetchall(sql, params)]
+
+    async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
+        """Tasks per status, per queue, in one query."""
+        found: dict[str, dict[TaskStatus, int]] = {}
+        rows = await self._fetchall(
+            f"SELECT queue, status, COUNT(*) FROM {self.table} GROUP BY queue, status"
+        )
+        for queue, status, n in rows:
+            found.setdefault(queue, dict.fromkeys(ALL_STATUSES, 0))[_STATUS[status]] = n
+        return found
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
