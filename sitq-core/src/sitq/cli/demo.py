@@ -1,0 +1,195 @@
+"""``sitq demo``: a few thousand real tasks through a real worker, with progress and a summary.
+
+The tasks are defined here so the worker (in this process) can import them: most compute a
+hash chain, some fail once and succeed on retry, a few fail on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ..errors import SitqError
+from ..queue import TaskQueue
+from ..task import Task
+from ..worker import Worker
+from .output import console, print_json
+
+DEMO_QUEUE = "sitq-demo"
+_FLAKY_EVERY = 20  # every 20th task fails once, then succeeds on its retry
+_BROKEN_EVERY = 100  # every 100th task fails on every attempt
+_MAX_RETRIES = 2
+_ENQUEUE_CHUNK = 500
+
+_failed_once: set[int] = set()
+
+
+async def checksum(n: int, rounds: int = 200) -> str:
+    """A chain of SHA-256 hashes seeded by ``n``: a small, real piece of work."""
+    digest = n.to_bytes(8, "little")
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()[:16]
+
+
+async def flaky(n: int) -> str:
+    """Fails the first time it runs for ``n`` (as a timed-out call would), then succeeds."""
+    if n not in _failed_once:
+        _failed_once.add(n)
+        raise ConnectionError(f"upstream call {n} timed out (the demo fails this one once)")
+    return await checksum(n)
+
+
+async def broken(n: int) -> str:
+    """Fails on every attempt, as a task given bad input does."""
+    raise ValueError(f"record {n} is malformed (the demo fails this one every time)")
+
+
+def demo_tasks(count: int) -> list[Task]:
+    """``count`` demo tasks: mostly `checksum`, some `flaky`, a few `broken`."""
+    tasks = []
+    for n in range(count):
+        if n % _BROKEN_EVERY == _BROKEN_EVERY - 1:
+            function: Any = broken
+        elif n % _FLAKY_EVERY == _FLAKY_EVERY - 1:
+            function = flaky
+        else:
+            function = checksum
+        tasks.append(Task(function, args=(n,), queue=DEMO_QUEUE, max_retries=_MAX_RETRIES))
+    return tasks
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+    )
+
+
+async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[str, Any]:
+    """Enqueue ``count`` tasks into ``url``, process them with one worker, return the figures."""
+    async with TaskQueue(url) as queue:
+        tasks = demo_tasks(count)
+        with _progress() as progress:
+            bar = progress.add_task("enqueue", total=count, detail="", visible=show)
+            began = time.perf_counter()
+            for i in range(0, count, _ENQUEUE_CHUNK):
+                await queue.enqueue_many(tasks[i : i + _ENQUEUE_CHUNK])
+                progress.update(bar, advance=len(tasks[i : i + _ENQUEUE_CHUNK]))
+            enqueue_seconds = time.perf_counter() - began
+        worker = Worker(
+            queue,
+            queues=[DEMO_QUEUE],
+            max_workers=concurrency,
+            retry_delay=0.05,
+            poll_interval=0.05,
+            log_errors=False,
+        )
+        with _progress() as progress:
+            bar = progress.add_task("process", total=count, detail="", visible=show)
+            began = time.perf_counter()
+            job = asyncio.create_task(worker.start())
+            try:
+                while True:
+                    s = worker.get_status()
+                    failed = s.tasks_failed - s.tasks_retried
+                    done = s.tasks_succeeded + failed
+                    progress.update(
+                        bar,
+                        completed=done,
+                        detail=f"[green]✓ {s.tasks_succeeded}[/] [red]✗ {failed}[/] "
+                        f"[yellow]↻ {s.tasks_retried}[/]",
+                    )
+                    if done >= count:
+                        break
+                    if job.done():
+                        job.result()  # raises why the worker stopped
+                        raise SitqError("the demo worker stopped before finishing its tasks")
+                    await asyncio.sleep(0.1)
+                process_seconds = time.perf_counter() - began
+            finally:
+                await worker.stop()
+                await job
+        status = worker.get_status()
+    return {
+        "backend": url,
+        "queue": DEMO_QUEUE,
+        "tasks": count,
+        "succeeded": status.tasks_succeeded,
+        "failed": status.tasks_failed - status.tasks_retried,
+        "retried": status.tasks_retried,
+        "attempts": status.tasks_processed,
+        "enqueue_seconds": round(enqueue_seconds, 3),
+        "process_seconds": round(process_seconds, 3),
+        "enqueued_per_second": round(count / enqueue_seconds, 1) if enqueue_seconds else None,
+        "tasks_per_second": round(count / process_seconds, 1) if process_seconds else None,
+    }
+
+
+@click.command("demo")
+@click.option(
+    "--db",
+    default="sitq.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite file to put the demo tasks in (created if missing).",
+)
+@click.option("--tasks", "-n", "count", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo_command(db: str, count: int, concurrency: int, as_json: bool) -> None:
+    """Run a few thousand real tasks through a worker, with a progress bar and a summary.
+
+    The tasks go to the queue "sitq-demo" of a SQLite file (sitq.db here by default), next to
+    any tasks of yours, which the demo worker leaves alone. Some tasks fail once and are
+    retried; a few fail for good, to show what `sitq failed` and `sitq retry` do.
+    """
+    url = "sqlite:///" + os.path.abspath(db)
+    try:
+        summary = asyncio.run(run_demo(url, count, concurrency, show=not as_json))
+    except SitqError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        console(stderr=True).print("[yellow]demo interrupted[/]")
+        raise SystemExit(130) from None
+    if as_json:
+        print_json(summary)
+        return
+    out = console()
+    table = Table(title="sitq demo", title_justify="left")
+    table.add_column("tasks", justify="right")
+    table.add_column("[green]done[/]", justify="right")
+    table.add_column("[red]failed[/]", justify="right")
+    table.add_column("[yellow]retried[/]", justify="right")
+    table.add_column("enqueued/s", justify="right")
+    table.add_column("tasks/s", justify="right")
+    table.add_row(
+        str(summary["tasks"]),
+        str(summary["succeeded"]),
+        str(summary["failed"]),
+        str(summary["retried"]),
+        f"{summary['enqueued_per_second']:,.0f}",
+        f"{summary['tasks_per_second']:,.0f}",
+    )
+    out.print(table)
+    where = "" if db == "sitq.db" else f" --backend {url}"
+    out.print(f"The tasks are in {db}. Look around:")
+    for command in ("status", "failed", "retry --all-failed"):
+        out.print(f"  sitq {command}{where}")

@@ -1,0 +1,128 @@
+"""Eager mode: every task runs the moment it is enqueued, in the enqueuing process.
+
+For tests and local scripts: the code under test calls ``enqueue`` as in production, and the
+task has run (through its retries) by the time ``enqueue`` returns. Nothing is faked: the
+task is stored, claimed, run and finished by a real `Worker`, so results, hooks, retries and
+``get_result`` behave as they do with a separate worker::
+
+    queue = EagerTaskQueue("memory://")
+    task_id = await queue.enqueue(add, 2, 3)
+    assert (await queue.get_result(task_id, timeout=0)).value == 5
+
+Differences from a real worker, on purpose: ``eta`` is ignored (the task runs now), retries
+wait ``retry_delay`` (0 by default) instead of the worker's 1 s, and an enqueue made inside a
+task runs before the outer task goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from .backend import Backend
+from .plugins import PluginManager
+from .queue import TaskQueue
+from .registry import Serializer, SerializerType
+from .serializers import DEFAULT_SERIALIZER
+from .sync import SyncTaskQueue
+from .task import DEFAULT_QUEUE, Task
+
+#: Where an eager queue keeps its tasks when no backend is named.
+EAGER_DEFAULT_BACKEND = "memory://"
+
+
+class EagerTaskQueue(TaskQueue):
+    """A `TaskQueue` that runs each task as soon as it is enqueued.
+
+    :param backend: as for `TaskQueue`, but ``memory://`` when None.
+    :param worker_options: keyword arguments for the `Worker` that runs the tasks, e.g.
+        ``{"max_retries": 2}``; ``retry_delay`` defaults to 0.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
+        plugins: PluginManager | None = None,
+        worker_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            EAGER_DEFAULT_BACKEND if backend is None else backend,
+            serializer=serializer,
+            plugins=plugins,
+        )
+        from .worker import Worker  # worker imports queue: import here to avoid a cycle
+
+        options = {"retry_delay": 0.0, "worker_id": "eager", **(worker_options or {})}
+        self.worker = Worker(self, **options)
+
+    async def enqueue(
+        self,
+        function: Callable[..., Any] | Task | str,
+        /,
+        *args: Any,
+        eta: datetime | timedelta | float | None = None,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        dedupe_key: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Store the call, run it to its final result, and return its task id."""
+        task_id = await super().enqueue(
+            function,
+            *args,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            dedupe_key=dedupe_key,
+            **kwargs,
+        )
+        await self.worker.process_task(task_id)
+        return task_id
+
+    async def enqueue_many(
+        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+    ) -> list[str]:
+        """Store the calls in one transaction, run each to its result (in order), return ids."""
+        ids = await super().enqueue_many(items)
+        for task_id in dict.fromkeys(ids):
+            await self.worker.process_task(task_id)
+        return ids
+
+
+class EagerSyncTaskQueue(SyncTaskQueue):
+    """The blocking facade over an `EagerTaskQueue`: ``enqueue`` returns once the task ran."""
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
+        plugins: PluginManager | None = None,
+        worker_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            EAGER_DEFAULT_BACKEND if backend is None else backend,
+            serializer=serializer,
+            plugins=plugins,
+        )
+        self.async_queue = EagerTaskQueue(
+            self.async_queue.backend,
+            serializer=serializer,
+            plugins=self.async_queue.plugins,
+            worker_options=worker_options,
+        )
+
+    @property
+    def worker(self) -> Any:
+        """The `Worker` that runs the tasks."""
+        return self.async_queue.worker  # type: ignore[attr-defined]
+
+
+__all__ = ["EAGER_DEFAULT_BACKEND", "EagerSyncTaskQueue", "EagerTaskQueue"]
