@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -205,8 +206,11 @@ def worker_command(ctx: click.Context, app: str | None, **options: Any) -> None:
     except SitqError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
+        # the backend may hold a non-daemon thread (aiosqlite's): close it or exit would hang
         if isinstance(queue, SyncTaskQueue):
             queue.close()
+        else:
+            asyncio.run(queue.close())
     status = worker.get_status()
     metrics = worker.get_metrics()
     logger.info(
