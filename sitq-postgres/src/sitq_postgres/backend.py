@@ -1,0 +1,629 @@
+"""`PostgresBackend`: sitq on a PostgreSQL server, for workers on as many machines as you like.
+
+Every operation is one statement over a whole batch (see `sql`): a claim picks up to ``limit``
+due tasks with ``FOR UPDATE SKIP LOCKED`` and marks them running, attempt counted and lease
+token set, in the same statement; a finish applies every outcome a worker gathered since its
+last write. Statements run on pooled connections (`database`) and are retried on a fresh
+connection after the server restarts or a connection is killed; the few operations that cannot
+simply run twice first look for what a lost attempt committed. Wake-ups travel by
+LISTEN/NOTIFY (`listener`), backed by polling.
+
+Time: in production the database clock decides due times and leases (``statement_timestamp()``
+in each statement), and `PostgresBackend.clock` — which the core uses for ``available_at`` and
+retry times — is this machine's clock corrected by its offset to the database clock, measured
+at connect. Replace ``clock`` (as tests do) and every statement takes its time from it instead.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
+from sitq.backend import ALL_STATUSES, check_list_args
+from sitq.signals import AsyncMutex
+from sitq.task import FINAL_STATUSES
+
+from .database import Database
+from .listener import Listener
+from .options import Options, options_from_url
+from .schema import Names, migrate
+from .sql import Statements
+
+_STATUS = {s.value: s for s in TaskStatus}
+_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
+
+#: Wake-up generations a task saw when it last looked for work or results (see `_Wakeups`).
+_seen_work: contextvars.ContextVar[int] = contextvars.ContextVar("sitq_pg_seen_work")
+_seen_finish: contextvars.ContextVar[int] = contextvars.ContextVar("sitq_pg_seen_finish")
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
+    (_seq, tid, function, payload, serializer, queue, priority, available_at, max_retries,
+     timeout, dedupe_key, status, attempts, created_at, started_at, finished_at, worker_id,
+     lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
+    return TaskRecord(
+        tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
+        dedupe_key, _STATUS[status], attempts, created_at, started_at, finished_at, worker_id,
+        lease_token, lease_expires_at, result, error, traceback,
+    )  # fmt: skip
+
+
+def _claimed(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
+    """Claimed rows in claim order: priority, due time, enqueue order."""
+    ordered = sorted(rows, key=lambda row: (-row[6], row[7], row[0]))
+    return [_record(row) for row in ordered]
+
+
+class PostgresBackend(Backend):
+    """Tasks in a PostgreSQL database, shared by workers on any number of machines.
+
+    :param dsn: ``postgresql://user:password@host:5432/dbname``; sitq's own options below may
+        also be given as query parameters (``?table_prefix=app_&pgbouncer=true``), other
+        parameters go to asyncpg (``sslmode``, ``application_name``, …).
+    :param table_prefix: prefix of every table sitq creates (default ``sitq_``), so several
+        applications can share one database.
+    :param pgbouncer: True when ``dsn`` goes through PgBouncer in transaction mode: no named
+        prepared statements, and LISTEN only over ``listen_dsn``.
+    :param listen_dsn: a direct (or session-mode) URL for the LISTEN connection.
+    :param pool_min_size: connections each event loop's pool keeps open.
+    :param pool_max_size: connections each event loop's pool may open.
+    :param retry_timeout: seconds an operation keeps retrying while the server is unreachable
+        before raising `PostgresUnavailable`.
+    :param connect_timeout: seconds one connection attempt may take.
+    """
+
+    url_schemes = ("postgresql", "postgres")
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table_prefix: str | None = None,
+        pgbouncer: bool | None = None,
+        listen_dsn: str | None = None,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+        retry_timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
+        given = {
+            "table_prefix": table_prefix,
+            "pgbouncer": pgbouncer,
+            "listen_dsn": listen_dsn,
+            "pool_min_size": pool_min_size,
+            "pool_max_size": pool_max_size,
+            "retry_timeout": retry_timeout,
+            "connect_timeout": connect_timeout,
+        }
+        if not isinstance(dsn, str):
+            raise ConfigurationError(
+                f"PostgresBackend needs a URL like 'postgresql://user@host:5432/dbname', "
+                f"got {dsn!r}"
+            )
+        self.options: Options = options_from_url(
+            dsn, **{k: v for k, v in given.items() if v is not None}
+        )
+        self.names = Names(self.options.table_prefix)
+        self._sql = Statements(self.names)
+        self._db = Database(self.options)
+        self._listener: Listener | None = None
+        if self.options.listens:
+            self._listener = Listener(
+                self.options.listen_dsn or self.options.dsn,
+                self._db.connect_kwargs(),
+                {
+                    self.names.enqueued_channel: lambda _queue: self._wake_work(),
+                    self.names.finished_channel: lambda _queue: self._wake_finish(),
+                },
+                on_connect=self._wake_all,
+            )
+        self._clock_offset = 0.0
+        self._work_generation = 0
+        self._finish_generation = 0
+        self._connect_mutex = AsyncMutex()
+        self._connected = False
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresBackend:
+        """``postgresql://user@host:5432/db?table_prefix=app_`` (``postgres://`` works too)."""
+        return cls(url)
+
+    @property
+    def notify_key(self) -> str:
+        """Backends on the same database and table prefix share in-process wake-ups."""
+        return f"postgresql://{self.options.location}#{self.names.prefix}"
+
+    def __repr__(self) -> str:
+        where = f"postgresql://{self.options.location}"
+        return f"PostgresBackend({where!r}, table_prefix={self.names.prefix!r})"
+
+    # -- time --------------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """Epoch seconds on the database server's clock (this machine's clock plus the offset
+        measured at connect). Assign another callable to take time from it instead."""
+        return time.time() + self._clock_offset
+
+    def _now(self) -> float | None:
+        """The ``$1`` of time-dependent statements: None lets the database clock decide."""
+        clock = self.clock
+        if getattr(clock, "__func__", None) is PostgresBackend.clock:
+            return None
+        return clock()
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Create or migrate the schema and measure the clock offset (idempotent)."""
+        if self._closed:
+            raise QueueClosed(f"{self!r} was closed")
+        if self._connected:
+            return
+        async with self._connect_mutex:
+            if not self._connected:
+                await self._db.run(self._setup)
+                self._connected = True
+
+    async def _setup(self, conn: asyncpg.Connection, attempt: int) -> None:
+        await migrate(conn, self.names)
+        best = None
+        for _ in range(3):
+            before = time.time()
+            server = await conn.fetchval(self._sql.db_clock)
+            after = time.time()
+            if best is None or after - before < best[0]:
+                best = (after - before, server - (before + after) / 2)
+        assert best is not None
+        self._clock_offset = best[1]
+
+    async def close(self) -> None:
+        """Stop listening and close every pool (idempotent)."""
+        self._closed = True
+        if self._listener is not None:
+            await self._listener.close()
+        await self._db.close()
+
+    async def _run(self, operation: Any) -> Any:
+        if not self._connected:
+            await self.connect()
+        return await self._db.run(operation)
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Store records in one statement; dedupe keys map to the task holding them.
+
+        Retried after a lost connection: a batch that did commit is recognized by its ids.
+        """
+        if not records:
+            return []
+        args = self._enqueue_args(records)
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> tuple[list[str], bool]:
+            return await self._insert(conn, records, args, retried=attempt > 0)
+
+        ids, stored_any = await self._run(op)
+        if stored_any:
+            self.notify_enqueued()
+        return ids
+
+    async def enqueue_in(self, connection: Any, records: Sequence[TaskRecord]) -> list[str]:
+        """Store records through ``connection``, an asyncpg connection of the caller, inside
+        whatever transaction it has open: they exist once it commits, never if it rolls back.
+        The workers' NOTIFY goes out with the commit."""
+        if not isinstance(connection, (asyncpg.Connection, asyncpg.pool.PoolConnectionProxy)):
+            raise ConfigurationError(
+                f"PostgresBackend enqueues in your transaction through an asyncpg connection "
+                f"(asyncpg.Connection or one acquired from an asyncpg pool), got "
+                f"{type(connection).__name__}"
+            )
+        if not records:
+            return []
+        await self.connect()
+        ids, _stored = await self._insert(
+            connection, records, self._enqueue_args(records), retried=False
+        )
+        return ids
+
+    def _enqueue_args(self, records: Sequence[TaskRecord]) -> list[Any]:
+        now = self._now()
+        return [
+            None if now is not None else self.clock(),
+            [r.id for r in records],
+            [r.function for r in records],
+            [r.payload for r in records],
+            [r.serializer for r in records],
+            [r.queue for r in records],
+            [r.priority for r in records],
+            [r.available_at for r in records],
+            [r.max_retries for r in records],
+            [r.timeout for r in records],
+            [r.dedupe_key for r in records],
+            [r.created_at for r in records],
+        ]
+
+    async def _insert(
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[TaskRecord],
+        args: list[Any],
+        *,
+        retried: bool,
+    ) -> tuple[list[str], bool]:
+        """Insert ``records``; return their ids (dedupe resolved) and whether any was stored."""
+        try:
+            rows = await conn.fetch(self._sql.enqueue, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if not (retried and await self._committed_before(conn, records)):
+                raise ConfigurationError(
+                    f"a task id is already stored or appears twice in this batch "
+                    f"({exc.detail or exc}); let sitq choose task ids"
+                ) from None
+            rows = []  # our lost first attempt stored the batch
+        inserted = {row[0] for row in rows}
+        if len(inserted) == len(records):
+            return [r.id for r in records], True
+        stored = {row[0] for row in await conn.fetch(self._sql.stored_ids, [r.id for r in records])}
+        inserted |= stored
+        keys = sorted({r.dedupe_key for r in records if r.id not in inserted and r.dedupe_key})
+        owners = dict(await conn.fetch(self._sql.dedupe_owners, keys)) if keys else {}
+        ids = []
+        for r in records:
+            if r.id in inserted:
+                ids.append(r.id)
+            elif r.dedupe_key in owners:
+                ids.append(owners[r.dedupe_key])
+            else:  # its key's holder was purged in between: nothing to point to
+                raise ConfigurationError(
+                    f"task {r.id} was not stored: dedupe key {r.dedupe_key!r} was taken, and the "
+                    "task holding it has since been purged; enqueue it again"
+                )
+        return ids, bool(rows)
+
+    async def _committed_before(
+        self, conn: asyncpg.Connection, records: Sequence[TaskRecord]
+    ) -> bool:
+        """After a lost reply: did our own earlier attempt store this batch?"""
+        found = {
+            row[0]: (row[1], row[2])
+            for row in await conn.fetch(self._sql.stored_ids, [r.id for r in records])
+        }
+        return bool(found) and all(
+            found[r.id] == (r.payload, r.created_at) for r in records if r.id in found
+        )
+
+    # -- claim and leases --------------------------------------------------------------------
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks in one statement."""
+        _seen_work.set(self._work_generation)
+        if limit < 1:
+            return []
+        if queues is not None:
+            queues = list(queues)
+            if not queues:
+                return []
+        excluded = list(exclude)
+        sql = self._sql.claim(queues is not None, bool(excluded))
+        token = uuid.uuid4().hex
+        args: list[Any] = [self._now(), limit, worker_id, token, float(lease_seconds)]
+        if queues is not None:
+            args.append(queues)
+        if excluded:
+            args.append(excluded)
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
+            if attempt:  # the reply of an earlier attempt may have been lost after its commit
+                rows = await conn.fetch(self._sql.claimed_with, token)
+                if rows:
+                    return _claimed(rows)
+            return _claimed(await conn.fetch(sql, *args))
+
+        result: list[TaskRecord] = await self._run(op)
+        return result
+
+    async def claim_by_id(
+        self, task_id: str, *, worker_id: str, lease_seconds: float
+    ) -> TaskRecord | None:
+        """Claim one pending task by id, due or not."""
+        token = uuid.uuid4().hex
+        args = [self._now(), task_id, worker_id, token, float(lease_seconds)]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> TaskRecord | None:
+            rows = await conn.fetch(self._sql.claimed_with, token) if attempt else []
+            if not rows:
+                rows = await conn.fetch(self._sql.claim_by_id, *args)
+            return _record(rows[0]) if rows else None
+
+        result: TaskRecord | None = await self._run(op)
+        return result
+
+    async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Push back the leases still held, in one statement."""
+        if not leases:
+            return set()
+        args = [self._now(), list(leases), list(leases.values()), float(lease_seconds)]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> set[str]:
+            return {row[0] for row in await conn.fetch(self._sql.extend_leases, *args)}
+
+        result: set[str] = await self._run(op)
+        return result
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes in one transaction, fenced by lease token.
+
+        Usually one statement; outcomes naming the same task twice go in later rounds, so they
+        apply in order. Retried after a lost connection: an outcome whose reply was lost is
+        recognized by the state it left.
+        """
+        if not outcomes:
+            return []
+        rounds: list[list[int]] = []
+        seen: Counter[str] = Counter()
+        for i, o in enumerate(outcomes):
+            n = seen[o.task_id]
+            seen[o.task_id] += 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(i)
+        now = self._now()
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[bool]:
+            applied = [False] * len(outcomes)
+            if len(rounds) == 1:
+                await self._finish_round(conn, outcomes, rounds[0], now, applied)
+            else:
+                async with conn.transaction():
+                    for indexes in rounds:
+                        await self._finish_round(conn, outcomes, indexes, now, applied)
+            if attempt:
+                await self._recognize_applied(conn, outcomes, applied)
+            return applied
+
+        applied: list[bool] = await self._run(op)
+        pairs = zip(outcomes, applied, strict=True)
+        kinds = {o.status is TaskStatus.PENDING for o, ok in pairs if ok}
+        if False in kinds:
+            self.notify_finished()
+        if True in kinds:
+            self.notify_enqueued()
+        return applied
+
+    async def _finish_round(
+        self,
+        conn: asyncpg.Connection,
+        outcomes: Sequence[Outcome],
+        indexes: list[int],
+        now: float | None,
+        applied: list[bool],
+    ) -> None:
+        batch = [outcomes[i] for i in indexes]
+        pending = TaskStatus.PENDING
+        rows = await conn.fetch(
+            self._sql.finish,
+            now,
+            [o.task_id for o in batch],
+            [o.lease_token for o in batch],
+            [o.status.value for o in batch],
+            [o.result for o in batch],
+            [o.error for o in batch],
+            [o.traceback for o in batch],
+            [o.available_at if o.status is pending else None for o in batch],
+            [o.status is pending and not o.count_attempt for o in batch],
+            [o.finished_at for o in batch],
+        )
+        done = {row[0] for row in rows}
+        for i in indexes:
+            applied[i] = applied[i] or outcomes[i].task_id in done
+
+    async def _recognize_applied(
+        self, conn: asyncpg.Connection, outcomes: Sequence[Outcome], applied: list[bool]
+    ) -> None:
+        """Mark as applied the outcomes a lost earlier attempt already stored."""
+        missing = [i for i, ok in enumerate(applied) if not ok]
+        if not missing:
+            return
+        rows = await conn.fetch(self._sql.outcome_state, [outcomes[i].task_id for i in missing])
+        state = {row[0]: row for row in rows}
+        for i in missing:
+            o, row = outcomes[i], state.get(outcomes[i].task_id)
+            if row is None or row["lease_token"] is not None or row["status"] != o.status.value:
+                continue
+            if o.status is TaskStatus.PENDING:
+                applied[i] = o.available_at is None or row["available_at"] == o.available_at
+            else:
+                applied[i] = row["finished_at"] == o.finished_at
+
+    async def recover_expired(self, *, max_attempts: int) -> list[str]:
+        """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed.
+
+        One worker at a time does it: the others find the advisory lock taken and return [].
+        """
+        args = [self._now(), max_attempts, _LOST_WORKER, self.names.recover_lock]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
+            return list(await conn.fetch(self._sql.recover_expired, *args))
+
+        rows = await self._run(op)
+        recovered = [row[0] for row in rows if row[1] == "pending"]
+        if recovered:
+            self.notify_enqueued()
+        if len(recovered) != len(rows):
+            self.notify_finished()
+        return recovered
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task."""
+        args = [self._now(), task_id]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> bool:
+            if await conn.fetch(self._sql.cancel, *args):
+                return True
+            # a lost reply of an earlier attempt: the task is cancelled already
+            return bool(attempt) and await conn.fetchval(self._sql.status_of, task_id) == (
+                "cancelled"
+            )
+
+        cancelled: bool = await self._run(op)
+        if cancelled:
+            self.notify_finished()
+        return cancelled
+
+    async def requeue(self, task_id: str) -> bool:
+        """Put a failed, dead or cancelled task back to pending, attempts reset."""
+        args = [self._now(), task_id]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> bool:
+            try:
+                return bool(await conn.fetch(self._sql.requeue, *args))
+            except asyncpg.UniqueViolationError:  # its dedupe key is held by an active task
+                return False
+
+        requeued: bool = await self._run(op)
+        if requeued:
+            self.notify_enqueued()
+        return requeued
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """The stored record, or None."""
+        _seen_finish.set(self._finish_generation)
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> TaskRecord | None:
+            row = await conn.fetchrow(self._sql.get_task, task_id)
+            return None if row is None else _record(row)
+
+        result: TaskRecord | None = await self._run(op)
+        return result
+
+    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """Tasks per status."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
+            return list(await conn.fetch(self._sql.counts, queue))
+
+        counts = dict.fromkeys(ALL_STATUSES, 0)
+        for status, n in await self._run(op):
+            counts[_STATUS[status]] = n
+        return counts
+
+    async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
+        """Tasks per queue and status, in one aggregate query."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
+            return list(await conn.fetch(self._sql.queue_counts))
+
+        found: dict[str, dict[TaskStatus, int]] = {}
+        for queue, status, n in await self._run(op):
+            found.setdefault(queue, dict.fromkeys(ALL_STATUSES, 0))[_STATUS[status]] = n
+        return found
+
+    async def list_tasks(
+        self,
+        *,
+        statuses: Iterable[TaskStatus] | None = None,
+        queue: str | None = None,
+        limit: int | None = 100,
+        order: str = "oldest",
+    ) -> list[TaskRecord]:
+        """Stored records for monitoring, oldest (or newest) first."""
+        wanted = check_list_args(statuses, limit, order)
+        args = [None if wanted is None else sorted(s.value for s in wanted), queue, limit]
+        sql = self._sql.list_tasks(newest=order == "newest")
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
+            return [_record(row) for row in await conn.fetch(sql, *args)]
+
+        result: list[TaskRecord] = await self._run(op)
+        return result
+
+    async def purge(
+        self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
+        wanted = sorted(
+            s.value for s in (FINAL_STATUSES if statuses is None else map(TaskStatus, statuses))
+        )
+        if not wanted:
+            return 0
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> int:
+            status = await conn.execute(self._sql.purge, wanted, older_than)
+            return int(status.split()[-1])
+
+        deleted: int = await self._run(op)
+        return deleted
+
+    # -- wake-ups ----------------------------------------------------------------------------
+    #
+    # A waiter must not sleep through a wake-up that came while it was looking (its claim or
+    # read was in flight). Each wake-up bumps a generation; `claim` and `get_task` note the
+    # generation they started at (per asyncio task, in a context variable), and a wait that
+    # finds it moved returns at once.
+
+    def _wake_work(self) -> None:
+        self._work_generation += 1
+        self.enqueued_signal.notify()
+
+    def _wake_finish(self) -> None:
+        self._finish_generation += 1
+        self.finished_signal.notify()
+
+    def _wake_all(self) -> None:
+        self._wake_work()
+        self._wake_finish()
+
+    def notify_enqueued(self) -> None:
+        """Wake in-process waiters for work (other processes hear the NOTIFY)."""
+        self._wake_work()
+
+    def notify_finished(self) -> None:
+        """Wake in-process waiters for results (other processes hear the NOTIFY)."""
+        self._wake_finish()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return on a NOTIFY of new work, an enqueue in this process, or after ``timeout``."""
+        if await self._listening(timeout):
+            return
+        if _seen_work.get(self._work_generation) != self._work_generation:
+            return
+        await self.enqueued_signal.wait(timeout)
+
+    async def wait_for_finish(self, timeout: float) -> None:
+        """Return on a NOTIFY of a finished task, a finish in this process, or after
+        ``timeout``."""
+        if await self._listening(timeout):
+            return
+        if _seen_finish.get(self._finish_generation) != self._finish_generation:
+            return
+        await self.finished_signal.wait(timeout)
+
+    async def _listening(self, timeout: float) -> bool:
+        """Start the listener if needed; True if it just started (look once more)."""
+        if self._listener is None or self._closed:
+            return False
+        return await self._listener.ensure(min(timeout, 5.0))
+
+
+__all__ = ["PostgresBackend"]

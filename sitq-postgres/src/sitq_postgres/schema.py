@@ -1,0 +1,132 @@
+"""The schema of sitq on PostgreSQL: table names, versioned migrations and how they run.
+
+Every backend runs `migrate` when it connects. It takes a transaction-scoped advisory lock, so
+many workers starting at once migrate the database exactly once, reads ``<prefix>schema_version``
+and applies the migrations it has not seen, each recorded in that table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from sitq import ConfigurationError
+
+
+def _lock_key(text: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_*`` functions."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of everything sitq creates for one table prefix."""
+
+    prefix: str
+
+    @property
+    def tasks(self) -> str:
+        """The tasks table."""
+        return f"{self.prefix}tasks"
+
+    @property
+    def schema_version(self) -> str:
+        """The table recording applied migrations."""
+        return f"{self.prefix}schema_version"
+
+    @property
+    def enqueued_channel(self) -> str:
+        """The NOTIFY channel for new work; the payload is the queue name."""
+        return f"{self.prefix}enqueued"
+
+    @property
+    def finished_channel(self) -> str:
+        """The NOTIFY channel for finished tasks (wakes result waiters)."""
+        return f"{self.prefix}finished"
+
+    @property
+    def migrate_lock(self) -> int:
+        """Advisory lock key held while migrating."""
+        return _lock_key(f"sitq:{self.prefix}:migrate")
+
+    @property
+    def recover_lock(self) -> int:
+        """Advisory lock key held by the one worker recovering expired leases."""
+        return _lock_key(f"sitq:{self.prefix}:recover")
+
+
+#: Columns of the tasks table in `sitq.TaskRecord` field order.
+COLUMNS = (
+    "id", "function", "payload", "serializer", "queue", "priority", "available_at",
+    "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
+    "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
+)  # fmt: skip
+
+
+def _v1(n: Names) -> str:
+    t = n.tasks
+    return f"""
+CREATE TABLE {t} (
+    seq              bigint GENERATED ALWAYS AS IDENTITY,
+    id               text PRIMARY KEY,
+    function         text NOT NULL,
+    payload          bytea NOT NULL,
+    serializer       text NOT NULL,
+    queue            text NOT NULL,
+    priority         bigint NOT NULL DEFAULT 0,
+    available_at     double precision NOT NULL,
+    max_retries      integer,
+    timeout          double precision,
+    dedupe_key       text,
+    status           text NOT NULL CHECK (status IN
+                         ('pending', 'running', 'succeeded', 'failed', 'dead', 'cancelled')),
+    attempts         integer NOT NULL DEFAULT 0,
+    created_at       double precision NOT NULL,
+    started_at       double precision,
+    finished_at      double precision,
+    worker_id        text,
+    lease_token      text,
+    lease_expires_at double precision,
+    result           bytea,
+    error            text,
+    traceback        text
+);
+CREATE INDEX {t}_pending ON {t} (priority DESC, available_at, seq) WHERE status = 'pending';
+CREATE INDEX {t}_leases ON {t} (lease_expires_at) WHERE status = 'running';
+CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running');
+"""
+
+
+#: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1,)
+
+#: The schema version this code needs.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: asyncpg.Connection, names: Names) -> int:
+    """Bring the schema up to `SCHEMA_VERSION` (idempotent); return the version found before."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", names.migrate_lock)
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {names.schema_version} ("
+            "version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
+        if found > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the tables with prefix {names.prefix!r} are at schema version {found}, newer "
+                f"than this sitq-postgres knows ({SCHEMA_VERSION}); upgrade sitq-postgres"
+            )
+        for version in range(found, SCHEMA_VERSION):
+            await conn.execute(MIGRATIONS[version](names))
+            await conn.execute(
+                f"INSERT INTO {names.schema_version} (version) VALUES ($1)", version + 1
+            )
+        return int(found)

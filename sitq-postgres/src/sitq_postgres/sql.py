@@ -1,0 +1,284 @@
+"""Every statement the backend sends, built once per table prefix.
+
+Conventions:
+
+* Each operation is one statement, so it is its own short transaction: no row lock outlives
+  it, and it runs unchanged behind PgBouncer in transaction mode.
+* Values, queue names included, are always bound parameters; batches travel as arrays and are
+  expanded with ``unnest``.
+* ``$1`` of every statement that needs the time is *now*: NULL in production, so the database
+  clock (``statement_timestamp()``) decides due times and leases; a replaced ``Backend.clock``
+  (tests) passes its value instead.
+* Wake-ups are ``pg_notify`` calls inside the statement: delivered at commit, never on rollback.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from .schema import COLUMNS, Names
+
+#: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
+SELECT = "seq, " + ", ".join(COLUMNS)
+_K_SELECT = "k.seq, " + ", ".join(f"k.{c}" for c in COLUMNS)
+
+_DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
+#: The time a statement runs at (see the module docstring).
+NOW = f"(SELECT coalesce($1::float8, {_DB_NOW}) AS now)"
+
+#: A notification payload is a hint; cap it well below PostgreSQL's 8000-byte limit.
+_PAYLOAD = "left(queue, 200)"
+
+ACTIVE = "('pending', 'running')"
+
+
+class Statements:
+    """SQL text for one table prefix."""
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self.t = names.tasks
+        self._claims: dict[tuple[bool, bool], str] = {}
+
+    def _notify(self, source: str, where: str, channel: str) -> str:
+        """A scalar subquery sending one notification per distinct queue in ``source``."""
+        return (
+            f"(SELECT count(pg_notify('{channel}', q.p)) FROM "
+            f"(SELECT DISTINCT {_PAYLOAD} AS p FROM {source} WHERE {where}) AS q)"
+        )
+
+    @cached_property
+    def enqueue(self) -> str:
+        """Insert a batch; returns the ids stored.
+
+        ``$1`` is the caller's clock reading in production (NULL in tests): a record due by
+        then is stored due at once even if the database clock is a little behind this one.
+        Only the dedupe index is an arbiter, so a reused id fails the whole batch.
+        """
+        n = self.names
+        return f"""
+WITH ins AS (
+    INSERT INTO {self.t} (id, function, payload, serializer, queue, priority, available_at,
+                          max_retries, timeout, dedupe_key, status, attempts, created_at)
+    SELECT r.id, r.function, r.payload, r.serializer, r.queue, r.priority,
+           CASE WHEN r.available_at <= $1::float8 THEN least(r.available_at, {_DB_NOW})
+                ELSE r.available_at END,
+           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at
+    FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
+                $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[])
+         AS r(id, function, payload, serializer, queue, priority, available_at, max_retries,
+              timeout, dedupe_key, created_at)
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE} DO NOTHING
+    RETURNING id, queue
+)
+SELECT id, {self._notify("ins", "true", n.enqueued_channel)} FROM ins"""
+
+    @cached_property
+    def stored_ids(self) -> str:
+        """``(id, payload, created_at)`` of the stored tasks among ids ``$1``."""
+        return f"SELECT id, payload, created_at FROM {self.t} WHERE id = ANY($1::text[])"
+
+    @cached_property
+    def dedupe_owners(self) -> str:
+        """``(dedupe_key, id)`` of the task holding each key in ``$1``: the active one, else
+        the latest (it finished after taking the key from us)."""
+        return f"""
+SELECT DISTINCT ON (dedupe_key) dedupe_key, id FROM {self.t}
+WHERE dedupe_key = ANY($1::text[])
+ORDER BY dedupe_key, status IN {ACTIVE} DESC, seq DESC"""
+
+    def claim(self, queues: bool, exclude: bool) -> str:
+        """Claim up to ``$2`` due tasks for worker ``$3`` with token ``$4`` for ``$5`` seconds;
+        ``$6`` the queues, ``$7`` the excluded ids (when asked for)."""
+        key = (queues, exclude)
+        if key not in self._claims:
+            extra = ""
+            if queues:
+                extra += " AND queue = ANY($6::text[])"
+            if exclude:
+                extra += f" AND NOT (id = ANY(${7 if queues else 6}::text[]))"
+            # MATERIALIZED: the limited, locked pick runs exactly once, whatever the planner
+            # makes of the join (an inlined subquery could lock and claim more than LIMIT).
+            self._claims[key] = f"""
+WITH c AS MATERIALIZED {NOW},
+picked AS MATERIALIZED (
+    SELECT id FROM {self.t}
+    WHERE status = 'pending' AND available_at <= (SELECT now FROM c){extra}
+    ORDER BY priority DESC, available_at, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {self.t} AS k
+SET status = 'running', attempts = k.attempts + 1, worker_id = $3, started_at = c.now,
+    lease_token = $4, lease_expires_at = c.now + $5::float8
+FROM picked, c
+WHERE k.id = picked.id
+RETURNING {_K_SELECT}"""
+        return self._claims[key]
+
+    @cached_property
+    def claim_by_id(self) -> str:
+        """Claim task ``$2`` if pending, due or not (other parameters as in `claim`)."""
+        return f"""
+WITH c AS MATERIALIZED {NOW}
+UPDATE {self.t} AS k
+SET status = 'running', attempts = k.attempts + 1, worker_id = $3, started_at = c.now,
+    lease_token = $4, lease_expires_at = c.now + $5::float8
+FROM c
+WHERE k.id = $2 AND k.status = 'pending'
+RETURNING {_K_SELECT}"""
+
+    @cached_property
+    def claimed_with(self) -> str:
+        """The running tasks holding lease token ``$1`` (what a lost claim reply took)."""
+        return f"SELECT {SELECT} FROM {self.t} WHERE lease_token = $1 AND status = 'running'"
+
+    @cached_property
+    def extend_leases(self) -> str:
+        """Extend by ``$4`` seconds the leases of ids ``$2`` still held with tokens ``$3``."""
+        return f"""
+WITH c AS MATERIALIZED {NOW}
+UPDATE {self.t} AS k SET lease_expires_at = c.now + $4::float8
+FROM unnest($2::text[], $3::text[]) AS o(id, token), c
+WHERE k.id = o.id AND k.lease_token = o.token AND k.status = 'running'
+RETURNING k.id"""
+
+    @cached_property
+    def finish(self) -> str:
+        """Apply outcomes (one per task) fenced by lease token; returns the ids applied."""
+        n = self.names
+        return f"""
+WITH c AS MATERIALIZED {NOW},
+done AS (
+    UPDATE {self.t} AS k SET
+        status = o.status,
+        result = o.result,
+        error = CASE WHEN o.uncount THEN k.error ELSE o.error END,
+        traceback = CASE WHEN o.uncount THEN k.traceback ELSE o.traceback END,
+        finished_at = CASE WHEN o.status = 'pending' THEN k.finished_at ELSE o.finished_at END,
+        available_at = CASE WHEN o.status = 'pending' THEN coalesce(o.available_at, c.now)
+                            ELSE k.available_at END,
+        attempts = CASE WHEN o.uncount THEN greatest(k.attempts - 1, 0) ELSE k.attempts END,
+        lease_token = NULL,
+        lease_expires_at = NULL
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[],
+                $8::float8[], $9::bool[], $10::float8[])
+         AS o(id, token, status, result, error, traceback, available_at, uncount, finished_at),
+         c
+    WHERE k.id = o.id AND k.lease_token = o.token AND k.status = 'running'
+    RETURNING k.id, k.queue, k.status, k.available_at <= c.now AS due
+)
+SELECT id,
+       {self._notify("done", "status = 'pending' AND due", n.enqueued_channel)},
+       {self._notify("done", "status <> 'pending'", n.finished_channel)}
+FROM done"""
+
+    @cached_property
+    def outcome_state(self) -> str:
+        """What became of tasks ``$1`` (to tell whether a lost finish reply had applied)."""
+        return (
+            f"SELECT id, status, lease_token, finished_at, available_at FROM {self.t} "
+            "WHERE id = ANY($1::text[])"
+        )
+
+    @cached_property
+    def recover_expired(self) -> str:
+        """Requeue (or kill past ``$2`` attempts, with error ``$3``) tasks whose lease lapsed.
+
+        Only the one caller that gets advisory lock ``$4`` does anything; the others, finding
+        it taken, return at once instead of queueing on the same rows.
+        """
+        n = self.names
+        spent = "k.attempts >= greatest($2::int, coalesce(k.max_retries, 0) + 1)"
+        return f"""
+WITH c AS MATERIALIZED (SELECT c.now, pg_try_advisory_xact_lock($4::bigint) AS locked
+                        FROM {NOW} AS c),
+gone AS (
+    UPDATE {self.t} AS k SET
+        status = CASE WHEN {spent} THEN 'dead' ELSE 'pending' END,
+        error = CASE WHEN {spent} THEN $3::text ELSE k.error END,
+        finished_at = CASE WHEN {spent} THEN c.now ELSE k.finished_at END,
+        available_at = c.now,
+        lease_token = NULL,
+        lease_expires_at = NULL
+    FROM c
+    WHERE c.locked AND k.status = 'running' AND k.lease_expires_at < c.now
+    RETURNING k.id, k.queue, k.status
+)
+SELECT id, status,
+       {self._notify("gone", "status = 'pending'", n.enqueued_channel)},
+       {self._notify("gone", "status <> 'pending'", n.finished_channel)}
+FROM gone"""
+
+    @cached_property
+    def cancel(self) -> str:
+        """Cancel task ``$2`` if pending."""
+        return f"""
+WITH c AS MATERIALIZED {NOW},
+x AS (
+    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now
+    FROM c WHERE k.id = $2 AND k.status = 'pending'
+    RETURNING k.id, k.queue
+)
+SELECT id, {self._notify("x", "true", self.names.finished_channel)} FROM x"""
+
+    @cached_property
+    def requeue(self) -> str:
+        """Put task ``$2`` back to pending if failed, dead or cancelled."""
+        return f"""
+WITH c AS MATERIALIZED {NOW},
+x AS (
+    UPDATE {self.t} AS k SET status = 'pending', attempts = 0, available_at = c.now,
+        result = NULL, error = NULL, traceback = NULL, started_at = NULL, finished_at = NULL,
+        worker_id = NULL
+    FROM c WHERE k.id = $2 AND k.status IN ('failed', 'dead', 'cancelled')
+    RETURNING k.id, k.queue
+)
+SELECT id, {self._notify("x", "true", self.names.enqueued_channel)} FROM x"""
+
+    @cached_property
+    def get_task(self) -> str:
+        """The task with id ``$1``."""
+        return f"SELECT {SELECT} FROM {self.t} WHERE id = $1"
+
+    @cached_property
+    def status_of(self) -> str:
+        """Status of the task with id ``$1``."""
+        return f"SELECT status FROM {self.t} WHERE id = $1"
+
+    @cached_property
+    def counts(self) -> str:
+        """Tasks per status, in queue ``$1`` (NULL: every queue)."""
+        return (
+            f"SELECT status, count(*) FROM {self.t} "
+            "WHERE $1::text IS NULL OR queue = $1 GROUP BY status"
+        )
+
+    @cached_property
+    def queue_counts(self) -> str:
+        """Tasks per queue and status."""
+        return f"SELECT queue, status, count(*) FROM {self.t} GROUP BY queue, status"
+
+    def list_tasks(self, newest: bool) -> str:
+        """Tasks in statuses ``$1`` (NULL: any) and queue ``$2`` (NULL: any), ``$3`` at most
+        (NULL: all), oldest or newest first."""
+        order = "DESC" if newest else ""
+        return (
+            f"SELECT {SELECT} FROM {self.t} "
+            "WHERE ($1::text[] IS NULL OR status = ANY($1)) AND ($2::text IS NULL OR queue = $2) "
+            f"ORDER BY created_at {order}, seq {order} LIMIT $3"
+        )
+
+    @cached_property
+    def purge(self) -> str:
+        """Delete tasks in statuses ``$1`` finished (or else created) before ``$2`` (NULL:
+        any time)."""
+        return (
+            f"DELETE FROM {self.t} WHERE status = ANY($1::text[]) "
+            "AND ($2::float8 IS NULL OR coalesce(finished_at, created_at) < $2)"
+        )
+
+    @cached_property
+    def db_clock(self) -> str:
+        """The database clock, epoch seconds."""
+        return "SELECT extract(epoch FROM clock_timestamp())::float8"
