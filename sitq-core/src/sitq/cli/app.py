@@ -45,6 +45,8 @@ def load_app(locator: str) -> TaskQueue | SyncTaskQueue:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
+    except SitqError as exc:  # e.g. TaskQueue() at import time, with no backend installed
+        raise AppError(f"importing {module_name!r} (app {locator!r}) failed: {exc}") from None
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
             raise AppError(
