@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .errors import ConfigurationError
 from .signals import Signal, channel
@@ -177,6 +177,18 @@ class Backend(ABC):
     async def enqueue(self, record: TaskRecord) -> str:
         """Store one record (see `enqueue_many`)."""
         return (await self.enqueue_many([record]))[0]
+
+    async def enqueue_in(self, connection: Any, records: Sequence[TaskRecord]) -> list[str]:
+        """Store ``records`` through the caller's own database ``connection``, inside the
+        transaction it has open: they exist once it commits and never if it rolls back.
+
+        Optional (`TaskQueue.enqueue(..., connection=...)` calls it): backends on a database
+        server implement it; the default raises `ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot store tasks in your own transaction "
+            "(connection=...); only a database-server backend such as PostgreSQL can"
+        )
 
     # -- claim and leases --------------------------------------------------------------------
 

@@ -132,14 +132,17 @@ class TaskQueue:
         max_retries: int | None = None,
         timeout: float | None = None,
         dedupe_key: str | None = None,
+        connection: Any = None,
         **kwargs: Any,
     ) -> str:
         """Store a call to run later; return its task id.
 
         ``enqueue(func, *args, **kwargs)`` or ``enqueue(Task(...))``. Options: ``eta`` (aware
         datetime or timedelta), ``priority`` (higher first), ``queue``, ``max_retries``,
-        ``timeout`` (seconds), ``dedupe_key``. To pass a keyword argument with one of those
-        names to the function itself, build a `Task`.
+        ``timeout`` (seconds), ``dedupe_key``, ``connection`` (your own database connection,
+        for backends that support it: the task is stored in its open transaction, and vanishes
+        if that rolls back; see `Backend.enqueue_in`). To pass a keyword argument with one of
+        those names to the function itself, build a `Task`.
         """
         if isinstance(function, Task):
             if args or kwargs:
@@ -153,26 +156,36 @@ class TaskQueue:
             )
         await self.connect()
         record = self._encode(task, self.backend.clock())
-        task_id = await self.backend.enqueue(record)
+        if connection is None:
+            task_id = await self.backend.enqueue(record)
+        else:
+            (task_id,) = await self.backend.enqueue_in(connection, [record])
         task.id = task_id
         if self._lifecycle.has("sitq_task_enqueued"):
             await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
         return task_id
 
     async def enqueue_many(
-        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+        self,
+        items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]],
+        *,
+        connection: Any = None,
     ) -> list[str]:
         """Store many calls in one transaction; return their ids in order.
 
         Each item is a `Task`, a function (called with no arguments), or a tuple
-        ``(function, args)`` / ``(function, args, kwargs)``.
+        ``(function, args)`` / ``(function, args, kwargs)``. ``connection``: as in `enqueue`.
         """
         tasks = [self._coerce(item) for item in items]
         if not tasks:
             return []
         await self.connect()
         now = self.backend.clock()
-        ids = await self.backend.enqueue_many([self._encode(t, now) for t in tasks])
+        records = [self._encode(t, now) for t in tasks]
+        if connection is None:
+            ids = await self.backend.enqueue_many(records)
+        else:
+            ids = await self.backend.enqueue_in(connection, records)
         for task, task_id in zip(tasks, ids):
             task.id = task_id
         if self._lifecycle.has("sitq_task_enqueued"):
