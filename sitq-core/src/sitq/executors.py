@@ -2,10 +2,17 @@
 
 One small interface, `Executor`, with one implementation per ``worker_type``:
 
-* ``"async"`` (`AsyncExecutor`): coroutine functions run on the worker's event loop; plain
-  functions in a thread pool so they cannot block it.
+* ``"async"`` (`AsyncExecutor`): coroutine functions run on the worker's event loop (cancelled
+  on timeout); plain functions in a pool of threads so they cannot block it.
 * ``"thread"`` (`ThreadExecutor`): every function in a pool of ``max_workers`` threads
-  (coroutine functions get an event loop of their own there).
+  (coroutine functions on an event loop of their own there).
+* ``"process"`` (`sitq.processes.ProcessExecutor`, registered when that module is imported):
+  every function in a pool of child processes, one task per child at a time.
+
+What a timeout can do depends on where the function runs. A coroutine is cancelled. A child
+process is killed and replaced. A thread cannot be stopped from outside in Python: the task is
+failed with `TaskTimeout` at once and its slot is given to a new thread, but the function goes
+on running in its abandoned thread until it returns, and what it returns is thrown away.
 """
 
 from __future__ import annotations
@@ -15,67 +22,220 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import logging
+import queue as queue_module
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import TaskTimeout
+from .payload import Codec
+
+logger = logging.getLogger("sitq.executors")
 
 
 @dataclass(slots=True)
 class Call:
-    """One function call to execute, with what an out-of-process executor needs to redo it."""
+    """One function call to execute.
+
+    ``payload`` and ``serializer`` are the call as stored (encoded bytes and the codec that
+    decodes them): an out-of-process executor sends those instead of the decoded objects.
+    """
 
     function: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     timeout: float | None = None
     task_id: str = ""
+    payload: bytes | None = None
+    serializer: Codec | None = None
 
 
 class Executor(ABC):
-    """Runs calls; the worker awaits `run` once per task attempt."""
+    """Runs calls; the worker awaits `run` once per task attempt, at most ``max_workers`` at once.
+
+    :param max_workers: calls that may run at once.
+    :param max_memory_mb: for executors with child processes, the resident memory above which
+        a child is replaced after its current call (None: no limit).
+    """
 
     #: The ``worker_type`` name this executor implements.
     kind: str = ""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, *, max_memory_mb: float | None = None) -> None:
         self.max_workers = max_workers
+        self.max_memory_mb = max_memory_mb
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional hook)
         """Acquire resources (pools, processes) before the first call."""
 
     @abstractmethod
     async def run(self, call: Call) -> Any:
-        """Run ``call`` and return its value; raise what it raised, or `TaskTimeout`."""
+        """Run ``call`` and return its value; raise what it raised, or `TaskTimeout`.
 
-    async def close(self) -> None:
+        If the awaiting task is cancelled, the call is abandoned (or killed, where possible).
+        """
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release resources; running calls have finished or been abandoned by then."""
 
 
-def _timeout_error(call: Call) -> TaskTimeout:
+def timeout_error(call: Call) -> TaskTimeout:
+    """The `TaskTimeout` raised when ``call`` ran past its timeout."""
     return TaskTimeout(f"task {call.task_id} timed out after {call.timeout} s")
 
 
+class ThreadPool:
+    """Up to ``size`` daemon threads running calls, where a stuck call can be abandoned.
+
+    `abandon` gives up on a running call: its thread finishes the call in the background and
+    is not counted any more, so the next submit gets a fresh thread at once. The threads are
+    daemons, so a call that never returns cannot keep the interpreter from exiting.
+    """
+
+    def __init__(self, size: int, name: str = "sitq-task") -> None:
+        self.size = size
+        self._name = name
+        self._work: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = threading.Semaphore(0)
+        self._threads = 0  # threads alive
+        self._abandoned: set[concurrent.futures.Future[Any]] = set()
+        self._running: dict[concurrent.futures.Future[Any], threading.Thread] = {}
+        self._closed = False
+        self._counter = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running in their threads."""
+        return len(self._abandoned)
+
+    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``fn()`` in a pool thread; returns its future."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._work.put((future, fn))
+        if self._idle.acquire(blocking=False):
+            return future
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the thread pool is closed")
+            if self._threads - len(self._abandoned) < self.size:
+                self._threads += 1
+                self._counter += 1
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self._name}-{self._counter}", daemon=True
+                )
+                thread.start()
+        return future
+
+    def abandon(self, future: concurrent.futures.Future[Any]) -> None:
+        """Stop counting the thread running ``future`` (or drop ``future`` if not started)."""
+        if future.cancel():
+            return
+        with self._lock:
+            if future in self._running and not future.done():
+                self._abandoned.add(future)
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                self._idle.release()
+                continue
+            with self._lock:
+                self._running[future] = threading.current_thread()
+            try:
+                result = fn()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            with self._lock:
+                del self._running[future]
+                was_abandoned = future in self._abandoned
+                self._abandoned.discard(future)
+                if was_abandoned and self._threads - len(self._abandoned) > self.size:
+                    self._threads -= 1  # a replacement took this thread's place
+                    return
+            del future, fn, item
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Let idle threads exit and pending calls be cancelled; running calls go on."""
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue_module.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(threads):
+            self._work.put(None)
+
+
+async def run_in_pool(pool: ThreadPool, call: Call, fn: Callable[[], Any]) -> Any:
+    """Await ``fn()`` in ``pool`` with ``call.timeout``; abandon the thread on timeout/cancel."""
+    future = pool.submit(fn)
+    try:
+        if call.timeout is None:
+            return await asyncio.wrap_future(future)
+        return await asyncio.wait_for(asyncio.wrap_future(future), call.timeout)
+    except asyncio.TimeoutError:
+        pool.abandon(future)
+        if pool.abandoned:
+            logger.warning(
+                "task %s timed out; its thread cannot be stopped and runs on in the background "
+                "(%d abandoned threads still running). Use worker_type='process' for tasks that "
+                "must be killed on timeout.",
+                call.task_id,
+                pool.abandoned,
+            )
+        raise timeout_error(call) from None
+    except asyncio.CancelledError:
+        pool.abandon(future)
+        raise
+
+
+def _bound_call(call: Call) -> Callable[[], Any]:
+    ctx = contextvars.copy_context()
+    return functools.partial(ctx.run, call.function, *call.args, **call.kwargs)
+
+
 def _run_coroutine_function(call: Call) -> Any:
-    return asyncio.run(call.function(*call.args, **call.kwargs))
+    """Run a coroutine function on a fresh event loop in this thread, cancelled on timeout."""
+
+    async def main() -> Any:
+        coro = call.function(*call.args, **call.kwargs)
+        if call.timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, call.timeout)
+        except asyncio.TimeoutError:
+            raise timeout_error(call) from None
+
+    return asyncio.run(main())
 
 
 class AsyncExecutor(Executor):
-    """Coroutine functions on the event loop; other callables in a thread pool."""
+    """Coroutine functions on the event loop; other callables in a pool of threads."""
 
     kind = "async"
 
-    def __init__(self, max_workers: int) -> None:
-        super().__init__(max_workers)
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+    def __init__(self, max_workers: int, *, max_memory_mb: float | None = None) -> None:
+        super().__init__(max_workers, max_memory_mb=max_memory_mb)
+        self._threads: ThreadPool | None = None
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> ThreadPool:
         if self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_workers, thread_name_prefix="sitq-task"
-            )
+            self._threads = ThreadPool(self.max_workers)
         return self._threads
 
     async def run(self, call: Call) -> Any:
@@ -87,16 +247,16 @@ class AsyncExecutor(Executor):
             try:
                 return await asyncio.wait_for(coro, call.timeout)
             except asyncio.TimeoutError:
-                raise _timeout_error(call) from None
-        result = await _in_thread(self._pool(), call)
+                raise timeout_error(call) from None
+        result = await run_in_pool(self._pool(), call, _bound_call(call))
         if inspect.isawaitable(result):  # a plain function returned a coroutine
             result = await result
         return result
 
     async def close(self) -> None:
-        """Shut the thread pool down without waiting for abandoned (timed-out) calls."""
+        """Let the threads go without waiting for abandoned (timed-out) calls."""
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
             self._threads = None
 
 
@@ -104,7 +264,9 @@ class ThreadExecutor(AsyncExecutor):
     """Every call in a pool of ``max_workers`` threads.
 
     A thread cannot be killed: on timeout the task is failed with `TaskTimeout` and its slot is
-    given back at once, but the function keeps running in its thread until it returns.
+    given to a new thread at once, but the function keeps running in its old thread until it
+    returns (its result is discarded). A coroutine function runs on an event loop of its own
+    in the thread, where the timeout does cancel it.
     """
 
     kind = "thread"
@@ -112,27 +274,17 @@ class ThreadExecutor(AsyncExecutor):
     async def run(self, call: Call) -> Any:
         """Run the call in a pool thread (a coroutine function on a fresh loop there)."""
         if inspect.iscoroutinefunction(call.function):
-            call = Call(
-                functools.partial(_run_coroutine_function, call),
-                (),
-                {},
-                call.timeout,
-                call.task_id,
-            )
-        return await _in_thread(self._pool(), call)
-
-
-async def _in_thread(pool: concurrent.futures.Executor, call: Call) -> Any:
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    fn = functools.partial(ctx.run, call.function, *call.args, **call.kwargs)
-    future = loop.run_in_executor(pool, fn)
-    if call.timeout is None:
-        return await future
-    try:
-        return await asyncio.wait_for(future, call.timeout)
-    except asyncio.TimeoutError:
-        raise _timeout_error(call) from None
+            ctx = contextvars.copy_context()
+            fn: Callable[[], Any] = functools.partial(ctx.run, _run_coroutine_function, call)
+            # the loop in the thread applies the timeout; the outer one is a backstop
+            outer = Call(call.function, (), {}, None, call.task_id)
+            if call.timeout is not None:
+                outer.timeout = call.timeout + 1.0
+            try:
+                return await run_in_pool(self._pool(), outer, fn)
+            except TaskTimeout:
+                raise timeout_error(call) from None
+        return await run_in_pool(self._pool(), call, _bound_call(call))
 
 
 #: worker_type name → executor class; the process executor registers itself in `sitq.processes`.
@@ -142,6 +294,8 @@ EXECUTORS: dict[str, type[Executor]] = {
 }
 
 
-def make_executor(worker_type: str, max_workers: int) -> Executor:
+def make_executor(
+    worker_type: str, max_workers: int, *, max_memory_mb: float | None = None
+) -> Executor:
     """Build the executor for ``worker_type``."""
-    return EXECUTORS[worker_type](max_workers)
+    return EXECUTORS[worker_type](max_workers, max_memory_mb=max_memory_mb)

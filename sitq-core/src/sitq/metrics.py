@@ -12,7 +12,10 @@ class WorkerStatus:
 
     ``current_task_id`` is one running task (the oldest); ``running_task_ids`` lists them all.
     ``tasks_processed`` counts finished attempts (succeeded, failed, or retried);
-    ``tasks_failed`` those that raised, timed out or could not be decoded.
+    ``tasks_failed`` those that raised, timed out or could not be decoded (``tasks_retried``
+    of them were put back for another attempt). ``uptime`` is in seconds, from start to now
+    (or to stop). ``throttled`` says which resource limit keeps the worker from taking new
+    tasks right now, or is None.
     """
 
     worker_id: str
@@ -24,6 +27,7 @@ class WorkerStatus:
     current_task_id: str | None
     running_task_ids: tuple[str, ...]
     uptime: float
+    throttled: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ died. The same object is driven from async code (``await worker.start()``) or pl
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
+import contextvars
 import logging
 import os
 import signal
@@ -26,14 +28,22 @@ import threading
 import time
 import traceback as traceback_module
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from .backend import Backend, Outcome, TaskRecord
 from .bridge import Portal, forbid_running_loop, running_loop
-from .errors import ConfigurationError, PayloadError, SerializationError, TaskNotFound, WorkerStateError
+from .errors import (
+    ConfigurationError,
+    PayloadError,
+    SerializationError,
+    TaskNotFound,
+    WorkerStateError,
+)
 from .executors import EXECUTORS, Call, Executor, make_executor
 from .hookspecs import hookimpl
+from .limits import ResourceLimits
 from .metrics import Counters, WorkerMetrics, WorkerStatus
 from .payload import Codec, serializer_entry
 from .plugins import Lifecycle, PluginManager
@@ -44,6 +54,11 @@ from .sync import SyncTaskQueue
 from .task import Result, Task, TaskStatus, from_timestamp
 
 _DECLINED_MEMORY = 1000  # how many declined task ids a worker remembers (and skips)
+
+#: The worker whose task is running in this context (a task, or a thread running a task).
+_current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
+    "sitq_current_worker", default=None
+)
 
 
 class _Callbacks:
@@ -79,24 +94,40 @@ class Worker:
         ``backend=``).
     :param worker_id: a name for this worker (default: ``host:pid:random``).
     :param worker_type: ``"async"`` (coroutines on the loop, functions in threads),
-        ``"thread"`` or ``"process"`` (CPU-bound work in child processes).
+        ``"thread"`` (every function in a thread) or ``"process"`` (CPU-bound work in child
+        processes that never touch the database; see `sitq.processes`).
     :param max_workers: tasks run at once (default: 100 async, 8 threads, one process per CPU).
-    :param poll_interval: seconds between looks at the queue when idle. Enqueues in this
-        process wake the worker at once.
-    :param max_tasks: stop after this many task attempts.
-    :param timeout: seconds a task may run (a task's own ``timeout`` wins).
+    :param poll_interval: seconds between looks at the queue when idle. Enqueues and retries
+        in this process wake the worker at once.
+    :param max_tasks: stop after exactly this many task attempts (a retry is a new attempt;
+        a declined task is not one).
+    :param timeout: seconds a task may run (a task's own ``timeout`` wins). On timeout the task
+        fails with `TaskTimeout` (and is retried if retries are left). A coroutine is
+        cancelled; a child process is killed and replaced; a thread cannot be stopped: its slot
+        goes to a fresh thread at once, while the function runs on unseen until it returns.
     :param max_retries: retries of a failing task (a task's own ``max_retries`` wins).
     :param retry_delay: seconds before the first retry; ``retry_backoff`` multiplies it for each
-        later retry, up to ``max_retry_delay``; ``retry_jitter`` randomizes it.
+        later retry (2: exponential), up to ``max_retry_delay``; ``retry_jitter`` randomizes
+        it (True: anywhere from 0; a fraction such as 0.2: up to 20 % shorter). See
+        `sitq.retry.RetryPolicy`.
     :param retry_failed: False turns every retry off.
     :param continue_on_error: False stops the worker after a task fails for good.
     :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt.
     :param on_success: ``on_success(task_id, value)`` after each success.
     :param queues: names of the queues to take tasks from (default: all).
-    :param serializer: how results are encoded (default: the serializer the task came with).
-    :param deserializer: how payloads are decoded (default: the serializer the task names).
+    :param serializer: a registered serializer name, or any object with ``dumps``/``loads``
+        (such as the ``pickle`` module), that encodes results (default: the serializer named in
+        the task record, which readers also decode results with, so it must write what that
+        one reads: checked against the queue's serializer at construction).
+    :param deserializer: the same kinds of value; decodes task payloads instead of the
+        serializer named in the task record (checked against the queue's serializer).
+    :param max_memory_mb: while the worker process uses more resident memory than this, it
+        takes no new task; a process worker also replaces children above it (see
+        `sitq.limits`).
+    :param max_cpu_percent: while the worker and its children use more than this share of the
+        machine's CPU (100 = all cores), it takes no new task.
     :param graceful_shutdown: seconds `stop` waits for running tasks before cancelling them and
-        handing them back to the queue.
+        handing them back to the queue (pending again, attempt not counted).
     :param lease_seconds: how long a claim holds before another worker may recover the task;
         extended every ``lease_seconds / 3`` while the task runs.
     :param max_attempts: attempts after which a task whose worker keeps dying goes ``dead``.
@@ -122,7 +153,7 @@ class Worker:
         retry_delay: float = 1.0,
         retry_backoff: float = 1.0,
         max_retry_delay: float = 3600.0,
-        retry_jitter: bool = False,
+        retry_jitter: bool | float = False,
         retry_failed: bool = True,
         continue_on_error: bool = True,
         on_error: Callable[[str, BaseException, int], Any] | None = None,
@@ -130,6 +161,8 @@ class Worker:
         queues: Iterable[str] | None = None,
         serializer: str | Serializer | SerializerType | None = None,
         deserializer: str | Serializer | SerializerType | None = None,
+        max_memory_mb: float | None = None,
+        max_cpu_percent: float | None = None,
         graceful_shutdown: float = 30.0,
         lease_seconds: float = 30.0,
         recovery_interval: float | None = None,
@@ -184,6 +217,16 @@ class Worker:
         for name, fn in (("on_error", on_error), ("on_success", on_success)):
             if fn is not None and not callable(fn):
                 raise ConfigurationError(f"{name} must be callable, got {fn!r}")
+        if queues is not None:
+            if isinstance(queues, str):
+                queues = [queues]
+            queues = list(queues)
+            if not queues or not all(isinstance(q, str) and q for q in queues):
+                raise ConfigurationError(
+                    f"queues must be a list of queue names, got {queues!r}; "
+                    "leave it out to take tasks from every queue"
+                )
+        self.limits = ResourceLimits(max_memory_mb, max_cpu_percent)
 
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.worker_type = worker_type
@@ -216,12 +259,14 @@ class Worker:
 
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(_Callbacks(on_error, on_success))
-        self._encoder = (
-            None if serializer is None else Codec(serializer_entry(serializer, self.plugins))
-        )
-        self._decoder = (
-            None if deserializer is None else Codec(serializer_entry(deserializer, self.plugins))
-        )
+        self._encoder = _codec("serializer", serializer, self.plugins)
+        self._decoder = _codec("deserializer", deserializer, self.plugins)
+        _check_compatible(self._queue.codec, self._encoder, self._decoder)
+        if worker_type == "process" and self._decoder is not None:
+            from .processes import check_serializer_portable
+
+            check_serializer_portable(self._decoder, "deserializer")
+        self._compatible: dict[str, bool] = {self._queue.codec.name: True}
         self._routing = type(self).should_process_task is not Worker.should_process_task
 
         self._counters = Counters()
@@ -241,6 +286,11 @@ class Worker:
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outcome_ready: asyncio.Event | None = None
         self._leases: dict[str, str] = {}
+        self._throttled: str | None = None
+        self._next_due: float | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._start_pending = False
 
     # -- public API: lifecycle ---------------------------------------------------------------
 
@@ -254,39 +304,72 @@ class Worker:
 
         In a running event loop this returns a coroutine that processes tasks until `stop`:
         ``asyncio.create_task(worker.start())`` or ``await worker.start()``. From plain code it
-        starts the worker on a background thread and returns at once.
+        starts the worker on a background thread of its own and returns at once; such a worker
+        is stopped gracefully at interpreter exit if `stop` was never called.
         """
-        if running_loop() is not None:
-            return self._serve()
         if self._state in ("running", "stopping"):
             raise WorkerStateError(f"worker {self.worker_id} is already running")
+        if running_loop() is not None:
+            self._start_pending = True
+            return self._serve()
+        self._close_portal()
         self._portal = Portal(f"sitq-worker-{self.worker_id}")
         started = threading.Event()
+        self._start_pending = True
         self._background = self._portal.submit(self._serve(started=started))
+        _stop_at_exit(self)
         while not started.wait(0.05):
             if self._background.done():
-                self._background.result()  # raises why it could not start
                 break
+        if self._background.done() and self._background.exception() is not None:
+            background, self._background = self._background, None
+            self._close_portal()
+            background.result()  # raises why it could not start
         return None
 
     def stop(self) -> Any:
         """Stop taking tasks, let running ones finish (up to ``graceful_shutdown`` seconds),
         hand the rest back to the queue, then return.
 
-        In a running event loop this returns a coroutine to await; from plain code it blocks.
+        From plain code it blocks until the worker has stopped (a Ctrl-C while it waits cuts
+        the grace period short). In a running event loop the stop is requested at once and an
+        awaitable is returned: ``await worker.stop()`` waits for the worker to stop. Called
+        from one of the worker's own tasks or callbacks, it only requests the stop (waiting
+        there would wait for itself).
         """
-        if running_loop() is not None:
-            return self._stop_async()
         self._request_stop()
+        if running_loop() is not None:
+            if _current_worker.get() is self or not self.is_running:
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
+            return asyncio.ensure_future(self._stop_async())
+        if _current_worker.get() is self:
+            return None
+        try:
+            self._wait_stopped()
+        except KeyboardInterrupt:
+            self.graceful_shutdown = 0.0  # a second Ctrl-C: hand running tasks back now
+            self._request_stop()
+            self._wait_stopped()
+            raise
+        return None
+
+    def _wait_stopped(self) -> None:
         if self._background is not None:
             try:
                 self._background.result()
             finally:
                 self._background = None
-                if self._portal is not None:
-                    self._portal.close()
-                    self._portal = None
-        return None
+                self._close_portal()
+        else:
+            while not self._done.wait(0.1):
+                pass
+
+    def _close_portal(self) -> None:
+        if self._portal is not None and (self._background is None or self._background.done()):
+            self._portal.close()
+            self._portal = None
 
     def run(self, duration: float | None = None) -> None:
         """Process tasks in the foreground for ``duration`` seconds, or until Ctrl-C / SIGTERM.
@@ -332,14 +415,16 @@ class Worker:
         return interrupted
 
     async def _stop_async(self) -> None:
-        self._request_stop()
         if self._stopped is not None and self._loop is asyncio.get_running_loop():
             await asyncio.shield(self._stopped)
         elif self._background is not None:
             await asyncio.wrap_future(self._background)
+        else:
+            await asyncio.to_thread(self._done.wait)
 
     def _request_stop(self) -> None:
-        self._stop_requested = True
+        if self._start_pending or self.is_running:
+            self._stop_requested = True
         loop, event = self._loop, self._stop_event
         if loop is None or event is None or loop.is_closed():
             return
@@ -433,6 +518,7 @@ class Worker:
             current_task_id=running[0] if running else None,
             running_task_ids=running,
             uptime=c.uptime(),
+            throttled=self._throttled,
         )
 
     def get_metrics(self) -> WorkerMetrics:
@@ -445,6 +531,8 @@ class Worker:
         if self._state in ("running", "stopping"):
             raise WorkerStateError(f"worker {self.worker_id} is already running")
         self._state = "running"
+        self._start_pending = False
+        self._done.clear()
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._stopped = self._loop.create_future()
@@ -476,11 +564,13 @@ class Worker:
                     await self._lifecycle.emit("sitq_worker_stopped", worker=self)
         finally:
             self._state = "stopped"
+            self._throttled = None
             self._counters.stopped_at = time.monotonic()
             if started is not None:
                 started.set()
             if not self._stopped.done():
                 self._stopped.set_result(None)
+            self._done.set()
 
     def _session(self) -> _Session:
         return _Session(self)
@@ -503,19 +593,50 @@ class Worker:
                 continue
             if self.max_tasks is not None:
                 free = min(free, self.max_tasks - self._started_attempts)
-            records = await self.backend.claim(
-                worker_id=self.worker_id,
-                limit=free,
-                lease_seconds=self.lease_seconds,
-                queues=self.queues,
-                exclude=self._declined,
-            )
+            if self.limits.active and self._throttle():
+                await _first(stop.wait(), asyncio.sleep(self.limits.interval))
+                continue
+            try:
+                records = await self.backend.claim(
+                    worker_id=self.worker_id,
+                    limit=free,
+                    lease_seconds=self.lease_seconds,
+                    queues=self.queues,
+                    exclude=self._declined,
+                )
+            except Exception:
+                self.logger.exception("claiming tasks failed; retrying in %s s", self.poll_interval)
+                await _first(stop.wait(), asyncio.sleep(self.poll_interval))
+                continue
             if not records:
-                await _first(stop.wait(), self.backend.wait_for_work(self.poll_interval))
+                await _first(stop.wait(), self.backend.wait_for_work(self._idle_wait()))
                 continue
             for record in records:
                 self._started_attempts += 1
                 self._running[record.id] = asyncio.create_task(self._run_claimed(record))
+
+    def _throttle(self) -> bool:
+        """True while a resource limit says not to claim (logged when it starts and ends)."""
+        reason = self.limits.over_limit()
+        if reason != self._throttled:
+            if reason is not None:
+                self.logger.warning("worker %s takes no new task: %s", self.worker_id, reason)
+            else:
+                self.logger.log(self.log_level, "worker %s takes tasks again", self.worker_id)
+            self._throttled = reason
+        return reason is not None
+
+    def _idle_wait(self) -> float:
+        """Seconds to wait for work: ``poll_interval``, or less if a retry we scheduled is
+        due sooner."""
+        due = self._next_due
+        if due is None:
+            return self.poll_interval
+        left = due - self.backend.clock()
+        if left <= 0:
+            self._next_due = None
+            return self.poll_interval
+        return min(self.poll_interval, left + 0.001)
 
     async def _run_claimed(self, record: TaskRecord) -> None:
         try:
@@ -532,6 +653,11 @@ class Worker:
             pass
         except Exception:  # a bug of ours must not kill the loop or strand the task
             self.logger.exception("sitq worker error while handling task %s", record.id)
+            if record.lease_token is not None:
+                try:  # fenced: a no-op if its outcome was stored
+                    await self.backend.finish([Outcome.release(record.id, record.lease_token)])
+                except Exception:
+                    self.logger.exception("handing task %s back failed", record.id)
         finally:
             self._running.pop(record.id, None)
             if self._wake is not None:
@@ -543,9 +669,10 @@ class Worker:
         lifecycle = self._lifecycle
         assert record.lease_token is not None
         self._leases[record.id] = record.lease_token
+        token = _current_worker.set(self)
         try:
-            codec = self._decoder or self._queue.codec_for(record.serializer)
             try:
+                codec = self._decoder or self._queue.codec_for(record.serializer)
                 function, args, kwargs = codec.decode_call(record.payload)
             except (PayloadError, LookupError) as exc:
                 return await self._undecodable(record, exc)
@@ -554,7 +681,14 @@ class Worker:
                 task = self._task(record, function, args, kwargs)
             if self._routing:
                 assert task is not None
-                if not self.should_process_task(task):
+                try:
+                    accepted = self.should_process_task(task)
+                except Exception:
+                    self.logger.exception(
+                        "should_process_task raised for task %s; declining it", record.id
+                    )
+                    accepted = False
+                if not accepted:
                     return await self._decline(record)
             if task is not None:
                 await lifecycle.emit("sitq_task_started", task=task, worker=self)
@@ -565,16 +699,19 @@ class Worker:
                     record.id,
                     record.function,
                     record.attempts,
-                    extra={"task_id": record.id, "function": record.function,
-                           "attempt": record.attempts},  # fmt: skip
+                    extra={
+                        "task_id": record.id,
+                        "function": record.function,
+                        "attempt": record.attempts,
+                    },
                 )
             timeout = record.timeout if record.timeout is not None else self.timeout
             began = time.perf_counter()
             try:
                 value = await self._executor.run(
-                    Call(function, args, kwargs, timeout, record.id)
+                    Call(function, args, kwargs, timeout, record.id, record.payload, codec)
                 )
-                result = (self._encoder or codec).encode_result(value)
+                result = self._result_codec(record).encode_result(value)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -591,8 +728,12 @@ class Worker:
                     record.id,
                     record.function,
                     duration,
-                    extra={"task_id": record.id, "function": record.function,
-                           "attempt": record.attempts, "duration": duration},  # fmt: skip
+                    extra={
+                        "task_id": record.id,
+                        "function": record.function,
+                        "attempt": record.attempts,
+                        "duration": duration,
+                    },
                 )
             if applied and lifecycle.has("sitq_task_succeeded"):
                 task = task or self._task(record, function, args, kwargs)
@@ -601,6 +742,7 @@ class Worker:
             return outcome
         finally:
             self._leases.pop(record.id, None)
+            _current_worker.reset(token)
 
     async def _failed(
         self,
@@ -620,9 +762,10 @@ class Worker:
         )
         delay = self.retry_policy.delay(record.attempts) if will_retry else 0.0
         if will_retry:
-            outcome = Outcome.retry(
-                record.id, record.lease_token, self.backend.clock() + delay, error, tb
-            )
+            due = self.backend.clock() + delay
+            outcome = Outcome.retry(record.id, record.lease_token, due, error, tb)
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
         else:
             outcome = Outcome.failed(record.id, record.lease_token, error, tb)
         applied = await self._report(outcome)
@@ -637,8 +780,12 @@ class Worker:
                 f", retrying in {delay:.3g} s" if will_retry else "",
                 error,
                 exc_info=(type(exc), exc, exc.__traceback__),
-                extra={"task_id": record.id, "function": record.function,
-                       "attempt": record.attempts, "duration": duration},  # fmt: skip
+                extra={
+                    "task_id": record.id,
+                    "function": record.function,
+                    "attempt": record.attempts,
+                    "duration": duration,
+                },
             )
         if applied:
             lifecycle = self._lifecycle
@@ -711,11 +858,35 @@ class Worker:
             worker_id=self.worker_id,
         )
 
+    def _result_codec(self, record: TaskRecord) -> Codec:
+        """The codec for a task's result: ``serializer`` if the task's own serializer (which
+        readers decode results with) reads what it writes, else the task's own."""
+        try:
+            own = self._queue.codec_for(record.serializer)
+        except LookupError:  # not registered here: only our own codecs can write it
+            fallback = self._encoder or self._decoder
+            if fallback is None:
+                raise
+            return fallback
+        encoder = self._encoder
+        if encoder is None:
+            return own
+        ok = self._compatible.get(record.serializer)
+        if ok is None:
+            ok = self._compatible[record.serializer] = _writes_for(encoder, own, _PROBE_VALUE)
+            if not ok:
+                self.logger.warning(
+                    "serializer=%r writes results that the %r serializer of some tasks cannot "
+                    "read; their results are stored with %r instead",
+                    encoder.name,
+                    own.name,
+                    own.name,
+                )
+        return encoder if ok else own
+
     def _result_of(self, record: TaskRecord, outcome: Outcome, value: Any = None) -> Result:
         if outcome.status is TaskStatus.SUCCEEDED and value is None and outcome.result is not None:
-            value = (self._encoder or self._queue.codec_for(record.serializer)).decode_result(
-                outcome.result
-            )
+            value = self._result_codec(record).decode_result(outcome.result)
         return Result(
             task_id=record.id,
             status=outcome.status,
@@ -768,7 +939,7 @@ class Worker:
                     self.logger.exception("storing %d task outcomes failed; retrying", len(batch))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
-            for (_, future), ok in zip(batch, applied):
+            for (_, future), ok in zip(batch, applied, strict=True):
                 if not future.done():
                     future.set_result(ok)
 
@@ -829,7 +1000,7 @@ class Worker:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.graceful_shutdown == 0:
                 break
-            done, pending = await asyncio.wait(pending, timeout=min(remaining, 0.1))
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.1))
             pending = {t for t in pending if not t.done()}
         if pending:
             leases = dict(self._leases)
@@ -837,12 +1008,25 @@ class Worker:
                 job.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             await self._release_all(leases)
+        # outcomes of cancelled tasks may still be on their way to the backend
+        loop = asyncio.get_running_loop()
+        flushes = [t for t in _BACKGROUND if t.get_loop() is loop]
+        if flushes:
+            await asyncio.gather(*flushes, return_exceptions=True)
 
     async def _release_all(self, leases: dict[str, str]) -> None:
         if not leases:
             return
         outcomes = [Outcome.release(task_id, token) for task_id, token in leases.items()]
-        applied = await self.backend.finish(outcomes)
+        for attempt in range(5):
+            try:
+                applied = await self.backend.finish(outcomes)
+                break
+            except Exception:
+                self.logger.exception("handing %d tasks back failed", len(outcomes))
+                if attempt == 4:
+                    return  # their leases lapse and recovery hands them back
+                await asyncio.sleep(0.1 * 2**attempt)
         self.logger.warning(
             "worker %s handed %d unfinished tasks back to the queue",
             self.worker_id,
@@ -850,7 +1034,7 @@ class Worker:
         )
 
     def __repr__(self) -> str:
-        return f"<Worker {self.worker_id} {self.worker_type}×{self.max_workers} {self._state}>"
+        return f"<Worker {self.worker_id} {self.worker_type} x{self.max_workers} {self._state}>"
 
 
 _BACKGROUND: set[asyncio.Future[Any]] = set()
@@ -869,7 +1053,9 @@ class _Session:
         if w._executor is None:
             self.owner = True
             w._lifecycle = w.plugins.lifecycle()
-            w._executor = make_executor(w.worker_type, w.max_workers)
+            w._executor = make_executor(
+                w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb
+            )
             await w._executor.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -899,6 +1085,87 @@ def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> None:
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigurationError(f"{name} must be a number of seconds {bound}, got {value!r}")
+
+
+def _codec(name: str, spec: Any, plugins: PluginManager) -> Codec | None:
+    """The codec for a ``serializer=``/``deserializer=`` argument, or a clear error."""
+    if spec is None:
+        return None
+    if not isinstance(spec, (str, SerializerType)) and not (
+        callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))
+    ):
+        raise ConfigurationError(
+            f"{name}={spec!r} has no dumps()/loads(); pass a registered serializer name "
+            f"({', '.join(sorted(plugins.serializers))}) or an object with dumps(obj) -> bytes "
+            "and loads(bytes) -> obj, such as the pickle module"
+        )
+    return Codec(serializer_entry(spec, plugins))
+
+
+_PROBE_VALUE = {"sitq": [1, 2.5, "probe", None, True]}
+_PROBE_CALL = ("sitq.probe:probe", [1, "a"], {"k": [1.5, None]})
+
+
+def _writes_for(writer: Codec, reader: Codec, sample: Any) -> bool:
+    """True if ``reader`` reads back what ``writer`` writes (lists and tuples alike)."""
+    try:
+        back = reader.serializer.loads(writer.serializer.dumps(sample))
+    except Exception:
+        return False
+    return _plain(back) == _plain(sample)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_compatible(queue: Codec, encoder: Codec | None, decoder: Codec | None) -> None:
+    """Reject a serializer/deserializer that cannot talk to the queue's serializer."""
+    if encoder is not None and not _writes_for(encoder, queue, _PROBE_VALUE):
+        raise ConfigurationError(
+            f"serializer={encoder.name!r} writes results that this queue's {queue.name!r} "
+            f"serializer (which get_result decodes them with) cannot read. Leave serializer "
+            f"out to store results with the task's own serializer, or use the same one as "
+            f"the queue: TaskQueue(..., serializer=...)."
+        )
+    if decoder is not None and not _writes_for(queue, decoder, _PROBE_CALL):
+        raise ConfigurationError(
+            f"deserializer={decoder.name!r} cannot read task payloads written by this queue's "
+            f"{queue.name!r} serializer. Leave deserializer out to decode each task with the "
+            f"serializer it was stored with, or use the same one as the queue."
+        )
+
+
+_at_exit: weakref.WeakSet[Worker] = weakref.WeakSet()
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _stop_at_exit(worker: Worker) -> None:
+    """Stop ``worker`` gracefully at interpreter exit if it is still running then.
+
+    Registered on first use, so it runs before the process executor's own exit handler (which
+    kills child processes).
+    """
+    global _at_exit_registered
+    with _at_exit_lock:
+        _at_exit.add(worker)
+        if not _at_exit_registered:
+            atexit.register(_stop_workers)
+            _at_exit_registered = True
+
+
+def _stop_workers() -> None:
+    for worker in list(_at_exit):
+        if worker._background is not None:
+            try:
+                worker.stop()
+            except BaseException:
+                worker.logger.exception("stopping worker %s at exit failed", worker.worker_id)
 
 
 def _load_process_executor() -> None:

@@ -1,0 +1,364 @@
+"""`ProcessExecutor`: ``worker_type="process"``, CPU-bound tasks in child processes.
+
+A pool of ``max_workers`` child processes (``forkserver`` where the platform has it, else
+``spawn``; never a plain ``fork`` of the threaded worker). Each child runs one task at a time:
+
+* the parent sends the task's stored payload bytes and the serializer that decodes them (the
+  serializer object itself goes to a child once, the first time that child needs it), and the
+  child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
+  back the value or the exception, pickled with cloudpickle;
+* on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
+  fresh one takes its place;
+* after a task that left a child above ``max_memory_mb`` of resident memory, the child is
+  replaced (recycled) too.
+
+Children never open the database: everything they need travels over their pipe, and every
+write stays with the parent. They ignore Ctrl-C (SIGINT) so that the worker, not the terminal,
+decides what happens to the tasks they run. As with any ``multiprocessing`` program, a script
+that starts a process worker must guard its entry point with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+import multiprocessing
+import pickle
+import signal
+import threading
+import traceback
+import weakref
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cloudpickle
+import psutil
+
+from .errors import ConfigurationError, SerializationError, SitqError
+from .executors import EXECUTORS, Call, Executor, timeout_error
+from .payload import Codec
+
+logger = logging.getLogger("sitq.processes")
+
+_CODE = "__code__"  # serializer name meaning "the call itself, cloudpickled"
+
+
+def start_method() -> str:
+    """``forkserver`` where available (fast, and safe with threads), else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def check_serializer_portable(codec: Codec, what: str) -> None:
+    """Raise `ConfigurationError` if ``codec``'s serializer cannot be sent to a child process."""
+    try:
+        cloudpickle.dumps(codec)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"worker_type='process' sends the {what} {codec.name!r} to its child processes, "
+            f"and it cannot be pickled ({exc}). Pass a registered serializer name, a module "
+            f"such as pickle, or an instance of a class defined at module level."
+        ) from exc
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a child process (set as its ``__cause__``)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class ChildTaskError(SitqError):
+    """A task's child process died, or raised something that could not be sent back."""
+
+
+# -- the child side ---------------------------------------------------------------------------
+
+
+def _child_main(conn: Connection) -> None:
+    """Loop of a child: receive a call, run it, send back the outcome; exit on EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    codecs: dict[str, Codec] = {}
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(_run_message(message, codecs))
+
+
+def _run_message(message: bytes, codecs: dict[str, Codec]) -> bytes:
+    try:
+        name, entry_blob, data = pickle.loads(message)
+        if name == _CODE:
+            function, args, kwargs = pickle.loads(data)
+        else:
+            if entry_blob is not None:
+                codecs[name] = pickle.loads(entry_blob)
+            function, args, kwargs = codecs[name].decode_call(data)
+        value = function(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+        reply: tuple[Any, ...] = ("ok", value)
+    except Exception as exc:
+        reply = ("error", exc, traceback.format_exc())
+    try:
+        return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as exc:
+        if reply[0] == "ok":
+            error: Exception = SerializationError(
+                f"the task returned a {type(reply[1]).__name__}, which cannot be sent back "
+                f"from its child process: {exc}"
+            )
+            tb = traceback.format_exc()
+        else:
+            error = ChildTaskError(f"{type(reply[1]).__name__}: {reply[1]}")
+            tb = reply[2]
+        return cloudpickle.dumps(("error", error, tb))  # type: ignore[no-any-return]
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+# -- the parent side --------------------------------------------------------------------------
+
+
+class _Child:
+    """One child process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: Any) -> None:
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_child_main, args=(child_end,), name="sitq-task-child")
+        self.process.start()
+        child_end.close()
+        self.conn: Connection = parent_end
+        self.pid: int = self.process.pid
+        self.serializers: set[str] = set()  # serializers this child has received
+        self.dead = False
+
+    def call(self, message: bytes) -> bytes:
+        """Send one call and wait for its reply (blocking; run in a thread)."""
+        self.conn.send_bytes(message)
+        return self.conn.recv_bytes()
+
+    def memory_mb(self) -> float:
+        """Resident memory of the child, in MiB (0 if it is gone)."""
+        try:
+            return float(psutil.Process(self.pid).memory_info().rss) / 2**20
+        except psutil.Error:
+            return 0.0
+
+    def kill(self) -> None:
+        """Kill the child and reap it (blocking)."""
+        self.dead = True
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.process.join(5)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def stop(self) -> None:
+        """Close the pipe so an idle child exits; kill it if it does not (blocking)."""
+        self.dead = True
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.process.join(2)
+        if self.process.is_alive():
+            self.kill()
+
+
+_live_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_children_at_exit() -> None:
+    for executor in list(_live_executors):
+        executor.kill_all()
+
+
+class ProcessExecutor(Executor):
+    """Each call in a child process from a pool of ``max_workers``; see the module docstring."""
+
+    kind = "process"
+
+    def __init__(self, max_workers: int, *, max_memory_mb: float | None = None) -> None:
+        super().__init__(max_workers, max_memory_mb=max_memory_mb)
+        self._ctx = multiprocessing.get_context(start_method())
+        self._idle: asyncio.Queue[_Child] | None = None
+        self._children: set[_Child] = set()
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._replacing: set[asyncio.Future[None]] = set()
+        self._blobs: dict[str, tuple[Codec, bytes]] = {}
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current children."""
+        return sorted(c.pid for c in self._children if not c.dead)
+
+    async def start(self) -> None:
+        """Start the children (in parallel, off the event loop)."""
+        self._idle = asyncio.Queue()
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_workers + 1, thread_name_prefix="sitq-process-io"
+        )
+        _live_executors.add(self)
+        loop = asyncio.get_running_loop()
+        children = await asyncio.gather(
+            *(loop.run_in_executor(self._threads, self._spawn) for _ in range(self.max_workers))
+        )
+        for child in children:
+            self._idle.put_nowait(child)
+
+    def _spawn(self) -> _Child:
+        child = _Child(self._ctx)
+        with self._lock:
+            if self._closed:
+                child.stop()
+                return child
+            self._children.add(child)
+        return child
+
+    async def run(self, call: Call) -> Any:
+        """Run ``call`` in an idle child; kill and replace the child on timeout or cancel."""
+        assert self._idle is not None and self._threads is not None
+        name, data = self._encode(call)
+        child = await self._idle.get()
+        loop = asyncio.get_running_loop()
+        try:
+            blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
+            message = pickle.dumps((name, blob, data), protocol=pickle.HIGHEST_PROTOCOL)
+            future = loop.run_in_executor(self._threads, child.call, message)
+            if call.timeout is None:
+                reply = await future
+            else:
+                reply = await asyncio.wait_for(future, call.timeout)
+            if blob is not None:
+                child.serializers.add(name)
+        except asyncio.TimeoutError:
+            self._replace(child, f"task {call.task_id} timed out")
+            raise timeout_error(call) from None
+        except asyncio.CancelledError:
+            self._replace(child, f"task {call.task_id} was cancelled")
+            raise
+        except (EOFError, OSError) as exc:
+            self._replace(child, f"child process {child.pid} died")
+            raise ChildTaskError(
+                f"the child process running task {call.task_id} died (exit code "
+                f"{child.process.exitcode}): {exc!r}"
+            ) from None
+        if self.max_memory_mb is not None and child.memory_mb() > self.max_memory_mb:
+            self._replace(child, f"child process {child.pid} is above max_memory_mb")
+        else:
+            self._idle.put_nowait(child)
+        return _unpack(reply)
+
+    def _encode(self, call: Call) -> tuple[str, bytes]:
+        """The serializer name and bytes to send: the stored payload when there is one."""
+        entry = call.serializer
+        if call.payload is not None and entry is not None:
+            cached = self._blobs.get(entry.name)
+            if cached is None or cached[0] is not entry:
+                try:
+                    self._blobs[entry.name] = (entry, cloudpickle.dumps(entry))
+                except Exception as exc:
+                    raise ConfigurationError(
+                        f"the serializer {entry.name!r} cannot be sent to a child process: {exc}"
+                    ) from exc
+                for child in self._children:
+                    child.serializers.discard(entry.name)
+            return entry.name, call.payload
+        try:
+            return _CODE, cloudpickle.dumps((call.function, call.args, call.kwargs))
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot send the call of task {call.task_id} to a child process: {exc}"
+            ) from exc
+
+    def _replace(self, child: _Child, why: str) -> None:
+        """Kill ``child`` and start another in its place, in the background."""
+        logger.info("replacing child process %d: %s", child.pid, why)
+        child.dead = True
+        loop = asyncio.get_running_loop()
+
+        async def replace() -> None:
+            assert self._threads is not None and self._idle is not None
+            with self._lock:
+                self._children.discard(child)
+            await loop.run_in_executor(self._threads, child.kill)
+            if self._closed:
+                return
+            delay = 0.1
+            while not self._closed:
+                try:
+                    fresh = await loop.run_in_executor(self._threads, self._spawn)
+                    break
+                except Exception:
+                    logger.exception("starting a child process failed; retrying")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            else:
+                return
+            if not fresh.dead:
+                self._idle.put_nowait(fresh)
+
+        task = asyncio.ensure_future(replace())
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def close(self) -> None:
+        """Stop every child: idle ones exit, busy ones (abandoned calls) are killed."""
+        with self._lock:
+            self._closed = True
+        if self._replacing:
+            await asyncio.gather(*self._replacing, return_exceptions=True)
+        idle: set[_Child] = set()
+        while self._idle is not None and not self._idle.empty():
+            idle.add(self._idle.get_nowait())
+        children = list(self._children)
+        self._children.clear()
+        if self._threads is not None:
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._threads, c.stop if c in idle else c.kill)
+                  for c in children),
+                return_exceptions=True,
+            )  # fmt: skip
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+        _live_executors.discard(self)
+
+    def kill_all(self) -> None:
+        """Kill every child now (at interpreter exit)."""
+        self._closed = True
+        for child in list(self._children):
+            child.kill()
+        self._children.clear()
+
+
+def _unpack(reply: bytes) -> Any:
+    try:
+        outcome = pickle.loads(reply)
+    except Exception as exc:
+        raise SerializationError(f"cannot read what the child process sent back: {exc!r}") from exc
+    if outcome[0] == "ok":
+        return outcome[1]
+    error: BaseException = outcome[1]
+    error.__cause__ = RemoteTraceback(outcome[2])
+    raise error
+
+
+EXECUTORS[ProcessExecutor.kind] = ProcessExecutor
+
+__all__ = ["ChildTaskError", "ProcessExecutor", "RemoteTraceback", "start_method"]
