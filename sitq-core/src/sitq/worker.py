@@ -474,7 +474,10 @@ class Worker:
             async with limit:
                 return await self._process_task_async(task_id)
 
-        return list(await asyncio.gather(*(one(t) for t in task_ids)))
+        # one session for the batch: a call's own session must not close the executor
+        # while the others (waiting out a retry delay, say) still need it
+        async with self._session():
+            return list(await asyncio.gather(*(one(t) for t in task_ids)))
 
     async def _process_task_async(self, task_id: str) -> Result:
         async with self._session():
