@@ -31,11 +31,32 @@ class PayloadError(SerializationError):
     """A stored task payload cannot be decoded or its function cannot be found."""
 
 
+class SignatureError(PayloadError):
+    """A payload or stored result failed its HMAC check: unsigned, tampered with, moved from
+    another task, or signed with another key. It is refused before it is decoded."""
+
+
 class TaskNotFound(SitqError, KeyError):
     """No task with the given id exists in the backend."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "task not found"
+
+
+class ResultExpired(SitqError, LookupError):
+    """The task finished, but its result was dropped after the result TTL (``result_ttl``).
+
+    Told apart from `TaskNotFound` (no such task): the task's id, final ``status`` and
+    ``finished_at`` (epoch seconds) are kept and set on the error.
+    """
+
+    def __init__(
+        self, message: str, *, task_id: str = "", status: str = "", finished_at: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.status = status
+        self.finished_at = finished_at
 
 
 class ResultTimeout(SitqError, TimeoutError):
