@@ -77,3 +77,7 @@ class EventLoopMisuse(SitqError, RuntimeError):
 
 class WorkerStateError(SitqError, RuntimeError):
     """A worker was asked to do something its current state does not allow."""
+
+
+class NoCurrentTask(SitqError, LookupError):
+    """`sitq.current_task()` was called outside a task run by a sitq worker."""

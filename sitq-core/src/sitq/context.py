@@ -1,0 +1,124 @@
+"""`current_task()`: what a running task knows about itself.
+
+A task may run more than once (delivery is at least once: after its worker dies, or loses its
+lease, another worker runs it again). Use ``current_task().task_id`` as an idempotency key for
+side effects (it is the same for every attempt) and ``attempt`` to tell attempts apart::
+
+    import sitq
+
+    async def charge(order_id: str, cents: int) -> None:
+        task = sitq.current_task()
+        await payments.charge(order_id, cents, idempotency_key=task.task_id)
+
+The worker sets it around each execution in a `contextvars.ContextVar`, so it is seen by a
+coroutine function on the worker's loop, by a function the worker runs in a thread (the
+context is copied into the thread) and by a function run in a child process of a process
+worker (the context travels with the call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from .errors import NoCurrentTask
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The running task, as `current_task()` returns it.
+
+    :ivar task_id: the task's id, the same for every attempt: the idempotency key.
+    :ivar attempt: which attempt this is, counted from 1 (counted when the task is claimed).
+    :ivar worker_id: the worker running it.
+    :ivar queue: the queue it came from.
+    :ivar function: its function's import path, ``module:qualname``.
+    """
+
+    task_id: str
+    attempt: int
+    worker_id: str
+    queue: str = ""
+    function: str = ""
+    _stop: threading.Event = field(
+        default_factory=threading.Event, repr=False, compare=False, hash=False
+    )
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this execution should stop: the task was cancelled, or its worker lost
+        its lease (another worker may be running it by now).
+
+        A coroutine is cancelled and a child process killed when that happens; a function in
+        a thread cannot be stopped from outside, so a long one should check this flag now and
+        then and return early: its result would be thrown away anyway.
+        """
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Set `cancelled` (called by the worker; thread-safe)."""
+        self._stop.set()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the stop flag is local to this process; a child process gets a fresh one
+        fields = (self.task_id, self.attempt, self.worker_id, self.queue, self.function)
+        return (TaskContext, fields)
+
+
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "sitq_current_task", default=None
+)
+
+_MISSING: Any = object()
+
+
+@overload
+def current_task() -> TaskContext: ...
+
+
+@overload
+def current_task(default: None) -> TaskContext | None: ...
+
+
+def current_task(default: Any = _MISSING) -> Any:
+    """The `TaskContext` of the task running in this context.
+
+    Outside a task, returns ``default`` if one is given (``current_task(None)``), else raises
+    `NoCurrentTask`.
+    """
+    found = _current.get()
+    if found is None:
+        if default is not _MISSING:
+            return default
+        raise NoCurrentTask(
+            "sitq.current_task() is only available while a sitq worker runs a task; "
+            "call current_task(None) to get None elsewhere"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def bind(context: TaskContext | None) -> Iterator[None]:
+    """Make ``context`` the current task for the duration of the ``with`` block."""
+    token = _current.set(context)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def set_current(context: TaskContext | None) -> contextvars.Token[TaskContext | None]:
+    """Make ``context`` the current task until `reset_current` is called with the token."""
+    return _current.set(context)
+
+
+def reset_current(token: contextvars.Token[TaskContext | None]) -> None:
+    """Undo a `set_current`."""
+    _current.reset(token)
+
+
+__all__ = ["NoCurrentTask", "TaskContext", "bind", "current_task", "reset_current", "set_current"]
