@@ -10,10 +10,12 @@ The life of a stored task::
                   │ └──────────────── recover_expired (lease lapsed)
                   │                                               │
                   └───────────────────────────────────────────────┘
-    pending ──cancel──► cancelled          failed | dead ──requeue──► pending
+    pending | running ──cancel──► cancelled        failed | dead | cancelled ──requeue──► pending
+    succeeded | failed | dead | cancelled ──expire_results──► the same, as a tombstone
 
 Every write after a claim is *fenced* by the claim's lease token: a worker that lost its lease
-(because it stalled and another worker recovered the task) can no longer change the task.
+(because it stalled and another worker recovered the task, or the task was cancelled) can no
+longer change the task.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ class TaskRecord:
     result: bytes | None = None
     error: str | None = None
     traceback: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        """True for a tombstone: a finished task whose payload, result and traceback were
+        dropped by `Backend.expire_results` (its payload is then empty). Its id, status,
+        error and times are kept, so "expired" can be told apart from "unknown"."""
+        return self.status.is_final and not self.payload
 
 
 @dataclass(slots=True)
@@ -276,11 +285,53 @@ class Backend(ABC):
 
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task (it will never run); False if it is not pending."""
+        """Cancel a pending or running task; False if it is unknown or already final.
+
+        The task becomes ``cancelled`` with ``finished_at = clock()``, and its dedupe key is
+        free again. A pending task never runs. A running task's lease is cleared (token and
+        expiry set to None) in the same write, so its worker can store no outcome (every
+        finish is fenced) and learns at its next heartbeat that the lease is gone
+        (`extend_leases` leaves the task out); the worker then stops the execution.
+        """
 
     @abstractmethod
     async def requeue(self, task_id: str) -> bool:
-        """Put a failed, dead or cancelled task back to pending, due now, attempts reset."""
+        """Put a failed, dead or cancelled task back to pending, due now, attempts reset.
+
+        False if it is in no such state, if its dedupe key is held by an active task, or if it
+        is an expired tombstone (`TaskRecord.expired`: nothing left to run).
+        """
+
+    async def expire_results(self, finished_before: float) -> int:
+        """Turn finished tasks into tombstones; return how many.
+
+        Every task in a final state (succeeded, failed, dead, cancelled) with ``finished_at <
+        finished_before`` that is not a tombstone yet gets an empty ``payload`` and None for
+        ``result`` and ``traceback``; its id, status, attempts, error and times stay, so
+        readers can say "expired" rather than "unknown" (`TaskRecord.expired`). Pending and
+        running tasks are never touched. Tombstones go with `purge` like any finished task.
+
+        Optional (``Worker(result_ttl=...)`` calls it from its recovery pass); the default
+        raises `ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot expire results (result_ttl); implement "
+            "Backend.expire_results, or purge old tasks instead"
+        )
+
+    def heartbeat_backend(self) -> Backend | None:
+        """A backend on the same store for the worker's heartbeat thread, or None.
+
+        A worker extends its leases from a thread of its own, with an event loop of its own,
+        so that a task blocking the worker's loop cannot starve the heartbeat. That thread
+        calls only `connect`, `extend_leases` and `close` on what this returns, from its own
+        loop. Return ``self`` if this object may be used so, concurrently with the worker's
+        loop (no lock held across an await, no connection bound to one loop); return a new
+        object with its own connection otherwise (it shares ``clock``; the worker closes it).
+        The default, None, runs the heartbeat on the worker's loop: correct, but a blocked
+        loop then delays it.
+        """
+        return None
 
     # -- reading -----------------------------------------------------------------------------
 
