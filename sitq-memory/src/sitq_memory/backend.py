@@ -76,6 +76,11 @@ class MemoryBackend(Backend):
     def __repr__(self) -> str:
         return f"MemoryBackend({self.name!r})" if self.name else "MemoryBackend()"
 
+    def heartbeat_backend(self) -> MemoryBackend:
+        """This object: its calls hold a thread lock only briefly, never across an await, so
+        a heartbeat thread may use it beside the worker's loop."""
+        return self
+
     # -- helpers (call with the lock held) ---------------------------------------------------
 
     def _push(self, record: TaskRecord) -> None:
@@ -277,13 +282,14 @@ class MemoryBackend(Backend):
         return recovered
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task."""
+        """Cancel a pending or running task (a running one loses its lease)."""
         with self._store.lock:
             record = self._store.tasks.get(task_id)
-            if record is None or record.status is not TaskStatus.PENDING:
+            if record is None or record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
                 return False
             record.status = TaskStatus.CANCELLED
             record.finished_at = self.clock()
+            record.lease_token = record.lease_expires_at = None
             self._release_dedupe(record)
         self.notify_finished()
         return True
@@ -292,10 +298,10 @@ class MemoryBackend(Backend):
         """Put a failed, dead or cancelled task back to pending."""
         with self._store.lock:
             record = self._store.tasks.get(task_id)
-            if record is None or record.status not in (
-                TaskStatus.FAILED,
-                TaskStatus.DEAD,
-                TaskStatus.CANCELLED,
+            if (
+                record is None
+                or record.status not in (TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED)
+                or record.expired
             ):
                 return False
             key = record.dedupe_key
@@ -311,6 +317,21 @@ class MemoryBackend(Backend):
             self._push(record)
         self.notify_enqueued()
         return True
+
+    async def expire_results(self, finished_before: float) -> int:
+        """Make tombstones of tasks finished before ``finished_before``."""
+        count = 0
+        with self._store.lock:
+            for r in self._store.tasks.values():
+                if (
+                    r.status in FINAL_STATUSES
+                    and r.payload
+                    and r.finished_at is not None
+                    and r.finished_at < finished_before
+                ):
+                    r.payload, r.result, r.traceback = b"", None, None
+                    count += 1
+        return count
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """A copy of the stored record."""

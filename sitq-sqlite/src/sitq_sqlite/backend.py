@@ -113,6 +113,18 @@ class SQLiteBackend(Backend):
     def __repr__(self) -> str:
         return f"SQLiteBackend({self.path!r})"
 
+    def heartbeat_backend(self) -> SQLiteBackend | None:
+        """A second connection to the same file, so that a worker's heartbeat never waits
+        behind this one (None for ``:memory:``, which cannot have a second connection)."""
+        if self.in_memory:
+            return None
+        side = SQLiteBackend(
+            self.path, table=self.table, busy_timeout=self.busy_timeout,
+            synchronous=self.synchronous,
+        )  # fmt: skip
+        side.clock = self.clock
+        return side
+
     # -- connection --------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -384,10 +396,11 @@ class SQLiteBackend(Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task."""
+        """Cancel a pending or running task (a running one loses its lease)."""
         count = await self._execute(
-            f"UPDATE {self.table} SET status = 'cancelled', finished_at = ? "
-            "WHERE id = ? AND status = 'pending'",
+            f"UPDATE {self.table} SET status = 'cancelled', finished_at = ?, "
+            "lease_token = NULL, lease_expires_at = NULL "
+            "WHERE id = ? AND status IN ('pending', 'running')",
             (self.clock(), task_id),
         )
         if count:
@@ -401,7 +414,8 @@ class SQLiteBackend(Backend):
                 f"UPDATE {self.table} SET status = 'pending', attempts = 0, available_at = ?, "
                 "result = NULL, error = NULL, traceback = NULL, started_at = NULL, "
                 "finished_at = NULL, worker_id = NULL "
-                "WHERE id = ? AND status IN ('failed', 'dead', 'cancelled')",
+                "WHERE id = ? AND status IN ('failed', 'dead', 'cancelled') "
+                "AND length(payload) > 0",
                 (self.clock(), task_id),
             )
         except sqlite3.IntegrityError:  # its dedupe key is taken by an active task
@@ -409,6 +423,15 @@ class SQLiteBackend(Backend):
         if count:
             self.notify_enqueued()
         return count > 0
+
+    async def expire_results(self, finished_before: float) -> int:
+        """Make tombstones of tasks finished before ``finished_before`` (one statement)."""
+        return await self._execute(
+            f"UPDATE {self.table} SET payload = x'', result = NULL, traceback = NULL "
+            "WHERE status IN ('succeeded', 'failed', 'dead', 'cancelled') "
+            "AND finished_at < ? AND length(payload) > 0",
+            (finished_before,),
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
