@@ -15,6 +15,7 @@ from .errors import (
     ConfigurationError,
     PayloadError,
     QueueClosed,
+    ResultExpired,
     ResultTimeout,
     TaskNotFound,
 )
@@ -22,6 +23,7 @@ from .payload import Codec, serializer_entry
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
+from .signing import SecretKey, Signer
 from .task import (
     DEFAULT_QUEUE,
     Result,
@@ -49,6 +51,10 @@ class TaskQueue:
     :param serializer: name of a registered serializer, or an object with ``dumps``/``loads``;
         ``cloudpickle`` by default. Each task records the serializer that encoded it.
     :param plugins: a `PluginManager` (default: the process-wide one).
+    :param secret_key: sign every payload (and check every result) with HMAC-SHA256 under
+        this key, so that workers refuse payloads nobody with the key wrote (see
+        `sitq.signing`); a list rotates keys (the first signs). Default: ``$SITQ_SECRET_KEY``,
+        or no signing.
 
     Use it as ``async with TaskQueue(...) as queue:`` or call `close` when done.
     """
@@ -59,8 +65,11 @@ class TaskQueue:
         *,
         serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
         plugins: PluginManager | None = None,
+        secret_key: SecretKey | None = None,
     ) -> None:
         self.plugins = plugins if plugins is not None else get_plugin_manager()
+        #: Seals payloads written here and opens results read here (`sitq.signing`).
+        self.signer = Signer.from_option(secret_key)
         self.backend = self._open_backend(backend)
         self.codec = Codec(serializer_entry(serializer, self.plugins))
         self._codecs: dict[str, Codec] = {self.codec.name: self.codec}
@@ -243,10 +252,12 @@ class TaskQueue:
             dedupe_key=task.dedupe_key,
         )
         assert task.function is not None
+        name = function_name(task.function)
+        payload = self.codec.encode_call(task.function, task.args, task.kwargs)
         return TaskRecord(
             id=task.id,
-            function=function_name(task.function),
-            payload=self.codec.encode_call(task.function, task.args, task.kwargs),
+            function=name,
+            payload=self.signer.seal_call(task.id, name, self.codec.name, payload),
             serializer=self.codec.name,
             queue=task.queue,
             priority=task.priority,
@@ -276,7 +287,10 @@ class TaskQueue:
         args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] = {}
         try:
-            function, args, kwargs = self.codec_for(record.serializer).decode_call(record.payload)
+            body = self.signer.open_call(
+                record.id, record.function, record.serializer, record.payload
+            )
+            function, args, kwargs = self.codec_for(record.serializer).decode_call(body)
         except (PayloadError, LookupError):
             pass
         return Task(
@@ -299,13 +313,21 @@ class TaskQueue:
         )
 
     def result_from_record(self, record: TaskRecord) -> Result:
-        """Build the `Result` of a finished record (decoding its return value)."""
+        """Build the `Result` of a finished record (decoding its return value).
+
+        A result that cannot be decoded (or fails its signature check) leaves ``value`` None
+        and says why in ``error``; so does an expired one (`get_result` raises
+        `ResultExpired` for those instead).
+        """
         value = None
         error = record.error
         status = record.status
-        if status is TaskStatus.SUCCEEDED:
+        if record.expired:
+            error = error or f"the result of task {record.id} expired (result_ttl)"
+        elif status is TaskStatus.SUCCEEDED:
             try:
-                value = self.codec_for(record.serializer).decode_result(record.result)
+                body = self.signer.open_result(record.id, record.result)
+                value = self.codec_for(record.serializer).decode_result(body)
             except (PayloadError, LookupError) as exc:
                 error = str(exc)
         return Result(
@@ -331,9 +353,11 @@ class TaskQueue:
         """Wait for a task to finish and return its `Result`.
 
         Waits up to ``timeout`` seconds (None: as long as it takes) and raises `ResultTimeout`
-        after that; ``timeout=0`` checks once. Raises `TaskNotFound` for an unknown id. Wakes
-        as soon as a worker in this process finishes the task; finishes in other processes
-        are noticed by polling that backs off from 5 ms to 100 ms.
+        after that; ``timeout=0`` checks once. Raises `TaskNotFound` for an unknown id, and
+        `ResultExpired` for a task that finished but whose result was dropped after the result
+        TTL (``Worker(result_ttl=...)``). Wakes as soon as a worker in this process finishes
+        the task; finishes in other processes are noticed by polling that backs off from 5 ms
+        to 100 ms.
         """
         await self.connect()
         loop = asyncio.get_running_loop()
@@ -343,6 +367,14 @@ class TaskQueue:
             record = await self.backend.get_task(task_id)
             if record is None:
                 raise TaskNotFound(f"no task with id {task_id!r}")
+            if record.expired:
+                raise ResultExpired(
+                    f"task {task_id} finished ({record.status.value}) and its result expired: "
+                    "results are kept for the worker's result_ttl",
+                    task_id=task_id,
+                    status=record.status.value,
+                    finished_at=record.finished_at or 0.0,
+                )
             if record.status.is_final:
                 return self.result_from_record(record)
             wait = poll
