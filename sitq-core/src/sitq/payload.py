@@ -1,13 +1,15 @@
 """Turning calls and return values into bytes and back, with one serializer.
 
 Serializers that carry code (cloudpickle, pickle) encode the function itself. Data-only ones
-(msgpack, json) encode its import path, ``module:qualname``, which the worker imports.
+(msgpack, json) encode its import path, ``module:qualname``, which the worker imports, only
+if a `FunctionAllowList` (``Worker(allowed_functions=...)``) lets it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigurationError, PayloadError, SerializationError
@@ -45,8 +47,14 @@ class Codec:
                 f"(cloudpickle encodes almost anything)."
             ) from exc
 
-    def decode_call(self, data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-        """Decode a call; raises `PayloadError` if the bytes or the function are bad."""
+    def decode_call(
+        self, data: bytes, allow: FunctionAllowList | None = None
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """Decode a call; raises `PayloadError` if the bytes or the function are bad.
+
+        With ``allow``, a function named by import path is checked against it before its
+        module is imported, and one decoded as an object (pickle) before it is returned.
+        """
         try:
             target, args, kwargs = self._loads(data)
         except Exception as exc:
@@ -54,10 +62,21 @@ class Codec:
                 f"cannot decode task payload with the {self.name!r} serializer: {exc!r}"
             ) from exc
         if isinstance(target, str):
-            target = import_function(target)
+            if allow is not None:
+                allow.check_path(target)
+            found = import_function(target)
+            if allow is not None:
+                allow.check_defined(found, target)
+            target = found
+        elif allow is not None and callable(target):
+            allow.check_path(function_name(target))
         if not callable(target):
             raise PayloadError(f"task payload holds {type(target).__name__}, not a function")
-        if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        if (
+            not isinstance(args, (list, tuple))
+            or not isinstance(kwargs, dict)
+            or not all(isinstance(k, str) for k in kwargs)
+        ):
             raise PayloadError("task payload arguments are malformed")
         return target, tuple(args), kwargs
 
@@ -99,6 +118,91 @@ def import_function(path: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def _split(path: str) -> tuple[str, str]:
+    """``module:qualname`` (or ``module.name``) → (module, qualname), as `import_function`."""
+    module, sep, qualname = path.partition(":")
+    if not sep:
+        module, _, qualname = path.rpartition(".")
+    return module, qualname
+
+
+class FunctionAllowList:
+    """The functions a worker may run, as ``module:qualname`` patterns.
+
+    ``"myapp.tasks:*"`` allows every top-level function of ``myapp.tasks``; ``"myapp.*:*"``
+    those of every module under ``myapp``; ``"myapp.tasks:Mailer.send"`` one method. The
+    module part is a glob over the dotted module name; the name part is matched one dotted
+    segment at a time, and a ``*`` never matches a name starting with ``_``.
+
+    A path is checked before its module is imported (importing runs the module's code), and
+    the function found must be defined where the path says: ``myapp.tasks:system`` is refused
+    even if ``myapp.tasks`` did ``from os import system``.
+    """
+
+    __slots__ = ("_parsed", "patterns")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        try:
+            self.patterns = tuple(patterns)
+        except TypeError:
+            raise ConfigurationError(
+                f"allowed_functions must be a list of 'module:name' patterns, got {patterns!r}"
+            ) from None
+        parsed = []
+        for pattern in self.patterns:
+            module, sep, name = pattern.partition(":") if isinstance(pattern, str) else ("", "", "")
+            if not (sep and module and name):
+                raise ConfigurationError(
+                    f"allowed_functions entry {pattern!r} is not a 'module:name' pattern; "
+                    "write e.g. 'myapp.tasks:*' or 'myapp.tasks:send_email'"
+                )
+            parsed.append((module, tuple(name.split("."))))
+        if not parsed:
+            raise ConfigurationError(
+                "allowed_functions is empty, so no task could run; list the functions tasks "
+                "may call, e.g. ['myapp.tasks:*'], or leave it out"
+            )
+        self._parsed = tuple(parsed)
+
+    def allows(self, path: str) -> bool:
+        """True if the function at ``path`` may run."""
+        module, qualname = _split(path)
+        if not module or not qualname:
+            return False
+        parts = qualname.split(".")
+        for module_pattern, name_patterns in self._parsed:
+            if not fnmatch.fnmatchcase(module, module_pattern) or len(parts) != len(name_patterns):
+                continue
+            if all(
+                fnmatch.fnmatchcase(part, pat) and (pat.startswith("_") or not part.startswith("_"))
+                for part, pat in zip(parts, name_patterns, strict=True)
+            ):
+                return True
+        return False
+
+    def check_path(self, path: str) -> None:
+        """Raise `PayloadError` unless ``path`` is allowed."""
+        if not self.allows(path):
+            raise PayloadError(
+                f"task function {path!r} is not in this worker's allowed_functions "
+                f"({', '.join(self.patterns)}); it was not imported"
+            )
+
+    def check_defined(self, func: Callable[..., Any], path: str) -> None:
+        """Raise `PayloadError` unless ``func`` is defined at ``path`` itself."""
+        module, qualname = _split(path)
+        if function_name(func) != f"{module}:{qualname}":
+            raise PayloadError(
+                f"task function {path!r} is {function_name(func)}, defined elsewhere; "
+                "allowed_functions only runs functions defined in the allowed modules"
+            )
+
+    def __repr__(self) -> str:
+        return f"FunctionAllowList({list(self.patterns)!r})"
+
+
 def check_importable(func: Callable[..., Any], path: str, serializer: str) -> None:
     """Fail at enqueue if a data-only serializer could not find ``func`` again by its path."""
     try:
@@ -128,6 +232,5 @@ def serializer_entry(spec: str | Serializer | SerializerType, registry: Any) -> 
             return registered  # type: ignore[no-any-return]
         return SerializerType(name, spec, carries_code=getattr(spec, "carries_code", True))
     raise ConfigurationError(
-        f"serializer must be a registered name or an object with dumps() and loads(), "
-        f"got {spec!r}"
+        f"serializer must be a registered name or an object with dumps() and loads(), got {spec!r}"
     )
