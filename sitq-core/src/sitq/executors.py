@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .context import TaskContext
 from .errors import TaskTimeout
 from .payload import Codec
 
@@ -42,6 +43,8 @@ class Call:
 
     ``payload`` and ``serializer`` are the call as stored (encoded bytes and the codec that
     decodes them): an out-of-process executor sends those instead of the decoded objects.
+    ``context`` is what `sitq.current_task()` returns while the call runs: in-process
+    executors see the caller's context variables; an out-of-process one sends it along.
     """
 
     function: Callable[..., Any]
@@ -51,6 +54,7 @@ class Call:
     task_id: str = ""
     payload: bytes | None = None
     serializer: Codec | None = None
+    context: TaskContext | None = None
 
 
 class Executor(ABC):

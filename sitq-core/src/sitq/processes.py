@@ -38,6 +38,7 @@ from typing import Any
 import cloudpickle
 import psutil
 
+from .context import bind
 from .errors import ConfigurationError, SerializationError, SitqError
 from .executors import EXECUTORS, Call, Executor, timeout_error
 from .payload import Codec
@@ -97,16 +98,17 @@ def _child_main(conn: Connection) -> None:
 
 def _run_message(message: bytes, codecs: dict[str, Codec]) -> bytes:
     try:
-        name, entry_blob, data = pickle.loads(message)
+        name, entry_blob, data, context = pickle.loads(message)
         if name == _CODE:
             function, args, kwargs = pickle.loads(data)
         else:
             if entry_blob is not None:
                 codecs[name] = pickle.loads(entry_blob)
             function, args, kwargs = codecs[name].decode_call(data)
-        value = function(*args, **kwargs)
-        if inspect.isawaitable(value):
-            value = asyncio.run(_await(value))
+        with bind(context):  # what sitq.current_task() returns in the child
+            value = function(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_await(value))
         reply: tuple[Any, ...] = ("ok", value)
     except Exception as exc:
         reply = ("error", exc, traceback.format_exc())
@@ -238,7 +240,9 @@ class ProcessExecutor(Executor):
         loop = asyncio.get_running_loop()
         try:
             blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
-            message = pickle.dumps((name, blob, data), protocol=pickle.HIGHEST_PROTOCOL)
+            message = pickle.dumps(
+                (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
+            )
             future = loop.run_in_executor(self._threads, child.call, message)
             if call.timeout is None:
                 reply = await future
