@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_URL, drop_tables, new_prefix
+
 from sitq.testing import BackendConformance
 from sitq_postgres import PostgresBackend
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -30,11 +30,13 @@ from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.signals import AsyncMutex
 from sitq.task import FINAL_STATUSES
 
-from .database import Database
+from .database import Database, Operation
 from .listener import Listener
 from .options import Options, options_from_url
 from .schema import Names, migrate
 from .sql import Statements
+
+T = TypeVar("T")
 
 _STATUS = {s.value: s for s in TaskStatus}
 _LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
@@ -192,7 +194,7 @@ class PostgresBackend(Backend):
             await self._listener.close()
         await self._db.close()
 
-    async def _run(self, operation: Any) -> Any:
+    async def _run(self, operation: Operation[T]) -> T:
         if not self._connected:
             await self.connect()
         return await self._db.run(operation)
@@ -336,8 +338,7 @@ class PostgresBackend(Backend):
                     return _claimed(rows)
             return _claimed(await conn.fetch(sql, *args))
 
-        result: list[TaskRecord] = await self._run(op)
-        return result
+        return await self._run(op)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
@@ -352,8 +353,7 @@ class PostgresBackend(Backend):
                 rows = await conn.fetch(self._sql.claim_by_id, *args)
             return _record(rows[0]) if rows else None
 
-        result: TaskRecord | None = await self._run(op)
-        return result
+        return await self._run(op)
 
     async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
         """Push back the leases still held, in one statement."""
@@ -364,8 +364,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> set[str]:
             return {row[0] for row in await conn.fetch(self._sql.extend_leases, *args)}
 
-        result: set[str] = await self._run(op)
-        return result
+        return await self._run(op)
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in one transaction, fenced by lease token.
@@ -398,7 +397,7 @@ class PostgresBackend(Backend):
                 await self._recognize_applied(conn, outcomes, applied)
             return applied
 
-        applied: list[bool] = await self._run(op)
+        applied = await self._run(op)
         pairs = zip(outcomes, applied, strict=True)
         kinds = {o.status is TaskStatus.PENDING for o, ok in pairs if ok}
         if False in kinds:
@@ -484,7 +483,7 @@ class PostgresBackend(Backend):
                 "cancelled"
             )
 
-        cancelled: bool = await self._run(op)
+        cancelled = await self._run(op)
         if cancelled:
             self.notify_finished()
         return cancelled
@@ -499,7 +498,7 @@ class PostgresBackend(Backend):
             except asyncpg.UniqueViolationError:  # its dedupe key is held by an active task
                 return False
 
-        requeued: bool = await self._run(op)
+        requeued = await self._run(op)
         if requeued:
             self.notify_enqueued()
         return requeued
@@ -514,8 +513,7 @@ class PostgresBackend(Backend):
             row = await conn.fetchrow(self._sql.get_task, task_id)
             return None if row is None else _record(row)
 
-        result: TaskRecord | None = await self._run(op)
-        return result
+        return await self._run(op)
 
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
@@ -555,8 +553,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
             return [_record(row) for row in await conn.fetch(sql, *args)]
 
-        result: list[TaskRecord] = await self._run(op)
-        return result
+        return await self._run(op)
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
@@ -572,8 +569,7 @@ class PostgresBackend(Backend):
             status = await conn.execute(self._sql.purge, wanted, older_than)
             return int(status.split()[-1])
 
-        deleted: int = await self._run(op)
-        return deleted
+        return await self._run(op)
 
     # -- wake-ups ----------------------------------------------------------------------------
     #

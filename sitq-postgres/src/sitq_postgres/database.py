@@ -15,6 +15,7 @@ few that cannot simply run twice can first look for what an earlier attempt comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -39,6 +40,7 @@ Operation = Callable[[asyncpg.Connection, int], Awaitable[T]]
 _FIRST_DELAY = 0.02
 _MAX_DELAY = 0.5
 _CLOSE_TIMEOUT = 5.0
+_QUIET_RETRIES = 1.0  # a killed connection replaced at once is routine; warn past this
 
 #: Errors after which the same operation may succeed on another connection.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -57,6 +59,9 @@ def is_transient(exc: BaseException) -> bool:
     """True for errors that a retry on a fresh connection can get past."""
     if isinstance(exc, asyncpg.InterfaceError):
         return "closed" in str(exc)  # "connection is closed"; other InterfaceErrors are bugs
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # a connection killed while idle: its protocol saw the FATAL error but not yet the EOF
+        return "another operation" in str(exc)
     return isinstance(exc, _TRANSIENT)
 
 
@@ -100,24 +105,35 @@ class Database:
         """Run ``operation`` on a pooled connection, retrying it after connection errors."""
         loop = asyncio.get_running_loop()
         deadline: float | None = None
+        warn_at: float | None = None
         delay = _FIRST_DELAY
         attempt = 0
         while True:
             try:
                 pool = await self._pool(loop)
                 async with pool.acquire() as conn:
-                    return await operation(conn, attempt)
+                    try:
+                        return await operation(conn, attempt)
+                    except Exception as exc:
+                        if is_transient(exc):  # never hand a dying connection to the next user
+                            with contextlib.suppress(asyncpg.InterfaceError):  # already gone
+                                conn.terminate()
+                        raise
             except Exception as exc:
                 if self._closed or not is_transient(exc):
                     raise
                 now = loop.time()
                 if deadline is None:
                     deadline = now + self.options.retry_timeout
+                    warn_at = now + _QUIET_RETRIES
+                    logger.info("PostgreSQL: %s; retrying", _describe(exc))
+                if warn_at is not None and now >= warn_at:
+                    warn_at = None
                     logger.warning(
-                        "PostgreSQL at %s: %s; retrying for up to %g s",
+                        "PostgreSQL at %s unreachable: %s; retrying for up to %g s",
                         self.options.location,
                         _describe(exc),
-                        self.options.retry_timeout,
+                        deadline - now,
                     )
                 if now >= deadline:
                     raise PostgresUnavailable(

@@ -1,19 +1,22 @@
-"""The LISTEN side of wake-ups: one dedicated connection per backend.
+"""The LISTEN side of wake-ups: one dedicated connection per backend, on its own thread.
 
 NOTIFY is only a hint. Enqueues, retries, releases and recoveries notify the ``enqueued``
 channel (payload: the queue name) and finishes the ``finished`` channel, inside the same
-transaction, so PostgreSQL delivers them when, and only if, that transaction commits. The
-listener turns each into an in-process wake-up. Workers still poll, so a missed notification
-(listener reconnecting, PgBouncer without a direct ``listen_dsn``) costs latency, never a task.
+statement, so PostgreSQL delivers them when, and only if, that transaction commits. The
+listener turns each into an in-process wake-up (`sitq.signals`, which reach waiters on any
+loop). Workers still poll, so a missed notification (listener reconnecting, PgBouncer without
+a direct ``listen_dsn``) costs latency, never a task.
 
-The listener runs as a task on the event loop of whoever first waits; if that loop ends, the
-next waiter starts a new one on its own loop. A lost connection is reopened with a backoff,
-and waiters are woken after every (re)connect, since notifications may have been missed.
+The listener runs on a private event loop in a daemon thread (a `sitq.bridge.Portal`), so it
+outlives whichever caller's loop first needed it. It starts when someone first waits, reopens a
+lost connection with a backoff, checks an idle connection now and then, and wakes every waiter
+after each (re)connect, since notifications may have been missed meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -22,11 +25,14 @@ from typing import Any
 
 import asyncpg
 
+from sitq.bridge import Portal
+
 logger = logging.getLogger("sitq.postgres")
 
 _PING_INTERVAL = 30.0  # seconds between liveness checks of an idle LISTEN connection
 _PING_TIMEOUT = 10.0
 _MAX_DELAY = 1.0
+_CLOSE_TIMEOUT = 5.0
 
 
 class Listener:
@@ -47,9 +53,10 @@ class Listener:
         self._channels = channels
         self._on_connect = on_connect
         self._lock = threading.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._portal: Portal | None = None
+        self._task: concurrent.futures.Future[None] | None = None
+        self._ready = threading.Event()
         self._closed = False
-        self.connected = False
 
     async def ensure(self, timeout: float) -> bool:
         """Make sure the listener runs; True if this call started it.
@@ -57,20 +64,17 @@ class Listener:
         A new listener is waited for (up to ``timeout``) until it listens, so the caller can
         look for work once more knowing that later notifications will reach it.
         """
-        loop = asyncio.get_running_loop()
         with self._lock:
-            task = self._task
-            if self._closed or (task is not None and _alive(task)):
+            if self._closed or self._portal is not None:
                 return False
-            ready = asyncio.Event()
-            self._task = loop.create_task(self._listen(ready), name="sitq-postgres-listener")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout)
+            self._portal = Portal("sitq-postgres-listener")
+            self._task = self._portal.submit(self._listen())
+        await asyncio.to_thread(self._ready.wait, timeout)
         return True
 
-    async def _listen(self, ready: asyncio.Event) -> None:
+    async def _listen(self) -> None:
         delay = 0.05
-        while not self._closed:
+        while True:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, **self._connect_kwargs)
@@ -78,46 +82,39 @@ class Listener:
                 conn.add_termination_listener(_setter(lost))
                 for channel, callback in self._channels.items():
                     await conn.add_listener(channel, _relay(callback))
-                self.connected = True
                 delay = 0.05
-                ready.set()
+                self._ready.set()
                 self._on_connect()
                 while not lost.is_set():
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(lost.wait(), _PING_INTERVAL)
                     if not lost.is_set():
                         await asyncio.wait_for(conn.execute("SELECT 1"), _PING_TIMEOUT)
-                logger.warning("the LISTEN connection to PostgreSQL was lost; reconnecting")
+                logger.info("the LISTEN connection to PostgreSQL was lost; reconnecting")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("LISTEN connection to PostgreSQL failed (%r); retrying", exc)
             finally:
-                self.connected = False
-                ready.set()  # a waiter in ensure() goes back to polling meanwhile
+                self._ready.set()  # a waiter in ensure() goes back to polling meanwhile
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
     async def close(self) -> None:
-        """Stop listening and close the connection (idempotent)."""
+        """Stop listening, close the connection and the thread (idempotent)."""
         with self._lock:
             self._closed = True
-            task, self._task = self._task, None
-        if task is None or task.done():
+            portal, task = self._portal, self._task
+            self._portal = self._task = None
+        if portal is None or task is None:
             return
-        loop = task.get_loop()
-        if loop is asyncio.get_running_loop():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        elif not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-
-
-def _alive(task: asyncio.Task[None]) -> bool:
-    return not task.done() and not task.get_loop().is_closed()
+        task.cancel()  # thread-safe: cancels the task on the portal's loop
+        done = asyncio.wrap_future(portal.submit(asyncio.sleep(0)))  # runs after the cancel
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(done, _CLOSE_TIMEOUT)
+        await asyncio.to_thread(portal.close)
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
