@@ -1,9 +1,9 @@
 """`MemoryBackend`: tasks in a dictionary, for one process.
 
 Pending tasks sit in one ready heap per queue (ordered by priority, then due time, then enqueue
-order) and one heap of not-yet-due tasks ordered by due time; a claim first moves what has
-become due. Heap entries are invalidated lazily: an entry counts only while its task is still
-pending with the same sequence number.
+order, which a task keeps when it is put back) and one heap of not-yet-due tasks ordered by due
+time; a claim first moves what has become due. Heap entries are invalidated lazily: an entry
+counts only while its task is still pending with the same sequence number.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from sitq import Backend, Outcome, TaskRecord, TaskStatus
+from sitq import Backend, ConfigurationError, Outcome, TaskRecord, TaskStatus
 from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.task import FINAL_STATUSES
 
@@ -31,11 +31,15 @@ class _Store:
         self.lock = threading.Lock()
         self.tasks: dict[str, TaskRecord] = {}
         self.seq: dict[str, int] = {}
-        self.ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self.order: dict[str, int] = {}  # enqueue order, the last tie-breaker of claims
+        self.ready: dict[str, list[_Entry]] = {}
         self.scheduled: list[tuple[float, int, str]] = []
         self.dedupe: dict[str, str] = {}
         self.counter = itertools.count()
 
+
+#: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
+_Entry = tuple[int, float, int, int, str]
 
 _named_stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _named_lock = threading.Lock()
@@ -89,7 +93,8 @@ class MemoryBackend(Backend):
         s.seq[record.id] = seq
         if record.available_at <= self.clock():
             heap = s.ready.setdefault(record.queue, [])
-            heapq.heappush(heap, (-record.priority, record.available_at, seq, record.id))
+            entry = (-record.priority, record.available_at, s.order[record.id], seq, record.id)
+            heapq.heappush(heap, entry)
         else:
             heapq.heappush(s.scheduled, (record.available_at, seq, record.id))
 
@@ -107,9 +112,8 @@ class MemoryBackend(Backend):
             _, seq, task_id = heapq.heappop(s.scheduled)
             if self._valid(seq, task_id):
                 r = s.tasks[task_id]
-                heapq.heappush(
-                    s.ready.setdefault(r.queue, []), (-r.priority, r.available_at, seq, task_id)
-                )
+                entry = (-r.priority, r.available_at, s.order[task_id], seq, task_id)
+                heapq.heappush(s.ready.setdefault(r.queue, []), entry)
 
     def _take(self, record: TaskRecord, worker_id: str, lease_seconds: float, now: float) -> None:
         record.status = TaskStatus.RUNNING
@@ -130,15 +134,26 @@ class MemoryBackend(Backend):
         """Store records as pending; dedupe keys map to the existing active task."""
         ids = []
         with self._store.lock:
+            seen: set[str] = set()
+            for record in records:  # check everything first: a batch is stored whole or not at all
+                if record.id in self._store.tasks or record.id in seen:
+                    raise ConfigurationError(
+                        f"a task with id {record.id!r} already exists; let sitq choose task ids "
+                        "(nothing in this batch was enqueued)"
+                    )
+                seen.add(record.id)
             for record in records:
-                if record.id in self._store.tasks:
-                    raise ValueError(f"a task with id {record.id!r} already exists")
                 key = record.dedupe_key
                 if key is not None and key in self._store.dedupe:
                     ids.append(self._store.dedupe[key])
                     continue
-                stored = replace(record, status=TaskStatus.PENDING, attempts=0)
+                stored = replace(
+                    record, status=TaskStatus.PENDING, attempts=0, started_at=None,
+                    finished_at=None, worker_id=None, lease_token=None, lease_expires_at=None,
+                    result=None, error=None, traceback=None,
+                )  # fmt: skip
                 self._store.tasks[stored.id] = stored
+                self._store.order[stored.id] = next(self._store.counter)
                 if key is not None:
                     self._store.dedupe[key] = stored.id
                 self._push(stored)
@@ -166,15 +181,18 @@ class MemoryBackend(Backend):
                 for name, h in self._store.ready.items()
                 if h and (queues is None or name in queues)
             ]
-            skipped: list[tuple[list[tuple[int, float, int, str]], tuple[int, float, int, str]]] = []
+            skipped: list[tuple[list[_Entry], _Entry]] = []
             while len(claimed) < limit:
                 heaps = [h for h in heaps if h]
                 if not heaps:
                     break
                 heap = min(heaps, key=lambda h: h[0])
                 entry = heapq.heappop(heap)
-                _, _, seq, task_id = entry
+                _, available_at, _, seq, task_id = entry
                 if not self._valid(seq, task_id):
+                    continue
+                if available_at > now:  # the clock went back since it became due
+                    heapq.heappush(self._store.scheduled, (available_at, seq, task_id))
                     continue
                 if task_id in excluded:
                     skipped.append((heap, entry))
@@ -394,4 +412,5 @@ class MemoryBackend(Backend):
                 self._release_dedupe(r)
                 del self._store.tasks[r.id]
                 self._store.seq.pop(r.id, None)
+                self._store.order.pop(r.id, None)
         return len(doomed)

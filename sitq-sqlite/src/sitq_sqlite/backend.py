@@ -200,6 +200,14 @@ class SQLiteBackend(Backend):
         """Insert records in one transaction; dedupe keys map to the existing active task."""
         if not records:
             return []
+        seen: set[str] = set()
+        for r in records:
+            if r.id in seen:
+                raise ConfigurationError(
+                    f"task id {r.id!r} appears twice in one enqueue_many; let sitq choose task "
+                    "ids (nothing in this enqueue was stored)"
+                )
+            seen.add(r.id)
         t = self.table
         db = await self._db()
         rows = [
@@ -209,26 +217,31 @@ class SQLiteBackend(Backend):
         ]  # fmt: skip
         one_row = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
         inserted: set[str] = set()
-        async with self._mutex:
-            chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
-            if len(chunks) > 1:
-                await self._retry_locked(db.execute, "BEGIN IMMEDIATE")
-            try:
-                for chunk in chunks:
-                    sql = (
-                        f"INSERT INTO {t} ({', '.join(INSERT_COLUMNS)}) VALUES "
-                        + ",".join([one_row] * len(chunk))
-                        + " ON CONFLICT DO NOTHING RETURNING id"
-                    )
-                    params = [v for row in chunk for v in row]
-                    found = await self._retry_locked(db.execute_fetchall, sql, params)
-                    inserted.update(row[0] for row in found)
+        try:
+            async with self._mutex:
+                chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
                 if len(chunks) > 1:
-                    await db.execute("COMMIT")
-            except BaseException:
-                if len(chunks) > 1 and db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
+                    await self._retry_locked(db.execute, "BEGIN IMMEDIATE")
+                try:
+                    for chunk in chunks:
+                        # Only a dedupe hit is skipped; a taken id fails the whole statement.
+                        sql = (
+                            f"INSERT INTO {t} ({', '.join(INSERT_COLUMNS)}) VALUES "
+                            + ",".join([one_row] * len(chunk))
+                            + " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL"
+                            " AND status IN ('pending', 'running') DO NOTHING RETURNING id"
+                        )
+                        params = [v for row in chunk for v in row]
+                        found = await self._retry_locked(db.execute_fetchall, sql, params)
+                        inserted.update(row[0] for row in found)
+                    if len(chunks) > 1:
+                        await db.execute("COMMIT")
+                except BaseException:
+                    if len(chunks) > 1 and db.in_transaction:
+                        await db.execute("ROLLBACK")
+                    raise
+        except sqlite3.IntegrityError:  # nothing of the batch was stored
+            raise _taken(await self._first_taken_id(records)) from None
         ids = [r.id for r in records]
         if len(inserted) != len(records):
             ids = await self._resolve_conflicts(records, inserted)
@@ -236,25 +249,41 @@ class SQLiteBackend(Backend):
             self.notify_enqueued()
         return ids
 
-    async def _resolve_conflicts(self, records: Sequence[TaskRecord], inserted: set[str]) -> list[str]:
+    async def _first_taken_id(self, records: Sequence[TaskRecord]) -> str:
+        for i in range(0, len(records), 500):
+            chunk = [r.id for r in records[i : i + 500]]
+            found = await self._fetchall(
+                f"SELECT id FROM {self.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            if found:
+                return str(found[0][0])
+        return records[0].id
+
+    async def _resolve_conflicts(
+        self, records: Sequence[TaskRecord], inserted: set[str]
+    ) -> list[str]:
+        """Ids for the records skipped as dedupe hits: the task holding their key."""
         ids = []
         for r in records:
             if r.id in inserted:
                 ids.append(r.id)
                 continue
-            existing = None
-            if r.dedupe_key is not None:
+            found = await self._fetchall(
+                f"SELECT id FROM {self.table} WHERE dedupe_key = ? "
+                "AND status IN ('pending', 'running')",
+                (r.dedupe_key,),
+            )
+            if not found:  # it was active at insert time and has finished since
                 found = await self._fetchall(
-                    f"SELECT id FROM {self.table} WHERE dedupe_key = ? "
-                    "AND status IN ('pending', 'running')",
+                    f"SELECT id FROM {self.table} WHERE dedupe_key = ? ORDER BY rowid DESC LIMIT 1",
                     (r.dedupe_key,),
                 )
-                existing = found[0][0] if found else None
-            if existing is None:
+            if not found:
                 raise ConfigurationError(
-                    f"a task with id {r.id!r} already exists; let sitq choose task ids"
+                    f"the task holding dedupe key {r.dedupe_key!r} was deleted while "
+                    f"enqueueing {r.id!r}; enqueue it again"
                 )
-            ids.append(existing)
+            ids.append(found[0][0])
         return ids
 
     # -- claim and leases --------------------------------------------------------------------
@@ -330,6 +359,9 @@ class SQLiteBackend(Backend):
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in as few statements as possible, fenced by lease token."""
+        if len({o.task_id for o in outcomes}) != len(outcomes):
+            # A task named twice: the first outcome clears its lease, so apply them in order.
+            return [(await self.finish([o]))[0] for o in outcomes]
         t = self.table
         done = [o for o in outcomes if o.status is not TaskStatus.PENDING]
         again = [o for o in outcomes if o.status is TaskStatus.PENDING]
@@ -507,6 +539,13 @@ class SQLiteBackend(Backend):
             sql += " AND COALESCE(finished_at, created_at) < ?"
             params.append(older_than)
         return await self._execute(sql, params)
+
+
+def _taken(task_id: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"a task with id {task_id!r} already exists; let sitq choose task ids "
+        "(nothing in this enqueue was stored)"
+    )
 
 
 def _create_private(path: str) -> None:

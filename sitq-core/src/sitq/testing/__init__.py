@@ -1,0 +1,36 @@
+"""The conformance kit: the tests every sitq backend passes unchanged.
+
+For backend authors (and sitq's own backends)::
+
+    from sitq.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        async def make_backend(self, tmp_path):
+            return MyBackend(tmp_path / "store")
+
+Needs the ``testing`` extra (``pip install sitq-core[testing]``: pytest and hypothesis).
+Also here: `FakeClock` to replace `Backend.clock`, `make_record` to build records,
+`QueueModel` and `BackendStateMachine` (run with `run_backend_state_machine`) for stateful
+tests, and `backend_test` to write more tests in the suite's style.
+"""
+
+from __future__ import annotations
+
+from .clock import FakeClock
+from .conformance import BackendConformance, backend_test
+from .model import QueueModel
+from .records import make_record
+from .runner import LoopRunner
+from .statemachine import BackendStateMachine, machine_for, run_backend_state_machine
+
+__all__ = [
+    "BackendConformance",
+    "BackendStateMachine",
+    "FakeClock",
+    "LoopRunner",
+    "QueueModel",
+    "backend_test",
+    "machine_for",
+    "make_record",
+    "run_backend_state_machine",
+]

@@ -1,0 +1,9 @@
+"""MemoryBackend passes the backend conformance kit unchanged."""
+
+from sitq.testing import BackendConformance
+from sitq_memory import MemoryBackend
+
+
+class TestMemoryConformance(BackendConformance):
+    async def make_backend(self, tmp_path):
+        return MemoryBackend()

@@ -1,0 +1,14 @@
+"""SQLiteBackend passes the backend conformance kit unchanged, on a file and in memory."""
+
+from sitq.testing import BackendConformance
+from sitq_sqlite import SQLiteBackend
+
+
+class TestSQLiteFileConformance(BackendConformance):
+    async def make_backend(self, tmp_path):
+        return SQLiteBackend(tmp_path / "tasks.db")
+
+
+class TestSQLiteMemoryConformance(BackendConformance):
+    async def make_backend(self, tmp_path):
+        return SQLiteBackend(":memory:")
