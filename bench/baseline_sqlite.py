@@ -80,7 +80,8 @@ def enqueue_batch(folder: str, n: int) -> Sample:
 _CLAIM_ONE = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, worker_id = ?, "
     "started_at = ?, lease_token = ?, lease_expires_at = ? "
-    f"WHERE rowid = (SELECT rowid FROM {TABLE} WHERE status = 'pending' AND available_at <= ? "
+    f"WHERE rowid = (SELECT rowid FROM {TABLE} INDEXED BY {TABLE}_pending "
+    "WHERE status = 'pending' AND available_at <= ? "
     "ORDER BY priority DESC, available_at, rowid LIMIT 1) RETURNING id, payload"
 )
 _DONE_ONE = (

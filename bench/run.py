@@ -99,6 +99,10 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario(hpm, "process", "MemoryHuey, consumer thread in-process",
                  p(baseline_huey.process_memory, n=n.process)),
         Scenario(
+            "sitq.sqlite.backend", "process", "sitq-sqlite backend alone: claim 100 + finish 100",
+            p(sq.process_backend, kind="sqlite", n=n.process), (claim100,),
+        ),
+        Scenario(
             "sitq.sqlite.async.inline", "process", "sitq-sqlite: async no-op, worker in-process",
             p(sq.process_inline, kind="sqlite", fn="async", n=n.process),
             (claim1, claim100, hpsn), TARGET_SQLITE_PROCESS,
@@ -115,6 +119,10 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario(
             "sitq.sqlite.sync.child", "process", "sitq-sqlite: sync no-op, worker process",
             p(sq.process_child, fn="sync", n=n.process), (claim1, hpsn),
+        ),
+        Scenario(
+            "sitq.memory.backend", "process", "sitq-memory backend alone: claim 100 + finish 100",
+            p(sq.process_backend, kind="memory", n=n.process), (hpm,),
         ),
         Scenario(
             "sitq.memory.async.inline", "process", "sitq-memory: async no-op, worker in-process",

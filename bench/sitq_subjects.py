@@ -138,6 +138,26 @@ def process_inline(folder: str, kind: str, fn: str, n: int) -> Sample:
     return asyncio.run(main())
 
 
+def process_backend(folder: str, kind: str, n: int, batch: int = 100) -> Sample:
+    """No worker: the backend's own claim + finish loop, ``batch`` tasks per call (its ceiling)."""
+    from sitq import Outcome
+
+    async def main() -> Sample:
+        async with TaskQueue(make_backend(kind, folder)) as queue:
+            await _fill(queue, workloads.async_noop, n)
+            backend = queue.backend
+            result = queue.codec.encode_result(None)
+            began = time.perf_counter()
+            while records := await backend.claim(worker_id="w", limit=batch, lease_seconds=30):
+                outcomes = [Outcome.succeeded(r.id, r.lease_token or "", result) for r in records]
+                await backend.finish(outcomes)
+            took = time.perf_counter() - began
+            await _check_done(queue, n)
+            return Sample(n, took)
+
+    return asyncio.run(main())
+
+
 def process_child(folder: str, fn: str, n: int) -> Sample:
     """n tasks enqueued first, then one worker process (defaults) on the same file runs them."""
     path = db_path(folder)

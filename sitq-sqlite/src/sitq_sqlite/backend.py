@@ -305,6 +305,8 @@ class SQLiteBackend(Backend):
         params: list[Any] = [now]
         if queues is not None:
             queues = list(queues)
+            if not queues:  # also: INDEXED BY fails on a WHERE that is always false
+                return []
             where.append(f"queue IN ({','.join('?' * len(queues))})")
             params.extend(queues)
         excluded = list(exclude)
@@ -314,7 +316,10 @@ class SQLiteBackend(Backend):
         sql = (
             f"UPDATE {self.table} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE rowid IN (SELECT rowid FROM {self.table} WHERE {' AND '.join(where)} "
+            # without INDEXED BY the planner picks the status index and sorts every pending
+            # row on each claim (O(pending)); the partial index is already in claim order
+            f"WHERE rowid IN (SELECT rowid FROM {self.table} INDEXED BY {self.table}_pending "
+            f"WHERE {' AND '.join(where)} "
             "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
             f"RETURNING rowid, {_SELECT}"
         )
