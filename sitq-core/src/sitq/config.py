@@ -26,7 +26,7 @@ from .errors import ConfigurationError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 #: The table of ``pyproject.toml`` read by the ``sitq`` command.
 TOOL_TABLE = "sitq"

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .backend import Backend
+from .errors import ConfigurationError
 from .plugins import PluginManager
 from .queue import TaskQueue
 from .registry import Serializer, SerializerType
@@ -69,9 +70,11 @@ class EagerTaskQueue(TaskQueue):
         max_retries: int | None = None,
         timeout: float | None = None,
         dedupe_key: str | None = None,
+        connection: Any = None,
         **kwargs: Any,
     ) -> str:
         """Store the call, run it to its final result, and return its task id."""
+        _refuse_connection(connection)
         task_id = await super().enqueue(
             function,
             *args,
@@ -87,13 +90,25 @@ class EagerTaskQueue(TaskQueue):
         return task_id
 
     async def enqueue_many(
-        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+        self,
+        items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]],
+        *,
+        connection: Any = None,
     ) -> list[str]:
         """Store the calls in one transaction, run each to its result (in order), return ids."""
+        _refuse_connection(connection)
         ids = await super().enqueue_many(items)
         for task_id in dict.fromkeys(ids):
             await self.worker.process_task(task_id)
         return ids
+
+
+def _refuse_connection(connection: Any) -> None:
+    if connection is not None:
+        raise ConfigurationError(
+            "an eager queue runs each task as it is enqueued, before your transaction could "
+            "commit: it cannot take connection=...; use a TaskQueue and a worker to test that"
+        )
 
 
 class EagerSyncTaskQueue(SyncTaskQueue):

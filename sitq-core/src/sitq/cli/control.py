@@ -16,7 +16,7 @@ from .output import console, json_option, print_json
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class Age(click.ParamType):
+class Age(click.ParamType):  # type: ignore[type-arg]
     """A duration such as ``90``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``; in seconds."""
 
     name = "duration"

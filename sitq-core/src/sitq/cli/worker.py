@@ -163,7 +163,7 @@ Exit codes:
     help="Log the start and end of every task (costs throughput).",
 )
 @click.pass_context
-def worker_command(ctx: click.Context, app: str | None, **options: Any) -> None:
+def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> None:
     """Run a worker (see WORKER_HELP)."""
     if not app:
         raise click.UsageError(
