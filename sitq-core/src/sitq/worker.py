@@ -813,7 +813,13 @@ class Worker:
         outcome = Outcome.dead(record.id, record.lease_token, error)
         applied = await self._report(outcome)
         self._counters.record(0.0, ok=False, retried=False)
-        self.logger.error("task %s %s cannot run: %s", record.id, record.function, error)
+        self.logger.error(
+            "task %s %s cannot run: %s",
+            record.id,
+            record.function,
+            error,
+            extra={"task_id": record.id, "function": record.function, "attempt": record.attempts},
+        )
         if applied and self._lifecycle.has("sitq_task_failed"):
             task = self._queue.task_from_record(record)
             await self._lifecycle.emit(
