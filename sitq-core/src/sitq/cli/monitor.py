@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import click
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -54,7 +55,9 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
         )
         return
     out = console()
-    table = Table(title=f"sitq status: {escape(data['backend'])}", title_justify="left")
+    table = Table(
+        title=f"sitq status: {escape(data['backend'])}", title_justify="left", box=box.SIMPLE_HEAD
+    )
     table.add_column("queue", style="bold")
     for s in TaskStatus:
         table.add_column(status_text(s), justify="right", min_width=len(s.value))
@@ -63,8 +66,9 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
         table.add_row(
             escape(name), *(str(counts[s]) for s in TaskStatus), str(sum(counts.values()))
         )
+    table.add_section()
     table.add_row("[bold]all[/]", *(f"[bold]{totals[s]}[/]" for s in TaskStatus),
-                  f"[bold]{sum(totals.values())}[/]", end_section=True)  # fmt: skip
+                  f"[bold]{sum(totals.values())}[/]")  # fmt: skip
     out.print(table)
     oldest = data["oldest_pending"]
     if oldest is None:
@@ -78,7 +82,7 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
     if not data["running"]:
         out.print("running: none")
         return
-    running = Table(title="running", title_justify="left")
+    running = Table(title="running", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("task", "function", "queue", "worker", "started", "attempt", "lease ends"):
         running.add_column(column)
     for r in data["running"]:
