@@ -34,6 +34,7 @@ from typing import Any
 
 from .backend import Backend, Outcome, TaskRecord
 from .bridge import Portal, forbid_running_loop, running_loop
+from .context import TaskContext, reset_current, set_current
 from .errors import (
     ConfigurationError,
     PayloadError,
@@ -42,14 +43,16 @@ from .errors import (
     WorkerStateError,
 )
 from .executors import EXECUTORS, Call, Executor, make_executor
+from .heartbeat import LeaseKeeper
 from .hookspecs import hookimpl
 from .limits import ResourceLimits
 from .metrics import Counters, WorkerMetrics, WorkerStatus
-from .payload import Codec, serializer_entry
+from .payload import Codec, FunctionAllowList, serializer_entry
 from .plugins import Lifecycle, PluginManager
 from .queue import TaskQueue
 from .registry import Serializer, SerializerType
 from .retry import RetryPolicy
+from .signing import SecretKey, Signer
 from .sync import SyncTaskQueue
 from .task import Result, Task, TaskStatus, from_timestamp
 
@@ -131,6 +134,20 @@ class Worker:
     :param lease_seconds: how long a claim holds before another worker may recover the task;
         extended every ``lease_seconds / 3`` while the task runs.
     :param max_attempts: attempts after which a task whose worker keeps dying goes ``dead``.
+        Attempts are counted when a task is claimed, so a task that kills its worker runs
+        at most this many times.
+    :param result_ttl: seconds a finished task keeps its payload and result. After that
+        (checked on recovery passes, at least once a minute) they are dropped and a
+        tombstone stays, so ``get_result`` raises `ResultExpired` rather than `TaskNotFound`.
+        None (the default) keeps them until purged.
+    :param secret_key: the key payload signatures are checked with and results signed with
+        (see `sitq.signing`); default: the queue's (``TaskQueue(secret_key=...)`` or
+        ``$SITQ_SECRET_KEY``). Unsigned or badly signed payloads go dead undecoded.
+    :param allowed_functions: ``module:name`` patterns of the functions tasks may call, e.g.
+        ``["myapp.tasks:*"]`` (see `sitq.payload.FunctionAllowList`); a task calling anything
+        else goes dead unrun, and its module is never imported. With a data-only
+        ``deserializer`` ("msgpack" or "json"), the setting for queues that untrusted
+        parties write to.
     :param logger: the logger to use (default ``sitq.worker``); never configured by sitq.
     :param log_tasks: log each task's start and end at ``log_level``.
     :param log_errors: log failures with their tracebacks.
@@ -167,6 +184,9 @@ class Worker:
         lease_seconds: float = 30.0,
         recovery_interval: float | None = None,
         max_attempts: int = 5,
+        result_ttl: float | None = None,
+        secret_key: SecretKey | None = None,
+        allowed_functions: Iterable[str] | None = None,
         logger: logging.Logger | None = None,
         log_level: int = logging.INFO,
         log_tasks: bool = False,
@@ -250,6 +270,17 @@ class Worker:
             float(recovery_interval) if recovery_interval is not None else self.lease_seconds / 2
         )
         self.max_attempts = max_attempts
+        if result_ttl is not None:
+            _check_seconds("result_ttl", result_ttl)
+            if type(self.backend).expire_results is Backend.expire_results:
+                raise ConfigurationError(
+                    f"result_ttl needs a backend that can expire results, and "
+                    f"{type(self.backend).__name__} cannot; leave result_ttl out and purge "
+                    "old tasks instead"
+                )
+        self.result_ttl = None if result_ttl is None else float(result_ttl)
+        self._signer = self._queue.signer if secret_key is None else Signer.from_option(secret_key)
+        self._allow = None if allowed_functions is None else FunctionAllowList(allowed_functions)
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self.log_level = log_level
         self.log_tasks = log_tasks
@@ -286,6 +317,13 @@ class Worker:
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outcome_ready: asyncio.Event | None = None
         self._leases: dict[str, str] = {}
+        self._keeper: LeaseKeeper | None = None
+        # by (task id, lease token) (a batch claim may share one token): the asyncio task
+        # awaiting each running execution, and its context
+        self._executing: dict[tuple[str, str], tuple[asyncio.Task[Any] | None, TaskContext]] = {}
+        self._lost: set[tuple[str, str]] = set()  # leases the heartbeat found lost
+        self._interrupted: set[tuple[str, str]] = set()  # leases whose execution we cancelled
+        self._expired_at: float | None = None  # monotonic time of the last expire_results
         self._throttled: str | None = None
         self._next_due: float | None = None
         self._done = threading.Event()
@@ -550,10 +588,7 @@ class Worker:
                 await self._lifecycle.emit("sitq_worker_started", worker=self)
                 if started is not None:
                     started.set()
-                background = [
-                    asyncio.create_task(self._heartbeat()),
-                    asyncio.create_task(self._recover()),
-                ]
+                background = [asyncio.create_task(self._recover())]
                 if self.log_performance:
                     background.append(asyncio.create_task(self._log_performance()))
                 try:
@@ -676,7 +711,10 @@ class Worker:
         try:
             try:
                 codec = self._decoder or self._queue.codec_for(record.serializer)
-                function, args, kwargs = codec.decode_call(record.payload)
+                body = self._signer.open_call(
+                    record.id, record.function, record.serializer, record.payload
+                )  # checked before a byte of it is decoded
+                function, args, kwargs = codec.decode_call(body, self._allow)
             except (PayloadError, LookupError) as exc:
                 return await self._undecodable(record, exc)
             task: Task | None = None
@@ -709,13 +747,31 @@ class Worker:
                     },
                 )
             timeout = record.timeout if record.timeout is not None else self.timeout
+            lease = (record.id, record.lease_token)
+            if lease in self._lost:  # cancelled (or recovered elsewhere) before it started
+                return await self._lease_lost(record)
+            if self._keeper is not None:
+                self._keeper.deadline(record.id, timeout)
+            context = TaskContext(
+                record.id, record.attempts, self.worker_id, record.queue, record.function
+            )
             began = time.perf_counter()
             try:
-                value = await self._executor.run(
-                    Call(function, args, kwargs, timeout, record.id, record.payload, codec)
+                current = set_current(context)
+                self._executing[lease] = (asyncio.current_task(), context)
+                try:
+                    value = await self._executor.run(
+                        Call(function, args, kwargs, timeout, record.id, body, codec, context)
+                    )
+                finally:
+                    del self._executing[lease]
+                    reset_current(current)
+                result = self._signer.seal_result(
+                    record.id, self._result_codec(record).encode_result(value)
                 )
-                result = self._result_codec(record).encode_result(value)
             except asyncio.CancelledError:
+                if lease in self._interrupted and _undo_cancel():
+                    return await self._lease_lost(record)
                 raise
             except Exception as exc:
                 duration = time.perf_counter() - began
@@ -745,6 +801,8 @@ class Worker:
             return outcome
         finally:
             self._leases.pop(record.id, None)
+            self._lost.discard((record.id, record.lease_token))
+            self._interrupted.discard((record.id, record.lease_token))
             _current_worker.reset(token)
 
     async def _failed(
@@ -895,7 +953,8 @@ class Worker:
 
     def _result_of(self, record: TaskRecord, outcome: Outcome, value: Any = None) -> Result:
         if outcome.status is TaskStatus.SUCCEEDED and value is None and outcome.result is not None:
-            value = self._result_codec(record).decode_result(outcome.result)
+            body = self._signer.open_result(record.id, outcome.result)
+            value = self._result_codec(record).decode_result(body)
         return Result(
             task_id=record.id,
             status=outcome.status,
@@ -954,22 +1013,44 @@ class Worker:
 
     # -- background duties -------------------------------------------------------------------
 
-    async def _heartbeat(self) -> None:
-        interval = self.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            if not self._leases:
-                continue
-            leases = dict(self._leases)
-            try:
-                held = await self.backend.extend_leases(leases, self.lease_seconds)
-            except Exception:
-                self.logger.exception("extending leases failed; retrying")
-                continue
-            lost = set(leases) - held
-            for task_id in lost:
-                if task_id in self._leases:
-                    self.logger.warning("task %s: lease lost", task_id)
+    def _leases_lost(self, lost: dict[str, str]) -> None:
+        """The heartbeat found these leases gone (on this loop): the task was cancelled, or
+        recovered by another worker after this one stalled. Stop their executions."""
+        for task_id, token in lost.items():
+            if self._leases.get(task_id) != token:
+                continue  # its outcome was stored meanwhile
+            lease = (task_id, token)
+            self._lost.add(lease)
+            running = self._executing.get(lease)
+            if running is None:
+                continue  # not started yet (it never will) or already reporting (refused)
+            job, context = running
+            context.request_stop()
+            if job is not None and not job.done():
+                self._interrupted.add(lease)
+                job.cancel()
+
+    async def _lease_lost(self, record: TaskRecord) -> Outcome:
+        """End an execution whose lease is gone: nothing is stored (nothing could be)."""
+        assert record.lease_token is not None
+        why = "it was recovered by another worker after this one stalled past its lease"
+        try:
+            stored = await self.backend.get_task(record.id)
+            if stored is not None and stored.status is TaskStatus.CANCELLED:
+                why = "it was cancelled"
+        except Exception:
+            pass
+        self.logger.warning(
+            "task %s %s stopped (attempt %d): %s. A coroutine is cancelled and a child process "
+            "killed; a function in a thread runs on until it returns (it can check "
+            "sitq.current_task().cancelled), and what it returns is thrown away.",
+            record.id,
+            record.function,
+            record.attempts,
+            why,
+            extra={"task_id": record.id, "function": record.function, "attempt": record.attempts},
+        )
+        return Outcome.release(record.id, record.lease_token)  # not stored: for the caller
 
     async def _recover(self) -> None:
         while True:
@@ -979,9 +1060,23 @@ class Worker:
                     self.logger.warning(
                         "recovered %d tasks whose worker stopped answering", len(recovered)
                     )
+                await self._expire_results()
             except Exception:
                 self.logger.exception("recovering expired leases failed")
             await asyncio.sleep(self.recovery_interval)
+
+    async def _expire_results(self) -> None:
+        """Drop payloads and results older than ``result_ttl`` (at most once a minute, or
+        once per ``result_ttl`` if shorter)."""
+        if self.result_ttl is None:
+            return
+        now = time.monotonic()
+        if self._expired_at is not None and now < self._expired_at + min(self.result_ttl, 60.0):
+            return
+        self._expired_at = now
+        count = await self.backend.expire_results(self.backend.clock() - self.result_ttl)
+        if count:
+            self.logger.log(self.log_level, "expired the results of %d tasks (result_ttl)", count)
 
     async def _log_performance(self) -> None:
         while True:
@@ -1066,12 +1161,31 @@ class _Session:
                 w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb
             )
             await w._executor.start()
+            w._keeper = LeaseKeeper(
+                w.backend,
+                w._leases,
+                lease_seconds=w.lease_seconds,
+                interval=w.lease_seconds / 3,
+                on_lost=w._leases_lost,
+                logger=w.logger,
+            )
+            w._keeper.start()
 
     async def __aexit__(self, *exc: object) -> None:
         w = self.worker
+        if self.owner and w._keeper is not None:
+            keeper, w._keeper = w._keeper, None
+            await keeper.stop()
         if self.owner and w._executor is not None:
             executor, w._executor = w._executor, None
             await executor.close()
+
+
+def _undo_cancel() -> bool:
+    """Take back one `cancel()` of the current task (ours); False if another one is pending,
+    which the caller must then let through."""
+    uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
+    return uncancel is None or uncancel() == 0
 
 
 async def _first(*aws: Coroutine[Any, Any, Any]) -> None:

@@ -1,0 +1,202 @@
+"""`LeaseKeeper`: extends the leases of a worker's running tasks, from a thread of its own.
+
+A claim holds for ``lease_seconds``; the keeper pushes every held lease back every
+``interval`` seconds (a third of the lease by default). It runs on its own thread with its own
+event loop, through `Backend.heartbeat_backend` (its own connection where the backend needs
+one), so a task that blocks the worker's event loop, even for many leases, cannot starve it.
+Backends that return None there get the keeper as a task on the worker's loop instead.
+
+A lease the backend no longer holds (the task was cancelled, or recovered by another worker
+after this one stalled) is reported to ``on_lost`` on the worker's loop, which stops the
+execution: cancellation of a running task takes effect within one interval.
+
+A task with a timeout gets its lease extended only until ``timeout + lease_seconds`` after it
+started: if the worker's loop is wedged past that, the lease lapses and another worker
+recovers the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from .backend import Backend
+
+#: Called on the worker's loop with ``{task_id: lease_token}`` of the leases found lost.
+LostCallback = Callable[[dict[str, str]], None]
+
+
+class LeaseKeeper:
+    """Keeps the leases in ``leases`` (the worker's own ``task id → lease token`` dict, read
+    but never changed here) alive while they are in it.
+
+    :param backend: the worker's backend.
+    :param leases: the live mapping of running tasks to lease tokens.
+    :param lease_seconds: the length of each extension.
+    :param interval: seconds between heartbeats.
+    :param on_lost: called on the worker's loop with the leases found lost.
+    :param logger: where failures are logged.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        leases: Mapping[str, str],
+        *,
+        lease_seconds: float,
+        interval: float,
+        on_lost: LostCallback,
+        logger: logging.Logger,
+    ) -> None:
+        self.backend = backend
+        self.leases = leases
+        self.lease_seconds = lease_seconds
+        self.interval = interval
+        self.on_lost = on_lost
+        self.logger = logger
+        #: task id → monotonic time after which its lease is no longer extended
+        self.deadlines: dict[str, float] = {}
+        self._reported: dict[str, str] = {}  # lost leases already reported, not to repeat
+        self._loop: asyncio.AbstractEventLoop | None = None  # the worker's
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
+        self.beats = 0  # heartbeats done (for tests and metrics)
+
+    @property
+    def threaded(self) -> bool:
+        """True when the keeper runs on a thread of its own."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Start beating; call on the worker's loop."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        side = self.backend.heartbeat_backend()
+        if side is None:
+            self._task = self._loop.create_task(self._run(self.backend, own=False))
+            return
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(side, ready), name="sitq-heartbeat", daemon=True
+        )
+        self._thread.start()
+        ready.wait(5.0)
+
+    def deadline(self, task_id: str, timeout: float | None) -> None:
+        """Stop extending ``task_id``'s lease ``timeout + lease_seconds`` from now."""
+        if timeout is not None:
+            self.deadlines[task_id] = time.monotonic() + timeout + self.lease_seconds
+
+    async def stop(self) -> None:
+        """Stop beating and release the keeper's connection (waits up to 10 s)."""
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        thread, loop, wake = self._thread, self._thread_loop, self._wake
+        if thread is not None:
+            if loop is not None and wake is not None:
+                try:
+                    loop.call_soon_threadsafe(wake.set)
+                except RuntimeError:  # its loop already ended
+                    pass
+            await asyncio.to_thread(thread.join, 10.0)
+            self._thread = None
+
+    # -- the beat ----------------------------------------------------------------------------
+
+    def _thread_main(self, side: Backend, ready: threading.Event) -> None:
+        async def main() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            ready.set()
+            await self._run(side, own=side is not self.backend)
+
+        try:
+            asyncio.run(main())
+        except Exception:
+            self.logger.exception("the heartbeat thread failed")
+        finally:
+            ready.set()
+
+    async def _run(self, backend: Backend, *, own: bool) -> None:
+        connected = False
+        try:
+            while not self._stopping.is_set():
+                await self._sleep()
+                if self._stopping.is_set():
+                    break
+                if not self.leases:
+                    continue
+                try:
+                    if own and not connected:
+                        await backend.connect()
+                        connected = True
+                    await self.beat(backend)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.logger.exception("extending leases failed; retrying")
+        finally:
+            if own and connected:
+                try:
+                    await backend.close()
+                except Exception:
+                    self.logger.exception("closing the heartbeat connection failed")
+
+    async def _sleep(self) -> None:
+        if self._wake is None or asyncio.get_running_loop() is not self._thread_loop:
+            await asyncio.sleep(self.interval)
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.interval)
+        except asyncio.TimeoutError:
+            pass
+
+    async def beat(self, backend: Backend) -> None:
+        """Extend every held lease once; report the ones found lost."""
+        snapshot = dict(self.leases)
+        now = time.monotonic()
+        overdue = {t for t in snapshot if self.deadlines.get(t, now) < now}
+        for task_id in overdue:
+            if self._reported.get(task_id) != snapshot[task_id]:
+                self._reported[task_id] = snapshot[task_id]
+                self.logger.warning(
+                    "task %s ran past its timeout and the worker could not stop it (its event "
+                    "loop is blocked?); its lease is no longer extended",
+                    task_id,
+                )
+        wanted = {t: tok for t, tok in snapshot.items() if t not in overdue}
+        held = await backend.extend_leases(wanted, self.lease_seconds) if wanted else set()
+        self.beats += 1
+        for task_id in list(self.deadlines):
+            if task_id not in self.leases:
+                self.deadlines.pop(task_id, None)
+        for task_id in list(self._reported):
+            if self.leases.get(task_id) != self._reported[task_id]:
+                del self._reported[task_id]
+        lost = {
+            t: tok
+            for t, tok in wanted.items()
+            if t not in held and self.leases.get(t) == tok and self._reported.get(t) != tok
+        }
+        if not lost:
+            return
+        self._reported.update(lost)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self.on_lost, lost)
+        except RuntimeError:  # the worker's loop ended meanwhile
+            pass
+
+
+__all__ = ["LeaseKeeper", "LostCallback"]
