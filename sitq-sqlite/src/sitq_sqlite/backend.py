@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -138,9 +139,9 @@ class SQLiteBackend(Backend):
                 return
             if not self.in_memory:
                 _create_private(self.path)
-            conn = await aiosqlite.connect(
-                self.path, isolation_level=None, timeout=self.busy_timeout
-            )
+            pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+            _daemonize(pending)
+            conn = await pending
             try:
                 if not self.in_memory:
                     await conn.execute("PRAGMA journal_mode=WAL")
@@ -551,6 +552,18 @@ def _taken(task_id: str) -> ConfigurationError:
         f"a task with id {task_id!r} already exists; let sitq choose task ids "
         "(nothing in this enqueue was stored)"
     )
+
+
+def _daemonize(conn: aiosqlite.Connection) -> None:
+    """Make aiosqlite's connection thread a daemon before it starts.
+
+    A non-daemon thread keeps the interpreter alive at exit when a program forgets to close its
+    queue. Letting the thread die with the process loses nothing committed: SQLite's WAL is
+    crash-safe.
+    """
+    thread = getattr(conn, "_thread", conn)  # a Thread attribute since aiosqlite 0.20, before: itself
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
 
 
 def _create_private(path: str) -> None:
