@@ -21,9 +21,17 @@ from .conformance import BackendConformance, backend_test
 from .model import QueueModel
 from .records import make_record
 from .runner import LoopRunner
-from .statemachine import BackendStateMachine, machine_for, run_backend_state_machine
+from .statemachine import (
+    DEFAULT_SETTINGS,
+    SHRINKING_SETTINGS,
+    BackendStateMachine,
+    machine_for,
+    run_backend_state_machine,
+)
 
 __all__ = [
+    "DEFAULT_SETTINGS",
+    "SHRINKING_SETTINGS",
     "BackendConformance",
     "BackendStateMachine",
     "FakeClock",

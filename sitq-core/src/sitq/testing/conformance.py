@@ -163,7 +163,8 @@ class BackendConformance:
     """The conformance suite; subclass it and implement `make_backend`.
 
     Set ``state_machine_settings`` to a `hypothesis.settings` to run the state machine longer
-    (or shorter) than the default.
+    or shorter than `DEFAULT_SETTINGS`, or with shrinking on (`SHRINKING_SETTINGS`) to turn a
+    failing sequence into a minimal one.
     """
 
     state_machine_settings: ClassVar[settings | None] = None
