@@ -354,13 +354,13 @@ class Worker:
         self._portal = Portal(f"sitq-worker-{self.worker_id}")
         started = threading.Event()
         self._start_pending = True
-        self._background = self._portal.submit(self._serve(started=started))
+        self._background = background = self._portal.submit(self._serve(started=started))
         _stop_at_exit(self)
         while not started.wait(0.05):
-            if self._background.done():
+            if background.done():
                 break
-        if self._background.done() and self._background.exception() is not None:
-            background, self._background = self._background, None
+        if background.done() and background.exception() is not None:
+            self._background = None
             self._close_portal()
             background.result()  # raises why it could not start
         return None
@@ -602,6 +602,7 @@ class Worker:
                     await self._lifecycle.emit("sitq_worker_stopped", worker=self)
         finally:
             self._state = "stopped"
+            self._stop_requested = False
             self._throttled = None
             self._counters.stopped_at = time.monotonic()
             if started is not None:
