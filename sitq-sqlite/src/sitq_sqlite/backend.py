@@ -91,6 +91,15 @@ class SQLiteBackend(Backend):
     def from_url(cls, url: str) -> SQLiteBackend:
         """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite://:memory:``."""
         parts = urlsplit(url)
+        if parts.scheme.split("+", 1)[0].lower() != "sqlite":
+            raise ConfigurationError(
+                f"{url!r} is not a sqlite URL; write e.g. sqlite:///tasks.db or sqlite://:memory:"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigurationError(
+                f"{url!r}: options in a sqlite URL are not supported; pass them as arguments, "
+                "e.g. SQLiteBackend('tasks.db', busy_timeout=60)"
+            )
         if parts.netloc and parts.netloc != ":memory:":
             raise ConfigurationError(
                 f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db "

@@ -1,0 +1,61 @@
+"""What only the memory backend promises: stores shared by name, and its URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from sitq import get_plugin_manager
+from sitq.testing import make_record
+from sitq_memory import MemoryBackend
+
+
+def test_named_backends_share_a_store() -> None:
+    async def main() -> None:
+        a, b = MemoryBackend("shared-test"), MemoryBackend("shared-test")
+        other = MemoryBackend("another-test")
+        assert a.notify_key == b.notify_key != other.notify_key
+        task_id = await a.enqueue(make_record())
+        assert await b.get_task(task_id) is not None
+        assert await other.get_task(task_id) is None
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await asyncio.sleep(0.01)
+        await a.enqueue(make_record())
+        await asyncio.wait_for(waiter, 10)
+
+    asyncio.run(main())
+
+
+def test_unnamed_backends_are_private() -> None:
+    async def main() -> None:
+        a, b = MemoryBackend(), MemoryBackend()
+        assert a.notify_key != b.notify_key
+        task_id = await a.enqueue(make_record())
+        assert await b.get_task(task_id) is None
+
+    asyncio.run(main())
+
+
+def test_a_named_store_lives_while_a_backend_holds_it() -> None:
+    async def main() -> None:
+        task_id = await MemoryBackend("short-lived-test").enqueue(make_record())
+        gc.collect()
+        assert await MemoryBackend("short-lived-test").get_task(task_id) is None
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("memory://", None),
+        ("memory:///", None),
+        ("memory://jobs", "jobs"),
+        ("memory:///jobs", "jobs"),
+    ],
+)
+def test_urls(url: str, name: str | None) -> None:
+    backend = get_plugin_manager().backend_from_url(url)
+    assert isinstance(backend, MemoryBackend) and backend.name == name

@@ -1,0 +1,30 @@
+"""Run in a child process by test_sqlite_backend: claim tasks from a shared file until none is
+left, complete them, and report the ids it claimed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sitq import Outcome
+from sitq_sqlite import SQLiteBackend
+
+
+async def _drain(path: str, worker: str) -> list[str]:
+    backend = SQLiteBackend(path)
+    claimed: list[str] = []
+    try:
+        while batch := await backend.claim(worker_id=worker, limit=10, lease_seconds=300):
+            claimed.extend(r.id for r in batch)
+            done = [Outcome.succeeded(r.id, r.lease_token or "", None) for r in batch]
+            assert all(await backend.finish(done)), "a freshly claimed task could not be finished"
+    finally:
+        await backend.close()
+    return claimed
+
+
+def claim_all(path: str, worker: str, start: Any, results: Any) -> None:
+    """Wait at ``start`` (a barrier) with the other claimers, drain, put the ids on
+    ``results``."""
+    start.wait(60)
+    results.put((worker, asyncio.run(_drain(path, worker))))
