@@ -877,6 +877,51 @@ class BackendConformance:
         total = {s: expected_a[s] + expected_b[s] for s in ALL_STATUSES}
         assert await b.counts() == total
 
+    @backend_test
+    async def test_list_tasks_filters_and_orders(self, b: Backend, clock: FakeClock) -> None:
+        """Oldest first by created_at, ties in enqueue order; filters, limit, complete records."""
+        early = make_record(queue="a", created_at=clock() - 50)
+        same_time = [make_record(queue=q, created_at=clock()) for q in ("b", "a", "b")]
+        await b.enqueue_many([*same_time[:2], early])
+        await b.enqueue(same_time[2])
+        done = await in_status(b, TaskStatus.FAILED, queue="a", created_at=clock() + 5)
+        oldest = [early.id, *ids_of(same_time), done]
+        assert ids_of(await b.list_tasks()) == oldest
+        assert ids_of(await b.list_tasks(order="newest")) == oldest[::-1]
+        assert ids_of(await b.list_tasks(limit=2)) == oldest[:2]
+        assert ids_of(await b.list_tasks(limit=None, order="newest")) == oldest[::-1]
+        assert await b.list_tasks(limit=0) == []
+        assert ids_of(await b.list_tasks(queue="b")) == [same_time[0].id, same_time[2].id]
+        assert ids_of(await b.list_tasks(statuses=[TaskStatus.FAILED])) == [done]
+        pending_a = await b.list_tasks(statuses=[TaskStatus.PENDING], queue="a")
+        assert ids_of(pending_a) == [early.id, same_time[1].id]
+        assert pending_a[0] == await stored(b, early.id), "records are complete"
+        (failed,) = await b.list_tasks(statuses=[TaskStatus.FAILED])
+        assert failed.error == "ValueError: boom" and failed.traceback == "Traceback: ..."
+        assert await b.list_tasks(statuses=[]) == []
+        assert await b.list_tasks(queue="nothing-here") == []
+
+    @backend_test
+    async def test_list_tasks_rejects_bad_arguments(self, b: Backend, clock: FakeClock) -> None:
+        for kwargs in ({"limit": -1}, {"limit": 2.5}, {"order": "random"},
+                       {"statuses": ["no-such-status"]}):  # fmt: skip
+            with pytest.raises(ConfigurationError):
+                await b.list_tasks(**kwargs)  # type: ignore[arg-type]
+
+    @backend_test
+    async def test_queue_counts(self, b: Backend, clock: FakeClock) -> None:
+        assert await b.queue_counts() == {}
+        await in_status(b, TaskStatus.PENDING, queue="a")
+        await in_status(b, TaskStatus.RUNNING, queue="a")
+        await in_status(b, TaskStatus.SUCCEEDED, queue="b")
+        zero = dict.fromkeys(ALL_STATUSES, 0)
+        assert await b.queue_counts() == {
+            "a": {**zero, TaskStatus.PENDING: 1, TaskStatus.RUNNING: 1},
+            "b": {**zero, TaskStatus.SUCCEEDED: 1},
+        }
+        await b.purge()
+        assert set(await b.queue_counts()) == {"a"}, "a queue holding no task is absent"
+
     # -- purge -------------------------------------------------------------------------------
 
     async def _one_of_each(self, b: Backend) -> dict[TaskStatus, str]:
