@@ -180,7 +180,9 @@ class Backend(ABC):
         """Store ``records`` atomically as pending tasks; return their ids in order.
 
         A record whose ``dedupe_key`` matches a pending or running task is not stored; the id of
-        the existing task is returned in its place. Fire `notify_enqueued` after committing.
+        the existing task is returned in its place. A record whose id is already stored (or
+        appears twice in ``records``) raises `ConfigurationError`, and nothing is stored.
+        Fire `notify_enqueued` after committing.
         """
 
     async def enqueue(self, record: TaskRecord) -> str:
@@ -214,7 +216,8 @@ class Backend(ABC):
         """Atomically claim up to ``limit`` due pending tasks.
 
         Due means ``available_at <= clock()``. Order: highest ``priority`` first, then earliest
-        ``available_at``, then enqueue order. ``queues=None`` means every queue. Ids in
+        ``available_at``, then enqueue order (a task put back by a retry, release or recovery
+        keeps its place); the list comes in that order. ``queues=None`` means every queue. Ids in
         ``exclude`` are skipped. Each claimed task becomes running, its ``attempts`` grows by
         one, and it gets ``worker_id``, ``started_at``, a fresh ``lease_token`` and
         ``lease_expires_at = clock() + lease_seconds``. No task is ever returned to two
@@ -239,7 +242,8 @@ class Backend(ABC):
         """Apply outcomes of claimed tasks in one transaction; fenced by lease token.
 
         An outcome applies only if its task is running under ``outcome.lease_token``; the
-        returned list says, per outcome, whether it was applied. Applying clears the lease.
+        returned list says, per outcome, whether it was applied. Applying clears the lease, so
+        of two outcomes for one task in one call (applied in order) only the first applies.
         Final states store ``result``/``error``/``traceback`` and ``finished_at``. PENDING
         sets ``available_at`` (``clock()`` if None) and keeps ``error``/``traceback`` of the
         failed attempt; with ``count_attempt=False`` it also takes one off ``attempts``.
@@ -275,7 +279,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
-        """Put running tasks whose lease lapsed back to pending; return their ids.
+        """Put running tasks whose lease lapsed (``lease_expires_at < clock()``) back to pending,
+        due now; return their ids.
 
         A recovered task that has already used ``max(max_attempts, max_retries + 1)`` attempts
         goes ``dead`` instead, with an error saying its worker was lost; it is not returned.
