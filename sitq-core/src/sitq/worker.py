@@ -64,30 +64,41 @@ _current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
 )
 
 
-class _Callbacks:
-    """The ``on_error``/``on_success`` arguments of a worker, as a plugin of its own."""
+class _OnError:
+    """A worker's ``on_error`` argument, as a plugin of its own."""
 
-    def __init__(
-        self,
-        on_error: Callable[[str, BaseException, int], Any] | None,
-        on_success: Callable[[str, Any], Any] | None,
-    ) -> None:
+    def __init__(self, on_error: Callable[[str, BaseException, int], Any]) -> None:
         self.on_error = on_error
-        self.on_success = on_success
 
     @hookimpl
     def sitq_task_failed(self, task: Task, error: BaseException, retry_count: int) -> Any:
-        """Call ``on_error(task_id, error, retry_count)``."""
-        if self.on_error is not None:
-            return self.on_error(task.id, error, retry_count)
-        return None
+        """Call ``on_error(task_id, error, retry_count)`` (awaited if it returns an awaitable)."""
+        return self.on_error(task.id, error, retry_count)
+
+
+class _OnSuccess:
+    """A worker's ``on_success`` argument, as a plugin of its own."""
+
+    def __init__(self, on_success: Callable[[str, Any], Any]) -> None:
+        self.on_success = on_success
 
     @hookimpl
     def sitq_task_succeeded(self, task: Task, result: Result) -> Any:
-        """Call ``on_success(task_id, value)``."""
-        if self.on_success is not None:
-            return self.on_success(task.id, result.value)
-        return None
+        """Call ``on_success(task_id, value)`` (awaited if it returns an awaitable)."""
+        return self.on_success(task.id, result.value)
+
+
+def _callbacks(
+    on_error: Callable[[str, BaseException, int], Any] | None,
+    on_success: Callable[[str, Any], Any] | None,
+) -> list[object]:
+    """The callback plugins to register: only those given, so the others cost nothing."""
+    plugins: list[object] = []
+    if on_error is not None:
+        plugins.append(_OnError(on_error))
+    if on_success is not None:
+        plugins.append(_OnSuccess(on_success))
+    return plugins
 
 
 class Worker:
@@ -115,8 +126,13 @@ class Worker:
         `sitq.retry.RetryPolicy`.
     :param retry_failed: False turns every retry off.
     :param continue_on_error: False stops the worker after a task fails for good.
-    :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt.
-    :param on_success: ``on_success(task_id, value)`` after each success.
+    :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt:
+        ``error`` is the exception, ``retry_count`` the attempt number (1 on first failure).
+    :param on_success: ``on_success(task_id, value)`` after each success, with the returned
+        value. Both run on the worker's event loop once the outcome is stored (a coroutine
+        function is awaited); one that raises is logged on ``sitq.plugins`` and ignored, so it
+        can neither stop the worker nor lose the task. They are registered as a plugin of this
+        worker only.
     :param queues: names of the queues to take tasks from (default: all).
     :param serializer: a registered serializer name, or any object with ``dumps``/``loads``
         (such as the ``pickle`` module), that encodes results (default: the serializer named in
@@ -289,7 +305,7 @@ class Worker:
         self.performance_interval = performance_interval
 
         base_plugins = plugins if plugins is not None else self._queue.plugins
-        self.plugins = base_plugins.with_plugins(_Callbacks(on_error, on_success))
+        self.plugins = base_plugins.with_plugins(*_callbacks(on_error, on_success))
         self._encoder = _codec("serializer", serializer, self.plugins)
         self._decoder = _codec("deserializer", deserializer, self.plugins)
         _check_compatible(self._queue.codec, self._encoder, self._decoder)
@@ -586,6 +602,15 @@ class Worker:
             async with self._session():
                 assert self._lifecycle is not None
                 await self._lifecycle.emit("sitq_worker_started", worker=self)
+                self.logger.log(
+                    self.log_level,
+                    "worker %s started: %s x%d on %r, queues %s",
+                    self.worker_id,
+                    self.worker_type,
+                    self.max_workers,
+                    self.backend,
+                    ", ".join(self.queues) if self.queues else "all",
+                )
                 if started is not None:
                     started.set()
                 background = [asyncio.create_task(self._recover())]
@@ -600,6 +625,14 @@ class Worker:
                         job.cancel()
                     await asyncio.gather(*background, return_exceptions=True)
                     await self._lifecycle.emit("sitq_worker_stopped", worker=self)
+                    c = self._counters
+                    self.logger.log(
+                        self.log_level,
+                        "worker %s stopped: %d tasks processed, %d failed",
+                        self.worker_id,
+                        c.processed,
+                        c.failed,
+                    )
         finally:
             self._state = "stopped"
             self._stop_requested = False
@@ -652,6 +685,8 @@ class Worker:
                 continue
             for record in records:
                 self._started_attempts += 1
+                if record.lease_token is not None:  # the heartbeat keeps it from the claim on
+                    self._leases[record.id] = record.lease_token
                 self._running[record.id] = asyncio.create_task(self._run_claimed(record))
 
     def _throttle(self) -> bool:
@@ -699,6 +734,8 @@ class Worker:
                     self.logger.exception("handing task %s back failed", record.id)
         finally:
             self._running.pop(record.id, None)
+            if self._leases.get(record.id) == record.lease_token:  # cancelled before it ran
+                del self._leases[record.id]
             if self._wake is not None:
                 self._wake.set()
 
