@@ -906,7 +906,7 @@ class BackendConformance:
         for kwargs in ({"limit": -1}, {"limit": 2.5}, {"order": "random"},
                        {"statuses": ["no-such-status"]}):  # fmt: skip
             with pytest.raises(ConfigurationError):
-                await b.list_tasks(**kwargs)  # type: ignore[arg-type]
+                await b.list_tasks(**kwargs)
 
     @backend_test
     async def test_queue_counts(self, b: Backend, clock: FakeClock) -> None:

@@ -256,7 +256,8 @@ class BackendStateMachine(RuleBasedStateMachine):
         now = self.clock()
         live = [(t.id, t.lease_token) for t in self.model.tasks.values() if t.lease_token]
         # Mostly live leases, so tasks move on; stale ones check the fencing.
-        pool = live if live and data.draw(st.integers(0, 3), label="live") else self.leases
+        use_live = bool(live) and data.draw(st.integers(0, 3), label="live") > 0
+        pool: list[tuple[str, str]] = live if use_live else self.leases
         picks = data.draw(
             st.lists(
                 st.tuples(st.sampled_from(pool), st.sampled_from(OUTCOME_KINDS)),
