@@ -79,15 +79,16 @@ TASKS_MODULE = textwrap.dedent(
         os._exit(13)
 
 
-    def zombie(first_seconds, later_seconds):
-        """Attempt 1 blocks its loop for ``first_seconds`` (so a SIGSTOP cannot be told from
-        a stall); later attempts sleep ``later_seconds``."""
+    async def zombie(first_seconds, later_seconds):
+        """Attempt 1 blocks its worker's event loop for ``first_seconds`` (so that once the
+        worker wakes from a SIGSTOP, nothing can stop it before it reports); later attempts
+        sleep ``later_seconds`` without blocking."""
         task = _log()
         if task.attempt == 1:
             time.sleep(first_seconds)
             _log("finished-first")
         else:
-            time.sleep(later_seconds)
+            await asyncio.sleep(later_seconds)
         return _me(task)
 
 
