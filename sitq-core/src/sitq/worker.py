@@ -136,10 +136,14 @@ class Worker:
     :param queues: names of the queues to take tasks from (default: all).
     :param serializer: a registered serializer name, or any object with ``dumps``/``loads``
         (such as the ``pickle`` module), that encodes results (default: the serializer named in
-        the task record, which readers also decode results with, so it must write what that
-        one reads: checked against the queue's serializer at construction).
+        the task record). Readers decode results with the serializer named in the record, so
+        it must write what that one reads: a worker built from a queue checks this against
+        the queue's serializer at construction, and stores the results of tasks whose own
+        serializer cannot read it with that serializer instead (logging a warning).
     :param deserializer: the same kinds of value; decodes task payloads instead of the
-        serializer named in the task record (checked against the queue's serializer).
+        serializer named in the task record (checked against a queue's serializer at
+        construction). Needed when tasks were written with a serializer object that is not
+        registered in this process.
     :param max_memory_mb: while the worker process uses more resident memory than this, it
         takes no new task; a process worker also replaces children above it (see
         `sitq.limits`).
@@ -308,12 +312,13 @@ class Worker:
         self.plugins = base_plugins.with_plugins(*_callbacks(on_error, on_success))
         self._encoder = _codec("serializer", serializer, self.plugins)
         self._decoder = _codec("deserializer", deserializer, self.plugins)
-        _check_compatible(self._queue.codec, self._encoder, self._decoder)
+        if not isinstance(queue, Backend):  # a bare backend says nothing of its enqueuers
+            _check_compatible(self._queue.codec, self._encoder, self._decoder)
         if worker_type == "process" and self._decoder is not None:
             from .processes import check_serializer_portable
 
             check_serializer_portable(self._decoder, "deserializer")
-        self._compatible: dict[str, bool] = {self._queue.codec.name: True}
+        self._compatible: dict[str, bool] = {}  # record serializer → reads our results?
         self._routing = type(self).should_process_task is not Worker.should_process_task
 
         self._counters = Counters()
