@@ -13,6 +13,7 @@ from .plugins import PluginManager
 from .queue import TaskQueue
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
+from .signing import SecretKey
 from .task import DEFAULT_QUEUE, Result, Task, TaskStatus
 
 T = TypeVar("T")
@@ -22,7 +23,8 @@ class SyncTaskQueue:
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
     Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
-    running event loop raises `sitq.EventLoopMisuse`: use `TaskQueue` there.
+    running event loop raises `sitq.EventLoopMisuse`: use `TaskQueue` there. The arguments
+    are `TaskQueue`'s.
     """
 
     def __init__(
@@ -31,8 +33,11 @@ class SyncTaskQueue:
         *,
         serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
         plugins: PluginManager | None = None,
+        secret_key: SecretKey | None = None,
     ) -> None:
-        self.async_queue = TaskQueue(backend, serializer=serializer, plugins=plugins)
+        self.async_queue = TaskQueue(
+            backend, serializer=serializer, plugins=plugins, secret_key=secret_key
+        )
         self._portal = Portal("sitq-sync-queue")
 
     @property
