@@ -39,6 +39,9 @@ from .task import (
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
 ENV_BACKEND_URL = "SITQ_BACKEND_URL"
 
+#: Default `TaskQueue` ``max_payload_bytes``: 64 MiB.
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 2**20
+
 _POLL_START = 0.005
 _POLL_MAX = 0.1
 
@@ -55,6 +58,10 @@ class TaskQueue:
         this key, so that workers refuse payloads nobody with the key wrote (see
         `sitq.signing`); a list rotates keys (the first signs). Default: ``$SITQ_SECRET_KEY``,
         or no signing.
+    :param max_payload_bytes: the largest encoded call (and result) accepted, 64 MiB by
+        default; a bigger one raises `ConfigurationError` at ``enqueue`` (and fails its task
+        with `SerializationError` at the worker). Store big data elsewhere and pass its path.
+        None: no limit but the backend's (SQLite's is 1 GB).
 
     Use it as ``async with TaskQueue(...) as queue:`` or call `close` when done.
     """
@@ -66,7 +73,17 @@ class TaskQueue:
         serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
         plugins: PluginManager | None = None,
         secret_key: SecretKey | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
+        if max_payload_bytes is not None and (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or max_payload_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be an int >= 1 or None, got {max_payload_bytes!r}"
+            )
+        self.max_payload_bytes = max_payload_bytes
         self.plugins = plugins if plugins is not None else get_plugin_manager()
         #: Seals payloads written here and opens results read here (`sitq.signing`).
         self.signer = Signer.from_option(secret_key)
@@ -254,6 +271,13 @@ class TaskQueue:
         assert task.function is not None
         name = function_name(task.function)
         payload = self.codec.encode_call(task.function, task.args, task.kwargs)
+        if self.max_payload_bytes is not None and len(payload) > self.max_payload_bytes:
+            raise ConfigurationError(
+                f"the call to {name} encodes to {len(payload):,} bytes, over this queue's "
+                f"max_payload_bytes ({self.max_payload_bytes:,}). Store large data elsewhere "
+                "(a file, object storage) and pass its path, or raise "
+                "TaskQueue(max_payload_bytes=...)."
+            )
         return TaskRecord(
             id=task.id,
             function=name,

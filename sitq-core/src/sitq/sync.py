@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from .backend import Backend
 from .bridge import Portal, forbid_running_loop
 from .plugins import PluginManager
-from .queue import TaskQueue
+from .queue import DEFAULT_MAX_PAYLOAD_BYTES, TaskQueue
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey
@@ -34,9 +34,14 @@ class SyncTaskQueue:
         serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
         plugins: PluginManager | None = None,
         secret_key: SecretKey | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.async_queue = TaskQueue(
-            backend, serializer=serializer, plugins=plugins, secret_key=secret_key
+            backend,
+            serializer=serializer,
+            plugins=plugins,
+            secret_key=secret_key,
+            max_payload_bytes=max_payload_bytes,
         )
         self._portal = Portal("sitq-sync-queue")
 

@@ -812,6 +812,13 @@ class Worker:
                 result = self._signer.seal_result(
                     record.id, self._result_codec(record).encode_result(value)
                 )
+                limit = self._queue.max_payload_bytes
+                if limit is not None and len(result) > limit:
+                    raise SerializationError(
+                        f"the task returned {len(result):,} bytes once encoded, over the "
+                        f"queue's max_payload_bytes ({limit:,}); return a reference (a path, "
+                        "a key) to large data instead"
+                    )
             except asyncio.CancelledError:
                 if lease in self._interrupted and _undo_cancel():
                     return await self._lease_lost(record)
