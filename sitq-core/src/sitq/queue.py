@@ -383,6 +383,13 @@ class TaskQueue:
         the task; finishes in other processes are noticed by polling that backs off from 5 ms
         to 100 ms.
         """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be a number of seconds >= 0, or None to wait as long as it "
+                f"takes; got {timeout!r}"
+            )
         await self.connect()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
