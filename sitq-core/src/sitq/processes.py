@@ -205,6 +205,11 @@ class ProcessExecutor(Executor):
         self._blobs: dict[str, tuple[Codec, bytes]] = {}
 
     @property
+    def closed(self) -> bool:
+        """True once `close` (or `kill_all`) began."""
+        return self._closed
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the current children."""
         return sorted(c.pid for c in self._children if not c.dead)
@@ -301,21 +306,18 @@ class ProcessExecutor(Executor):
             with self._lock:
                 self._children.discard(child)
             await loop.run_in_executor(self._threads, child.kill)
-            if self._closed:
-                return
             delay = 0.1
-            while not self._closed:
+            while not self.closed:
                 try:
                     fresh = await loop.run_in_executor(self._threads, self._spawn)
-                    break
                 except Exception:
                     logger.exception("starting a child process failed; retrying")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-            else:
+                    continue
+                if not fresh.dead:
+                    self._idle.put_nowait(fresh)
                 return
-            if not fresh.dead:
-                self._idle.put_nowait(fresh)
 
         task = asyncio.ensure_future(replace())
         self._replacing.add(task)

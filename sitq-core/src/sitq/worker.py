@@ -1285,7 +1285,7 @@ def _writes_for(writer: Codec, reader: Codec, sample: Any) -> bool:
         back = reader.serializer.loads(writer.serializer.dumps(sample))
     except Exception:
         return False
-    return _plain(back) == _plain(sample)
+    return bool(_plain(back) == _plain(sample))
 
 
 def _plain(value: Any) -> Any:
