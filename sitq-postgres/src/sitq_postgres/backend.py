@@ -472,7 +472,7 @@ class PostgresBackend(Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task."""
+        """Cancel a pending or running task (a running one loses its lease)."""
         args = [self._now(), task_id]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> bool:
@@ -489,7 +489,8 @@ class PostgresBackend(Backend):
         return cancelled
 
     async def requeue(self, task_id: str) -> bool:
-        """Put a failed, dead or cancelled task back to pending, attempts reset."""
+        """Put a failed, dead or cancelled task back to pending, attempts reset (never a
+        tombstone)."""
         args = [self._now(), task_id]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> bool:
@@ -502,6 +503,26 @@ class PostgresBackend(Backend):
         if requeued:
             self.notify_enqueued()
         return requeued
+
+    async def expire_results(self, finished_before: float) -> int:
+        """Turn tasks finished before ``finished_before`` into tombstones; return how many."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> int:
+            status = await conn.execute(self._sql.expire_results, float(finished_before))
+            return int(status.split()[-1])
+
+        return await self._run(op)
+
+    def heartbeat_backend(self) -> PostgresBackend:
+        """A backend with one connection of its own, for the worker's heartbeat thread (so a
+        busy pool or a blocked worker loop cannot delay lease extensions)."""
+        options = {k: v for k, v in vars(self.options).items() if k != "dsn"}
+        side = PostgresBackend(
+            self.options.dsn, **{**options, "pool_min_size": 1, "pool_max_size": 1}
+        )
+        if "clock" in vars(self):
+            side.clock = self.clock  # type: ignore[method-assign]
+        return side
 
     # -- reading -----------------------------------------------------------------------------
 

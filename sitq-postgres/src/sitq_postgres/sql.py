@@ -30,6 +30,7 @@ NOW = f"(SELECT coalesce($1::float8, {_DB_NOW}) AS now)"
 _PAYLOAD = "left(queue, 200)"
 
 ACTIVE = "('pending', 'running')"
+FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
 class Statements:
@@ -212,12 +213,14 @@ FROM gone"""
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``$2`` if pending."""
+        """Cancel task ``$2`` if pending or running; a running task loses its lease, so its
+        worker can store nothing and finds out at its next heartbeat."""
         return f"""
 WITH c AS MATERIALIZED {NOW},
 x AS (
-    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now
-    FROM c WHERE k.id = $2 AND k.status = 'pending'
+    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now,
+        lease_token = NULL, lease_expires_at = NULL
+    FROM c WHERE k.id = $2 AND k.status IN {ACTIVE}
     RETURNING k.id, k.queue
 )
 SELECT id, {self._notify("x", "true", self.names.finished_channel)} FROM x"""
@@ -232,9 +235,19 @@ x AS (
         result = NULL, error = NULL, traceback = NULL, started_at = NULL, finished_at = NULL,
         worker_id = NULL
     FROM c WHERE k.id = $2 AND k.status IN ('failed', 'dead', 'cancelled')
+        AND k.payload <> ''::bytea
     RETURNING k.id, k.queue
 )
 SELECT id, {self._notify("x", "true", self.names.enqueued_channel)} FROM x"""
+
+    @cached_property
+    def expire_results(self) -> str:
+        """Make tombstones of tasks finished before ``$1``: payload, result and traceback go,
+        the rest of the row stays."""
+        return (
+            f"UPDATE {self.t} SET payload = ''::bytea, result = NULL, traceback = NULL "
+            f"WHERE status IN {FINAL} AND finished_at < $1::float8 AND payload <> ''::bytea"
+        )
 
     @cached_property
     def get_task(self) -> str:
