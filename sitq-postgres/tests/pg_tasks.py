@@ -7,6 +7,7 @@ process is killed right after.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 _fd: int | None = None
@@ -21,9 +22,11 @@ def _log() -> int:
     return _fd
 
 
-async def record(n: int) -> int:
-    """Note that task ``n`` ran here; return ``n``."""
+async def record(n: int, seconds: float = 0.0) -> int:
+    """Note that task ``n`` started here, take ``seconds``; return ``n``."""
     os.write(_log(), b"%d\n" % n)
+    if seconds:
+        await asyncio.sleep(seconds)
     return n
 
 
