@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
+import functools
 import inspect
 import logging
 import multiprocessing
@@ -40,7 +40,7 @@ import psutil
 
 from .context import bind
 from .errors import ConfigurationError, SerializationError, SitqError
-from .executors import EXECUTORS, Call, Executor, timeout_error
+from .executors import EXECUTORS, Call, Executor, ThreadPool, timeout_error
 from .payload import Codec
 
 logger = logging.getLogger("sitq.processes")
@@ -159,6 +159,12 @@ class _Child:
         except psutil.Error:
             return 0.0
 
+    def exit_code(self) -> int | None:
+        """The exit code of a child that is exiting (waits up to a second; blocking)."""
+        self.process.join(1)
+        code: int | None = self.process.exitcode
+        return code
+
     def kill(self) -> None:
         """Kill the child and reap it (blocking)."""
         self.dead = True
@@ -198,7 +204,7 @@ class ProcessExecutor(Executor):
         self._ctx = multiprocessing.get_context(start_method())
         self._idle: asyncio.Queue[_Child] | None = None
         self._children: set[_Child] = set()
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: ThreadPool | None = None  # daemon threads for the blocking pipe I/O
         self._lock = threading.Lock()
         self._closed = False
         self._replacing: set[asyncio.Future[None]] = set()
@@ -217,16 +223,16 @@ class ProcessExecutor(Executor):
     async def start(self) -> None:
         """Start the children (in parallel, off the event loop)."""
         self._idle = asyncio.Queue()
-        self._threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.max_workers + 1, thread_name_prefix="sitq-process-io"
-        )
+        self._threads = ThreadPool(self.max_workers + 1, name="sitq-process-io")
         _live_executors.add(self)
-        loop = asyncio.get_running_loop()
-        children = await asyncio.gather(
-            *(loop.run_in_executor(self._threads, self._spawn) for _ in range(self.max_workers))
-        )
+        children = await asyncio.gather(*(self._io(self._spawn) for _ in range(self.max_workers)))
         for child in children:
             self._idle.put_nowait(child)
+
+    def _io(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        """Run blocking ``fn(*args)`` on one of the executor's I/O threads."""
+        assert self._threads is not None
+        return asyncio.wrap_future(self._threads.submit(functools.partial(fn, *args)))
 
     def _spawn(self) -> _Child:
         child = _Child(self._ctx)
@@ -242,13 +248,12 @@ class ProcessExecutor(Executor):
         assert self._idle is not None and self._threads is not None
         name, data = self._encode(call)
         child = await self._idle.get()
-        loop = asyncio.get_running_loop()
         try:
             blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
             message = pickle.dumps(
                 (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
             )
-            future = loop.run_in_executor(self._threads, child.call, message)
+            future = self._io(child.call, message)
             if call.timeout is None:
                 reply = await future
             else:
@@ -262,10 +267,11 @@ class ProcessExecutor(Executor):
             self._replace(child, f"task {call.task_id} was cancelled")
             raise
         except (EOFError, OSError) as exc:
+            exitcode = await self._io(child.exit_code)
             self._replace(child, f"child process {child.pid} died")
             raise ChildTaskError(
-                f"the child process running task {call.task_id} died (exit code "
-                f"{child.process.exitcode}): {exc!r}"
+                f"the child process running task {call.task_id} died (exit code {exitcode}): "
+                f"{exc!r}"
             ) from None
         if self.max_memory_mb is not None and child.memory_mb() > self.max_memory_mb:
             self._replace(child, f"child process {child.pid} is above max_memory_mb")
@@ -299,17 +305,16 @@ class ProcessExecutor(Executor):
         """Kill ``child`` and start another in its place, in the background."""
         logger.info("replacing child process %d: %s", child.pid, why)
         child.dead = True
-        loop = asyncio.get_running_loop()
 
         async def replace() -> None:
             assert self._threads is not None and self._idle is not None
             with self._lock:
                 self._children.discard(child)
-            await loop.run_in_executor(self._threads, child.kill)
+            await self._io(child.kill)
             delay = 0.1
             while not self.closed:
                 try:
-                    fresh = await loop.run_in_executor(self._threads, self._spawn)
+                    fresh = await self._io(self._spawn)
                 except Exception:
                     logger.exception("starting a child process failed; retrying")
                     await asyncio.sleep(delay)
@@ -335,13 +340,12 @@ class ProcessExecutor(Executor):
         children = list(self._children)
         self._children.clear()
         if self._threads is not None:
-            loop = asyncio.get_running_loop()
             await asyncio.gather(
-                *(loop.run_in_executor(self._threads, c.stop if c in idle else c.kill)
+                *(self._io(c.stop if c in idle else c.kill)
                   for c in children),
                 return_exceptions=True,
             )  # fmt: skip
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
             self._threads = None
         _live_executors.discard(self)
 

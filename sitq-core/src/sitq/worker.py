@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import heapq
 import logging
 import os
 import signal
@@ -346,7 +347,8 @@ class Worker:
         self._interrupted: set[tuple[str, str]] = set()  # leases whose execution we cancelled
         self._expired_at: float | None = None  # monotonic time of the last expire_results
         self._throttled: str | None = None
-        self._next_due: float | None = None
+        self._retries_due: list[float] = []  # heap: when retries we scheduled become due
+        self._claimed_at = 0.0
         self._done = threading.Event()
         self._done.set()
         self._start_pending = False
@@ -674,6 +676,7 @@ class Worker:
                 await _first(stop.wait(), asyncio.sleep(self.limits.interval))
                 continue
             try:
+                self._claimed_at = self.backend.clock()
                 records = await self.backend.claim(
                     worker_id=self.worker_id,
                     limit=free,
@@ -706,16 +709,14 @@ class Worker:
         return reason is not None
 
     def _idle_wait(self) -> float:
-        """Seconds to wait for work: ``poll_interval``, or less if a retry we scheduled is
-        due sooner."""
-        due = self._next_due
-        if due is None:
+        """Seconds to wait for work after a claim found none: ``poll_interval``, or less if a
+        retry we scheduled is due sooner."""
+        due = self._retries_due
+        while due and due[0] <= self._claimed_at:  # was due at that claim: taken or gone
+            heapq.heappop(due)
+        if not due:
             return self.poll_interval
-        left = due - self.backend.clock()
-        if left <= 0:
-            self._next_due = None
-            return self.poll_interval
-        return min(self.poll_interval, left + 0.001)
+        return min(self.poll_interval, max(0.0, due[0] - self.backend.clock()) + 0.001)
 
     async def _run_claimed(self, record: TaskRecord) -> None:
         try:
@@ -875,8 +876,9 @@ class Worker:
         if will_retry:
             due = self.backend.clock() + delay
             outcome = Outcome.retry(record.id, record.lease_token, due, error, tb)
-            if self._next_due is None or due < self._next_due:
-                self._next_due = due
+            while self._retries_due and self._retries_due[0] <= self._claimed_at:
+                heapq.heappop(self._retries_due)
+            heapq.heappush(self._retries_due, due)
         else:
             outcome = Outcome.failed(record.id, record.lease_token, error, tb)
         applied = await self._report(outcome)
@@ -1321,14 +1323,19 @@ _at_exit_registered = False
 def _stop_at_exit(worker: Worker) -> None:
     """Stop ``worker`` gracefully at interpreter exit if it is still running then.
 
-    Registered on first use, so it runs before the process executor's own exit handler (which
-    kills child processes).
+    The hook runs where `concurrent.futures` registers its own (``threading``'s exit hooks,
+    last registered first), so the stop happens while thread pools still take work, and before
+    the process executor's `atexit` handler kills child processes.
     """
     global _at_exit_registered
     with _at_exit_lock:
         _at_exit.add(worker)
         if not _at_exit_registered:
-            atexit.register(_stop_workers)
+            register = getattr(threading, "_register_atexit", atexit.register)
+            try:
+                register(_stop_workers)
+            except RuntimeError:  # the interpreter is already shutting down
+                return
             _at_exit_registered = True
 
 
