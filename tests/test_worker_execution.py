@@ -240,3 +240,21 @@ def test_exceptions_from_children_keep_their_type_and_remote_traceback(tmp_path:
     unsendable = worker.process_task(queue.enqueue(unpicklable_result))
     assert "cannot be sent back" in (unsendable.error or "")
     queue.close()
+
+
+def test_process_timeout_counts_from_the_start_of_the_function(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # a module that takes 0.6 s to import: a fresh child imports it before the call starts
+    (tmp_path / "slow_to_import.py").write_text(
+        "import time\ntime.sleep(0.6)\n\ndef quick():\n    return 'quick'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_to_import  # type: ignore[import-not-found]
+
+    queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
+    worker = Worker(queue, worker_type="process", max_workers=1)
+    result = worker.process_task(queue.enqueue(slow_to_import.quick, timeout=0.3))
+    assert result.is_success, result.error
+    assert result.value == "quick"
+    queue.close()

@@ -8,7 +8,9 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
   child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
   back the value or the exception, pickled with cloudpickle;
 * on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
-  fresh one takes its place;
+  fresh one takes its place. The timeout counts from when the function starts in the child:
+  getting there (a fresh child starting, decoding the payload, importing the function's
+  module) may take `STARTUP_ALLOWANCE` seconds, or the timeout if that is longer;
 * after a task that left a child above ``max_memory_mb`` of resident memory, the child is
   replaced (recycled) too.
 
@@ -32,6 +34,7 @@ import signal
 import threading
 import traceback
 import weakref
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -46,6 +49,10 @@ from .payload import Codec
 logger = logging.getLogger("sitq.processes")
 
 _CODE = "__code__"  # serializer name meaning "the call itself, cloudpickled"
+_STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: never b"S")
+#: Seconds a call may take to reach its function in a child (startup, decoding, importing
+#: the function's module) on top of its timeout; the timeout itself counts from then.
+STARTUP_ALLOWANCE = 30.0
 
 
 def start_method() -> str:
@@ -93,10 +100,10 @@ def _child_main(conn: Connection) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send_bytes(_run_message(message, codecs))
+        conn.send_bytes(_run_message(message, codecs, lambda: conn.send_bytes(_STARTED)))
 
 
-def _run_message(message: bytes, codecs: dict[str, Codec]) -> bytes:
+def _run_message(message: bytes, codecs: dict[str, Codec], started: Callable[[], None]) -> bytes:
     try:
         name, entry_blob, data, context = pickle.loads(message)
         if name == _CODE:
@@ -105,6 +112,7 @@ def _run_message(message: bytes, codecs: dict[str, Codec]) -> bytes:
             if entry_blob is not None:
                 codecs[name] = pickle.loads(entry_blob)
             function, args, kwargs = codecs[name].decode_call(data)
+        started()  # the timeout counts from here
         with bind(context):  # what sitq.current_task() returns in the child
             value = function(*args, **kwargs)
             if inspect.isawaitable(value):
@@ -127,6 +135,11 @@ def _run_message(message: bytes, codecs: dict[str, Codec]) -> bytes:
         return cloudpickle.dumps(("error", error, tb))  # type: ignore[no-any-return]
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
@@ -147,10 +160,15 @@ class _Child:
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
 
-    def call(self, message: bytes) -> bytes:
-        """Send one call and wait for its reply (blocking; run in a thread)."""
+    def call(self, message: bytes, started: Callable[[], None]) -> bytes:
+        """Send one call and wait for its reply, calling ``started()`` when the child says
+        the function started (blocking; run in a thread)."""
         self.conn.send_bytes(message)
-        return self.conn.recv_bytes()
+        reply = self.conn.recv_bytes()
+        if reply == _STARTED:
+            started()
+            reply = self.conn.recv_bytes()
+        return reply
 
     def memory_mb(self) -> float:
         """Resident memory of the child, in MiB (0 if it is gone)."""
@@ -253,11 +271,7 @@ class ProcessExecutor(Executor):
             message = pickle.dumps(
                 (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
             )
-            future = self._io(child.call, message)
-            if call.timeout is None:
-                reply = await future
-            else:
-                reply = await asyncio.wait_for(future, call.timeout)
+            reply = await self._call(child, message, call.timeout)
             if blob is not None:
                 child.serializers.add(name)
         except asyncio.TimeoutError:
@@ -278,6 +292,33 @@ class ProcessExecutor(Executor):
         else:
             self._idle.put_nowait(child)
         return _unpack(reply)
+
+    async def _call(self, child: _Child, message: bytes, timeout: float | None) -> bytes:
+        """Send ``message`` to ``child`` and return its reply; `asyncio.TimeoutError` if the
+        function runs past ``timeout`` (counted from its start in the child)."""
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def on_started() -> None:  # in the I/O thread
+            loop.call_soon_threadsafe(_resolve, started)
+
+        reply = self._io(child.call, message, on_started)
+        if timeout is None:
+            return await reply  # type: ignore[no-any-return]
+        try:
+            await asyncio.wait(
+                {started, reply},
+                timeout=max(timeout, STARTUP_ALLOWANCE),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            reply.cancel()
+            raise
+        if not (started.done() or reply.done()):
+            reply.cancel()
+            raise asyncio.TimeoutError
+        started.cancel()
+        return await asyncio.wait_for(reply, timeout)
 
     def _encode(self, call: Call) -> tuple[str, bytes]:
         """The serializer name and bytes to send: the stored payload when there is one."""

@@ -118,8 +118,9 @@ class Worker:
         a declined task is not one).
     :param timeout: seconds a task may run (a task's own ``timeout`` wins). On timeout the task
         fails with `TaskTimeout` (and is retried if retries are left). A coroutine is
-        cancelled; a child process is killed and replaced; a thread cannot be stopped: its slot
-        goes to a fresh thread at once, while the function runs on unseen until it returns.
+        cancelled; a child process is killed and replaced (there the timeout counts from the
+        function's start, not the child's startup); a thread cannot be stopped: its slot goes
+        to a fresh thread at once, while the function runs on unseen until it returns.
     :param max_retries: retries of a failing task (a task's own ``max_retries`` wins).
     :param retry_delay: seconds before the first retry; ``retry_backoff`` multiplies it for each
         later retry (2: exponential), up to ``max_retry_delay``; ``retry_jitter`` randomizes
