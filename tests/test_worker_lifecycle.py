@@ -305,7 +305,10 @@ def test_second_ctrl_c_hands_tasks_back_at_once(tmp_path: Path) -> None:
     assert counts[TaskStatus.RUNNING] == 0 and counts[TaskStatus.PENDING] == 4, (counts, err)
 
 
-def test_a_background_worker_is_stopped_gracefully_at_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker_type", ["async", "process"])
+def test_a_background_worker_is_stopped_gracefully_at_exit(
+    worker_type: str, tmp_path: Path
+) -> None:
     script = tmp_path / "exit.py"
     script.write_text(
         textwrap.dedent(
@@ -317,21 +320,26 @@ def test_a_background_worker_is_stopped_gracefully_at_exit(tmp_path: Path) -> No
                 time.sleep(0.3)
                 return "finished"
 
-            queue = SyncTaskQueue(SQLiteBackend(sys.argv[1]))
-            task_id = queue.enqueue(slow)
-            worker = Worker(queue, poll_interval=0.05)
-            worker.start()
-            while worker.get_status().current_task_id != task_id:
-                time.sleep(0.01)
-            # no worker.stop(): the interpreter exits with the task in flight
+            if __name__ == "__main__":
+                queue = SyncTaskQueue(SQLiteBackend(sys.argv[1]))
+                task_id = queue.enqueue(slow)
+                worker = Worker(queue, worker_type=sys.argv[2], poll_interval=0.05)
+                worker.start()
+                while worker.get_status().current_task_id != task_id:
+                    time.sleep(0.01)
+                # no worker.stop(): the interpreter exits with the task in flight
             """
         )
     )
     db = tmp_path / "q.db"
     done = subprocess.run(
-        [sys.executable, str(script), str(db)], capture_output=True, text=True, timeout=30
+        [sys.executable, str(script), str(db), worker_type],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     counts = _stored_statuses(str(db))
     assert counts[TaskStatus.SUCCEEDED] == 1 and counts[TaskStatus.RUNNING] == 0
 

@@ -118,6 +118,8 @@ class ThreadPool:
 
     def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Run ``fn()`` in a pool thread; returns its future."""
+        if self._closed:
+            raise RuntimeError("the thread pool is closed")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._work.put((future, fn))
         if self._idle.acquire(blocking=False):

@@ -1332,6 +1332,9 @@ def _stop_at_exit(worker: Worker) -> None:
     with _at_exit_lock:
         _at_exit.add(worker)
         if not _at_exit_registered:
+            # loaded now, thread pools register their exit hook before ours, so ours runs first
+            import concurrent.futures.thread  # noqa: F401
+
             register = getattr(threading, "_register_atexit", atexit.register)
             try:
                 register(_stop_workers)
