@@ -69,3 +69,18 @@ def prefix() -> Iterator[str]:
 def pg_url(prefix: str) -> str:
     """A backend URL under a fresh table prefix."""
     return f"{PG_URL}?table_prefix={prefix}"
+
+
+def slow_requested(config: pytest.Config) -> bool:
+    """True for ``pytest -m slow`` (or ``SITQ_PG_SLOW=1``)."""
+    markexpr = str(config.getoption("markexpr") or "")
+    return os.environ.get("SITQ_PG_SLOW") == "1" or (
+        "slow" in markexpr and "not slow" not in markexpr
+    )
+
+
+@pytest.fixture(autouse=True)
+def _slow_on_demand(request: pytest.FixtureRequest) -> None:
+    """Tests marked slow (full size, server restart) run only when asked for."""
+    if request.node.get_closest_marker("slow") and not slow_requested(request.config):
+        pytest.skip("runs on demand: pytest -m slow, or SITQ_PG_SLOW=1")

@@ -249,7 +249,7 @@ def test_enqueue_in_a_pooled_connection_wakes_a_worker_at_commit(pg_url: str) ->
 
 
 async def _wait_until_woken(backend: Any) -> None:
-    await backend.wait_for_work(0.01)  # starts the listener
+    await backend.wait_for_work(10)  # starts the listener, returns once it listens
     await backend.wait_for_work(60)
 
 
@@ -315,8 +315,7 @@ def test_result_waiters_hear_finishes_in_other_processes(pg_url: str) -> None:
             task_id = await queue.enqueue(pg_tasks.add, 1, 2)
             other = PostgresBackend(pg_url)  # another process, as far as wake-ups go
             try:
-                await backend.wait_for_finish(0.01)  # starts the listener
-                await asyncio.sleep(0.2)
+                await backend.wait_for_finish(10)  # starts the listener, returns once it listens
                 waiter = asyncio.ensure_future(backend.wait_for_finish(60))
                 (task,) = await other.claim(worker_id="w", limit=1, lease_seconds=10)
                 assert task.lease_token and await other.complete(task.id, task.lease_token, None)

@@ -75,7 +75,8 @@ class PostgresBackend(Backend):
     :param pgbouncer: True when ``dsn`` goes through PgBouncer in transaction mode: no named
         prepared statements, and LISTEN only over ``listen_dsn``.
     :param listen_dsn: a direct (or session-mode) URL for the LISTEN connection.
-    :param pool_min_size: connections each event loop's pool keeps open.
+    :param pool_min_size: connections each event loop's pool keeps open even when idle
+        (default 0: connections open on demand and close after 5 idle minutes).
     :param pool_max_size: connections each event loop's pool may open.
     :param retry_timeout: seconds an operation keeps retrying while the server is unreachable
         before raising `PostgresUnavailable`.

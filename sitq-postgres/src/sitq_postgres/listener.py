@@ -74,6 +74,7 @@ class Listener:
 
     async def _listen(self) -> None:
         delay = 0.05
+        failing = False  # warn once per outage, not at every retry
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -83,8 +84,11 @@ class Listener:
                 for channel, callback in self._channels.items():
                     await conn.add_listener(channel, _relay(callback))
                 delay = 0.05
-                self._ready.set()
+                if failing:
+                    logger.info("LISTEN connection to PostgreSQL restored")
+                failing = False
                 self._on_connect()
+                self._ready.set()
                 while not lost.is_set():
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(lost.wait(), _PING_INTERVAL)
@@ -94,7 +98,12 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("LISTEN connection to PostgreSQL failed (%r); retrying", exc)
+                if not failing:
+                    logger.warning(
+                        "LISTEN connection to PostgreSQL failed (%r); retrying, polling meanwhile",
+                        exc,
+                    )
+                failing = True
             finally:
                 self._ready.set()  # a waiter in ensure() goes back to polling meanwhile
                 if conn is not None:

@@ -32,7 +32,7 @@ class Options:
     table_prefix: str = "sitq_"
     pgbouncer: bool = False
     listen_dsn: str | None = None
-    pool_min_size: int = 1
+    pool_min_size: int = 0
     pool_max_size: int = 10
     retry_timeout: float = 60.0
     connect_timeout: float = 10.0
