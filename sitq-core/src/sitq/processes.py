@@ -287,6 +287,9 @@ class ProcessExecutor(Executor):
                 f"the child process running task {call.task_id} died (exit code {exitcode}): "
                 f"{exc!r}"
             ) from None
+        except Exception:  # the child's state is unknown: never hand it another call
+            self._replace(child, f"sending task {call.task_id} failed")
+            raise
         if self.max_memory_mb is not None and child.memory_mb() > self.max_memory_mb:
             self._replace(child, f"child process {child.pid} is above max_memory_mb")
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import contextvars
 import heapq
 import logging
@@ -106,7 +107,9 @@ class Worker:
     """Runs tasks from a queue.
 
     :param queue: a `TaskQueue`, a `SyncTaskQueue` or a `Backend` (also accepted as
-        ``backend=``).
+        ``backend=``). ``worker.queue`` is that queue (a `TaskQueue` over a bare backend):
+        a subclass that calls ``self.queue.get_task(id)`` from plain code wants a
+        `SyncTaskQueue`.
     :param worker_id: a name for this worker (default: ``host:pid:random``).
     :param worker_type: ``"async"`` (coroutines on the loop, functions in threads),
         ``"thread"`` (every function in a thread) or ``"process"`` (CPU-bound work in child
@@ -1210,10 +1213,17 @@ class _Session:
         if w._executor is None:
             self.owner = True
             w._lifecycle = w.plugins.lifecycle()
-            w._executor = make_executor(
+            executor = make_executor(
                 w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb
             )
-            await w._executor.start()
+            try:
+                await executor.start()
+            except BaseException:
+                self.owner = False
+                with contextlib.suppress(Exception):
+                    await executor.close()
+                raise
+            w._executor = executor
             w._keeper = LeaseKeeper(
                 w.backend,
                 w._leases,
