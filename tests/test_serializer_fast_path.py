@@ -1,0 +1,99 @@
+"""The cloudpickle serializer's fast path: plain values go through the standard pickler, and
+must come out exactly as cloudpickle would have written them."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+from collections import OrderedDict
+from datetime import datetime, timezone
+
+import cloudpickle
+import pytest
+
+from sitq.serializers import CloudpickleSerializer, plain_for_pickle
+
+
+def importable(x: int) -> int:
+    """A module-level function: cloudpickle pickles it by reference."""
+    return x + 1
+
+
+class Point:
+    """A user class: its instances are never plain (cloudpickle may send the class by value)."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def _reference(obj: object) -> bytes:
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+PLAIN = [
+    None,
+    True,
+    12,
+    2**80,
+    1.5,
+    "text",
+    b"bytes",
+    (),
+    (importable, (1, "a"), {"k": [1.0, None]}),
+    {"nested": {"a": (1, 2)}, 3: frozenset({1, 2})},
+    {1, 2, 3},
+    len,
+    math.sqrt,
+]
+
+NOT_PLAIN = [
+    lambda: 1,
+    Point(1),
+    Point,
+    OrderedDict(a=1),
+    datetime(2024, 1, 1, tzinfo=timezone.utc),
+    list(range(100)),  # over the budget: left to cloudpickle
+    (importable, (Point(2),), {}),
+    [].append,
+]
+
+
+@pytest.mark.parametrize("obj", PLAIN, ids=repr)
+def test_plain_values_pickle_exactly_like_cloudpickle(obj: object) -> None:
+    assert plain_for_pickle(obj)
+    assert CloudpickleSerializer().dumps(obj) == _reference(obj)
+
+
+@pytest.mark.parametrize("obj", NOT_PLAIN, ids=lambda o: type(o).__name__)
+def test_other_values_go_through_cloudpickle(obj: object) -> None:
+    assert not plain_for_pickle(obj)
+    assert CloudpickleSerializer().dumps(obj) == _reference(obj)
+
+
+def test_local_functions_are_pickled_by_value() -> None:
+    def local(x: int) -> int:
+        return x * 2
+
+    data = CloudpickleSerializer().dumps((local, (3,), {}))
+    function, args, _ = pickle.loads(data)
+    assert function(*args) == 6
+    assert not plain_for_pickle(local)
+
+
+def test_functions_of_modules_registered_by_value_are_pickled_by_value(tmp_path, monkeypatch):
+    (tmp_path / "byvalue_mod.py").write_text("def f():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import byvalue_mod
+
+    assert plain_for_pickle(byvalue_mod.f)
+    cloudpickle.register_pickle_by_value(byvalue_mod)
+    try:
+        assert not plain_for_pickle(byvalue_mod.f)
+        data = CloudpickleSerializer().dumps(byvalue_mod.f)
+        assert data == _reference(byvalue_mod.f)
+        del sys.modules["byvalue_mod"]  # the worker side cannot import it
+        assert pickle.loads(data)() == 42
+    finally:
+        cloudpickle.unregister_pickle_by_value(byvalue_mod)
+        sys.modules.pop("byvalue_mod", None)
