@@ -60,20 +60,24 @@ def test_a_stalled_workers_late_completion_is_rejected(tmp_path: Path, tasks_her
         wait_until(lambda: attempt_started(tasks_here, task_id, 2), BOUND, "B to take it over")
         a.send_signal(signal.SIGCONT)  # A wakes up, finishes attempt 1 and reports it
         wait_until(
+            lambda: any(line[3:] == ["finished-first"] for line in log_lines(tasks_here)),
+            BOUND,
+            "A to finish attempt 1",
+        )
+        result = queue.get_result(task_id, timeout=BOUND)  # B's attempt ends after A's
+        assert result.status is TaskStatus.SUCCEEDED
+        assert result.value["worker"] == "B" and result.value["attempt"] == 2, (
+            f"the stored result came from {result.value}: a stale completion was accepted"
+        )
+        assert result.attempts == 2
+        wait_until(
             lambda: "outcome succeeded not stored" in stderr_of(tmp_path),
             BOUND,
-            "A to report its late outcome",
+            "A to log that its late outcome was refused",
         )
-        result = queue.get_result(task_id, timeout=BOUND)
     finally:
         b.stop()
         stop_all([a])
-    assert result.status is TaskStatus.SUCCEEDED
-    assert result.value["worker"] == "B" and result.value["attempt"] == 2, (
-        f"the stored result came from {result.value}: a stale completion was accepted"
-    )
-    assert result.attempts == 2
-    assert [line[3] for line in log_lines(tasks_here) if len(line) == 4] == ["finished-first"]
     ((status, worker_id),) = rows(db, "SELECT status, worker_id FROM sitq_tasks")
     assert (status, worker_id) == ("succeeded", "B")
     queue.close()
