@@ -48,10 +48,15 @@ def fail_until(name: str, successes_after: int) -> str:
     return f"succeeded on attempt {REGISTRY[name]}"
 
 
-def failure_times(calls: list[tuple[float, int]]) -> list[float]:
-    """Gaps between consecutive failures recorded as (time, retry_count)."""
-    times = [t for t, _ in calls]
-    return [b - a for a, b in itertools.pairwise(times)]
+def fail_and_record_start(name: str) -> None:
+    """Record when this attempt started (backend clock: time.time), then fail."""
+    REGISTRY.setdefault(name, []).append(time.time())
+    raise ValueError("always")
+
+
+def gaps(name: str) -> list[float]:
+    """Seconds between the starts of consecutive attempts recorded under ``name``."""
+    return [b - a for a, b in itertools.pairwise(REGISTRY[name])]
 
 
 # -- max_tasks ----------------------------------------------------------------------------------
@@ -89,41 +94,43 @@ def test_max_tasks_in_async_code_with_concurrent_slow_tasks(backend: Backend) ->
 
 
 def test_retries_happen_max_retries_times_with_the_delay(backend: Backend) -> None:
-    calls: list[tuple[float, int]] = []
+    calls: list[int] = []
+    REGISTRY.pop("starts", None)
     queue = SyncTaskQueue(backend)
     worker = Worker(
         queue,
         max_retries=3,
         retry_delay=0.05,
-        on_error=lambda task_id, error, retry_count: calls.append((time.monotonic(), retry_count)),
+        on_error=lambda task_id, error, retry_count: calls.append(retry_count),
     )
-    result = worker.process_task(queue.enqueue(fail, "always"))
+    result = worker.process_task(queue.enqueue(fail_and_record_start, "starts"))
     assert result.is_error and result.status is TaskStatus.FAILED
-    assert result.attempts == 4
-    assert [n for _, n in calls] == [1, 2, 3, 4]
-    assert all(gap >= 0.05 for gap in failure_times(calls))
+    assert result.attempts == 4 and calls == [1, 2, 3, 4]
+    assert len(REGISTRY["starts"]) == 4
+    # each retry starts at least retry_delay after the previous attempt started
+    assert all(gap >= 0.05 for gap in gaps("starts")), gaps("starts")
     queue.close()
 
 
 def test_a_running_worker_wakes_for_its_retries_without_waiting_a_poll(backend: Backend) -> None:
-    calls: list[tuple[float, int]] = []
+    calls: list[int] = []
+    REGISTRY.pop("backoff", None)
     queue = SyncTaskQueue(backend)
-    task_id = queue.enqueue(fail)
+    task_id = queue.enqueue(fail_and_record_start, "backoff")
     worker = Worker(
         queue,
         poll_interval=10,  # retries are due long before the next poll
         max_retries=2,
         retry_delay=0.05,
         retry_backoff=2,
-        on_error=lambda task_id, error, retry_count: calls.append((time.monotonic(), retry_count)),
+        on_error=lambda task_id, error, retry_count: calls.append(retry_count),
     )
     worker.start()
-    result = queue.get_result(task_id, timeout=5)
+    result = queue.get_result(task_id, timeout=8)  # well before the next poll
     worker.stop()
-    assert result.attempts == 3 and [n for _, n in calls] == [1, 2, 3]
-    gaps = failure_times(calls)
-    assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # exponential backoff: 0.05 then 0.1
-    assert sum(gaps) < 3
+    assert result.attempts == 3 and calls == [1, 2, 3]
+    first, second = gaps("backoff")
+    assert first >= 0.05 and second >= 0.1  # exponential backoff: 0.05 then 0.1
     queue.close()
 
 

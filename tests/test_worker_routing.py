@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from test_worker_helpers import REGISTRY, add, backend_fixture, sleep_then, wait_until
+from test_worker_helpers import REGISTRY, add, async_sleep_then, backend_fixture, wait_until
 
 import sitq
 from sitq import Backend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
@@ -230,15 +230,16 @@ def test_named_queues(backend: Backend) -> None:
 
 def test_a_slow_task_on_one_worker_does_not_block_another(tmp_path: Path) -> None:
     queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
-    slow = queue.enqueue(sleep_then, 1.0, "slow")
-    a = Worker(queue, worker_id="a", max_workers=1, poll_interval=0.02)
+    slow = queue.enqueue(async_sleep_then, 30, "slow")
+    a = Worker(queue, worker_id="a", max_workers=1, poll_interval=0.02, graceful_shutdown=0)
     b = Worker(queue, worker_id="b", max_workers=1, poll_interval=0.02)
     a.start()
     wait_until(lambda: a.get_status().current_task_id == slow, what="a runs the slow task")
     b.start()
     quick = queue.enqueue(add, 5, 5)
-    assert queue.get_result(quick, timeout=0.9).value == 10
+    assert queue.get_result(quick, timeout=20).value == 10
     assert queue.get_task(quick).worker_id == "b"  # type: ignore[union-attr]
-    a.stop()
+    a.stop()  # hands the slow task back at once
     b.stop()
+    assert queue.get_task(slow).status is TaskStatus.PENDING  # type: ignore[union-attr]
     queue.close()
