@@ -239,7 +239,7 @@ def test_a_slow_task_on_one_worker_does_not_block_another(tmp_path: Path) -> Non
     quick = queue.enqueue(add, 5, 5)
     assert queue.get_result(quick, timeout=20).value == 10
     assert queue.get_task(quick).worker_id == "b"  # type: ignore[union-attr]
-    a.stop()  # hands the slow task back at once
     b.stop()
+    a.stop()  # hands the slow task back at once
     assert queue.get_task(slow).status is TaskStatus.PENDING  # type: ignore[union-attr]
     queue.close()
