@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -29,8 +29,10 @@ from .task import (
     Result,
     Task,
     TaskStatus,
+    check_call,
     from_timestamp,
     function_name,
+    new_task_id,
     to_timestamp,
     validate_options,
 )
@@ -202,33 +204,64 @@ class TaskQueue:
         Each item is a `Task`, a function (called with no arguments), or a tuple
         ``(function, args)`` / ``(function, args, kwargs)``. ``connection``: as in `enqueue`.
         """
-        tasks = [self._coerce(item) for item in items]
-        if not tasks:
+        # Plain calls (functions, tuples) become records directly; a `Task` object is built
+        # for them only if a plugin listens to sitq_task_enqueued.
+        calls = [self._coerce(item) for item in items]
+        if not calls:
             return []
         await self.connect()
         now = self.backend.clock()
-        records = [self._encode(t, now) for t in tasks]
+        records = [
+            self._encode(c, now) if isinstance(c, Task) else self._call_record(*c, now)
+            for c in calls
+        ]
         if connection is None:
             ids = await self.backend.enqueue_many(records)
         else:
             ids = await self.backend.enqueue_in(connection, records)
-        for task, task_id in zip(tasks, ids):
-            task.id = task_id
+        for call, task_id in zip(calls, ids, strict=True):
+            if isinstance(call, Task):
+                call.id = task_id
         if self._lifecycle.has("sitq_task_enqueued"):
-            for task in tasks:
+            for call, task_id in zip(calls, ids, strict=True):
+                task = call if isinstance(call, Task) else Task(*call, id=task_id)
                 await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
         return ids
 
-    def _coerce(self, item: Task | Callable[..., Any] | tuple[Any, ...]) -> Task:
+    @staticmethod
+    def _coerce(
+        item: Task | Callable[..., Any] | tuple[Any, ...],
+    ) -> Task | tuple[Any, tuple[Any, ...], Mapping[str, Any]]:
+        """A `Task` as is, or a plain call checked as `Task` would: ``(function, args, kwargs)``."""
         if isinstance(item, Task):
             return item
         if isinstance(item, tuple) and 1 <= len(item) <= 3:
-            return Task(*item)
+            function = item[0]
+            args, kwargs = check_call(
+                function, item[1] if len(item) > 1 else (), item[2] if len(item) > 2 else {}
+            )
+            return function, args, kwargs
         if callable(item):
-            return Task(item)
+            return item, (), {}
         raise ConfigurationError(
             f"enqueue_many items must be Task objects, functions or (function, args[, kwargs]) "
             f"tuples, got {type(item).__name__}"
+        )
+
+    def _call_record(
+        self, function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: float
+    ) -> TaskRecord:
+        """The record of a call with every option at its default (no `Task` needed)."""
+        task_id = new_task_id()
+        name = function_name(function)
+        payload = self.codec.encode_call(function, args, kwargs)
+        return TaskRecord(
+            id=task_id,
+            function=name,
+            payload=self.signer.seal_call(task_id, name, self.codec.name, payload),
+            serializer=self.codec.name,
+            available_at=now,
+            created_at=now,
         )
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,8 +44,14 @@ FINAL_STATUSES = frozenset(
 
 
 def new_task_id() -> str:
-    """Return a fresh, unique task id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """Return a fresh, unique task id: a random UUID (version 4) as 32 hex characters.
+
+    Same result as ``uuid.uuid4().hex``, without building a `uuid.UUID` (a third of the cost).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def function_name(func: Callable[..., Any] | str) -> str:
@@ -115,21 +121,8 @@ class Task:
     worker_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.function is None:
-            raise ConfigurationError("Task needs a function: Task(function=my_func, args=[...])")
-        if not (callable(self.function) or isinstance(self.function, str)):
-            raise ConfigurationError(
-                f"Task function must be callable (or an import path 'module:name'), "
-                f"got {type(self.function).__name__} {self.function!r}"
-            )
-        if isinstance(self.args, (str, bytes)) or not isinstance(self.args, Sequence):
-            raise ConfigurationError(
-                f"Task args must be a list or tuple, got {type(self.args).__name__}"
-            )
-        self.args = tuple(self.args)
-        if not isinstance(self.kwargs, Mapping):
-            raise ConfigurationError(f"Task kwargs must be a dict, got {type(self.kwargs).__name__}")
-        self.kwargs = dict(self.kwargs)
+        self.args, kwargs = check_call(self.function, self.args, self.kwargs)
+        self.kwargs = dict(kwargs)
         validate_options(
             queue=self.queue,
             priority=self.priority,
@@ -147,6 +140,27 @@ class Task:
         """The function's import path, ``module:qualname``."""
         assert self.function is not None
         return function_name(self.function)
+
+
+def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
+    """Reject a bad function, args or kwargs with the error `Task` gives; return args as a
+    tuple (kwargs unchanged)."""
+    if function is None:
+        raise ConfigurationError("Task needs a function: Task(function=my_func, args=[...])")
+    if not (callable(function) or isinstance(function, str)):
+        raise ConfigurationError(
+            f"Task function must be callable (or an import path 'module:name'), "
+            f"got {type(function).__name__} {function!r}"
+        )
+    if type(args) is not tuple:
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise ConfigurationError(
+                f"Task args must be a list or tuple, got {type(args).__name__}"
+            )
+        args = tuple(args)
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
+        raise ConfigurationError(f"Task kwargs must be a dict, got {type(kwargs).__name__}")
+    return args, kwargs
 
 
 def validate_options(
