@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields
 from urllib.parse import urlsplit
 
 from sitq import Backend, ConfigurationError, Outcome, TaskRecord, TaskStatus
 from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.task import FINAL_STATUSES
+
+_FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
+
+
+def _copy(record: TaskRecord) -> TaskRecord:
+    """A copy of ``record`` (every field; ``dataclasses.replace`` costs about 8 times more)."""
+    return TaskRecord(*_FIELDS(record))
+
 
 _LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
 
@@ -147,11 +156,11 @@ class MemoryBackend(Backend):
                 if key is not None and key in self._store.dedupe:
                     ids.append(self._store.dedupe[key])
                     continue
-                stored = replace(
-                    record, status=TaskStatus.PENDING, attempts=0, started_at=None,
-                    finished_at=None, worker_id=None, lease_token=None, lease_expires_at=None,
-                    result=None, error=None, traceback=None,
-                )  # fmt: skip
+                stored = _copy(record)
+                stored.status, stored.attempts = TaskStatus.PENDING, 0
+                stored.started_at = stored.finished_at = stored.lease_expires_at = None
+                stored.worker_id = stored.lease_token = stored.error = stored.traceback = None
+                stored.result = None
                 self._store.tasks[stored.id] = stored
                 self._store.order[stored.id] = next(self._store.counter)
                 if key is not None:
@@ -199,7 +208,7 @@ class MemoryBackend(Backend):
                     continue
                 record = self._store.tasks[task_id]
                 self._take(record, worker_id, lease_seconds, now)
-                claimed.append(replace(record))
+                claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
         return claimed
@@ -213,7 +222,7 @@ class MemoryBackend(Backend):
             if record is None or record.status is not TaskStatus.PENDING:
                 return None
             self._take(record, worker_id, lease_seconds, self.clock())
-            return replace(record)
+            return _copy(record)
 
     async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
         """Extend the leases still held."""
@@ -355,7 +364,7 @@ class MemoryBackend(Backend):
         """A copy of the stored record."""
         with self._store.lock:
             record = self._store.tasks.get(task_id)
-            return None if record is None else replace(record)
+            return None if record is None else _copy(record)
 
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
@@ -383,7 +392,7 @@ class MemoryBackend(Backend):
                 if (wanted is None or r.status in wanted) and (queue is None or r.queue == queue)
             ]
             found.sort(key=lambda item: item[:2], reverse=order == "newest")
-            return [replace(r) for _, _, r in found[:limit]]
+            return [_copy(r) for _, _, r in found[:limit]]
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per status, per queue."""
