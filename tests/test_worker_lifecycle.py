@@ -114,7 +114,7 @@ def test_sync_start_returns_at_once_and_stop_blocks_until_stopped(tmp_path: Path
     queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
     worker = Worker(queue, poll_interval=0.05)
     began = time.monotonic()
-    assert worker.start() is None
+    worker.start()
     assert time.monotonic() - began < 5 and worker.is_running
     task_id = queue.enqueue(sleep_then, 0.3, "done")
     wait_until(lambda: worker.get_status().current_task_id == task_id, what="task running")
@@ -342,6 +342,50 @@ def test_a_background_worker_is_stopped_gracefully_at_exit(
     assert "Traceback" not in done.stderr, done.stderr
     counts = _stored_statuses(str(db))
     assert counts[TaskStatus.SUCCEEDED] == 1 and counts[TaskStatus.RUNNING] == 0
+
+
+_ASYNCIO_RUN_SCRIPT = """
+import asyncio, sys, time
+from sitq import SQLiteBackend, SyncTaskQueue, Worker
+
+def slow():
+    sys.stdout.write("running\\n")
+    sys.stdout.flush()
+    time.sleep(0.5)
+    return "finished"
+
+if __name__ == "__main__":
+    queue = SyncTaskQueue(SQLiteBackend(sys.argv[1]))
+    task_id = queue.enqueue(slow)
+    worker = Worker(queue, poll_interval=0.05)
+    try:
+        asyncio.run(worker.start())  # start() from plain code, awaited: serves until Ctrl-C
+    except KeyboardInterrupt:
+        print("interrupted", queue.get_task(task_id).status.value, worker.is_running)
+    queue.close()
+"""
+
+
+def test_asyncio_run_of_start_serves_until_ctrl_c(tmp_path: Path) -> None:
+    script = tmp_path / "serve.py"
+    script.write_text(textwrap.dedent(_ASYNCIO_RUN_SCRIPT))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "q.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "running" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "interrupted succeeded False" in out, (out, err)
 
 
 def test_async_sleep_task_is_cancelled_and_handed_back_on_stop(tmp_path: Path) -> None:

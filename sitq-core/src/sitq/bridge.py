@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from .errors import EventLoopMisuse
@@ -90,3 +90,50 @@ class Portal:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
             loop.close()
+
+
+class Background(Coroutine[Any, Any, None]):
+    """What a call that started work in the background returns to plain code.
+
+    Ignore it, or await it to wait until that work ends: ``asyncio.run(worker.start())``
+    then serves until the worker stops. If the wait is cancelled (Ctrl-C under
+    ``asyncio.run``), ``on_cancel()`` is awaited (it should stop the work) before the
+    cancellation goes on. Nothing runs, and nothing warns, if it is never awaited.
+    """
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any],
+        on_cancel: Callable[[], Awaitable[Any]],
+    ) -> None:
+        self._future = future
+        self._on_cancel = on_cancel
+        self._coro: Coroutine[Any, Any, None] | None = None
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.shield(asyncio.wrap_future(self._future))
+        except asyncio.CancelledError:
+            await self._on_cancel()
+            raise
+
+    def _inner(self) -> Coroutine[Any, Any, None]:
+        if self._coro is None:
+            self._coro = self._wait()
+        return self._coro
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol."""
+        return self._inner().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        """Coroutine protocol."""
+        return self._inner().throw(*args)
+
+    def close(self) -> None:
+        """Coroutine protocol."""
+        if self._coro is not None:
+            self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._inner().__await__()

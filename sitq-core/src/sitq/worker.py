@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from .backend import Backend, Outcome, TaskRecord
-from .bridge import Portal, forbid_running_loop, running_loop
+from .bridge import Background, Portal, forbid_running_loop, running_loop
 from .context import TaskContext, reset_current, set_current
 from .errors import (
     ConfigurationError,
@@ -370,7 +370,9 @@ class Worker:
         In a running event loop this returns a coroutine that processes tasks until `stop`:
         ``asyncio.create_task(worker.start())`` or ``await worker.start()``. From plain code it
         starts the worker on a background thread of its own and returns at once; such a worker
-        is stopped gracefully at interpreter exit if `stop` was never called.
+        is stopped gracefully at interpreter exit if `stop` was never called. What it returns
+        then can be ignored, or awaited to wait until the worker stops, so that
+        ``asyncio.run(worker.start())`` serves until Ctrl-C too.
         """
         if self._state in ("running", "stopping"):
             raise WorkerStateError(f"worker {self.worker_id} is already running")
@@ -390,7 +392,7 @@ class Worker:
             self._background = None
             self._close_portal()
             background.result()  # raises why it could not start
-        return None
+        return Background(background, self._stop_async_from_outside)
 
     def stop(self) -> Any:
         """Stop taking tasks, let running ones finish (up to ``graceful_shutdown`` seconds),
@@ -478,6 +480,10 @@ class Worker:
             for signum in installed:
                 loop.remove_signal_handler(signum)
         return interrupted
+
+    async def _stop_async_from_outside(self) -> None:
+        self._request_stop()
+        await self._stop_async()
 
     async def _stop_async(self) -> None:
         if self._stopped is not None and self._loop is asyncio.get_running_loop():
