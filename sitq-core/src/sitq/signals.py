@@ -9,6 +9,7 @@ a backend's own notification, such as PostgreSQL's LISTEN/NOTIFY).
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import weakref
 
@@ -16,7 +17,7 @@ import weakref
 class Signal:
     """A broadcast wake-up: `notify()` releases every current waiter."""
 
-    __slots__ = ("_lock", "_waiters", "__weakref__")
+    __slots__ = ("__weakref__", "_lock", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -78,20 +79,81 @@ def channel(key: str, kind: str) -> Signal:
 class AsyncMutex:
     """A mutex that coroutines on different event loops (and threads) can share.
 
-    Uncontended, acquiring costs no thread hop; a contended waiter parks until the holder
-    releases (re-checking now and then, so a missed wake-up only costs a little latency).
+    Uncontended, acquiring costs no thread hop. Contended, waiters queue first-in first-out
+    and releasing hands the mutex straight to the first of them, waking only that one (on its
+    own loop, thread-safely): no thundering herd, no polling.
     """
 
-    __slots__ = ("_lock", "_released")
+    __slots__ = ("_guard", "_locked", "_waiters")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._released = Signal()
+        self._guard = threading.Lock()
+        self._locked = False
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+
+    @property
+    def locked(self) -> bool:
+        """True while someone holds the mutex."""
+        return self._locked
 
     async def __aenter__(self) -> None:
-        while not self._lock.acquire(blocking=False):
-            await self._released.wait(0.01)
+        with self._guard:
+            if not self._locked:
+                self._locked = True
+                return
+            waiter = _Waiter(asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            with self._guard:
+                if not waiter.owner and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            if waiter.owner:  # the mutex was handed to us as we were cancelled: pass it on
+                self._release()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
-        self._released.notify()
+        self._release()
+
+    def _release(self) -> None:
+        while True:
+            with self._guard:
+                if not self._waiters:
+                    self._locked = False
+                    return
+                waiter = self._waiters.popleft()
+                if waiter.future.done():  # cancelled while waiting; it knows it is not owner
+                    continue
+                waiter.owner = True
+            if _wake(waiter.future):
+                return
+            with self._guard:  # its loop is gone: it will never run, try the next one
+                waiter.owner = False
+
+
+class _Waiter:
+    __slots__ = ("future", "owner")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.owner = False
+
+
+def _wake(fut: asyncio.Future[None]) -> bool:
+    """Resolve ``fut`` on its own loop; False if that loop is closed."""
+    loop = fut.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        fut.set_result(None)
+        return True
+    if loop.is_closed():
+        return False
+    try:
+        loop.call_soon_threadsafe(_release, fut)
+    except RuntimeError:  # closed in between
+        return False
+    return True
