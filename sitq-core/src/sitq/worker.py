@@ -340,6 +340,7 @@ class Worker:
         self._background: Any = None
         self._lifecycle: Lifecycle | None = None
         self._executor: Executor | None = None
+        self._sessions = 0  # open _Session contexts sharing the executor
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._outcome_ready: asyncio.Event | None = None
         self._leases: dict[str, str] = {}
@@ -545,9 +546,7 @@ class Worker:
             async with limit:
                 return await self._process_task_async(task_id)
 
-        # one session for the batch: a call's own session must not close the executor
-        # while the others (waiting out a retry delay, say) still need it
-        async with self._session():
+        async with self._session():  # one executor for the batch, not one per call
             return list(await asyncio.gather(*(one(t) for t in task_ids)))
 
     async def _process_task_async(self, task_id: str) -> Result:
@@ -1207,17 +1206,20 @@ _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 
 class _Session:
-    """Connects the backend and sets up the executor and hooks for a run or a one-off call."""
+    """Connects the backend and sets up the executor and hooks for a run or a one-off call.
+
+    Sessions nest and overlap (``process_task`` calls running at once, or during a run): the
+    first one in sets the executor up, the last one out tears it down.
+    """
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.owner = False
 
     async def __aenter__(self) -> None:
         w = self.worker
         await w._queue.connect()
+        w._sessions += 1
         if w._executor is None:
-            self.owner = True
             w._lifecycle = w.plugins.lifecycle()
             executor = make_executor(
                 w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb
@@ -1225,7 +1227,7 @@ class _Session:
             try:
                 await executor.start()
             except BaseException:
-                self.owner = False
+                w._sessions -= 1
                 with contextlib.suppress(Exception):
                     await executor.close()
                 raise
@@ -1242,10 +1244,13 @@ class _Session:
 
     async def __aexit__(self, *exc: object) -> None:
         w = self.worker
-        if self.owner and w._keeper is not None:
+        w._sessions -= 1
+        if w._sessions > 0:  # a concurrent run or call still uses the executor
+            return
+        if w._keeper is not None:
             keeper, w._keeper = w._keeper, None
             await keeper.stop()
-        if self.owner and w._executor is not None:
+        if w._executor is not None:
             executor, w._executor = w._executor, None
             await executor.close()
 
