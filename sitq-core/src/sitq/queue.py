@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .backend import Backend, TaskRecord
+from .coalesce import Coalescer
 from .errors import (
     BackendNotFound,
     ConfigurationError,
@@ -95,6 +96,8 @@ class TaskQueue:
         self._lifecycle = self.plugins.lifecycle()
         self._connected = False
         self._closed = False
+        self._coalescer: Coalescer[TaskRecord, str] | None = None
+        self._coalescer_loop: asyncio.AbstractEventLoop | None = None
 
     def _open_backend(self, backend: Backend | str | None) -> Backend:
         if isinstance(backend, Backend):
@@ -185,13 +188,21 @@ class TaskQueue:
         await self.connect()
         record = self._encode(task, self.backend.clock())
         if connection is None:
-            task_id = await self.backend.enqueue(record)
+            task_id = await self._enqueuer().submit(record)
         else:
             (task_id,) = await self.backend.enqueue_in(connection, [record])
         task.id = task_id
         if self._lifecycle.has("sitq_task_enqueued"):
             await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
         return task_id
+
+    def _enqueuer(self) -> Coalescer[TaskRecord, str]:
+        """Concurrent `enqueue` calls on this loop share `Backend.enqueue_many` round trips."""
+        loop = asyncio.get_running_loop()
+        if self._coalescer is None or self._coalescer_loop is not loop:
+            self._coalescer = Coalescer(self.backend.enqueue_many)
+            self._coalescer_loop = loop
+        return self._coalescer
 
     async def enqueue_many(
         self,

@@ -36,7 +36,8 @@ class CloudpickleSerializer:
         """Encode with cloudpickle (highest protocol)."""
         if plain_for_pickle(obj):
             return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
 
     def loads(self, data: bytes) -> Any:
         """Decode with the standard unpickler (cloudpickle output is plain pickle)."""
