@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -44,9 +43,10 @@ class TaskContext:
     worker_id: str
     queue: str = ""
     function: str = ""
-    _stop: threading.Event = field(
-        default_factory=threading.Event, repr=False, compare=False, hash=False
-    )
+    # the stop flag: empty, or [True] once stopped. A list rather than a threading.Event: set
+    # from the worker's loop, read from any thread (list.append is atomic), and ~40 times
+    # cheaper to create, once per task attempt
+    _stop: list[bool] = field(default_factory=list, repr=False, compare=False, hash=False)
 
     @property
     def cancelled(self) -> bool:
@@ -57,11 +57,12 @@ class TaskContext:
         a thread cannot be stopped from outside, so a long one should check this flag now and
         then and return early: its result would be thrown away anyway.
         """
-        return self._stop.is_set()
+        return bool(self._stop)
 
     def request_stop(self) -> None:
         """Set `cancelled` (called by the worker; thread-safe)."""
-        self._stop.set()
+        if not self._stop:
+            self._stop.append(True)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the stop flag is local to this process; a child process gets a fresh one
