@@ -105,7 +105,7 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncTaskQu
 
 @pytest.fixture
 def worker(queue: SyncTaskQueue) -> Iterator[Worker]:
-    w = Worker(queue, lease_seconds=LEASE, poll_interval=0.05, max_workers=4)
+    w = Worker(queue, lease_seconds=LEASE, poll_interval=0.05, max_workers=4, graceful_shutdown=2)
     w.start()
     yield w
     w.stop()
@@ -140,7 +140,9 @@ def test_cancel_a_running_coroutine(queue: SyncTaskQueue, worker: Worker) -> Non
 def test_cancel_a_running_thread_is_flagged_and_reported(
     queue: SyncTaskQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
-    w = Worker(queue, worker_type="thread", lease_seconds=LEASE, poll_interval=0.05)
+    w = Worker(
+        queue, worker_type="thread", lease_seconds=LEASE, poll_interval=0.05, graceful_shutdown=2
+    )
     w.start()
     try:
         task_id = queue.enqueue(loops_until_cancelled)
