@@ -1040,7 +1040,9 @@ class Worker:
         self._outcomes.append((outcome, future))
         if len(self._outcomes) == 1:
             asyncio.get_running_loop().call_soon(self._spawn_flush)
-        applied = await asyncio.shield(future)
+        # no shield needed: if this task is cancelled the future is too, and the flush skips
+        # it (the outcome is written all the same)
+        applied = await future
         if not applied:
             self.logger.warning(
                 "task %s: outcome %s not stored: this worker lost its lease (the task was "
