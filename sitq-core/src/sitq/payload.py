@@ -20,7 +20,7 @@ from .task import function_name
 class Codec:
     """Encodes task calls and results with one registered serializer."""
 
-    __slots__ = ("name", "serializer", "carries_code", "_dumps", "_loads")
+    __slots__ = ("_dumps", "_loads", "carries_code", "name", "serializer")
 
     def __init__(self, entry: SerializerType) -> None:
         self.name = entry.name
@@ -75,10 +75,10 @@ class Codec:
         if (
             not isinstance(args, (list, tuple))
             or not isinstance(kwargs, dict)
-            or not all(isinstance(k, str) for k in kwargs)
+            or (kwargs and not all(isinstance(k, str) for k in kwargs))
         ):
             raise PayloadError("task payload arguments are malformed")
-        return target, tuple(args), kwargs
+        return target, args if type(args) is tuple else tuple(args), kwargs
 
     def encode_result(self, value: Any) -> bytes:
         """Encode a task's return value."""
