@@ -24,6 +24,9 @@ from sitq.task import FINAL_STATUSES, new_task_id
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
 
 
+_head = operator.itemgetter(0)
+
+
 def _copy(record: TaskRecord) -> TaskRecord:
     """A copy of ``record`` (every field; ``dataclasses.replace`` costs about 8 times more)."""
     return TaskRecord(*_FIELDS(record))
@@ -123,12 +126,14 @@ class MemoryBackend(Backend):
                 entry = (-r.priority, r.available_at, s.order[task_id], seq, task_id)
                 heapq.heappush(s.ready.setdefault(r.queue, []), entry)
 
-    def _take(self, record: TaskRecord, worker_id: str, lease_seconds: float, now: float) -> None:
+    def _take(
+        self, record: TaskRecord, worker_id: str, lease_seconds: float, now: float, token: str
+    ) -> None:
         record.status = TaskStatus.RUNNING
         record.attempts += 1
         record.worker_id = worker_id
         record.started_at = now
-        record.lease_token = new_task_id()  # a fresh random UUID4 hex, 3x cheaper than uuid4()
+        record.lease_token = token
         record.lease_expires_at = now + lease_seconds
         self._store.seq.pop(record.id, None)
 
@@ -190,11 +195,17 @@ class MemoryBackend(Backend):
                 if h and (queues is None or name in queues)
             ]
             skipped: list[tuple[list[_Entry], _Entry]] = []
+            token = new_task_id()  # one lease token per claim, as the SQLite backend does
             while len(claimed) < limit:
-                heaps = [h for h in heaps if h]
-                if not heaps:
-                    break
-                heap = min(heaps, key=lambda h: h[0])
+                if len(heaps) != 1:
+                    heaps = [h for h in heaps if h]
+                    if not heaps:
+                        break
+                    heap = min(heaps, key=_head)
+                else:
+                    heap = heaps[0]
+                    if not heap:
+                        break
                 entry = heapq.heappop(heap)
                 _, available_at, _, seq, task_id = entry
                 if not self._valid(seq, task_id):
@@ -206,7 +217,7 @@ class MemoryBackend(Backend):
                     skipped.append((heap, entry))
                     continue
                 record = self._store.tasks[task_id]
-                self._take(record, worker_id, lease_seconds, now)
+                self._take(record, worker_id, lease_seconds, now, token)
                 claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
@@ -220,7 +231,7 @@ class MemoryBackend(Backend):
             record = self._store.tasks.get(task_id)
             if record is None or record.status is not TaskStatus.PENDING:
                 return None
-            self._take(record, worker_id, lease_seconds, self.clock())
+            self._take(record, worker_id, lease_seconds, self.clock(), new_task_id())
             return _copy(record)
 
     async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
