@@ -157,7 +157,9 @@ class Worker:
     :param graceful_shutdown: seconds `stop` waits for running tasks before cancelling them and
         handing them back to the queue (pending again, attempt not counted).
     :param lease_seconds: how long a claim holds before another worker may recover the task;
-        extended every ``lease_seconds / 3`` while the task runs.
+        extended every ``lease_seconds / 3`` from the claim on, by a heartbeat thread that a
+        task blocking the event loop cannot starve (see `sitq.heartbeat`). A cancelled task,
+        or one whose lease was lost, is stopped at the next heartbeat.
     :param max_attempts: attempts after which a task whose worker keeps dying goes ``dead``.
         Attempts are counted when a task is claimed, so a task that kills its worker runs
         at most this many times.
