@@ -18,6 +18,7 @@ on running in its abandoned thread until it returns, and what it returns is thro
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import functools
@@ -25,6 +26,7 @@ import inspect
 import logging
 import queue as queue_module
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +99,11 @@ class ThreadPool:
     `abandon` gives up on a running call: its thread finishes the call in the background and
     is not counted any more, so the next submit gets a fresh thread at once. The threads are
     daemons, so a call that never returns cannot keep the interpreter from exiting.
+
+    `submit` returns a `concurrent.futures.Future`. `submit_async` returns an asyncio future
+    of the running loop, and is the fast path for the worker: results travel back through a
+    per-loop inbox that wakes the loop once for all the calls that finished meanwhile, rather
+    than once per call.
     """
 
     def __init__(self, size: int, name: str = "sitq-task") -> None:
@@ -104,10 +111,10 @@ class ThreadPool:
         self._name = name
         self._work: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = threading.Semaphore(0)
+        self._idle = 0  # threads done with a call and not yet promised to a new one
         self._threads = 0  # threads alive
-        self._abandoned: set[concurrent.futures.Future[Any]] = set()
-        self._running: dict[concurrent.futures.Future[Any], threading.Thread] = {}
+        self._abandoned: set[Any] = set()  # handles of abandoned calls still running
+        self._running: dict[Any, threading.Thread] = {}  # handle → thread running it
         self._closed = False
         self._counter = 0
 
@@ -118,13 +125,28 @@ class ThreadPool:
 
     def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Run ``fn()`` in a pool thread; returns its future."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_FutureJob(fn, future))
+        return future
+
+    def submit_async(self, fn: Callable[[], Any]) -> _LoopJob:
+        """Run ``fn()`` in a pool thread; await the returned job's ``future`` (on this loop).
+
+        Cancelling that future before the call starts drops the call; afterwards, use
+        `abandon` with the job.
+        """
+        job = _LoopJob(fn, asyncio.get_running_loop().create_future())
+        self._put(job)
+        return job
+
+    def _put(self, job: _Job) -> None:
         if self._closed:
             raise RuntimeError("the thread pool is closed")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._work.put((future, fn))
-        if self._idle.acquire(blocking=False):
-            return future
+        self._work.put(job)
         with self._lock:
+            if self._idle:  # an idle thread will take it
+                self._idle -= 1
+                return
             if self._closed:
                 raise RuntimeError("the thread pool is closed")
             if self._threads - len(self._abandoned) < self.size:
@@ -134,42 +156,52 @@ class ThreadPool:
                     target=self._serve, name=f"{self._name}-{self._counter}", daemon=True
                 )
                 thread.start()
-        return future
 
-    def abandon(self, future: concurrent.futures.Future[Any]) -> None:
-        """Stop counting the thread running ``future`` (or drop ``future`` if not started)."""
-        if future.cancel():
+    def abandon(self, handle: concurrent.futures.Future[Any] | _LoopJob) -> None:
+        """Stop counting the thread running the call behind ``handle`` (a future from
+        `submit`, or a job from `submit_async`), or drop the call if it has not started."""
+        if isinstance(handle, concurrent.futures.Future):
+            if handle.cancel():
+                return
+            with self._lock:
+                if handle in self._running and not handle.done():
+                    self._abandoned.add(handle)
             return
         with self._lock:
-            if future in self._running and not future.done():
-                self._abandoned.add(future)
+            if handle.state == _PENDING:
+                handle.state = _DROPPED
+            elif handle.state == _RUNNING and handle in self._running:
+                self._abandoned.add(handle)
 
     def _serve(self) -> None:
         while True:
-            item = self._work.get()
-            if item is None:
+            job = self._work.get()
+            if job is None:
                 return
-            future, fn = item
-            if not future.set_running_or_notify_cancel():
-                self._idle.release()
+            with self._lock:
+                started = job.start()
+                if started:
+                    self._running[job.handle] = threading.current_thread()
+                else:
+                    self._idle += 1
+            if not started:
                 continue
-            with self._lock:
-                self._running[future] = threading.current_thread()
             try:
-                result = fn()
+                value = job.fn()
             except BaseException as exc:
-                future.set_exception(exc)
+                job.finish(False, exc)
             else:
-                future.set_result(result)
+                job.finish(True, value)
             with self._lock:
-                del self._running[future]
-                was_abandoned = future in self._abandoned
-                self._abandoned.discard(future)
+                handle = job.handle
+                del self._running[handle]
+                was_abandoned = handle in self._abandoned
+                self._abandoned.discard(handle)
                 if was_abandoned and self._threads - len(self._abandoned) > self.size:
                     self._threads -= 1  # a replacement took this thread's place
                     return
-            del future, fn, item
-            self._idle.release()
+                self._idle += 1
+            del job, handle
 
     def shutdown(self) -> None:
         """Let idle threads exit and pending calls be cancelled; running calls go on."""
@@ -178,24 +210,156 @@ class ThreadPool:
             threads = self._threads
         while True:
             try:
-                item = self._work.get_nowait()
+                job = self._work.get_nowait()
             except queue_module.Empty:
                 break
-            if item is not None:
-                item[0].cancel()
+            if job is not None:
+                job.cancel()
         for _ in range(threads):
             self._work.put(None)
 
 
+_PENDING, _RUNNING, _DROPPED = "pending", "running", "dropped"
+
+
+class _Job:
+    """One call queued in a `ThreadPool`; ``handle`` is what `abandon` is given for it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    @property
+    def handle(self) -> Any:
+        return self
+
+    def start(self) -> bool:
+        """Called (pool lock held) before running: False if the call was dropped."""
+        raise NotImplementedError
+
+    def finish(self, ok: bool, value: Any) -> None:
+        """Deliver the return value (``ok``) or the exception raised."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """The pool shut down before the call started."""
+        raise NotImplementedError
+
+
+class _FutureJob(_Job):
+    __slots__ = ("future",)
+
+    def __init__(self, fn: Callable[[], Any], future: concurrent.futures.Future[Any]) -> None:
+        super().__init__(fn)
+        self.future = future
+
+    @property
+    def handle(self) -> Any:
+        return self.future
+
+    def start(self) -> bool:
+        return self.future.set_running_or_notify_cancel()
+
+    def finish(self, ok: bool, value: Any) -> None:
+        if ok:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(value)
+
+    def cancel(self) -> None:
+        self.future.cancel()
+
+
+class _LoopJob(_Job):
+    """A call whose result is delivered to an asyncio future through its loop's inbox."""
+
+    __slots__ = ("future", "state")
+
+    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        super().__init__(fn)
+        self.future = future
+        self.state = _PENDING
+
+    def start(self) -> bool:
+        if self.state == _DROPPED:
+            return False
+        self.state = _RUNNING
+        return True
+
+    def finish(self, ok: bool, value: Any) -> None:
+        _Inbox.of(self.future.get_loop()).put(self.future, ok, value)
+
+    def cancel(self) -> None:
+        _Inbox.of(self.future.get_loop()).put(self.future, False, None)
+
+
+class _Inbox:
+    """Results of pool calls for one event loop, delivered in batches on that loop.
+
+    A thread appends its result and schedules a drain only if none is pending, so a burst of
+    calls finishing together costs one wake-up of the loop instead of one each.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = (
+        weakref.WeakKeyDictionary()
+    )
+    _by_loop_lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Inbox:
+        """The inbox of ``loop``."""
+        inbox = cls._by_loop.get(loop)
+        if inbox is None:
+            with cls._by_loop_lock:
+                inbox = cls._by_loop.get(loop)
+                if inbox is None:
+                    inbox = cls._by_loop[loop] = _Inbox(loop)
+        return inbox
+
+    def put(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        """Deliver a result (``ok``), an exception, or a cancellation (``ok=False``, None)."""
+        self._items.append((future, ok, value))
+        with self._lock:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        items = self._items
+        while items:
+            future, ok, value = items.popleft()
+            if future.done():  # cancelled meanwhile (timeout, worker stopping)
+                continue
+            if ok:
+                future.set_result(value)
+            elif value is None:
+                future.cancel()
+            else:
+                future.set_exception(value)
+
+
 async def run_in_pool(pool: ThreadPool, call: Call, fn: Callable[[], Any]) -> Any:
     """Await ``fn()`` in ``pool`` with ``call.timeout``; abandon the thread on timeout/cancel."""
-    future = pool.submit(fn)
+    job = pool.submit_async(fn)
     try:
         if call.timeout is None:
-            return await asyncio.wrap_future(future)
-        return await asyncio.wait_for(asyncio.wrap_future(future), call.timeout)
+            return await job.future
+        return await asyncio.wait_for(job.future, call.timeout)
     except asyncio.TimeoutError:
-        pool.abandon(future)
+        pool.abandon(job)
         if pool.abandoned:
             logger.warning(
                 "task %s timed out; its thread cannot be stopped and runs on in the background "
@@ -206,7 +370,7 @@ async def run_in_pool(pool: ThreadPool, call: Call, fn: Callable[[], Any]) -> An
             )
         raise timeout_error(call) from None
     except asyncio.CancelledError:
-        pool.abandon(future)
+        pool.abandon(job)
         raise
 
 
