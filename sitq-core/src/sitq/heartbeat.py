@@ -62,8 +62,6 @@ class LeaseKeeper:
         self._reported: dict[str, str] = {}  # lost leases already reported, not to repeat
         self._loop: asyncio.AbstractEventLoop | None = None  # the worker's
         self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
         self.beats = 0  # heartbeats done (for tests and metrics)
@@ -74,19 +72,18 @@ class LeaseKeeper:
         return self._thread is not None
 
     def start(self) -> None:
-        """Start beating; call on the worker's loop."""
+        """Start beating; call on the worker's loop. Cheap: a thread that sleeps, with an event
+        loop and a connection of its own opened only when there is a lease to extend."""
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
         side = self.backend.heartbeat_backend()
         if side is None:
-            self._task = self._loop.create_task(self._run(self.backend, own=False))
+            self._task = self._loop.create_task(self._run_on_worker_loop())
             return
-        ready = threading.Event()
         self._thread = threading.Thread(
-            target=self._thread_main, args=(side, ready), name="sitq-heartbeat", daemon=True
+            target=self._thread_main, args=(side,), name="sitq-heartbeat", daemon=True
         )
         self._thread.start()
-        ready.wait(5.0)
 
     def deadline(self, task_id: str, timeout: float | None) -> None:
         """Stop extending ``task_id``'s lease ``timeout + lease_seconds`` from now."""
@@ -94,71 +91,57 @@ class LeaseKeeper:
             self.deadlines[task_id] = time.monotonic() + timeout + self.lease_seconds
 
     async def stop(self) -> None:
-        """Stop beating and release the keeper's connection (waits up to 10 s)."""
+        """Stop beating and release the keeper's connection (waits up to 10 s for a beat in
+        progress)."""
         self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        thread, loop, wake = self._thread, self._thread_loop, self._wake
+        thread, self._thread = self._thread, None
         if thread is not None:
-            if loop is not None and wake is not None:
-                try:
-                    loop.call_soon_threadsafe(wake.set)
-                except RuntimeError:  # its loop already ended
-                    pass
-            await asyncio.to_thread(thread.join, 10.0)
-            self._thread = None
+            thread.join(0.05)  # an idle keeper wakes and ends at once
+            if thread.is_alive():  # in the middle of a beat: do not block the loop on it
+                await asyncio.to_thread(thread.join, 10.0)
 
     # -- the beat ----------------------------------------------------------------------------
 
-    def _thread_main(self, side: Backend, ready: threading.Event) -> None:
-        async def main() -> None:
-            self._thread_loop = asyncio.get_running_loop()
-            self._wake = asyncio.Event()
-            ready.set()
-            await self._run(side, own=side is not self.backend)
-
-        try:
-            asyncio.run(main())
-        except Exception:
-            self.logger.exception("the heartbeat thread failed")
-        finally:
-            ready.set()
-
-    async def _run(self, backend: Backend, *, own: bool) -> None:
+    def _thread_main(self, side: Backend) -> None:
+        own = side is not self.backend
+        loop: asyncio.AbstractEventLoop | None = None
         connected = False
         try:
-            while not self._stopping.is_set():
-                await self._sleep()
-                if self._stopping.is_set():
-                    break
+            while not self._stopping.wait(self.interval):
                 if not self.leases:
                     continue
+                if loop is None:
+                    loop = asyncio.new_event_loop()
                 try:
                     if own and not connected:
-                        await backend.connect()
+                        loop.run_until_complete(side.connect())
                         connected = True
-                    await self.beat(backend)
-                except asyncio.CancelledError:
-                    raise
+                    loop.run_until_complete(self.beat(side))
                 except Exception:
                     self.logger.exception("extending leases failed; retrying")
         finally:
-            if own and connected:
+            if loop is not None:
                 try:
-                    await backend.close()
+                    if connected:
+                        loop.run_until_complete(side.close())
                 except Exception:
                     self.logger.exception("closing the heartbeat connection failed")
+                finally:
+                    loop.close()
 
-    async def _sleep(self) -> None:
-        if self._wake is None or asyncio.get_running_loop() is not self._thread_loop:
+    async def _run_on_worker_loop(self) -> None:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.interval)
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.interval)
-        except asyncio.TimeoutError:
-            pass
+            if not self.leases:
+                continue
+            try:
+                await self.beat(self.backend)
+            except Exception:
+                self.logger.exception("extending leases failed; retrying")
 
     async def beat(self, backend: Backend) -> None:
         """Extend every held lease once; report the ones found lost."""
