@@ -21,12 +21,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
+
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
 from sitq.backend import ALL_STATUSES, check_list_args
 from sitq.signals import AsyncMutex
 from sitq.task import FINAL_STATUSES
 
 from .schema import COLUMNS, INSERT_COLUMNS, ddl
+from .watch import WalWatch
 
 _SELECT = ", ".join(COLUMNS)
 _STATUS = {s.value: s for s in TaskStatus}
@@ -83,6 +85,7 @@ class SQLiteBackend(Backend):
         self._conn: aiosqlite.Connection | None = None
         self._mutex = AsyncMutex()
         self._closed = False
+        self._watch = WalWatch(path)
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -134,6 +137,32 @@ class SQLiteBackend(Backend):
         )  # fmt: skip
         side.clock = self.clock
         return side
+
+    # -- wake-ups from other processes --------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return on an enqueue in this process, within ~10 ms of another process committing
+        due work to the file (its WAL changed: see `sitq_sqlite.watch`), or after
+        ``timeout``."""
+        if self.in_memory:
+            return await super().wait_for_work(timeout)
+        await self._watch.wait(self.enqueued_signal, timeout, self._work_due)
+
+    async def wait_for_finish(self, timeout: float) -> None:
+        """Return on a finish in this process, within ~10 ms of any commit by another process
+        to the file, or after ``timeout``."""
+        if self.in_memory:
+            return await super().wait_for_finish(timeout)
+        await self._watch.wait(self.finished_signal, timeout, _always)
+
+    async def _work_due(self) -> bool:
+        """Is any pending task due? (A read: it does not take the write lock.)"""
+        rows = await self._fetchall(
+            f"SELECT 1 FROM {self.table} INDEXED BY {self.table}_pending "
+            "WHERE status = 'pending' AND available_at <= ? LIMIT 1",
+            (self.clock(),),
+        )
+        return bool(rows)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -573,6 +602,10 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
     thread = getattr(conn, "_thread", conn)  # a Thread attribute since aiosqlite 0.20, before: itself
     if isinstance(thread, threading.Thread) and not thread.is_alive():
         thread.daemon = True
+
+
+async def _always() -> bool:
+    return True
 
 
 def _create_private(path: str) -> None:
