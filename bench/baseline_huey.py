@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from harness import Sample
+from harness import IDLE_GAP, Sample
 from huey.signals import SIGNAL_COMPLETE
 from huey_app import make_huey
 from procs import run_child, start_child
@@ -81,7 +81,7 @@ def latency_sqlite(folder: str, kind: str, samples: int) -> Sample:
     with start_child(["huey-serve", kind, path]):
         sample = Sample()
         for _ in range(samples):
-            time.sleep(0.02)
+            time.sleep(IDLE_GAP)
             began = time.time()
             result = stamp()
             started = result.get(blocking=True, timeout=30)

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+#: Seconds between latency samples: the worker is idle when each task arrives.
+IDLE_GAP = 0.1
+
 
 @dataclass
 class Sample:

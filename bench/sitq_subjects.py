@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import workloads
-from harness import Sample
+from harness import IDLE_GAP, Sample
 from procs import run_child, start_child
 
 from sitq import Backend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
@@ -182,7 +182,7 @@ def process_child(folder: str, fn: str, n: int) -> Sample:
 async def _latency_samples(queue: TaskQueue, samples: int) -> Sample:
     sample = Sample()
     for _ in range(samples):
-        await asyncio.sleep(0.02)  # let the worker go idle
+        await asyncio.sleep(IDLE_GAP)  # let the worker go idle
         began = time.time()
         task_id = await queue.enqueue(workloads.stamp)
         result = await queue.get_result(task_id, timeout=30)
