@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sitq import TaskQueue
 from sitq.signals import Signal
 from sitq.testing import make_record
 from sitq_sqlite import SQLiteBackend
-from sitq_sqlite.watch import WalWatch
+from sitq_sqlite.watch import PendingPeek, WalWatch
 
 HERE = Path(__file__).parent
 
@@ -71,7 +72,7 @@ def test_the_watch_sees_commits_of_other_connections(tmp_path: Path) -> None:
             watch = WalWatch(path, interval=0.005)
             calls: list[int] = []
 
-            async def relevant() -> bool:
+            def relevant() -> bool:
                 calls.append(1)
                 return len(calls) >= 2  # the first change does not count, the second does
 
@@ -90,5 +91,28 @@ def test_the_watch_sees_commits_of_other_connections(tmp_path: Path) -> None:
         finally:
             await writer.close()
             await waiter.close()
+
+    asyncio.run(main())
+
+
+def test_the_peek_tells_whether_work_is_due(tmp_path: Path) -> None:
+    async def main() -> None:
+        path = tmp_path / "p.db"
+        backend = SQLiteBackend(path)
+        try:
+            await backend.connect()
+            clock = [1000.0]
+            peek = PendingPeek(str(path), backend.table, lambda: clock[0])
+            assert not peek()
+            await backend.enqueue(make_record(available_at=2000.0))
+            assert not peek()  # pending, not due yet
+            clock[0] = 3000.0
+            assert peek()
+            peek.close()
+            peek.close()
+            assert PendingPeek(str(tmp_path / "absent.db"), "t", time.time)()  # cannot tell: claim
+            assert not (tmp_path / "absent.db").exists()  # never creates a file
+        finally:
+            await backend.close()
 
     asyncio.run(main())

@@ -28,7 +28,7 @@ from sitq.signals import AsyncMutex
 from sitq.task import FINAL_STATUSES
 
 from .schema import COLUMNS, INSERT_COLUMNS, ddl
-from .watch import WalWatch
+from .watch import PendingPeek, WalWatch
 
 _SELECT = ", ".join(COLUMNS)
 _STATUS = {s.value: s for s in TaskStatus}
@@ -86,6 +86,7 @@ class SQLiteBackend(Backend):
         self._mutex = AsyncMutex()
         self._closed = False
         self._watch = WalWatch(path)
+        self._peek = PendingPeek(path, table, lambda: self.clock())
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -146,7 +147,7 @@ class SQLiteBackend(Backend):
         ``timeout``."""
         if self.in_memory:
             return await super().wait_for_work(timeout)
-        await self._watch.wait(self.enqueued_signal, timeout, self._work_due)
+        await self._watch.wait(self.enqueued_signal, timeout, self._peek)
 
     async def wait_for_finish(self, timeout: float) -> None:
         """Return on a finish in this process, within ~10 ms of any commit by another process
@@ -154,15 +155,6 @@ class SQLiteBackend(Backend):
         if self.in_memory:
             return await super().wait_for_finish(timeout)
         await self._watch.wait(self.finished_signal, timeout, _always)
-
-    async def _work_due(self) -> bool:
-        """Is any pending task due? (A read: it does not take the write lock.)"""
-        rows = await self._fetchall(
-            f"SELECT 1 FROM {self.table} INDEXED BY {self.table}_pending "
-            "WHERE status = 'pending' AND available_at <= ? LIMIT 1",
-            (self.clock(),),
-        )
-        return bool(rows)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -194,6 +186,7 @@ class SQLiteBackend(Backend):
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self._closed = True
+        self._peek.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -604,7 +597,7 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
         thread.daemon = True
 
 
-async def _always() -> bool:
+def _always() -> bool:
     return True
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from sitq.signals import Signal
 
@@ -45,10 +48,11 @@ class WalWatch:
         self,
         signal: Signal,
         timeout: float,
-        relevant: Callable[[], Awaitable[bool]],
+        relevant: Callable[[], bool],
     ) -> None:
         """Return when ``signal`` fires, or the file changed and ``relevant()`` says the change
-        matters, or after ``timeout`` seconds."""
+        matters, or after ``timeout`` seconds. ``relevant`` is called on this thread: it must be
+        quick (see `PendingPeek`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen = self.stamp()
@@ -68,7 +72,51 @@ class WalWatch:
                     continue
                 seen = now
                 self._next = self.interval
-                if await relevant():
+                if relevant():
                     return
         finally:
             waiter.cancel()
+
+
+class PendingPeek:
+    """Answers "is any pending task due?" with a plain ``sqlite3`` read on a connection of its
+    own, on the calling thread.
+
+    A read in WAL mode takes no lock that a writer holds, so it returns in tens of
+    microseconds. Not an aiosqlite call on purpose: a waiter is cancelled whenever its worker
+    stops, and an aiosqlite call still in flight when its event loop closes kills that
+    connection's thread (every later call on it would hang).
+    """
+
+    def __init__(self, path: str, table: str, clock: Callable[[], float]) -> None:
+        self.path = path
+        self._sql = (
+            f"SELECT 1 FROM {table} INDEXED BY {table}_pending "
+            "WHERE status = 'pending' AND available_at <= ? LIMIT 1"
+        )
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        """True if a pending task is due (or if the database cannot tell right now)."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = sqlite3.connect(  # mode=rw: never creates the file
+                        Path(self.path).absolute().as_uri() + "?mode=rw",
+                        uri=True,
+                        timeout=0.0,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
+                return self._conn.execute(self._sql, (self._clock(),)).fetchone() is not None
+            except sqlite3.Error:  # busy, schema not there yet...: let the caller claim
+                return True
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
