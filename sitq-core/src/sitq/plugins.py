@@ -79,7 +79,21 @@ class PluginManager:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allowed is not None and ep.name not in allowed:
                 continue
-            if self._pm.get_plugin(ep.name) is not None or self._pm.is_blocked(ep.name):
+            if self._pm.get_plugin(ep.name) is not None:
+                first = self._distributions.get(ep.name)
+                second = getattr(ep, "dist", None)
+                if (
+                    first is not None
+                    and second is not None
+                    and _dist_name(first) != _dist_name(second)
+                ):
+                    raise PluginError(
+                        f"two installed distributions, {first.metadata['Name']} and "
+                        f"{second.metadata['Name']}, both name their sitq plugin {ep.name!r}; "
+                        f"uninstall one of them"
+                    )
+                continue
+            if self._pm.is_blocked(ep.name):
                 continue
             try:
                 plugin = ep.load()
@@ -127,7 +141,9 @@ class PluginManager:
             infos.append(
                 PluginInfo(
                     name=name,
-                    distribution=dist.metadata["Name"] if dist else ("sitq-core" if builtin else None),
+                    distribution=dist.metadata["Name"]
+                    if dist
+                    else ("sitq-core" if builtin else None),
                     version=dist.version if dist else (_core_version() if builtin else None),
                     hooks=hooks,
                 )
@@ -140,7 +156,7 @@ class PluginManager:
     def backends(self) -> dict[str, BackendType]:
         """Every registered backend, by URL scheme."""
         if self._backends is None:
-            self._backends = _collect(self._pm.hook.sitq_backends(), "scheme", "backend")
+            self._backends = self._collect("sitq_backends", "scheme", BackendType)
         return self._backends
 
     def backend_class(self, scheme: str) -> type[Backend]:
@@ -166,17 +182,56 @@ class PluginManager:
     def serializers(self) -> dict[str, SerializerType]:
         """Every registered serializer, by name."""
         if self._serializers is None:
-            self._serializers = _collect(self._pm.hook.sitq_serializers(), "name", "serializer")
+            self._serializers = self._collect("sitq_serializers", "name", SerializerType)
         return self._serializers
 
     def serializer(self, name: str) -> SerializerType:
         """The serializer registered as ``name``, or `SerializerNotFound` listing the choices."""
         entry = self.serializers.get(name)
         if entry is None:
-            raise SerializerNotFound(
-                f"no serializer named {name!r}; choose one of: {', '.join(sorted(self.serializers))}"
-            )
+            choices = ", ".join(sorted(self.serializers))
+            raise SerializerNotFound(f"no serializer named {name!r}; choose one of: {choices}")
         return entry
+
+    def _collect(self, hook: str, key: str, record_type: type[Any]) -> dict[str, Any]:
+        """Call every implementation of registration ``hook`` and index the records by ``key``.
+
+        Called one implementation at a time (not through pluggy's relay) so that an error can
+        name the plugin that caused it.
+        """
+        what = record_type.__name__.removesuffix("Type").lower()
+        found: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for impl in getattr(self._pm.hook, hook).get_hookimpls():  # in registration order
+            plugin = self._describe(impl.plugin_name)
+            try:
+                records = impl.function()
+            except Exception as exc:
+                raise PluginError(
+                    f"the {hook} hook of {plugin} raised {exc!r}; fix or uninstall it, or leave "
+                    f"it out with {ENV_ALLOWED_PLUGINS}"
+                ) from exc
+            for record in records or ():
+                if not isinstance(record, record_type):
+                    raise PluginError(
+                        f"the {hook} hook of {plugin} returned {record!r}; it must return a list "
+                        f"of sitq.{record_type.__name__}"
+                    )
+                name = getattr(record, key)
+                if name in found:
+                    raise PluginError(
+                        f"two plugins register the {what} {name!r}: {owners[name]} and {plugin}. "
+                        f"Uninstall one of them, or leave one out with {ENV_ALLOWED_PLUGINS} "
+                        f"(see `sitq plugins`)."
+                    )
+                found[name] = record
+                owners[name] = plugin
+        return found
+
+    def _describe(self, name: str) -> str:
+        """``'name' (distribution)`` of a registered plugin, for error messages."""
+        dist = self._distributions.get(name)
+        return f"{name!r} ({dist.metadata['Name']})" if dist is not None else repr(name)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,25 +240,16 @@ class PluginManager:
         return Lifecycle(self._pm)
 
 
+def _dist_name(dist: metadata.Distribution) -> str:
+    """A distribution's name, normalized (``Sitq_Foo`` and ``sitq-foo`` are one)."""
+    return str(dist.metadata["Name"]).lower().replace("_", "-").replace(".", "-")
+
+
 def _core_version() -> str | None:
     try:
         return metadata.version("sitq-core")
     except metadata.PackageNotFoundError:
         return None
-
-
-def _collect(results: list[list[Any]], key: str, what: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for records in results:
-        for record in records or ():
-            name = getattr(record, key)
-            if name in found:
-                raise PluginError(
-                    f"two plugins register the {what} {name!r}; uninstall one of them "
-                    f"(see `sitq plugins`)"
-                )
-            found[name] = record
-    return found
 
 
 def _missing_message(what: str, name: str, available: dict[str, Any]) -> str:
