@@ -41,10 +41,12 @@ class Codec:
         try:
             return self._dumps((target, tuple(args), dict(kwargs)))
         except Exception as exc:
+            fix = "Pass values it can encode"
+            if self.name != "cloudpickle":
+                fix += ", or choose another serializer (cloudpickle encodes almost anything)"
             raise SerializationError(
                 f"cannot encode the call to {function_name(func)} with the {self.name!r} "
-                f"serializer: {exc}. Pass values it can encode, or choose another serializer "
-                f"(cloudpickle encodes almost anything)."
+                f"serializer: {exc}. {fix}."
             ) from exc
 
     def decode_call(

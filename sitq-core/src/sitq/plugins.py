@@ -260,6 +260,9 @@ def _missing_message(what: str, name: str, available: dict[str, Any]) -> str:
         hint = f" Install it: pip install {dist}."
         if os.environ.get(ENV_DISABLE_AUTOLOAD):
             hint += f" (Plugin autoloading is disabled by {ENV_DISABLE_AUTOLOAD}.)"
+        elif os.environ.get(ENV_ALLOWED_PLUGINS):
+            allowed = os.environ[ENV_ALLOWED_PLUGINS]
+            hint += f" (Only the plugins in {ENV_ALLOWED_PLUGINS}={allowed} are loaded.)"
     choices = ", ".join(f"{s}://" for s in sorted(available)) or "none installed"
     return f"No {what} {name!r}.{hint} Choose one of: {choices}."
 

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import sys
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
@@ -36,12 +38,35 @@ class CloudpickleSerializer:
         """Encode with cloudpickle (highest protocol)."""
         if plain_for_pickle(obj):
             return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        return data
+        with io.BytesIO() as buffer:
+            _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+            return buffer.getvalue()
 
     def loads(self, data: bytes) -> Any:
         """Decode with the standard unpickler (cloudpickle output is plain pickle)."""
         return pickle.loads(data)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, refusing open files.
+
+    cloudpickle would send a file opened for reading as a snapshot of its contents (and fail
+    on one opened for writing): neither is what a task given a file handle expects to get.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            isinstance(obj, io.IOBase)
+            and not isinstance(obj, (io.BytesIO, io.StringIO))
+            and obj is not sys.stdout
+            and obj is not sys.stderr
+        ):
+            name = getattr(obj, "name", None)
+            raise TypeError(
+                f"cannot send an open file ({name!r}) to a worker: pass its path (or its "
+                f"contents) and open it inside the task"
+            )
+        return super().reducer_override(obj)
 
 
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -142,6 +143,10 @@ class Task:
         return function_name(self.function)
 
 
+#: ``module:qualname`` or ``module.name``: dotted identifiers, with a ``:`` or at least one dot.
+_IMPORT_PATH = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*(:[^\W\d]\w*(\.[^\W\d]\w*)*|\.[^\W\d]\w*)")
+
+
 def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
     """Reject a bad function, args or kwargs with the error `Task` gives; return args as a
     tuple (kwargs unchanged)."""
@@ -151,6 +156,11 @@ def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], 
         raise ConfigurationError(
             f"Task function must be callable (or an import path 'module:name'), "
             f"got {type(function).__name__} {function!r}"
+        )
+    if type(function) is str and not _IMPORT_PATH.fullmatch(function):
+        raise ConfigurationError(
+            f"Task function {function!r} is not an import path; write 'package.module:function' "
+            f"(or pass the function itself)"
         )
     if type(args) is not tuple:
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
