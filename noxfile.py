@@ -1,94 +1,166 @@
-"""nox sessions: tests per package, the whole suite, lint, types, docs and benchmarks.
+"""Development sessions for the sitq monorepo: ``nox -l`` lists them, ``nox -s NAME`` runs one.
 
-    nox -l                 list sessions
-    nox -s tests-sqlite    core + sitq-sqlite, that package's tests
-    nox -s tests           everything, as CI runs it
+* ``tests`` — installed as the README's test command installs it (``requirements-dev.txt``),
+  the whole suite: what ``.ci/run`` runs.
+* ``tests-core``, ``tests-sqlite``, ``tests-memory``, ``tests-postgres`` — sitq-core alone, or
+  with that one plugin, in a venv of its own: the package's own tests plus the top-level tests
+  that need nothing else installed. They prove each plugin works with the core alone and the
+  core with none.
+* ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build and every doc
+  example run), ``bench`` (the quick benchmark run; it prints ratios and never fails on them).
+
+Extra arguments go to the tool: ``nox -s tests -- -k plugins -x``.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "types", "tests"]
 
-TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.80"]
-DOCS_REQUIREMENTS = "docs/requirements.txt"
+ROOT = Path(__file__).resolve().parent
+TEST_TOOLS = ("pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.80", "hatchling>=1.18")
+
+#: Each distribution's folder, by the name the sessions use.
+PACKAGES = {
+    "core": "sitq-core",
+    "sqlite": "sitq-sqlite",
+    "memory": "sitq-memory",
+    "postgres": "sitq-postgres",
+    "prometheus": "sitq-prometheus",
+}
+
+#: How a top-level test module shows that it needs a plugin installed.
+NEEDS = {
+    "sqlite": re.compile(r"sitq_sqlite|SQLiteBackend|sqlite:|\bsqlite\"|(?:Sync)?TaskQueue\(\)"),
+    "memory": re.compile(r"sitq_memory|MemoryBackend|memory:"),
+    "postgres": re.compile(r"sitq_postgres|PostgresBackend|postgres"),
+    "prometheus": re.compile(r"prometheus"),
+}
+#: Needs the scan cannot see: modules that run the docs, the README, the examples or sitq's
+#: pytest plugin (whose default queue is SQLite).
+HIDDEN_NEEDS = {
+    "test_docs.py": set(NEEDS),
+    "test_examples.py": {"sqlite", "memory"},
+    "test_pytest_plugin.py": {"sqlite", "memory"},
+    "test_readme.py": {"sqlite"},
+}
 
 
-def _install(session: nox.Session, *packages: str) -> None:
-    """Install the named sitq folders (editable) and the test tools."""
+def install(session: nox.Session, *names: str, editable: bool = True) -> None:
+    """Install the named distributions (``core``, ``sqlite``, …) from their folders."""
+    folders = [str(ROOT / PACKAGES[name]) for name in names]
+    if editable:
+        session.install(*(arg for folder in folders for arg in ("-e", folder)))
+    else:
+        session.install(*folders)
+
+
+def module_needs(path: Path, seen: frozenset[Path] = frozenset()) -> set[str]:
+    """The plugins a top-level test module needs: named in its source, in the modules of
+    ``tests/`` it imports, or listed in `HIDDEN_NEEDS`."""
+    source = path.read_text()
+    needs = {name for name, pattern in NEEDS.items() if pattern.search(source)}
+    needs |= HIDDEN_NEEDS.get(path.name, set())
+    for local in re.findall(r"^\s*(?:from|import) (test_\w+)", source, re.MULTILINE):
+        imported = path.parent / f"{local}.py"
+        if imported.is_file() and imported not in seen:
+            needs |= module_needs(imported, seen | {path})
+    return needs
+
+
+def top_level_tests(installed: set[str]) -> list[str]:
+    """The top-level test modules that need no plugin beyond ``installed``."""
+    return [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if module_needs(path) <= installed and "def test_" in path.read_text()
+    ]
+
+
+def run_package_tests(session: nox.Session, plugin: str | None) -> None:
+    """Core plus at most one plugin: that package's tests and the relevant top-level ones."""
+    names = ["core"] + ([plugin] if plugin else [])
+    install(session, *names)
     session.install(*TEST_TOOLS)
-    for package in packages:
-        session.install("-e", f"./{package}")
+    paths = top_level_tests(set(names) - {"core"})
+    for name in names:
+        own = ROOT / PACKAGES[name] / "tests"
+        if own.is_dir():
+            paths.insert(0, str(own.relative_to(ROOT)))
+    session.log(f"{len(paths)} test paths need nothing beyond {', '.join(names)}")
+    session.run("pytest", *paths, *session.posargs)
 
 
 @nox.session(name="tests-core")
 def tests_core(session: nox.Session) -> None:
-    """sitq-core's cross-package tests (tests/), on the SQLite and memory backends."""
-    _install(session, "sitq-core", "sitq-sqlite", "sitq-memory")
-    session.install("prometheus_client", "hatchling", "editables", "-r", DOCS_REQUIREMENTS)
-    session.run("pytest", "tests", "sitq-prometheus/tests", *session.posargs)
+    """sitq-core alone: the tests that need no backend plugin."""
+    run_package_tests(session, None)
 
 
 @nox.session(name="tests-sqlite")
 def tests_sqlite(session: nox.Session) -> None:
-    """sitq-sqlite with only the core installed beside it (conformance kit included)."""
-    _install(session, "sitq-core", "sitq-sqlite")
-    session.run("pytest", "sitq-sqlite/tests", *session.posargs)
+    """sitq-core + sitq-sqlite: the SQLite backend's tests and conformance kit, and the
+    top-level tests that need only SQLite."""
+    run_package_tests(session, "sqlite")
 
 
 @nox.session(name="tests-memory")
 def tests_memory(session: nox.Session) -> None:
-    """sitq-memory with only the core installed beside it (conformance kit included)."""
-    _install(session, "sitq-core", "sitq-memory")
-    session.run("pytest", "sitq-memory/tests", *session.posargs)
+    """sitq-core + sitq-memory: the memory backend's tests and conformance kit, and the
+    top-level tests that need only memory."""
+    run_package_tests(session, "memory")
 
 
 @nox.session(name="tests-postgres")
 def tests_postgres(session: nox.Session) -> None:
-    """sitq-postgres against the server at 127.0.0.1:5432 (conformance kit included)."""
-    _install(session, "sitq-core", "sitq-postgres")
-    session.run("pytest", "sitq-postgres/tests", *session.posargs)
+    """sitq-core + sitq-postgres against the server at 127.0.0.1:5432 (conformance kit
+    included)."""
+    run_package_tests(session, "postgres")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite, installed exactly as the README's test command installs it."""
+    """The whole suite, installed as the README's test command installs it (PostgreSQL tests
+    skip when no server runs, except with CI set)."""
+    session.chdir(ROOT)
     session.install("-r", "requirements-dev.txt")
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint rules and formatting."""
+    """ruff: the linter and the formatter, in check mode."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", str(ROOT), *session.posargs)
+    session.run("ruff", "format", "--check", str(ROOT))
 
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over every distribution."""
-    session.install("mypy>=1.10", "pytest>=8", "hypothesis>=6.80", "prometheus_client")
-    for package in ("sitq-core", "sitq-sqlite", "sitq-memory", "sitq-postgres"):
-        session.install("-e", f"./{package}")
-    session.run("mypy")
+    """mypy, strict, over every package (config in pyproject.toml)."""
+    install(session, *PACKAGES)
+    session.install("mypy>=1.10", "pytest>=8", "hypothesis>=6.80")
+    session.run("mypy", *session.posargs)
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation with warnings as errors."""
-    session.install("-r", DOCS_REQUIREMENTS)
-    for package in ("sitq-core", "sitq-sqlite", "sitq-memory", "sitq-postgres"):
-        session.install("-e", f"./{package}")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "docs/_build")
+    """Build the docs with every warning an error, then run every code example in them."""
+    install(session, *PACKAGES)
+    session.install("-r", str(ROOT / "docs" / "requirements.txt"), *TEST_TOOLS)
+    site = session.create_tmp()
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(site) / "site"))
+    session.run("pytest", "tests/test_docs.py", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against Huey and raw sqlite3, printed as ratios (not part of CI)."""
-    for package in ("sitq-core", "sitq-sqlite", "sitq-memory"):
-        session.install(f"./{package}")
-    session.install("-r", "bench/requirements.txt")
+    """The quick benchmark run: sitq against its baselines, printed as ratios."""
+    install(session, "core", "sqlite", "memory", editable=False)
+    session.install("-r", str(ROOT / "bench" / "requirements.txt"))
     session.run("python", "bench/run.py", "--quick", *session.posargs)

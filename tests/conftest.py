@@ -1,7 +1,8 @@
 """Fixtures shared by the cross-package tests.
 
-* Every test runs without the ``SITQ_*`` variables of the shell that started pytest, so a
-  developer's ``SITQ_BACKEND_URL`` never changes what a test means.
+* Every test runs without the ``SITQ_*`` settings of the shell that started pytest, so a
+  developer's ``SITQ_BACKEND_URL`` never changes what a test means (switches of the test
+  suite itself, ``SITQ_TEST_*``, ``SITQ_SOAK*`` and ``SITQ_PG_SLOW``, are kept).
 * `python_run` runs a Python snippet in a fresh interpreter (real processes, real imports, a
   fresh plugin manager), with chosen folders on ``PYTHONPATH``.
 * `install_dist` builds a sitq plugin distribution from source and installs it with pip into a
@@ -24,11 +25,16 @@ import pytest
 SUBPROCESS_TIMEOUT = 120
 
 
+#: ``SITQ_*`` variables that steer the test suite rather than sitq.
+TEST_SWITCHES = ("SITQ_TEST_", "SITQ_SOAK", "SITQ_PG_SLOW")
+
+
 @pytest.fixture(autouse=True)
-def _no_sitq_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Hide the ``SITQ_*`` variables of the calling shell from each test."""
-    for name in [n for n in os.environ if n.startswith("SITQ_")]:
-        monkeypatch.delenv(name)
+def _no_sitq_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hide the ``SITQ_*`` settings of the calling shell from each test."""
+    for name in list(os.environ):
+        if name.startswith("SITQ_") and not name.startswith(TEST_SWITCHES):
+            monkeypatch.delenv(name)
     yield
 
 

@@ -10,30 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
-
-PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def new_prefix(tag: str = "t") -> str:
-    """A table prefix no other test or run uses."""
-    return f"sitqtest_{tag}_{uuid.uuid4().hex[:10]}_"
-
-
-async def drop_tables(prefixes: list[str]) -> None:
-    """Drop every table sitq created under ``prefixes``."""
-    if not prefixes:
-        return
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        for prefix in prefixes:
-            await conn.execute(f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version")
-    finally:
-        await conn.close()
+from pg_support import PG_URL, drop_tables, new_prefix
 
 
 async def _reachable() -> str | None:

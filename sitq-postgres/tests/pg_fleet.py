@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import asyncpg
-from conftest import PG_URL
+from pg_support import PG_URL
 
 TESTS = Path(__file__).parent
 

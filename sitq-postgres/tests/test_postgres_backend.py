@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pg_tasks
 import pytest
-from conftest import PG_URL, drop_tables, new_prefix
+from pg_support import PG_URL, drop_tables, new_prefix
 
 import sitq
 from sitq import ConfigurationError, SyncTaskQueue, TaskQueue, TaskStatus, Worker

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PG_URL, drop_tables, new_prefix
+from pg_support import PG_URL, drop_tables, new_prefix
 
 from sitq.testing import BackendConformance
 from sitq_postgres import PostgresBackend
