@@ -51,6 +51,11 @@ HIDDEN_NEEDS = {
 }
 
 
+#: Other distributions a package's own tests use beside it (sitq-postgres's tests compare
+#: with the memory backend).
+TESTED_WITH = {"postgres": ("memory",)}
+
+
 def install(session: nox.Session, *names: str, editable: bool = True) -> None:
     """Install the named distributions (``core``, ``sqlite``, …) from their folders."""
     folders = [str(ROOT / PACKAGES[name]) for name in names]
@@ -85,7 +90,7 @@ def top_level_tests(installed: set[str]) -> list[str]:
 def run_package_tests(session: nox.Session, plugin: str | None) -> None:
     """Core plus at most one plugin: that package's tests and the relevant top-level ones."""
     names = ["core"] + ([plugin] if plugin else [])
-    install(session, *names)
+    install(session, *names, *TESTED_WITH.get(plugin or "core", ()))
     session.install(*TEST_TOOLS)
     paths = top_level_tests(set(names) - {"core"})
     for name in names:
