@@ -167,10 +167,10 @@ class Backend(ABC):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def connect(self) -> None:
+    async def connect(self) -> None:  # noqa: B027 (a no-op default, like taskiq's startup)
         """Open connections and create the schema. Must be idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Release every resource. Must be idempotent."""
 
     # -- enqueue -----------------------------------------------------------------------------

@@ -45,7 +45,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def sitq_backends() -> list[BackendType]:
+def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
     """Register storage backends.
 
     Return a list of `sitq.BackendType` records, each naming a URL scheme and the `Backend`
@@ -61,7 +61,7 @@ def sitq_backends() -> list[BackendType]:
 
 
 @hookspec
-def sitq_serializers() -> list[SerializerType]:
+def sitq_serializers() -> list[SerializerType]:  # type: ignore[empty-body]
     """Register serializers.
 
     Return a list of `sitq.SerializerType` records, each naming a serializer: an object with

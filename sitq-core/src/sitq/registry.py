@@ -42,7 +42,7 @@ class BackendType:
 
         if isinstance(self.load, type) and issubclass(self.load, Backend):
             return self.load
-        cls = self.load()  # type: ignore[call-arg]
+        cls = self.load()
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise TypeError(f"backend {self.scheme!r} loaded {cls!r}, which is not a Backend")
         return cls

@@ -165,8 +165,8 @@ class SQLiteBackend(Backend):
         if self._conn is not None:
             return
         async with self._mutex:
-            if self._conn is not None:
-                return
+            if self._conn is not None:  # another coroutine connected while this one waited
+                return  # type: ignore[unreachable]
             if not self.in_memory:
                 _create_private(self.path)
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
@@ -592,7 +592,8 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
     queue. Letting the thread die with the process loses nothing committed: SQLite's WAL is
     crash-safe.
     """
-    thread = getattr(conn, "_thread", conn)  # a Thread attribute since aiosqlite 0.20, before: itself
+    # a Thread attribute since aiosqlite 0.20, before: the connection itself
+    thread = getattr(conn, "_thread", conn)
     if isinstance(thread, threading.Thread) and not thread.is_alive():
         thread.daemon = True
 

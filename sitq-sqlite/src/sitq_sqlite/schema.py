@@ -30,7 +30,7 @@ COLUMNS = (
 )
 
 #: Columns written by an enqueue.
-INSERT_COLUMNS = COLUMNS[:10] + ("status", "attempts", "created_at")
+INSERT_COLUMNS = (*COLUMNS[:10], "status", "attempts", "created_at")
 
 
 def ddl(table: str) -> str:
