@@ -15,9 +15,9 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
@@ -29,6 +29,8 @@ from sitq.task import FINAL_STATUSES
 
 from .schema import COLUMNS, INSERT_COLUMNS, ddl
 from .watch import PendingPeek, WalWatch
+
+T = TypeVar("T")
 
 _SELECT = ", ".join(COLUMNS)
 _STATUS = {s.value: s for s in TaskStatus}
@@ -203,7 +205,7 @@ class SQLiteBackend(Backend):
         delay = 0.01
         for attempt in range(_LOCKED_RETRIES):
             try:
-                return await fn(*args)
+                return await _settled(fn(*args))
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
@@ -223,7 +225,7 @@ class SQLiteBackend(Backend):
         async with self._mutex:
             cursor = await self._retry_locked(db.execute, sql, params)
             count = cursor.rowcount
-            await cursor.close()
+            await _settled(cursor.close())
             return int(count)
 
     # -- enqueue -----------------------------------------------------------------------------
@@ -267,10 +269,10 @@ class SQLiteBackend(Backend):
                         found = await self._retry_locked(db.execute_fetchall, sql, params)
                         inserted.update(row[0] for row in found)
                     if len(chunks) > 1:
-                        await db.execute("COMMIT")
+                        await _settled(db.execute("COMMIT"))
                 except BaseException:
                     if len(chunks) > 1 and db.in_transaction:
-                        await db.execute("ROLLBACK")
+                        await _settled(db.execute("ROLLBACK"))
                     raise
         except sqlite3.IntegrityError:  # nothing of the batch was stored
             raise _taken(await self._first_taken_id(records)) from None
@@ -583,6 +585,30 @@ def _taken(task_id: str) -> ConfigurationError:
         f"a task with id {task_id!r} already exists; let sitq choose task ids "
         "(nothing in this enqueue was stored)"
     )
+
+
+async def _settled(call: Awaitable[T]) -> T:
+    """Await an aiosqlite call; if cancelled, wait for the call itself before re-raising.
+
+    aiosqlite runs the call on its thread whatever happens to the awaiting task, then posts the
+    reply to the caller's loop. If that loop has closed meanwhile (a cancelled background job
+    on a loop being shut down), the post raises inside aiosqlite's thread and kills it, and
+    every later call on the connection hangs. Waiting out the call keeps the loop alive until
+    the reply has landed.
+    """
+    future = asyncio.ensure_future(call)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True  # keep waiting for the call, then re-raise
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _daemonize(conn: aiosqlite.Connection) -> None:
