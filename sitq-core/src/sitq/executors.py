@@ -222,7 +222,7 @@ class ThreadPool:
 _PENDING, _RUNNING, _DROPPED = "pending", "running", "dropped"
 
 
-class _Job:
+class _Job(ABC):
     """One call queued in a `ThreadPool`; ``handle`` is what `abandon` is given for it."""
 
     __slots__ = ("fn",)
@@ -234,17 +234,17 @@ class _Job:
     def handle(self) -> Any:
         return self
 
+    @abstractmethod
     def start(self) -> bool:
         """Called (pool lock held) before running: False if the call was dropped."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, ok: bool, value: Any) -> None:
         """Deliver the return value (``ok``) or the exception raised."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cancel(self) -> None:
         """The pool shut down before the call started."""
-        raise NotImplementedError
 
 
 class _FutureJob(_Job):
