@@ -4,12 +4,12 @@ The loop, in one place (`Worker._serve`):
 
 1. claim as many due tasks as there are free slots, in one backend call;
 2. run each in the executor chosen by ``worker_type``, bounded by ``max_workers``;
-3. hand each outcome to the finisher, which writes every outcome gathered since its last write
-   in one ``Backend.finish`` call (a group commit);
+3. hand each outcome to the `OutcomeWriter` (``outcomes.py``), which writes every outcome
+   gathered since its last write in one ``Backend.finish`` call (a group commit);
 4. when nothing is due, sleep until an enqueue in this process wakes it or ``poll_interval``
    passes.
 
-A heartbeat extends the leases of running tasks; a recovery pass puts back tasks whose worker
+A heartbeat thread (``heartbeat.py``) extends the leases of running tasks; a recovery pass puts back tasks whose worker
 died. The same object is driven from async code (``await worker.start()``) or plain code
 (``worker.start()`` in the background, ``worker.run()`` in the foreground).
 """
@@ -49,6 +49,7 @@ from .heartbeat import LeaseKeeper
 from .hookspecs import hookimpl
 from .limits import ResourceLimits
 from .metrics import Counters, WorkerMetrics, WorkerStatus
+from .outcomes import OutcomeWriter
 from .payload import Codec, FunctionAllowList, serializer_entry
 from .plugins import Lifecycle, PluginManager
 from .queue import TaskQueue
@@ -309,6 +310,7 @@ class Worker:
         self._signer = self._queue.signer if secret_key is None else Signer.from_option(secret_key)
         self._allow = None if allowed_functions is None else FunctionAllowList(allowed_functions)
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
+        self._writer = OutcomeWriter(self._queue.backend, self.logger)
         self.log_level = log_level
         self.log_tasks = log_tasks
         self.log_errors = log_errors
@@ -343,8 +345,6 @@ class Worker:
         self._lifecycle: Lifecycle | None = None
         self._executor: Executor | None = None
         self._sessions = 0  # open _Session contexts sharing the executor
-        self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
-        self._outcome_ready: asyncio.Event | None = None
         self._leases: dict[str, str] = {}
         self._keeper: LeaseKeeper | None = None
         # by (task id, lease token) (a batch claim may share one token): the asyncio task
@@ -840,7 +840,7 @@ class Worker:
                 return await self._failed(record, task, function, args, kwargs, exc, duration)
             duration = time.perf_counter() - began
             outcome = Outcome.succeeded(record.id, record.lease_token, result)
-            applied = await self._report(outcome)
+            applied = await self._writer.report(outcome)
             self._counters.record(duration, ok=True, retried=False)
             if self.log_tasks:
                 self.logger.log(
@@ -892,7 +892,7 @@ class Worker:
             heapq.heappush(self._retries_due, due)
         else:
             outcome = Outcome.failed(record.id, record.lease_token, error, tb)
-        applied = await self._report(outcome)
+        applied = await self._writer.report(outcome)
         self._counters.record(duration, ok=False, retried=will_retry)
         if self.log_errors:
             self.logger.log(
@@ -932,7 +932,7 @@ class Worker:
         assert self._lifecycle is not None and record.lease_token is not None
         error = f"{type(exc).__name__}: {exc}"
         outcome = Outcome.dead(record.id, record.lease_token, error)
-        applied = await self._report(outcome)
+        applied = await self._writer.report(outcome)
         self._counters.record(0.0, ok=False, retried=False)
         self.logger.error(
             "task %s %s cannot run: %s",
@@ -960,7 +960,7 @@ class Worker:
             self._declined.popitem(last=False)
         self._started_attempts -= 1
         outcome = Outcome.release(record.id, record.lease_token)
-        await self._report(outcome)
+        await self._writer.report(outcome)
         return outcome
 
     def _task(
@@ -1029,52 +1029,6 @@ class Worker:
             finished_at=from_timestamp(outcome.finished_at),
             attempts=record.attempts,
         )
-
-    # -- writing outcomes (group commit) -----------------------------------------------------
-
-    async def _report(self, outcome: Outcome) -> bool:
-        """Queue an outcome for the next group commit and wait for it to be written.
-
-        The first reporter with nothing in flight writes every outcome gathered meanwhile in
-        one `Backend.finish` call; the others wait for that write.
-        """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._outcomes.append((outcome, future))
-        if len(self._outcomes) == 1:
-            asyncio.get_running_loop().call_soon(self._spawn_flush)
-        # no shield needed: if this task is cancelled the future is too, and the flush skips
-        # it (the outcome is written all the same)
-        applied = await future
-        if not applied:
-            self.logger.warning(
-                "task %s: outcome %s not stored: this worker lost its lease (the task was "
-                "recovered by another worker or cancelled)",
-                outcome.task_id,
-                outcome.status.value,
-            )
-        return applied
-
-    def _spawn_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-    async def _flush(self) -> None:
-        while self._outcomes:
-            batch, self._outcomes = self._outcomes, []
-            delay = 0.05
-            while True:
-                try:
-                    applied = await self.backend.finish([o for o, _ in batch])
-                    break
-                except Exception:
-                    # never drop an outcome: the lease keeps the task safe meanwhile
-                    self.logger.exception("storing %d task outcomes failed; retrying", len(batch))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-            for (_, future), ok in zip(batch, applied, strict=True):
-                if not future.done():
-                    future.set_result(ok)
 
     # -- background duties -------------------------------------------------------------------
 
@@ -1178,10 +1132,7 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
             await self._release_all(leases)
         # outcomes of cancelled tasks may still be on their way to the backend
-        loop = asyncio.get_running_loop()
-        flushes = [t for t in _BACKGROUND if t.get_loop() is loop]
-        if flushes:
-            await asyncio.gather(*flushes, return_exceptions=True)
+        await self._writer.wait_flushed()
 
     async def _release_all(self, leases: dict[str, str]) -> None:
         if not leases:
@@ -1204,9 +1155,6 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.worker_type} x{self.max_workers} {self._state}>"
-
-
-_BACKGROUND: set[asyncio.Future[Any]] = set()
 
 
 class _Session:
