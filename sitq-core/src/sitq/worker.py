@@ -9,8 +9,8 @@ The loop, in one place (`Worker._serve`):
 4. when nothing is due, sleep until an enqueue in this process wakes it or ``poll_interval``
    passes.
 
-A heartbeat thread (``heartbeat.py``) extends the leases of running tasks; a recovery pass puts back tasks whose worker
-died. The same object is driven from async code (``await worker.start()``) or plain code
+A heartbeat thread (``heartbeat.py``) extends the leases of running tasks; a recovery pass
+puts back tasks whose worker died. The same object is driven from async code (``await worker.start()``) or plain code
 (``worker.start()`` in the background, ``worker.run()`` in the foreground).
 """
 
