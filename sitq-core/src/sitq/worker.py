@@ -10,8 +10,9 @@ The loop, in one place (`Worker._serve`):
    passes.
 
 A heartbeat thread (``heartbeat.py``) extends the leases of running tasks; a recovery pass
-puts back tasks whose worker died. The same object is driven from async code (``await worker.start()``) or plain code
-(``worker.start()`` in the background, ``worker.run()`` in the foreground).
+puts back tasks whose worker died. The same object is driven from async code
+(``await worker.start()``) or plain code (``worker.start()`` in the background,
+``worker.run()`` in the foreground).
 """
 
 from __future__ import annotations
