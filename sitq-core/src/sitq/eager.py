@@ -17,17 +17,13 @@ task runs before the outer task goes on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
 from typing import Any
 
 from .backend import Backend
 from .errors import ConfigurationError
-from .plugins import PluginManager
 from .queue import TaskQueue
-from .registry import Serializer, SerializerType
-from .serializers import DEFAULT_SERIALIZER
 from .sync import SyncTaskQueue
-from .task import DEFAULT_QUEUE, Task
+from .task import Task
 
 #: Where an eager queue keeps its tasks when no backend is named.
 EAGER_DEFAULT_BACKEND = "memory://"
@@ -39,53 +35,33 @@ class EagerTaskQueue(TaskQueue):
     :param backend: as for `TaskQueue`, but ``memory://`` when None.
     :param worker_options: keyword arguments for the `Worker` that runs the tasks, e.g.
         ``{"max_retries": 2}``; ``retry_delay`` defaults to 0.
+    :param options: the other `TaskQueue` options (``serializer``, ``secret_key``, …).
     """
 
     def __init__(
         self,
         backend: Backend | str | None = None,
         *,
-        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
-        plugins: PluginManager | None = None,
         worker_options: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            EAGER_DEFAULT_BACKEND if backend is None else backend,
-            serializer=serializer,
-            plugins=plugins,
-        )
+        super().__init__(EAGER_DEFAULT_BACKEND if backend is None else backend, **options)
         from .worker import Worker  # worker imports queue: import here to avoid a cycle
 
-        options = {"retry_delay": 0.0, "worker_id": "eager", **(worker_options or {})}
-        self.worker = Worker(self, **options)
+        worker_options = {"retry_delay": 0.0, "worker_id": "eager", **(worker_options or {})}
+        self.worker = Worker(self, **worker_options)
 
     async def enqueue(
         self,
         function: Callable[..., Any] | Task | str,
         /,
         *args: Any,
-        eta: datetime | timedelta | float | None = None,
-        priority: int = 0,
-        queue: str = DEFAULT_QUEUE,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        dedupe_key: str | None = None,
         connection: Any = None,
         **kwargs: Any,
     ) -> str:
-        """Store the call, run it to its final result, and return its task id."""
+        """Store the call (see `TaskQueue.enqueue`), run it to its final result, return its id."""
         _refuse_connection(connection)
-        task_id = await super().enqueue(
-            function,
-            *args,
-            eta=eta,
-            priority=priority,
-            queue=queue,
-            max_retries=max_retries,
-            timeout=timeout,
-            dedupe_key=dedupe_key,
-            **kwargs,
-        )
+        task_id = await super().enqueue(function, *args, **kwargs)
         await self.worker.process_task(task_id)
         return task_id
 
@@ -112,27 +88,23 @@ def _refuse_connection(connection: Any) -> None:
 
 
 class EagerSyncTaskQueue(SyncTaskQueue):
-    """The blocking facade over an `EagerTaskQueue`: ``enqueue`` returns once the task ran."""
+    """The blocking facade over an `EagerTaskQueue`: ``enqueue`` returns once the task ran.
+
+    Takes `SyncTaskQueue`'s arguments plus ``worker_options`` (see `EagerTaskQueue`).
+    """
 
     def __init__(
         self,
         backend: Backend | str | None = None,
         *,
-        serializer: str | Serializer | SerializerType = DEFAULT_SERIALIZER,
-        plugins: PluginManager | None = None,
         worker_options: dict[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            EAGER_DEFAULT_BACKEND if backend is None else backend,
-            serializer=serializer,
-            plugins=plugins,
-        )
-        self.async_queue = EagerTaskQueue(
-            self.async_queue.backend,
-            serializer=serializer,
-            plugins=self.async_queue.plugins,
-            worker_options=worker_options,
-        )
+        self._worker_options = worker_options
+        super().__init__(EAGER_DEFAULT_BACKEND if backend is None else backend, **options)
+
+    def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
+        return EagerTaskQueue(backend, worker_options=self._worker_options, **options)
 
     @property
     def worker(self) -> Any:

@@ -36,7 +36,7 @@ class SyncTaskQueue:
         secret_key: SecretKey | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
-        self.async_queue = TaskQueue(
+        self.async_queue = self._async_queue(
             backend,
             serializer=serializer,
             plugins=plugins,
@@ -44,6 +44,10 @@ class SyncTaskQueue:
             max_payload_bytes=max_payload_bytes,
         )
         self._portal = Portal("sitq-sync-queue")
+
+    def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
+        """The async queue this facade drives; a subclass may build another kind."""
+        return TaskQueue(backend, **options)
 
     @property
     def backend(self) -> Backend:
