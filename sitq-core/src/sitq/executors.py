@@ -379,19 +379,20 @@ def _bound_call(call: Call) -> Callable[[], Any]:
     return functools.partial(ctx.run, call.function, *call.args, **call.kwargs)
 
 
+async def _await_call(call: Call) -> Any:
+    """Await a coroutine function's call on the running loop, cancelled on timeout."""
+    coro = call.function(*call.args, **call.kwargs)
+    if call.timeout is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, call.timeout)
+    except asyncio.TimeoutError:
+        raise timeout_error(call) from None
+
+
 def _run_coroutine_function(call: Call) -> Any:
     """Run a coroutine function on a fresh event loop in this thread, cancelled on timeout."""
-
-    async def main() -> Any:
-        coro = call.function(*call.args, **call.kwargs)
-        if call.timeout is None:
-            return await coro
-        try:
-            return await asyncio.wait_for(coro, call.timeout)
-        except asyncio.TimeoutError:
-            raise timeout_error(call) from None
-
-    return asyncio.run(main())
+    return asyncio.run(_await_call(call))
 
 
 class AsyncExecutor(Executor):
@@ -411,13 +412,7 @@ class AsyncExecutor(Executor):
     async def run(self, call: Call) -> Any:
         """Await a coroutine function (cancelled on timeout) or run a function in a thread."""
         if inspect.iscoroutinefunction(call.function):
-            coro = call.function(*call.args, **call.kwargs)
-            if call.timeout is None:
-                return await coro
-            try:
-                return await asyncio.wait_for(coro, call.timeout)
-            except asyncio.TimeoutError:
-                raise timeout_error(call) from None
+            return await _await_call(call)
         result = await run_in_pool(self._pool(), call, _bound_call(call))
         if inspect.isawaitable(result):  # a plain function returned a coroutine
             result = await result
