@@ -135,7 +135,9 @@ def test_threads_claiming_from_one_memory_store() -> None:
                 continue
             empty = 0
             claims[i].extend(r.id for r in got)
-            await asyncio.sleep(0)
+            # a real pause gives up the GIL, so the threads interleave (sleep(0) does not:
+            # one thread could then drain the store within one GIL slice)
+            await asyncio.sleep(0.001)
 
     def main(i: int) -> None:
         go.wait(10)
