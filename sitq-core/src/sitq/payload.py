@@ -236,3 +236,38 @@ def serializer_entry(spec: str | Serializer | SerializerType, registry: Any) -> 
     raise ConfigurationError(
         f"serializer must be a registered name or an object with dumps() and loads(), got {spec!r}"
     )
+
+
+def codec_option(option: str, spec: Any, registry: Any) -> Codec | None:
+    """The codec for a worker's ``serializer=``/``deserializer=`` argument (None stays None),
+    or a `ConfigurationError` naming the registered choices."""
+    if spec is None:
+        return None
+    if not isinstance(spec, (str, SerializerType)) and not (
+        callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))
+    ):
+        raise ConfigurationError(
+            f"{option}={spec!r} has no dumps()/loads(); pass a registered serializer name "
+            f"({', '.join(sorted(registry.serializers))}) or an object with dumps(obj) -> bytes "
+            "and loads(bytes) -> obj, such as the pickle module"
+        )
+    return Codec(serializer_entry(spec, registry))
+
+
+def reads_back(writer: Codec, reader: Codec, sample: Any) -> bool:
+    """True if ``reader`` reads back ``sample`` as ``writer`` writes it (lists and tuples
+    alike)."""
+    try:
+        back = reader.serializer.loads(writer.serializer.dumps(sample))
+    except Exception:
+        return False
+    return bool(_plain(back) == _plain(sample))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every tuple a list, as data-only serializers give them back."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from . import task as models
 from .backend import Backend, TaskRecord
 from .coalesce import Coalescer
+from .envelope import DEFAULT_MAX_PAYLOAD_BYTES, Envelope
 from .errors import (
     BackendNotFound,
     ConfigurationError,
@@ -20,7 +22,7 @@ from .errors import (
     ResultTimeout,
     TaskNotFound,
 )
-from .payload import Codec, serializer_entry
+from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
@@ -30,8 +32,7 @@ from .task import (
     Result,
     Task,
     TaskStatus,
-    check_call,
-    from_timestamp,
+    call_or_task,
     function_name,
     new_task_id,
     to_timestamp,
@@ -41,9 +42,6 @@ from .task import (
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
 ENV_BACKEND_URL = "SITQ_BACKEND_URL"
-
-#: Default `TaskQueue` ``max_payload_bytes``: 64 MiB.
-DEFAULT_MAX_PAYLOAD_BYTES = 64 * 2**20
 
 _POLL_START = 0.005
 _POLL_MAX = 0.1
@@ -78,21 +76,15 @@ class TaskQueue:
         secret_key: SecretKey | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
-        if max_payload_bytes is not None and (
-            isinstance(max_payload_bytes, bool)
-            or not isinstance(max_payload_bytes, int)
-            or max_payload_bytes < 1
-        ):
-            raise ConfigurationError(
-                f"max_payload_bytes must be an int >= 1 or None, got {max_payload_bytes!r}"
-            )
-        self.max_payload_bytes = max_payload_bytes
         self.plugins = plugins if plugins is not None else get_plugin_manager()
-        #: Seals payloads written here and opens results read here (`sitq.signing`).
-        self.signer = Signer.from_option(secret_key)
+        #: Seals the calls stored here and opens the results read here.
+        self.envelope = Envelope.from_options(
+            self.plugins,
+            serializer=serializer,
+            secret_key=secret_key,
+            max_payload_bytes=max_payload_bytes,
+        )
         self.backend = self._open_backend(backend)
-        self.codec = Codec(serializer_entry(serializer, self.plugins))
-        self._codecs: dict[str, Codec] = {self.codec.name: self.codec}
         self._lifecycle = self.plugins.lifecycle()
         self._connected = False
         self._closed = False
@@ -116,6 +108,25 @@ class TaskQueue:
         raise ConfigurationError(
             f"backend must be a Backend instance or a URL string, got {type(backend).__name__}"
         )
+
+    @property
+    def codec(self) -> Codec:
+        """The codec calls are encoded with (``serializer``)."""
+        return self.envelope.codec
+
+    @property
+    def signer(self) -> Signer:
+        """Signs the calls stored here and checks the results read here (`sitq.signing`)."""
+        return self.envelope.signer
+
+    @property
+    def max_payload_bytes(self) -> int | None:
+        """The largest encoded call or result accepted (None: no limit)."""
+        return self.envelope.max_payload_bytes
+
+    def codec_for(self, name: str) -> Codec:
+        """The codec for the serializer a task was stored with (see `Envelope.codec_for`)."""
+        return self.envelope.codec_for(name)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -182,11 +193,24 @@ class TaskQueue:
                 )
             task = function
         else:
-            task = self._make_task(
-                function, args, kwargs, eta, priority, queue, max_retries, timeout, dedupe_key
+            if not (callable(function) or isinstance(function, str)):
+                raise ConfigurationError(
+                    f"enqueue() needs a function to call, got {type(function).__name__} "
+                    f"{function!r}. Write queue.enqueue(my_function, arg1, arg2)."
+                )
+            task = Task(
+                function=function,
+                args=args,
+                kwargs=kwargs,
+                eta=eta,
+                priority=priority,
+                queue=queue,
+                max_retries=max_retries,
+                timeout=timeout,
+                dedupe_key=dedupe_key,
             )
         await self.connect()
-        record = self._encode(task, self.backend.clock())
+        record = self._task_record(task, self.backend.clock())
         if connection is None:
             task_id = await self._enqueuer().submit(record)
         else:
@@ -217,13 +241,15 @@ class TaskQueue:
         """
         # Plain calls (functions, tuples) become records directly; a `Task` object is built
         # for them only if a plugin listens to sitq_task_enqueued.
-        calls = [self._coerce(item) for item in items]
+        calls = [call_or_task(item) for item in items]
         if not calls:
             return []
         await self.connect()
         now = self.backend.clock()
         records = [
-            self._encode(c, now) if isinstance(c, Task) else self._call_record(*c, now)
+            self._task_record(c, now)
+            if isinstance(c, Task)
+            else self._record(new_task_id(), *c, now)
             for c in calls
         ]
         if connection is None:
@@ -239,72 +265,8 @@ class TaskQueue:
                 await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
         return ids
 
-    @staticmethod
-    def _coerce(
-        item: Task | Callable[..., Any] | tuple[Any, ...],
-    ) -> Task | tuple[Any, tuple[Any, ...], Mapping[str, Any]]:
-        """A `Task` as is, or a plain call checked as `Task` would: ``(function, args, kwargs)``."""
-        if isinstance(item, Task):
-            return item
-        if isinstance(item, tuple) and 1 <= len(item) <= 3:
-            function = item[0]
-            args, kwargs = check_call(
-                function, item[1] if len(item) > 1 else (), item[2] if len(item) > 2 else {}
-            )
-            return function, args, kwargs
-        if callable(item):
-            return item, (), {}
-        raise ConfigurationError(
-            f"enqueue_many items must be Task objects, functions or (function, args[, kwargs]) "
-            f"tuples, got {type(item).__name__}"
-        )
-
-    def _call_record(
-        self, function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: float
-    ) -> TaskRecord:
-        """The record of a call with every option at its default (no `Task` needed)."""
-        task_id = new_task_id()
-        name = function_name(function)
-        payload = self.codec.encode_call(function, args, kwargs)
-        return TaskRecord(
-            id=task_id,
-            function=name,
-            payload=self.signer.seal_call(task_id, name, self.codec.name, payload),
-            serializer=self.codec.name,
-            available_at=now,
-            created_at=now,
-        )
-
-    @staticmethod
-    def _make_task(
-        function: Any,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        eta: Any,
-        priority: int,
-        queue: str,
-        max_retries: int | None,
-        timeout: float | None,
-        dedupe_key: str | None,
-    ) -> Task:
-        if not (callable(function) or isinstance(function, str)):
-            raise ConfigurationError(
-                f"enqueue() needs a function to call, got {type(function).__name__} "
-                f"{function!r}. Write queue.enqueue(my_function, arg1, arg2)."
-            )
-        return Task(
-            function=function,
-            args=args,
-            kwargs=kwargs,
-            eta=eta,
-            priority=priority,
-            queue=queue,
-            max_retries=max_retries,
-            timeout=timeout,
-            dedupe_key=dedupe_key,
-        )
-
-    def _encode(self, task: Task, now: float) -> TaskRecord:
+    def _task_record(self, task: Task, now: float) -> TaskRecord:
+        """The record of a `Task`, its options checked again (they may have changed since)."""
         validate_options(
             queue=task.queue,
             priority=task.priority,
@@ -313,37 +275,45 @@ class TaskQueue:
             dedupe_key=task.dedupe_key,
         )
         assert task.function is not None
-        name = function_name(task.function)
-        payload = self.codec.encode_call(task.function, task.args, task.kwargs)
-        if self.max_payload_bytes is not None and len(payload) > self.max_payload_bytes:
-            raise ConfigurationError(
-                f"the call to {name} encodes to {len(payload):,} bytes, over this queue's "
-                f"max_payload_bytes ({self.max_payload_bytes:,}). Store large data elsewhere "
-                "(a file, object storage) and pass its path, or raise "
-                "TaskQueue(max_payload_bytes=...)."
-            )
-        return TaskRecord(
-            id=task.id,
-            function=name,
-            payload=self.signer.seal_call(task.id, name, self.codec.name, payload),
-            serializer=self.codec.name,
+        return self._record(
+            task.id,
+            task.function,
+            task.args,
+            task.kwargs,
+            now,
             queue=task.queue,
             priority=task.priority,
             available_at=to_timestamp(task.eta, now=now),
             max_retries=task.max_retries,
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
+        )
+
+    def _record(
+        self,
+        task_id: str,
+        function: Callable[..., Any] | str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        now: float,
+        *,
+        available_at: float | None = None,
+        **options: Any,
+    ) -> TaskRecord:
+        """The record of one call, sealed by the envelope (``options``: `TaskRecord` fields;
+        every enqueue path builds its records here, so every one meets the same limits)."""
+        name = function_name(function)
+        return TaskRecord(
+            id=task_id,
+            function=name,
+            payload=self.envelope.seal_call(task_id, name, function, args, kwargs),
+            serializer=self.envelope.serializer,
+            available_at=now if available_at is None else available_at,
             created_at=now,
+            **options,
         )
 
     # -- reading -----------------------------------------------------------------------------
-
-    def codec_for(self, name: str) -> Codec:
-        """The codec for the serializer a task was stored with."""
-        codec = self._codecs.get(name)
-        if codec is None:
-            codec = self._codecs[name] = Codec(self.plugins.serializer(name))
-        return codec
 
     def task_from_record(self, record: TaskRecord) -> Task:
         """Decode a stored record into a `Task`.
@@ -351,34 +321,11 @@ class TaskQueue:
         If the payload cannot be decoded, ``function`` is left as the stored import path and
         ``args``/``kwargs`` are empty.
         """
-        function: Any = record.function
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
         try:
-            body = self.signer.open_call(
-                record.id, record.function, record.serializer, record.payload
-            )
-            function, args, kwargs = self.codec_for(record.serializer).decode_call(body)
+            function, args, kwargs, _, _ = self.envelope.open_call(record)
         except (PayloadError, LookupError):
-            pass
-        return Task(
-            function=function,
-            args=args,
-            kwargs=kwargs,
-            id=record.id,
-            queue=record.queue,
-            priority=record.priority,
-            eta=from_timestamp(record.available_at),
-            max_retries=record.max_retries,
-            timeout=record.timeout,
-            dedupe_key=record.dedupe_key,
-            status=record.status,
-            attempts=record.attempts,
-            created_at=from_timestamp(record.created_at),
-            started_at=from_timestamp(record.started_at),
-            finished_at=from_timestamp(record.finished_at),
-            worker_id=record.worker_id,
-        )
+            return models.task_from_record(record)
+        return models.task_from_record(record, function, args, kwargs)
 
     def result_from_record(self, record: TaskRecord) -> Result:
         """Build the `Result` of a finished record (decoding its return value).
@@ -387,29 +334,16 @@ class TaskQueue:
         and says why in ``error``; so does an expired one (`get_result` raises
         `ResultExpired` for those instead).
         """
-        value = None
-        error = record.error
-        status = record.status
+        value: Any = None
+        error: str | None = None
         if record.expired:
-            error = error or f"the result of task {record.id} expired (result_ttl)"
-        elif status is TaskStatus.SUCCEEDED:
+            error = record.error or f"the result of task {record.id} expired (result_ttl)"
+        elif record.status is TaskStatus.SUCCEEDED:
             try:
-                body = self.signer.open_result(record.id, record.result)
-                value = self.codec_for(record.serializer).decode_result(body)
+                value = self.envelope.open_result(record, record.result)
             except (PayloadError, LookupError) as exc:
                 error = str(exc)
-        return Result(
-            task_id=record.id,
-            status=status,
-            value=value,
-            error=error,
-            traceback=record.traceback,
-            is_success=status is TaskStatus.SUCCEEDED and error is None,
-            enqueued_at=from_timestamp(record.created_at),
-            started_at=from_timestamp(record.started_at),
-            finished_at=from_timestamp(record.finished_at),
-            attempts=record.attempts,
-        )
+        return models.result_from_record(record, value, error=error)
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id (decoded), or None if there is none."""

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from .backend import Backend
 from .bridge import Portal, forbid_running_loop
+from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
 from .plugins import PluginManager
-from .queue import DEFAULT_MAX_PAYLOAD_BYTES, TaskQueue
+from .queue import TaskQueue
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey

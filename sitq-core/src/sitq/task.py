@@ -1,4 +1,5 @@
-"""The user-facing models: `Task`, `Result` and `TaskStatus`."""
+"""The user-facing models: `Task`, `Result` and `TaskStatus`, and how a stored record maps
+onto them (`task_from_record`, `result_from_record`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .backend import Outcome, TaskRecord
 
 #: Queue used when none is named.
 DEFAULT_QUEUE = "default"
@@ -173,6 +177,27 @@ def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], 
     return args, kwargs
 
 
+def call_or_task(
+    item: Task | Callable[..., Any] | tuple[Any, ...],
+) -> Task | tuple[Any, tuple[Any, ...], Mapping[str, Any]]:
+    """An item of ``enqueue_many``: a `Task` as is, or a plain call (a function, or a tuple
+    ``(function, args[, kwargs])``) checked as `Task` would, as ``(function, args, kwargs)``."""
+    if isinstance(item, Task):
+        return item
+    if isinstance(item, tuple) and 1 <= len(item) <= 3:
+        function = item[0]
+        args, kwargs = check_call(
+            function, item[1] if len(item) > 1 else (), item[2] if len(item) > 2 else {}
+        )
+        return function, args, kwargs
+    if callable(item):
+        return item, (), {}
+    raise ConfigurationError(
+        f"enqueue_many items must be Task objects, functions or (function, args[, kwargs]) "
+        f"tuples, got {type(item).__name__}"
+    )
+
+
 def validate_options(
     *,
     queue: str,
@@ -237,3 +262,70 @@ class Result:
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+def task_from_record(
+    record: TaskRecord,
+    function: Callable[..., Any] | str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    worker_id: str | None = None,
+) -> Task:
+    """The `Task` a stored record describes, given the call decoded from its payload.
+
+    Leave ``function``, ``args`` and ``kwargs`` out when the payload could not be decoded: the
+    task then shows the stored import path and no arguments. ``worker_id``: the worker running
+    it right now; the task then shows as RUNNING on that worker, with no finish time (a record
+    as claimed need not say so yet).
+    """
+    running = worker_id is not None
+    return Task(
+        function=record.function if function is None else function,
+        args=args,
+        kwargs={} if kwargs is None else kwargs,
+        id=record.id,
+        queue=record.queue,
+        priority=record.priority,
+        eta=from_timestamp(record.available_at),
+        max_retries=record.max_retries,
+        timeout=record.timeout,
+        dedupe_key=record.dedupe_key,
+        status=TaskStatus.RUNNING if running else record.status,
+        attempts=record.attempts,
+        created_at=from_timestamp(record.created_at),
+        started_at=from_timestamp(record.started_at),
+        finished_at=None if running else from_timestamp(record.finished_at),
+        worker_id=worker_id if running else record.worker_id,
+    )
+
+
+def result_from_record(
+    record: TaskRecord,
+    value: Any = None,
+    *,
+    error: str | None = None,
+    outcome: Outcome | None = None,
+) -> Result:
+    """The `Result` of a record, given its decoded return value.
+
+    ``error``: why there is no value to show (it could not be read, or it expired); it replaces
+    the stored error. ``outcome``: what the worker that just ran ``record`` (the record as it
+    claimed it) reports; status, error, traceback and finish time are then the outcome's.
+    """
+    done: TaskRecord | Outcome = record if outcome is None else outcome
+    status = done.status
+    if error is None:
+        error = done.error
+    return Result(
+        task_id=record.id,
+        status=status,
+        value=value,
+        error=error,
+        traceback=done.traceback,
+        is_success=status is TaskStatus.SUCCEEDED and error is None,
+        enqueued_at=from_timestamp(record.created_at),
+        started_at=from_timestamp(record.started_at),
+        finished_at=from_timestamp(done.finished_at),
+        attempts=record.attempts,
+    )
