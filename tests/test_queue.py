@@ -25,6 +25,7 @@ from sitq import (
     TaskStatus,
     Worker,
 )
+from sitq.eager import EagerTaskQueue
 
 WAIT = 30  # bound on every wait for a result; a passing test needs a fraction of a second
 
@@ -153,6 +154,37 @@ def test_enqueue_many_is_all_or_nothing(tmp_path: Path) -> None:
             with pytest.raises(Exception, match=r"_thread\.lock"):
                 await queue.enqueue_many([(add, (1, 2)), (add, (lock, 4))])
             assert sum((await queue.counts()).values()) == 0
+
+    run(body)
+
+
+@pytest.mark.parametrize("kind", [TaskQueue, EagerTaskQueue])
+def test_every_enqueue_path_refuses_a_call_over_max_payload_bytes(
+    kind: type[TaskQueue], tmp_path: Path
+) -> None:
+    """``enqueue_many`` with plain ``(fn, args)`` tuples once stored what ``enqueue`` refused."""
+    big = b"x" * 2000
+
+    async def body() -> None:
+        async with kind(f"sqlite:///{tmp_path / 'tasks.db'}", max_payload_bytes=1000) as queue:
+            with pytest.raises(ConfigurationError, match="over this queue's max_payload_bytes"):
+                await queue.enqueue(add, big, 1)
+            with pytest.raises(ConfigurationError) as refused:
+                await queue.enqueue(Task(add, args=(big, 1)))
+            batches: list[list[Any]] = [
+                [(add, (big, 1))],
+                [(add, (1, 2)), (add, (big, 1), {})],
+                [Task(add, args=(1, 2)), Task(add, args=(big, 1))],
+            ]
+            for batch in batches:
+                with pytest.raises(ConfigurationError) as by_batch:
+                    await queue.enqueue_many(batch)
+                assert str(by_batch.value) == str(refused.value)
+            assert sum((await queue.counts()).values()) == 0  # nothing of any batch stored
+            task_id = await queue.enqueue(add, b"x" * 500, b"")  # under the limit: stored
+            pending = 0 if kind is EagerTaskQueue else 1  # an eager queue ran it already
+            assert (await queue.counts())[TaskStatus.PENDING] == pending
+            assert await queue.get_task(task_id) is not None
 
     run(body)
 
