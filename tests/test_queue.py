@@ -180,6 +180,9 @@ def test_every_enqueue_path_refuses_a_call_over_max_payload_bytes(
                 with pytest.raises(ConfigurationError) as by_batch:
                     await queue.enqueue_many(batch)
                 assert str(by_batch.value) == str(refused.value)
+            if kind is TaskQueue:  # refused before the backend is asked to use the connection
+                with pytest.raises(ConfigurationError, match="max_payload_bytes"):
+                    await queue.enqueue_many([(add, (big, 1))], connection=object())
             assert sum((await queue.counts()).values()) == 0  # nothing of any batch stored
             task_id = await queue.enqueue(add, b"x" * 500, b"")  # under the limit: stored
             pending = 0 if kind is EagerTaskQueue else 1  # an eager queue ran it already

@@ -1,4 +1,4 @@
-"""Signed payloads: an HMAC-SHA256 envelope around stored task payloads and results.
+"""Signed payloads: an HMAC-SHA256 tag around stored task payloads and results.
 
 Unpickling runs code: whoever can write a pickled payload into the database can run code on
 every worker that decodes it. With a secret key (``TaskQueue(secret_key=...)``,
@@ -12,8 +12,10 @@ unsigned, altered, moved from another task (the task id is signed) or signed wit
 raises `SignatureError` (a `PayloadError`): the worker marks the task dead and carries on.
 Results are signed over the task id too, so a reader never unpickles a planted result.
 
-Backends store the envelope as opaque bytes and need no change. Without a key, payloads are
-stored as they are, and a signed one is refused with an error saying a key is needed.
+Backends store the signed bytes as opaque bytes and need no change. Without a key, payloads
+are stored as they are, and a signed one is refused with an error saying a key is needed.
+Queues and workers never call a `Signer` directly: their `sitq.envelope.Envelope` holds it,
+with the codec and the size limit.
 """
 
 from __future__ import annotations
