@@ -60,9 +60,9 @@ class TaskQueue:
         `sitq.signing`); a list rotates keys (the first signs). Default: ``$SITQ_SECRET_KEY``,
         or no signing.
     :param max_payload_bytes: the largest encoded call (and result) accepted, 64 MiB by
-        default; a bigger one raises `ConfigurationError` at ``enqueue`` (and fails its task
-        with `SerializationError` at the worker). Store big data elsewhere and pass its path.
-        None: no limit but the backend's (SQLite's is 1 GB).
+        default; a bigger one raises `ConfigurationError` at ``enqueue`` or ``enqueue_many``,
+        storing nothing (and fails its task with `SerializationError` at the worker). Store big
+        data elsewhere and pass its path. None: no limit but the backend's (SQLite's is 1 GB).
 
     Use it as ``async with TaskQueue(...) as queue:`` or call `close` when done.
     """
