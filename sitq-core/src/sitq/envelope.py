@@ -220,12 +220,12 @@ class Envelope:
         it encodes to more than ``max_payload_bytes``.
         """
         body = self.codec.encode_call(function, args, kwargs)
-        limit = self.max_payload_bytes
-        if limit is not None and len(body) > limit:
+        if self._too_big(body):
             raise ConfigurationError(
                 f"the call to {function_name} encodes to {len(body):,} bytes, over this queue's "
-                f"max_payload_bytes ({limit:,}). Store large data elsewhere (a file, object "
-                "storage) and pass its path, or raise TaskQueue(max_payload_bytes=...)."
+                f"max_payload_bytes ({self.max_payload_bytes:,}). Store large data elsewhere "
+                "(a file, object storage) and pass its path, or raise "
+                "TaskQueue(max_payload_bytes=...)."
             )
         return self.signer.seal_call(task_id, function_name, self.codec.name, body)
 
@@ -250,12 +250,11 @@ class Envelope:
         ``max_payload_bytes`` (a task failing so is not retried: it would fail again).
         """
         body = self.result_codec(record.serializer).encode_result(value)
-        limit = self.max_payload_bytes
-        if limit is not None and len(body) > limit:
+        if self._too_big(body):
             raise SerializationError(
                 f"the task returned {len(body):,} bytes once encoded, over the queue's "
-                f"max_payload_bytes ({limit:,}); return a reference (a path, a key) to large "
-                "data instead"
+                f"max_payload_bytes ({self.max_payload_bytes:,}); return a reference (a path, a "
+                "key) to large data instead"
             )
         return self.signer.seal_result(record.id, body)
 
@@ -268,6 +267,12 @@ class Envelope:
         """
         body = self.signer.open_result(record.id, sealed)
         return self.result_codec(record.serializer).decode_result(body)
+
+    def _too_big(self, body: bytes) -> bool:
+        """True if ``body`` is over ``max_payload_bytes``. The limit applies to the encoded
+        call or result, before the signature: what the user's data costs, not sitq's header."""
+        limit = self.max_payload_bytes
+        return limit is not None and len(body) > limit
 
     def __repr__(self) -> str:
         return (
