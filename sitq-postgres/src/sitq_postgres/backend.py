@@ -17,6 +17,7 @@ at connect. Replace ``clock`` (as tests do) and every statement takes its time f
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 import uuid
 from collections import Counter
@@ -26,9 +27,20 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES, check_list_args
+from sitq.backend import Capability
+from sitq.rules import (
+    LOST_WORKER_ERROR,
+    check_list_args,
+    first_repeated_id,
+    fold_counts,
+    fold_queue_counts,
+    purge_statuses,
+    repeated_id_error,
+    status_from_text,
+    status_texts,
+    taken_id_error,
+)
 from sitq.signals import AsyncMutex
-from sitq.task import FINAL_STATUSES
 
 from .database import Database, Operation
 from .listener import Listener
@@ -38,8 +50,8 @@ from .sql import Statements
 
 T = TypeVar("T")
 
-_STATUS = {s.value: s for s in TaskStatus}
-_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
+#: Where a unique violation on the primary key names the taken id.
+_TAKEN_ID = re.compile(r"Key \(id\)=\((?P<id>.*)\) already exists")
 
 #: Wake-up generations a task saw when it last looked for work or results (see `_Wakeups`).
 _seen_work: contextvars.ContextVar[int] = contextvars.ContextVar("sitq_pg_seen_work")
@@ -53,8 +65,8 @@ def _record(row: Sequence[Any]) -> TaskRecord:
      lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
     return TaskRecord(
         tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-        dedupe_key, _STATUS[status], attempts, created_at, started_at, finished_at, worker_id,
-        lease_token, lease_expires_at, result, error, traceback,
+        dedupe_key, status_from_text(status), attempts, created_at, started_at, finished_at,
+        worker_id, lease_token, lease_expires_at, result, error, traceback,
     )  # fmt: skip
 
 
@@ -84,6 +96,14 @@ class PostgresBackend(Backend):
     """
 
     url_schemes = ("postgresql", "postgres")
+    capabilities = frozenset(
+        {
+            Capability.EXPIRE_RESULTS,
+            Capability.HEARTBEAT_BACKEND,
+            Capability.ENQUEUE_IN,
+            Capability.CROSS_PROCESS_WAKEUPS,
+        }
+    )
 
     def __init__(
         self,
@@ -263,14 +283,14 @@ class PostgresBackend(Backend):
         retried: bool,
     ) -> tuple[list[str], bool]:
         """Insert ``records``; return their ids (dedupe resolved) and whether any was stored."""
+        repeated = first_repeated_id(r.id for r in records)
+        if repeated is not None:
+            raise repeated_id_error(repeated)
         try:
             rows = await conn.fetch(self._sql.enqueue, *args)
         except asyncpg.UniqueViolationError as exc:
             if not (retried and await self._committed_before(conn, records)):
-                raise ConfigurationError(
-                    f"a task id is already stored or appears twice in this batch "
-                    f"({exc.detail or exc}); let sitq choose task ids"
-                ) from None
+                raise _taken(exc) from None
             rows = []  # our lost first attempt stored the batch
         inserted = {row[0] for row in rows}
         if len(inserted) == len(records):
@@ -457,7 +477,7 @@ class PostgresBackend(Backend):
 
         One worker at a time does it: the others find the advisory lock taken and return [].
         """
-        args = [self._now(), max_attempts, _LOST_WORKER, self.names.recover_lock]
+        args = [self._now(), max_attempts, LOST_WORKER_ERROR, self.names.recover_lock]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.recover_expired, *args))
@@ -543,10 +563,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.counts, queue))
 
-        counts = dict.fromkeys(ALL_STATUSES, 0)
-        for status, n in await self._run(op):
-            counts[_STATUS[status]] = n
-        return counts
+        return fold_counts(await self._run(op))
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per queue and status, in one aggregate query."""
@@ -554,10 +571,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.queue_counts))
 
-        found: dict[str, dict[TaskStatus, int]] = {}
-        for queue, status, n in await self._run(op):
-            found.setdefault(queue, dict.fromkeys(ALL_STATUSES, 0))[_STATUS[status]] = n
-        return found
+        return fold_queue_counts(await self._run(op))
 
     async def list_tasks(
         self,
@@ -569,7 +583,7 @@ class PostgresBackend(Backend):
     ) -> list[TaskRecord]:
         """Stored records for monitoring, oldest (or newest) first."""
         wanted = check_list_args(statuses, limit, order)
-        args = [None if wanted is None else sorted(s.value for s in wanted), queue, limit]
+        args = [None if wanted is None else status_texts(wanted), queue, limit]
         sql = self._sql.list_tasks(newest=order == "newest")
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
@@ -581,9 +595,7 @@ class PostgresBackend(Backend):
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
     ) -> int:
         """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
-        wanted = sorted(
-            s.value for s in (FINAL_STATUSES if statuses is None else map(TaskStatus, statuses))
-        )
+        wanted = status_texts(purge_statuses(statuses))
         if not wanted:
             return 0
 
@@ -642,6 +654,17 @@ class PostgresBackend(Backend):
         if self._listener is None or self._closed:
             return False
         return await self._listener.ensure(min(timeout, 5.0))
+
+
+def _taken(exc: asyncpg.UniqueViolationError) -> ConfigurationError:
+    """The error of an insert that hit a stored task id (named by the server's detail)."""
+    found = _TAKEN_ID.search(exc.detail or "")
+    if found is not None:
+        return taken_id_error(found["id"])
+    return ConfigurationError(
+        f"a task id is already stored ({exc.detail or exc}); let sitq choose task ids "
+        "(nothing in this enqueue was stored)"
+    )
 
 
 __all__ = ["PostgresBackend"]
