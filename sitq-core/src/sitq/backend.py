@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .errors import ConfigurationError
-from .rules import ALL_STATUSES, LIST_ORDERS, check_list_args, fold_queue_counts
+from .rules import (
+    ALL_STATUSES,
+    LIST_ORDERS,
+    STATUS_BY_TEXT,
+    check_list_args,
+    fold_queue_counts,
+)
 from .signals import Signal, channel
 from .task import DEFAULT_QUEUE, TaskStatus
 
@@ -140,6 +146,14 @@ class Outcome:
             available_at=available_at,
             count_attempt=False,
         )
+
+
+def record_from_row(row: Sequence[Any]) -> TaskRecord:
+    """A `TaskRecord` from stored values in its field order, the status as its stored text
+    (what a SQL backend selects)."""
+    record = TaskRecord(*row)
+    record.status = STATUS_BY_TEXT[row[10]]
+    return record
 
 
 class Capability(enum.Enum):
@@ -470,4 +484,5 @@ __all__ = [
     "Outcome",
     "TaskRecord",
     "check_list_args",
+    "record_from_row",
 ]

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import Capability
+from sitq.backend import Capability, record_from_row
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
@@ -30,7 +30,6 @@ from sitq.rules import (
     fold_queue_counts,
     purge_statuses,
     repeated_id_error,
-    status_from_text,
     status_texts,
     taken_id_error,
 )
@@ -47,14 +46,8 @@ _ID_CHUNK = 500
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    (tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-     dedupe_key, status, attempts, created_at, started_at, finished_at, worker_id,
-     lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
-    return TaskRecord(
-        tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-        dedupe_key, status_from_text(status), attempts, created_at, started_at, finished_at,
-        worker_id, lease_token, lease_expires_at, result, error, traceback,
-    )  # fmt: skip
+    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    return record_from_row(row)
 
 
 class SQLiteBackend(Backend):
