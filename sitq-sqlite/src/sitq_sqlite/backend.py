@@ -6,6 +6,9 @@ itself, so each operation is one statement over a whole batch: a claim is one
 over every outcome reported since the last one. A single statement in autocommit mode is its own
 transaction and takes the write lock up front, so claims are atomic across processes and the
 busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transactions).
+
+The statement text is in `sql`, the table and the pragmas in `schema`, the care of the
+aiosqlite connection in `database`, and wake-ups from other processes in `watch`.
 """
 
 from __future__ import annotations
