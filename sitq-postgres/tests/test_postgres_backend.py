@@ -21,6 +21,8 @@ from sitq import ConfigurationError, SyncTaskQueue, TaskQueue, TaskStatus, Worke
 from sitq.plugins import PluginManager
 from sitq.testing import make_record
 from sitq_postgres import PostgresBackend
+from sitq_postgres.finishes import recognize_applied
+from sitq_postgres.inserts import insert
 from sitq_postgres.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.postgres
@@ -100,7 +102,7 @@ def test_bad_urls_say_what_to_fix(url: str, needle: str) -> None:
 def test_pgbouncer_mode_uses_no_named_statements_and_no_listen(prefix: str) -> None:
     backend = PostgresBackend(f"{PG_URL}?table_prefix={prefix}&pgbouncer=true")
     assert backend._db.connect_kwargs()["statement_cache_size"] == 0
-    assert backend._listener is None
+    assert backend._wakeups.listener is None
 
     async def body() -> None:
         async with TaskQueue(backend) as queue:
@@ -391,26 +393,30 @@ def test_a_lost_reply_is_recognized_on_retry(pg_url: str) -> None:
             args = backend._enqueue_args(records)
             conn = await asyncpg.connect(PG_URL)
             try:
-                first, _ = await backend._insert(conn, records, args, retried=False)
-                again, stored_any = await backend._insert(conn, records, args, retried=True)
+                first, _ = await insert(conn, backend._sql, records, args, retried=False)
+                again, stored_any = await insert(conn, backend._sql, records, args, retried=True)
                 assert again == first == [records[0].id, records[0].id, records[2].id]
                 assert not stored_any
                 with pytest.raises(ConfigurationError, match="task id"):
-                    await backend._insert(conn, records, args, retried=False)
+                    await insert(conn, backend._sql, records, args, retried=False)
                 strangers = [make_record(id=records[2].id)]
                 with pytest.raises(ConfigurationError, match="task id"):
-                    await backend._insert(
-                        conn, strangers, backend._enqueue_args(strangers), retried=True
+                    await insert(
+                        conn,
+                        backend._sql,
+                        strangers,
+                        backend._enqueue_args(strangers),
+                        retried=True,
                     )
                 (task,) = await backend.claim(worker_id="w", limit=1, lease_seconds=30)
                 outcome = sitq.Outcome.succeeded(task.id, task.lease_token or "", b"ok")
                 assert await backend.finish([outcome]) == [True]
                 applied = [False]
-                await backend._recognize_applied(conn, [outcome], applied)
+                await recognize_applied(conn, backend._sql, [outcome], applied)
                 assert applied == [True]
                 stale = sitq.Outcome.failed(task.id, task.lease_token or "", "late")
                 applied = [False]
-                await backend._recognize_applied(conn, [stale], applied)
+                await recognize_applied(conn, backend._sql, [stale], applied)
                 assert applied == [False]
             finally:
                 await conn.close()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from pg_support import PG_URL, drop_tables, new_prefix
 
+from sitq import Backend
 from sitq.testing import BackendConformance
 from sitq_postgres import PostgresBackend
 
@@ -28,3 +32,12 @@ class TestPostgresConformance(BackendConformance):
         prefix = new_prefix("kit")
         self.prefixes.append(prefix)
         return PostgresBackend(PG_URL, table_prefix=prefix, pool_max_size=4)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, backend: Backend) -> AsyncIterator[Any]:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            await conn.close()

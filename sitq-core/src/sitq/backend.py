@@ -20,6 +20,7 @@ longer change the task.
 
 from __future__ import annotations
 
+import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .errors import ConfigurationError
+from .rules import (
+    ALL_STATUSES,
+    LIST_ORDERS,
+    STATUS_BY_TEXT,
+    check_list_args,
+    fold_queue_counts,
+)
 from .signals import Signal, channel
 from .task import DEFAULT_QUEUE, TaskStatus
 
@@ -140,6 +148,30 @@ class Outcome:
         )
 
 
+def record_from_row(row: Sequence[Any]) -> TaskRecord:
+    """A `TaskRecord` from stored values in its field order, the status as its stored text
+    (what a SQL backend selects)."""
+    record = TaskRecord(*row)
+    record.status = STATUS_BY_TEXT[row[10]]
+    return record
+
+
+class Capability(enum.Enum):
+    """An optional part of the contract; a backend lists those it has in
+    `Backend.capabilities`, and callers ask `Backend.supports` instead of probing."""
+
+    #: `Backend.expire_results` turns old finished tasks into tombstones (``result_ttl``).
+    EXPIRE_RESULTS = "expire_results"
+    #: `Backend.heartbeat_backend` returns a backend a worker's heartbeat thread may use.
+    HEARTBEAT_BACKEND = "heartbeat_backend"
+    #: `Backend.enqueue_in` stores tasks inside the caller's own database transaction.
+    ENQUEUE_IN = "enqueue_in"
+    #: `Backend.wait_for_work` and `wait_for_finish` also wake on commits made by other
+    #: processes (otherwise only this process's enqueues and finishes wake them, and other
+    #: processes' work is found by polling).
+    CROSS_PROCESS_WAKEUPS = "cross_process_wakeups"
+
+
 class Backend(ABC):
     """The async storage contract of sitq.
 
@@ -155,6 +187,12 @@ class Backend(ABC):
     #: URL schemes this class opens, e.g. ``("sqlite",)``. Used in error messages.
     url_schemes: ClassVar[tuple[str, ...]] = ()
 
+    #: The optional parts of the contract this backend has (see `Capability`). Declared, never
+    #: guessed: a backend that implements `expire_results`, `heartbeat_backend` or
+    #: `enqueue_in` lists it here, and may set it per instance (a store that cannot open a
+    #: second connection has no heartbeat backend). The conformance kit tests what is listed.
+    capabilities: frozenset[Capability] = frozenset()
+
     #: The clock used for ``available_at`` and leases (epoch seconds). Tests may replace it.
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -164,6 +202,10 @@ class Backend(ABC):
         raise ConfigurationError(
             f"{cls.__name__} cannot be built from a URL ({url!r}); pass an instance instead"
         )
+
+    def supports(self, capability: Capability) -> bool:
+        """True if this backend declared ``capability`` in `capabilities`."""
+        return capability in self.capabilities
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,7 +236,8 @@ class Backend(ABC):
         transaction it has open: they exist once it commits and never if it rolls back.
 
         Optional (`TaskQueue.enqueue(..., connection=...)` calls it): backends on a database
-        server implement it; the default raises `ConfigurationError`.
+        server implement it and declare `Capability.ENQUEUE_IN`; the default raises
+        `ConfigurationError`.
         """
         raise ConfigurationError(
             f"{type(self).__name__} cannot store tasks in your own transaction "
@@ -316,8 +359,9 @@ class Backend(ABC):
         readers can say "expired" rather than "unknown" (`TaskRecord.expired`). Pending and
         running tasks are never touched. Tombstones go with `purge` like any finished task.
 
-        Optional (``Worker(result_ttl=...)`` calls it from its recovery pass); the default
-        raises `ConfigurationError`.
+        Optional (``Worker(result_ttl=...)`` calls it from its recovery pass): a backend that
+        implements it declares `Capability.EXPIRE_RESULTS`; the default raises
+        `ConfigurationError`.
         """
         raise ConfigurationError(
             f"{type(self).__name__} cannot expire results (result_ttl); implement "
@@ -334,7 +378,8 @@ class Backend(ABC):
         loop (no lock held across an await, no connection bound to one loop); return a new
         object with its own connection otherwise (it shares ``clock``; the worker closes it).
         The default, None, runs the heartbeat on the worker's loop: correct, but a blocked
-        loop then delays it.
+        loop then delays it. A backend returning a backend declares
+        `Capability.HEARTBEAT_BACKEND`.
         """
         return None
 
@@ -369,8 +414,8 @@ class Backend(ABC):
         Only tasks in ``statuses`` (default: every status) and in ``queue`` (default: every
         queue); at most ``limit`` of them (None: all). ``order="oldest"`` returns the earliest
         enqueued first (``created_at``, ties in enqueue order), ``"newest"`` the reverse.
-        Records are complete (payload, result, error, traceback). Check the arguments with
-        `check_list_args`.
+        One status alone (``statuses="failed"``) is a list of one. Records are complete
+        (payload, result, error, traceback). Check the arguments with `check_list_args`.
         """
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
@@ -379,11 +424,8 @@ class Backend(ABC):
         The default reads every record through `list_tasks`; backends override it with one
         aggregate query.
         """
-        found: dict[str, dict[TaskStatus, int]] = {}
-        for record in await self.list_tasks(limit=None):
-            per_queue = found.setdefault(record.queue, dict.fromkeys(ALL_STATUSES, 0))
-            per_queue[record.status] += 1
-        return found
+        records = await self.list_tasks(limit=None)
+        return fold_queue_counts((record.queue, record.status, 1) for record in records)
 
     @abstractmethod
     async def purge(
@@ -391,7 +433,9 @@ class Backend(ABC):
     ) -> int:
         """Delete tasks in ``statuses`` (default: every final status) finished before
         ``older_than`` (epoch seconds; default: any time). Returns how many were deleted.
-        Never deletes running tasks unless RUNNING is asked for explicitly."""
+        Never deletes running tasks unless RUNNING is asked for explicitly. ``statuses`` is
+        checked as `list_tasks` checks it (one status alone is a list of one): use
+        `sitq.rules.purge_statuses`."""
 
     # -- wake-ups ----------------------------------------------------------------------------
 
@@ -421,8 +465,9 @@ class Backend(ABC):
     async def wait_for_work(self, timeout: float) -> None:
         """Return when work may be available, or after ``timeout`` seconds.
 
-        The default wakes on in-process enqueues; backends shared across machines override it
-        (PostgreSQL listens for NOTIFY). A spurious return is harmless: callers then claim.
+        The default wakes on in-process enqueues; backends shared across processes override it
+        (PostgreSQL listens for NOTIFY) and declare `Capability.CROSS_PROCESS_WAKEUPS`. A
+        spurious return is harmless: callers then claim.
         """
         await self.enqueued_signal.wait(timeout)
 
@@ -431,31 +476,13 @@ class Backend(ABC):
         await self.finished_signal.wait(timeout)
 
 
-ALL_STATUSES = tuple(TaskStatus)
-
-#: The orders `Backend.list_tasks` accepts.
-LIST_ORDERS = ("oldest", "newest")
-
-
-def check_list_args(
-    statuses: Iterable[TaskStatus] | None, limit: int | None, order: str
-) -> frozenset[TaskStatus] | None:
-    """Validate the arguments of `Backend.list_tasks`; return ``statuses`` as a set (or None).
-
-    Raises `ConfigurationError` naming the bad argument.
-    """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ConfigurationError(f"limit must be an int >= 0 or None, got {limit!r}")
-    if order not in LIST_ORDERS:
-        raise ConfigurationError(f"order must be one of {', '.join(LIST_ORDERS)}, got {order!r}")
-    if statuses is None:
-        return None
-    if isinstance(statuses, (str, TaskStatus)):
-        statuses = [statuses]  # type: ignore[list-item]
-    try:
-        return frozenset(TaskStatus(s) for s in statuses)
-    except ValueError:
-        raise ConfigurationError(
-            f"statuses must be TaskStatus values ({', '.join(s.value for s in TaskStatus)}), "
-            f"got {statuses!r}"
-        ) from None
+__all__ = [
+    "ALL_STATUSES",
+    "LIST_ORDERS",
+    "Backend",
+    "Capability",
+    "Outcome",
+    "TaskRecord",
+    "check_list_args",
+    "record_from_row",
+]

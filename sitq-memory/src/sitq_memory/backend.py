@@ -17,8 +17,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from urllib.parse import urlsplit
 
-from sitq import Backend, ConfigurationError, Outcome, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES, check_list_args
+from sitq import Backend, Outcome, TaskRecord, TaskStatus
+from sitq.backend import Capability
+from sitq.rules import (
+    LOST_WORKER_ERROR,
+    attempts_spent,
+    check_list_args,
+    fold_counts,
+    fold_queue_counts,
+    purge_statuses,
+    repeated_id_error,
+    taken_id_error,
+)
 from sitq.task import FINAL_STATUSES, new_task_id
 
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
@@ -30,9 +40,6 @@ _head = operator.itemgetter(0)
 def _copy(record: TaskRecord) -> TaskRecord:
     """A copy of ``record`` (every field; ``dataclasses.replace`` costs about 8 times more)."""
     return TaskRecord(*_FIELDS(record))
-
-
-_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
 
 
 class _Store:
@@ -64,6 +71,7 @@ class MemoryBackend(Backend):
     """
 
     url_schemes = ("memory",)
+    capabilities = frozenset({Capability.EXPIRE_RESULTS, Capability.HEARTBEAT_BACKEND})
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name
@@ -149,11 +157,10 @@ class MemoryBackend(Backend):
         with self._store.lock:
             seen: set[str] = set()
             for record in records:  # check everything first: a batch is stored whole or not at all
-                if record.id in self._store.tasks or record.id in seen:
-                    raise ConfigurationError(
-                        f"a task with id {record.id!r} already exists; let sitq choose task ids "
-                        "(nothing in this batch was enqueued)"
-                    )
+                if record.id in seen:
+                    raise repeated_id_error(record.id)
+                if record.id in self._store.tasks:
+                    raise taken_id_error(record.id)
                 seen.add(record.id)
             for record in records:
                 key = record.dedupe_key
@@ -300,10 +307,9 @@ class MemoryBackend(Backend):
                 ):
                     continue
                 record.lease_token = record.lease_expires_at = None
-                limit = max(max_attempts, (record.max_retries or 0) + 1)
-                if record.attempts >= limit:
+                if attempts_spent(record.attempts, max_attempts, record.max_retries):
                     record.status = TaskStatus.DEAD
-                    record.error = _LOST_WORKER
+                    record.error = LOST_WORKER_ERROR
                     record.finished_at = now
                     self._release_dedupe(record)
                     died = True
@@ -378,12 +384,12 @@ class MemoryBackend(Backend):
 
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
-        counts = dict.fromkeys(ALL_STATUSES, 0)
         with self._store.lock:
-            for record in self._store.tasks.values():
-                if queue is None or record.queue == queue:
-                    counts[record.status] += 1
-        return counts
+            return fold_counts(
+                (r.status, 1)
+                for r in self._store.tasks.values()
+                if queue is None or r.queue == queue
+            )
 
     async def list_tasks(
         self,
@@ -406,17 +412,14 @@ class MemoryBackend(Backend):
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per status, per queue."""
-        found: dict[str, dict[TaskStatus, int]] = {}
         with self._store.lock:
-            for r in self._store.tasks.values():
-                found.setdefault(r.queue, dict.fromkeys(ALL_STATUSES, 0))[r.status] += 1
-        return found
+            return fold_queue_counts((r.queue, r.status, 1) for r in self._store.tasks.values())
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
     ) -> int:
         """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
-        wanted = FINAL_STATUSES if statuses is None else frozenset(TaskStatus(s) for s in statuses)
+        wanted = purge_statuses(statuses)
         with self._store.lock:
             doomed = [
                 r

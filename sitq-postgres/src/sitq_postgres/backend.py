@@ -16,46 +16,40 @@ at connect. Replace ``clock`` (as tests do) and every statement takes its time f
 
 from __future__ import annotations
 
-import contextvars
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES, check_list_args
+from sitq.backend import Capability, record_from_row
+from sitq.rules import (
+    LOST_WORKER_ERROR,
+    check_list_args,
+    fold_counts,
+    fold_queue_counts,
+    purge_statuses,
+    status_texts,
+)
 from sitq.signals import AsyncMutex
-from sitq.task import FINAL_STATUSES
 
 from .database import Database, Operation
+from .finishes import apply_round, recognize_applied, rounds_of
+from .inserts import enqueue_args, insert
 from .listener import Listener
 from .options import Options, options_from_url
 from .schema import Names, migrate
 from .sql import Statements
+from .wakeups import Wakeups
 
 T = TypeVar("T")
-
-_STATUS = {s.value: s for s in TaskStatus}
-_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
-
-#: Wake-up generations a task saw when it last looked for work or results (see `_Wakeups`).
-_seen_work: contextvars.ContextVar[int] = contextvars.ContextVar("sitq_pg_seen_work")
-_seen_finish: contextvars.ContextVar[int] = contextvars.ContextVar("sitq_pg_seen_finish")
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
-    (_seq, tid, function, payload, serializer, queue, priority, available_at, max_retries,
-     timeout, dedupe_key, status, attempts, created_at, started_at, finished_at, worker_id,
-     lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
-    return TaskRecord(
-        tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-        dedupe_key, _STATUS[status], attempts, created_at, started_at, finished_at, worker_id,
-        lease_token, lease_expires_at, result, error, traceback,
-    )  # fmt: skip
+    return record_from_row(row[1:])
 
 
 def _claimed(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
@@ -84,6 +78,14 @@ class PostgresBackend(Backend):
     """
 
     url_schemes = ("postgresql", "postgres")
+    capabilities = frozenset(
+        {
+            Capability.EXPIRE_RESULTS,
+            Capability.HEARTBEAT_BACKEND,
+            Capability.ENQUEUE_IN,
+            Capability.CROSS_PROCESS_WAKEUPS,
+        }
+    )
 
     def __init__(
         self,
@@ -117,20 +119,18 @@ class PostgresBackend(Backend):
         self.names = Names(self.options.table_prefix)
         self._sql = Statements(self.names)
         self._db = Database(self.options)
-        self._listener: Listener | None = None
+        self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
         if self.options.listens:
-            self._listener = Listener(
+            self._wakeups.listener = Listener(
                 self.options.listen_dsn or self.options.dsn,
                 self._db.connect_kwargs(),
                 {
-                    self.names.enqueued_channel: lambda _queue: self._wake_work(),
-                    self.names.finished_channel: lambda _queue: self._wake_finish(),
+                    self.names.enqueued_channel: lambda _queue: self._wakeups.work(),
+                    self.names.finished_channel: lambda _queue: self._wakeups.finish(),
                 },
-                on_connect=self._wake_all,
+                on_connect=self._wakeups.all,
             )
         self._clock_offset = 0.0
-        self._work_generation = 0
-        self._finish_generation = 0
         self._connect_mutex = AsyncMutex()
         self._connected = False
         self._closed = False
@@ -190,9 +190,9 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         """Stop listening and close every pool (idempotent)."""
-        self._closed = True
-        if self._listener is not None:
-            await self._listener.close()
+        self._closed = self._wakeups.closed = True
+        if self._wakeups.listener is not None:
+            await self._wakeups.listener.close()
         await self._db.close()
 
     async def _run(self, operation: Operation[T]) -> T:
@@ -212,7 +212,7 @@ class PostgresBackend(Backend):
         args = self._enqueue_args(records)
 
         async def op(conn: asyncpg.Connection, attempt: int) -> tuple[list[str], bool]:
-            return await self._insert(conn, records, args, retried=attempt > 0)
+            return await insert(conn, self._sql, records, args, retried=attempt > 0)
 
         ids, stored_any = await self._run(op)
         if stored_any:
@@ -232,77 +232,13 @@ class PostgresBackend(Backend):
         if not records:
             return []
         await self.connect()
-        ids, _stored = await self._insert(
-            connection, records, self._enqueue_args(records), retried=False
-        )
+        args = self._enqueue_args(records)
+        ids, _stored = await insert(connection, self._sql, records, args, retried=False)
         return ids
 
     def _enqueue_args(self, records: Sequence[TaskRecord]) -> list[Any]:
-        now = self._now()
-        return [
-            None if now is not None else self.clock(),
-            [r.id for r in records],
-            [r.function for r in records],
-            [r.payload for r in records],
-            [r.serializer for r in records],
-            [r.queue for r in records],
-            [r.priority for r in records],
-            [r.available_at for r in records],
-            [r.max_retries for r in records],
-            [r.timeout for r in records],
-            [r.dedupe_key for r in records],
-            [r.created_at for r in records],
-        ]
-
-    async def _insert(
-        self,
-        conn: asyncpg.Connection,
-        records: Sequence[TaskRecord],
-        args: list[Any],
-        *,
-        retried: bool,
-    ) -> tuple[list[str], bool]:
-        """Insert ``records``; return their ids (dedupe resolved) and whether any was stored."""
-        try:
-            rows = await conn.fetch(self._sql.enqueue, *args)
-        except asyncpg.UniqueViolationError as exc:
-            if not (retried and await self._committed_before(conn, records)):
-                raise ConfigurationError(
-                    f"a task id is already stored or appears twice in this batch "
-                    f"({exc.detail or exc}); let sitq choose task ids"
-                ) from None
-            rows = []  # our lost first attempt stored the batch
-        inserted = {row[0] for row in rows}
-        if len(inserted) == len(records):
-            return [r.id for r in records], True
-        stored = {row[0] for row in await conn.fetch(self._sql.stored_ids, [r.id for r in records])}
-        inserted |= stored
-        keys = sorted({r.dedupe_key for r in records if r.id not in inserted and r.dedupe_key})
-        owners = dict(await conn.fetch(self._sql.dedupe_owners, keys)) if keys else {}
-        ids = []
-        for r in records:
-            if r.id in inserted:
-                ids.append(r.id)
-            elif r.dedupe_key in owners:
-                ids.append(owners[r.dedupe_key])
-            else:  # its key's holder was purged in between: nothing to point to
-                raise ConfigurationError(
-                    f"task {r.id} was not stored: dedupe key {r.dedupe_key!r} was taken, and the "
-                    "task holding it has since been purged; enqueue it again"
-                )
-        return ids, bool(rows)
-
-    async def _committed_before(
-        self, conn: asyncpg.Connection, records: Sequence[TaskRecord]
-    ) -> bool:
-        """After a lost reply: did our own earlier attempt store this batch?"""
-        found = {
-            row[0]: (row[1], row[2])
-            for row in await conn.fetch(self._sql.stored_ids, [r.id for r in records])
-        }
-        return bool(found) and all(
-            found[r.id] == (r.payload, r.created_at) for r in records if r.id in found
-        )
+        """`inserts.enqueue_args` with this machine's clock reading in production."""
+        return enqueue_args(records, None if self._now() is not None else self.clock())
 
     # -- claim and leases --------------------------------------------------------------------
 
@@ -316,7 +252,7 @@ class PostgresBackend(Backend):
         exclude: Iterable[str] = (),
     ) -> list[TaskRecord]:
         """Claim up to ``limit`` due tasks in one statement."""
-        _seen_work.set(self._work_generation)
+        self._wakeups.looked_for_work()
         if limit < 1:
             return []
         if queues is not None:
@@ -376,26 +312,19 @@ class PostgresBackend(Backend):
         """
         if not outcomes:
             return []
-        rounds: list[list[int]] = []
-        seen: Counter[str] = Counter()
-        for i, o in enumerate(outcomes):
-            n = seen[o.task_id]
-            seen[o.task_id] += 1
-            if n == len(rounds):
-                rounds.append([])
-            rounds[n].append(i)
+        rounds = rounds_of(outcomes)
         now = self._now()
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[bool]:
             applied = [False] * len(outcomes)
             if len(rounds) == 1:
-                await self._finish_round(conn, outcomes, rounds[0], now, applied)
+                await apply_round(conn, self._sql, outcomes, rounds[0], now, applied)
             else:
                 async with conn.transaction():
                     for indexes in rounds:
-                        await self._finish_round(conn, outcomes, indexes, now, applied)
+                        await apply_round(conn, self._sql, outcomes, indexes, now, applied)
             if attempt:
-                await self._recognize_applied(conn, outcomes, applied)
+                await recognize_applied(conn, self._sql, outcomes, applied)
             return applied
 
         applied = await self._run(op)
@@ -407,57 +336,12 @@ class PostgresBackend(Backend):
             self.notify_enqueued()
         return applied
 
-    async def _finish_round(
-        self,
-        conn: asyncpg.Connection,
-        outcomes: Sequence[Outcome],
-        indexes: list[int],
-        now: float | None,
-        applied: list[bool],
-    ) -> None:
-        batch = [outcomes[i] for i in indexes]
-        pending = TaskStatus.PENDING
-        rows = await conn.fetch(
-            self._sql.finish,
-            now,
-            [o.task_id for o in batch],
-            [o.lease_token for o in batch],
-            [o.status.value for o in batch],
-            [o.result for o in batch],
-            [o.error for o in batch],
-            [o.traceback for o in batch],
-            [o.available_at if o.status is pending else None for o in batch],
-            [o.status is pending and not o.count_attempt for o in batch],
-            [o.finished_at for o in batch],
-        )
-        done = {row[0] for row in rows}
-        for i in indexes:
-            applied[i] = applied[i] or outcomes[i].task_id in done
-
-    async def _recognize_applied(
-        self, conn: asyncpg.Connection, outcomes: Sequence[Outcome], applied: list[bool]
-    ) -> None:
-        """Mark as applied the outcomes a lost earlier attempt already stored."""
-        missing = [i for i, ok in enumerate(applied) if not ok]
-        if not missing:
-            return
-        rows = await conn.fetch(self._sql.outcome_state, [outcomes[i].task_id for i in missing])
-        state = {row[0]: row for row in rows}
-        for i in missing:
-            o, row = outcomes[i], state.get(outcomes[i].task_id)
-            if row is None or row["lease_token"] is not None or row["status"] != o.status.value:
-                continue
-            if o.status is TaskStatus.PENDING:
-                applied[i] = o.available_at is None or row["available_at"] == o.available_at
-            else:
-                applied[i] = row["finished_at"] == o.finished_at
-
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
         """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed.
 
         One worker at a time does it: the others find the advisory lock taken and return [].
         """
-        args = [self._now(), max_attempts, _LOST_WORKER, self.names.recover_lock]
+        args = [self._now(), max_attempts, LOST_WORKER_ERROR, self.names.recover_lock]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.recover_expired, *args))
@@ -529,7 +413,7 @@ class PostgresBackend(Backend):
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The stored record, or None."""
-        _seen_finish.set(self._finish_generation)
+        self._wakeups.looked_for_finish()
 
         async def op(conn: asyncpg.Connection, attempt: int) -> TaskRecord | None:
             row = await conn.fetchrow(self._sql.get_task, task_id)
@@ -543,10 +427,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.counts, queue))
 
-        counts = dict.fromkeys(ALL_STATUSES, 0)
-        for status, n in await self._run(op):
-            counts[_STATUS[status]] = n
-        return counts
+        return fold_counts(await self._run(op))
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per queue and status, in one aggregate query."""
@@ -554,10 +435,7 @@ class PostgresBackend(Backend):
         async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
             return list(await conn.fetch(self._sql.queue_counts))
 
-        found: dict[str, dict[TaskStatus, int]] = {}
-        for queue, status, n in await self._run(op):
-            found.setdefault(queue, dict.fromkeys(ALL_STATUSES, 0))[_STATUS[status]] = n
-        return found
+        return fold_queue_counts(await self._run(op))
 
     async def list_tasks(
         self,
@@ -569,7 +447,7 @@ class PostgresBackend(Backend):
     ) -> list[TaskRecord]:
         """Stored records for monitoring, oldest (or newest) first."""
         wanted = check_list_args(statuses, limit, order)
-        args = [None if wanted is None else sorted(s.value for s in wanted), queue, limit]
+        args = [None if wanted is None else status_texts(wanted), queue, limit]
         sql = self._sql.list_tasks(newest=order == "newest")
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
@@ -581,9 +459,7 @@ class PostgresBackend(Backend):
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
     ) -> int:
         """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
-        wanted = sorted(
-            s.value for s in (FINAL_STATUSES if statuses is None else map(TaskStatus, statuses))
-        )
+        wanted = status_texts(purge_statuses(statuses))
         if not wanted:
             return 0
 
@@ -593,55 +469,24 @@ class PostgresBackend(Backend):
 
         return await self._run(op)
 
-    # -- wake-ups ----------------------------------------------------------------------------
-    #
-    # A waiter must not sleep through a wake-up that came while it was looking (its claim or
-    # read was in flight). Each wake-up bumps a generation; `claim` and `get_task` note the
-    # generation they started at (per asyncio task, in a context variable), and a wait that
-    # finds it moved returns at once.
-
-    def _wake_work(self) -> None:
-        self._work_generation += 1
-        self.enqueued_signal.notify()
-
-    def _wake_finish(self) -> None:
-        self._finish_generation += 1
-        self.finished_signal.notify()
-
-    def _wake_all(self) -> None:
-        self._wake_work()
-        self._wake_finish()
+    # -- wake-ups (see `wakeups`) -------------------------------------------------------------
 
     def notify_enqueued(self) -> None:
         """Wake in-process waiters for work (other processes hear the NOTIFY)."""
-        self._wake_work()
+        self._wakeups.work()
 
     def notify_finished(self) -> None:
         """Wake in-process waiters for results (other processes hear the NOTIFY)."""
-        self._wake_finish()
+        self._wakeups.finish()
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return on a NOTIFY of new work, an enqueue in this process, or after ``timeout``."""
-        if await self._listening(timeout):
-            return
-        if _seen_work.get(self._work_generation) != self._work_generation:
-            return
-        await self.enqueued_signal.wait(timeout)
+        await self._wakeups.wait_for_work(timeout)
 
     async def wait_for_finish(self, timeout: float) -> None:
         """Return on a NOTIFY of a finished task, a finish in this process, or after
         ``timeout``."""
-        if await self._listening(timeout):
-            return
-        if _seen_finish.get(self._finish_generation) != self._finish_generation:
-            return
-        await self.finished_signal.wait(timeout)
-
-    async def _listening(self, timeout: float) -> bool:
-        """Start the listener if needed; True if it just started (look once more)."""
-        if self._listener is None or self._closed:
-            return False
-        return await self._listener.ensure(min(timeout, 5.0))
+        await self._wakeups.wait_for_finish(timeout)
 
 
 __all__ = ["PostgresBackend"]

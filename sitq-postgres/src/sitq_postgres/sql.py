@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from sitq.rules import attempts_spent_sql
+
 from .schema import COLUMNS, Names
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
@@ -190,7 +192,9 @@ FROM done"""
         it taken, return at once instead of queueing on the same rows.
         """
         n = self.names
-        spent = "k.attempts >= greatest($2::int, coalesce(k.max_retries, 0) + 1)"
+        spent = attempts_spent_sql(
+            "$2::int", attempts="k.attempts", max_retries="k.max_retries", greatest="greatest"
+        )
         return f"""
 WITH c AS MATERIALIZED (SELECT c.now, pg_try_advisory_xact_lock($4::bigint) AS locked
                         FROM {NOW} AS c),

@@ -6,49 +6,51 @@ itself, so each operation is one statement over a whole batch: a claim is one
 over every outcome reported since the last one. A single statement in autocommit mode is its own
 transaction and takes the write lock up front, so claims are atomic across processes and the
 busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transactions).
+
+The statement text is in `sql`, the table and the pragmas in `schema`, the care of the
+aiosqlite connection in `database`, and wake-ups from other processes in `watch`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-import threading
 import uuid
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
 from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES, check_list_args
+from sitq.backend import Capability, record_from_row
+from sitq.rules import (
+    LOST_WORKER_ERROR,
+    check_list_args,
+    first_repeated_id,
+    fold_counts,
+    fold_queue_counts,
+    purge_statuses,
+    repeated_id_error,
+    status_texts,
+    taken_id_error,
+)
 from sitq.signals import AsyncMutex
-from sitq.task import FINAL_STATUSES
 
-from .schema import COLUMNS, INSERT_COLUMNS, ddl
+from .database import create_private, daemonize, retry_locked, settled
+from .schema import SYNCHRONOUS_MODES, ddl, pragmas
+from .sql import Statements
 from .watch import PendingPeek, WalWatch
 
-T = TypeVar("T")
-
-_SELECT = ", ".join(COLUMNS)
-_STATUS = {s.value: s for s in TaskStatus}
-_LOST_WORKER = "the worker running this task was lost (its lease expired) too many times"
 _ENQUEUE_CHUNK = 2000  # rows per INSERT (13 parameters each; SQLite allows 32766)
 _FINISH_CHUNK = 1000
-_LOCKED_RETRIES = 20
+_ID_CHUNK = 500
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    (tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-     dedupe_key, status, attempts, created_at, started_at, finished_at, worker_id,
-     lease_token, lease_expires_at, result, error, traceback) = row  # fmt: skip
-    return TaskRecord(
-        tid, function, payload, serializer, queue, priority, available_at, max_retries, timeout,
-        dedupe_key, _STATUS[status], attempts, created_at, started_at, finished_at, worker_id,
-        lease_token, lease_expires_at, result, error, traceback,
-    )  # fmt: skip
+    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    return record_from_row(row)
 
 
 class SQLiteBackend(Backend):
@@ -76,14 +78,27 @@ class SQLiteBackend(Backend):
             raise ConfigurationError(f"SQLiteBackend needs a file path or ':memory:', got {path!r}")
         if not table.replace("_", "").isalnum():
             raise ConfigurationError(f"table name {table!r} must be letters, digits and '_'")
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ConfigurationError(
-                f"synchronous={synchronous!r}; choose one of OFF, NORMAL, FULL, EXTRA"
+                f"synchronous={synchronous!r}; choose one of {', '.join(SYNCHRONOUS_MODES)}"
             )
         self.path = path
         self.table = table
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
+        self._sql = Statements(table)
+        # ":memory:" cannot have a second connection, nor be seen by another process
+        self.capabilities = (
+            frozenset({Capability.EXPIRE_RESULTS})
+            if self.in_memory
+            else frozenset(
+                {
+                    Capability.EXPIRE_RESULTS,
+                    Capability.HEARTBEAT_BACKEND,
+                    Capability.CROSS_PROCESS_WAKEUPS,
+                }
+            )
+        )
         self._conn: aiosqlite.Connection | None = None
         self._mutex = AsyncMutex()
         self._closed = False
@@ -170,16 +185,18 @@ class SQLiteBackend(Backend):
             if self._conn is not None:  # another coroutine connected while this one waited
                 return  # type: ignore[unreachable]
             if not self.in_memory:
-                _create_private(self.path)
+                create_private(self.path)
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-            _daemonize(pending)
+            daemonize(pending)
             conn = await pending
             try:
-                if not self.in_memory:
-                    await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                await conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-                await self._retry_locked(conn.executescript, ddl(self.table))
+                for pragma in pragmas(
+                    in_memory=self.in_memory,
+                    synchronous=self.synchronous,
+                    busy_timeout=self.busy_timeout,
+                ):
+                    await conn.execute(pragma)
+                await retry_locked(conn.executescript, ddl(self.table))
             except BaseException:
                 await conn.close()
                 raise
@@ -199,33 +216,17 @@ class SQLiteBackend(Backend):
         assert self._conn is not None
         return self._conn
 
-    @staticmethod
-    async def _retry_locked(fn: Any, *args: Any) -> Any:
-        """Run ``fn(*args)``, retrying if another process held the lock past the timeout."""
-        delay = 0.01
-        for attempt in range(_LOCKED_RETRIES):
-            try:
-                return await _settled(fn(*args))
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if attempt == _LOCKED_RETRIES - 1:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        raise AssertionError("unreachable")
-
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         db = await self._db()
         async with self._mutex:
-            return list(await self._retry_locked(db.execute_fetchall, sql, params))
+            return list(await retry_locked(db.execute_fetchall, sql, params))
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         db = await self._db()
         async with self._mutex:
-            cursor = await self._retry_locked(db.execute, sql, params)
+            cursor = await retry_locked(db.execute, sql, params)
             count = cursor.rowcount
-            await _settled(cursor.close())
+            await settled(cursor.close())
             return int(count)
 
     # -- enqueue -----------------------------------------------------------------------------
@@ -234,48 +235,35 @@ class SQLiteBackend(Backend):
         """Insert records in one transaction; dedupe keys map to the existing active task."""
         if not records:
             return []
-        seen: set[str] = set()
-        for r in records:
-            if r.id in seen:
-                raise ConfigurationError(
-                    f"task id {r.id!r} appears twice in one enqueue_many; let sitq choose task "
-                    "ids (nothing in this enqueue was stored)"
-                )
-            seen.add(r.id)
-        t = self.table
+        repeated = first_repeated_id(r.id for r in records)
+        if repeated is not None:
+            raise repeated_id_error(repeated)
         db = await self._db()
         rows = [
             (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
              r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at)
             for r in records
         ]  # fmt: skip
-        one_row = "(" + ",".join("?" * len(INSERT_COLUMNS)) + ")"
         inserted: set[str] = set()
         try:
             async with self._mutex:
                 chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
                 if len(chunks) > 1:
-                    await self._retry_locked(db.execute, "BEGIN IMMEDIATE")
+                    await retry_locked(db.execute, "BEGIN IMMEDIATE")
                 try:
                     for chunk in chunks:
-                        # Only a dedupe hit is skipped; a taken id fails the whole statement.
-                        sql = (
-                            f"INSERT INTO {t} ({', '.join(INSERT_COLUMNS)}) VALUES "
-                            + ",".join([one_row] * len(chunk))
-                            + " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL"
-                            " AND status IN ('pending', 'running') DO NOTHING RETURNING id"
-                        )
+                        sql = self._sql.enqueue(len(chunk))
                         params = [v for row in chunk for v in row]
-                        found = await self._retry_locked(db.execute_fetchall, sql, params)
+                        found = await retry_locked(db.execute_fetchall, sql, params)
                         inserted.update(row[0] for row in found)
                     if len(chunks) > 1:
-                        await _settled(db.execute("COMMIT"))
+                        await settled(db.execute("COMMIT"))
                 except BaseException:
                     if len(chunks) > 1 and db.in_transaction:
-                        await _settled(db.execute("ROLLBACK"))
+                        await settled(db.execute("ROLLBACK"))
                     raise
         except sqlite3.IntegrityError:  # nothing of the batch was stored
-            raise _taken(await self._first_taken_id(records)) from None
+            raise taken_id_error(await self._first_taken_id(records)) from None
         ids = [r.id for r in records]
         if len(inserted) != len(records):
             ids = await self._resolve_conflicts(records, inserted)
@@ -284,11 +272,9 @@ class SQLiteBackend(Backend):
         return ids
 
     async def _first_taken_id(self, records: Sequence[TaskRecord]) -> str:
-        for i in range(0, len(records), 500):
-            chunk = [r.id for r in records[i : i + 500]]
-            found = await self._fetchall(
-                f"SELECT id FROM {self.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
+        for i in range(0, len(records), _ID_CHUNK):
+            chunk = [r.id for r in records[i : i + _ID_CHUNK]]
+            found = await self._fetchall(self._sql.stored_ids(len(chunk)), chunk)
             if found:
                 return str(found[0][0])
         return records[0].id
@@ -302,16 +288,9 @@ class SQLiteBackend(Backend):
             if r.id in inserted:
                 ids.append(r.id)
                 continue
-            found = await self._fetchall(
-                f"SELECT id FROM {self.table} WHERE dedupe_key = ? "
-                "AND status IN ('pending', 'running')",
-                (r.dedupe_key,),
-            )
+            found = await self._fetchall(self._sql.active_dedupe_owner, (r.dedupe_key,))
             if not found:  # it was active at insert time and has finished since
-                found = await self._fetchall(
-                    f"SELECT id FROM {self.table} WHERE dedupe_key = ? ORDER BY rowid DESC LIMIT 1",
-                    (r.dedupe_key,),
-                )
+                found = await self._fetchall(self._sql.latest_dedupe_owner, (r.dedupe_key,))
             if not found:
                 raise ConfigurationError(
                     f"the task holding dedupe key {r.dedupe_key!r} was deleted while "
@@ -335,28 +314,15 @@ class SQLiteBackend(Backend):
         if limit < 1:
             return []
         now = self.clock()
-        where = ["status = 'pending'", "available_at <= ?"]
         params: list[Any] = [now]
         if queues is not None:
             queues = list(queues)
             if not queues:  # also: INDEXED BY fails on a WHERE that is always false
                 return []
-            where.append(f"queue IN ({','.join('?' * len(queues))})")
             params.extend(queues)
         excluded = list(exclude)
-        if excluded:
-            where.append(f"id NOT IN ({','.join('?' * len(excluded))})")
-            params.extend(excluded)
-        sql = (
-            f"UPDATE {self.table} SET status = 'running', attempts = attempts + 1, "
-            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            # without INDEXED BY the planner picks the status index and sorts every pending
-            # row on each claim (O(pending)); the partial index is already in claim order
-            f"WHERE rowid IN (SELECT rowid FROM {self.table} INDEXED BY {self.table}_pending "
-            f"WHERE {' AND '.join(where)} "
-            "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
-            f"RETURNING rowid, {_SELECT}"
-        )
+        params.extend(excluded)
+        sql = self._sql.claim(None if queues is None else len(queues), len(excluded))
         token = uuid.uuid4().hex
         rows = await self._fetchall(
             sql, [worker_id, now, token, now + lease_seconds, *params, limit]
@@ -370,9 +336,7 @@ class SQLiteBackend(Backend):
         """Claim one pending task by id, due or not."""
         now = self.clock()
         rows = await self._fetchall(
-            f"UPDATE {self.table} SET status = 'running', attempts = attempts + 1, "
-            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE id = ? AND status = 'pending' RETURNING {_SELECT}",
+            self._sql.claim_by_id,
             (worker_id, now, uuid.uuid4().hex, now + lease_seconds, task_id),
         )
         return _record(rows[0]) if rows else None
@@ -387,10 +351,7 @@ class SQLiteBackend(Backend):
         for i in range(0, len(items), _FINISH_CHUNK):
             chunk = items[i : i + _FINISH_CHUNK]
             rows = await self._fetchall(
-                f"WITH o(id, token) AS (VALUES {','.join(['(?,?)'] * len(chunk))}) "
-                f"UPDATE {self.table} SET lease_expires_at = ? FROM o "
-                f"WHERE {self.table}.id = o.id AND {self.table}.lease_token = o.token "
-                f"AND {self.table}.status = 'running' RETURNING id",
+                self._sql.extend_leases(len(chunk)),
                 [v for pair in chunk for v in pair] + [expires],
             )
             held.update(row[0] for row in rows)
@@ -401,7 +362,6 @@ class SQLiteBackend(Backend):
         if len({o.task_id for o in outcomes}) != len(outcomes):
             # A task named twice: the first outcome clears its lease, so apply them in order.
             return [(await self.finish([o]))[0] for o in outcomes]
-        t = self.table
         done = [o for o in outcomes if o.status is not TaskStatus.PENDING]
         again = [o for o in outcomes if o.status is TaskStatus.PENDING]
         applied: set[str] = set()
@@ -409,12 +369,7 @@ class SQLiteBackend(Backend):
         for i in range(0, len(done), _FINISH_CHUNK):
             chunk = done[i : i + _FINISH_CHUNK]
             rows = await self._fetchall(
-                f"WITH o(id, token, status, result, error, traceback, finished_at) AS "
-                f"(VALUES {','.join(['(?,?,?,?,?,?,?)'] * len(chunk))}) "
-                f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
-                "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
-                f"lease_expires_at = NULL FROM o WHERE {t}.id = o.id AND {t}.lease_token = o.token "
-                f"AND {t}.status = 'running' RETURNING id",
+                self._sql.finish_final(len(chunk)),
                 [v for o in chunk for v in (o.task_id, o.lease_token, o.status.value, o.result,
                                              o.error, o.traceback, o.finished_at)],
             )  # fmt: skip
@@ -422,15 +377,7 @@ class SQLiteBackend(Backend):
         for i in range(0, len(again), _FINISH_CHUNK):
             chunk = again[i : i + _FINISH_CHUNK]
             rows = await self._fetchall(
-                f"WITH o(id, token, available_at, error, traceback, uncount) AS "
-                f"(VALUES {','.join(['(?,?,?,?,?,?)'] * len(chunk))}) "
-                f"UPDATE {t} SET status = 'pending', available_at = o.available_at, "
-                f"attempts = MAX(0, {t}.attempts - o.uncount), "
-                f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
-                f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
-                f"lease_token = NULL, lease_expires_at = NULL FROM o WHERE {t}.id = o.id "
-                f"AND {t}.lease_token = o.token AND {t}.status = 'running' "
-                f"RETURNING id",
+                self._sql.finish_pending(len(chunk)),
                 [v for o in chunk for v in (
                     o.task_id, o.lease_token, now if o.available_at is None else o.available_at,
                     o.error, o.traceback, 0 if o.count_attempt else 1)],
@@ -446,16 +393,7 @@ class SQLiteBackend(Backend):
         """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed."""
         now = self.clock()
         rows = await self._fetchall(
-            f"UPDATE {self.table} SET "
-            "status = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
-            "THEN 'dead' ELSE 'pending' END, "
-            "error = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
-            "THEN ? ELSE error END, "
-            "finished_at = CASE WHEN attempts >= MAX(?, COALESCE(max_retries, 0) + 1) "
-            "THEN ? ELSE finished_at END, "
-            "available_at = ?, lease_token = NULL, lease_expires_at = NULL "
-            "WHERE status = 'running' AND lease_expires_at < ? RETURNING id, status",
-            (max_attempts, max_attempts, _LOST_WORKER, max_attempts, now, now, now),
+            self._sql.recover_expired, (max_attempts, LOST_WORKER_ERROR, now)
         )
         recovered = [row[0] for row in rows if row[1] == "pending"]
         if recovered:
@@ -468,12 +406,7 @@ class SQLiteBackend(Backend):
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a pending or running task (a running one loses its lease)."""
-        count = await self._execute(
-            f"UPDATE {self.table} SET status = 'cancelled', finished_at = ?, "
-            "lease_token = NULL, lease_expires_at = NULL "
-            "WHERE id = ? AND status IN ('pending', 'running')",
-            (self.clock(), task_id),
-        )
+        count = await self._execute(self._sql.cancel, (self.clock(), task_id))
         if count:
             self.notify_finished()
         return count > 0
@@ -481,14 +414,7 @@ class SQLiteBackend(Backend):
     async def requeue(self, task_id: str) -> bool:
         """Put a failed, dead or cancelled task back to pending, attempts reset."""
         try:
-            count = await self._execute(
-                f"UPDATE {self.table} SET status = 'pending', attempts = 0, available_at = ?, "
-                "result = NULL, error = NULL, traceback = NULL, started_at = NULL, "
-                "finished_at = NULL, worker_id = NULL "
-                "WHERE id = ? AND status IN ('failed', 'dead', 'cancelled') "
-                "AND length(payload) > 0",
-                (self.clock(), task_id),
-            )
+            count = await self._execute(self._sql.requeue, (self.clock(), task_id))
         except sqlite3.IntegrityError:  # its dedupe key is taken by an active task
             return False
         if count:
@@ -497,31 +423,19 @@ class SQLiteBackend(Backend):
 
     async def expire_results(self, finished_before: float) -> int:
         """Make tombstones of tasks finished before ``finished_before`` (one statement)."""
-        return await self._execute(
-            f"UPDATE {self.table} SET payload = x'', result = NULL, traceback = NULL "
-            "WHERE status IN ('succeeded', 'failed', 'dead', 'cancelled') "
-            "AND finished_at < ? AND length(payload) > 0",
-            (finished_before,),
-        )
+        return await self._execute(self._sql.expire_results, (finished_before,))
 
     # -- reading -----------------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The stored record, or None."""
-        rows = await self._fetchall(f"SELECT {_SELECT} FROM {self.table} WHERE id = ?", (task_id,))
+        rows = await self._fetchall(self._sql.get_task, (task_id,))
         return _record(rows[0]) if rows else None
 
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
-        sql = f"SELECT status, COUNT(*) FROM {self.table}"
-        params: tuple[Any, ...] = ()
-        if queue is not None:
-            sql += " WHERE queue = ?"
-            params = (queue,)
-        counts = dict.fromkeys(ALL_STATUSES, 0)
-        for status, n in await self._fetchall(sql + " GROUP BY status", params):
-            counts[_STATUS[status]] = n
-        return counts
+        params = () if queue is None else (queue,)
+        return fold_counts(await self._fetchall(self._sql.counts(queue is not None), params))
 
     async def list_tasks(
         self,
@@ -533,108 +447,38 @@ class SQLiteBackend(Backend):
     ) -> list[TaskRecord]:
         """Records by enqueue time (see `Backend.list_tasks`)."""
         wanted = check_list_args(statuses, limit, order)
-        where: list[str] = []
         params: list[Any] = []
         if wanted is not None:
             if not wanted:
                 return []
-            where.append(f"status IN ({','.join('?' * len(wanted))})")
-            params.extend(sorted(s.value for s in wanted))
+            params.extend(status_texts(wanted))
         if queue is not None:
-            where.append("queue = ?")
             params.append(queue)
-        direction = "DESC" if order == "newest" else "ASC"
-        sql = f"SELECT {_SELECT} FROM {self.table}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY created_at {direction}, rowid {direction}"
         if limit is not None:
-            sql += " LIMIT ?"
             params.append(limit)
+        sql = self._sql.list_tasks(
+            None if wanted is None else len(wanted),
+            by_queue=queue is not None,
+            newest=order == "newest",
+            limited=limit is not None,
+        )
         return [_record(row) for row in await self._fetchall(sql, params)]
 
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per status, per queue, in one query."""
-        found: dict[str, dict[TaskStatus, int]] = {}
-        rows = await self._fetchall(
-            f"SELECT queue, status, COUNT(*) FROM {self.table} GROUP BY queue, status"
-        )
-        for queue, status, n in rows:
-            found.setdefault(queue, dict.fromkeys(ALL_STATUSES, 0))[_STATUS[status]] = n
-        return found
+        return fold_queue_counts(await self._fetchall(self._sql.queue_counts))
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None
     ) -> int:
         """Delete tasks in ``statuses`` (default: final ones) finished before ``older_than``."""
-        wanted = sorted(
-            s.value for s in (FINAL_STATUSES if statuses is None else map(TaskStatus, statuses))
-        )
+        wanted: list[Any] = status_texts(purge_statuses(statuses))
         if not wanted:
             return 0
-        sql = f"DELETE FROM {self.table} WHERE status IN ({','.join('?' * len(wanted))})"
-        params: list[Any] = list(wanted)
-        if older_than is not None:
-            sql += " AND COALESCE(finished_at, created_at) < ?"
-            params.append(older_than)
+        sql = self._sql.purge(len(wanted), older=older_than is not None)
+        params = wanted if older_than is None else [*wanted, older_than]
         return await self._execute(sql, params)
-
-
-def _taken(task_id: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"a task with id {task_id!r} already exists; let sitq choose task ids "
-        "(nothing in this enqueue was stored)"
-    )
-
-
-async def _settled(call: Awaitable[T]) -> T:
-    """Await an aiosqlite call; if cancelled, wait for the call itself before re-raising.
-
-    aiosqlite runs the call on its thread whatever happens to the awaiting task, then posts the
-    reply to the caller's loop. If that loop has closed meanwhile (a cancelled background job
-    on a loop being shut down), the post raises inside aiosqlite's thread and kills it, and
-    every later call on the connection hangs. Waiting out the call keeps the loop alive until
-    the reply has landed.
-    """
-    future = asyncio.ensure_future(call)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-            break
-        except asyncio.CancelledError:
-            if future.done():
-                raise
-            cancelled = True  # keep waiting for the call, then re-raise
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
-
-
-def _daemonize(conn: aiosqlite.Connection) -> None:
-    """Make aiosqlite's connection thread a daemon before it starts.
-
-    A non-daemon thread keeps the interpreter alive at exit when a program forgets to close its
-    queue. Letting the thread die with the process loses nothing committed: SQLite's WAL is
-    crash-safe.
-    """
-    # a Thread attribute since aiosqlite 0.20, before: the connection itself
-    thread = getattr(conn, "_thread", conn)
-    if isinstance(thread, threading.Thread) and not thread.is_alive():
-        thread.daemon = True
 
 
 def _always() -> bool:
     return True
-
-
-def _create_private(path: str) -> None:
-    """Create the database file readable by its owner only; SQLite gives ``-wal`` and ``-shm``
-    the same mode."""
-    if os.path.exists(path):
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ConfigurationError(f"cannot create {path!r}: the folder {parent!r} does not exist")
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)

@@ -1,4 +1,5 @@
-"""The SQLite schema of sitq, versioned."""
+"""The SQLite schema of sitq, versioned: the tasks table, its indexes, and the pragmas every
+connection sets."""
 
 from __future__ import annotations
 
@@ -69,3 +70,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
+
+
+#: The ``synchronous`` settings `SQLiteBackend` accepts.
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def pragmas(*, in_memory: bool, synchronous: str, busy_timeout: float) -> list[str]:
+    """The pragmas run on each new connection: WAL for a file (readers never block the
+    writer, and its changes are what `sitq_sqlite.watch` looks at), durability and the lock
+    wait."""
+    found = [] if in_memory else ["PRAGMA journal_mode=WAL"]
+    found.append(f"PRAGMA synchronous={synchronous}")
+    found.append(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    return found

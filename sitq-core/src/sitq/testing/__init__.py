@@ -8,6 +8,9 @@ For backend authors (and sitq's own backends)::
         async def make_backend(self, tmp_path):
             return MyBackend(tmp_path / "store")
 
+The suite is composed of one mixin per part of the contract (`sitq.testing.kit`); tests of
+an optional part run for a backend declaring its `sitq.backend.Capability`.
+
 Needs the ``testing`` extra (``pip install sitq-core[testing]``: pytest and hypothesis).
 Also here: `FakeClock` to replace `Backend.clock`, `make_record` to build records,
 `QueueModel` and `BackendStateMachine` (run with `run_backend_state_machine`) for stateful

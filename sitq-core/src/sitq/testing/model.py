@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..backend import ALL_STATUSES, Outcome, TaskRecord
+from ..rules import attempts_spent, purge_statuses
 from ..task import FINAL_STATUSES, TaskStatus
 
 #: Stands for "some error saying the worker was lost" (its wording is the backend's choice).
@@ -141,7 +142,7 @@ class QueueModel:
             ):
                 continue
             task.lease_token = task.lease_expires_at = None
-            if task.attempts >= max(max_attempts, (task.max_retries or 0) + 1):
+            if attempts_spent(task.attempts, max_attempts, task.max_retries):
                 task.status = TaskStatus.DEAD
                 task.error = LOST_WORKER
                 dead.add(task.id)
@@ -188,7 +189,7 @@ class QueueModel:
 
     def purge(self, statuses: Iterable[TaskStatus] | None = None) -> int:
         """Apply `purge` (without ``older_than``); return how many tasks go."""
-        wanted = FINAL_STATUSES if statuses is None else frozenset(statuses)
+        wanted = purge_statuses(statuses)
         doomed = [tid for tid, t in self.tasks.items() if t.status in wanted]
         for tid in doomed:
             del self.tasks[tid]

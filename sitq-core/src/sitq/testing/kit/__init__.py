@@ -1,0 +1,44 @@
+"""The parts of the conformance kit, one mixin class per part of the `Backend` contract.
+
+`sitq.testing.BackendConformance` composes them all; a backend's declared capabilities
+(`Backend.capabilities`) decide which tests of the optional parts run, the others are skipped
+with a reason naming the capability. A backend author subclasses `BackendConformance`; the
+mixins are here for one who wants a part alone (e.g. ``class TestClaims(ClaimTests)`` with a
+``make_backend``).
+"""
+
+from __future__ import annotations
+
+from .claim import ClaimTests
+from .control import ControlTests
+from .enqueue import EnqueueTests
+from .expire import ExpireResultsTests
+from .finish import FinishTests
+from .heartbeat import HeartbeatBackendTests
+from .leases import LeaseTests
+from .lifecycle import LifecycleTests
+from .purge import PurgeTests
+from .reading import ReadingTests
+from .recovery import RecoveryTests
+from .support import KitBase, backend_test, requires
+from .transactional import TransactionalEnqueueTests
+from .wakeups import WakeupTests
+
+__all__ = [
+    "ClaimTests",
+    "ControlTests",
+    "EnqueueTests",
+    "ExpireResultsTests",
+    "FinishTests",
+    "HeartbeatBackendTests",
+    "KitBase",
+    "LeaseTests",
+    "LifecycleTests",
+    "PurgeTests",
+    "ReadingTests",
+    "RecoveryTests",
+    "TransactionalEnqueueTests",
+    "WakeupTests",
+    "backend_test",
+    "requires",
+]

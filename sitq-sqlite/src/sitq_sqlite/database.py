@@ -1,0 +1,89 @@
+"""The aiosqlite connection: opening it safely, waiting out calls, retrying a held lock.
+
+aiosqlite runs every call on a thread of the connection's own; these helpers keep that thread
+and the event loops that talk to it out of each other's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from sitq import ConfigurationError
+
+T = TypeVar("T")
+
+#: How often a statement is tried while another process holds the lock past the busy timeout.
+LOCKED_RETRIES = 20
+
+
+async def settled(call: Awaitable[T]) -> T:
+    """Await an aiosqlite call; if cancelled, wait for the call itself before re-raising.
+
+    aiosqlite runs the call on its thread whatever happens to the awaiting task, then posts the
+    reply to the caller's loop. If that loop has closed meanwhile (a cancelled background job
+    on a loop being shut down), the post raises inside aiosqlite's thread and kills it, and
+    every later call on the connection hangs. Waiting out the call keeps the loop alive until
+    the reply has landed.
+    """
+    future = asyncio.ensure_future(call)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True  # keep waiting for the call, then re-raise
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def retry_locked(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run ``fn(*args)`` (settled), retrying if another process held the lock past the busy
+    timeout."""
+    delay = 0.01
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return await settled(fn(*args))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == LOCKED_RETRIES - 1:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+def daemonize(conn: aiosqlite.Connection) -> None:
+    """Make aiosqlite's connection thread a daemon before it starts.
+
+    A non-daemon thread keeps the interpreter alive at exit when a program forgets to close its
+    queue. Letting the thread die with the process loses nothing committed: SQLite's WAL is
+    crash-safe.
+    """
+    # a Thread attribute since aiosqlite 0.20, before: the connection itself
+    thread = getattr(conn, "_thread", conn)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only; SQLite gives ``-wal`` and ``-shm``
+    the same mode."""
+    if os.path.exists(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(f"cannot create {path!r}: the folder {parent!r} does not exist")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)

@@ -1,0 +1,222 @@
+"""Every statement the SQLite backend sends, built for one table.
+
+Conventions:
+
+* Each operation is one statement over a whole batch, in autocommit mode, so it is its own
+  transaction and takes the write lock up front (claims are atomic across processes).
+* Values are always bound parameters (``?``); a batch of n rows gets n placeholder groups, so
+  statements whose shape depends on a batch size are built per call (`placeholders`).
+* Statuses are written as their stored text (``'pending'``, …; see `sitq.rules`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sitq.rules import attempts_spent_sql
+
+from .schema import COLUMNS, INSERT_COLUMNS
+
+#: Columns as selected, in the order `TaskRecord` takes them.
+SELECT = ", ".join(COLUMNS)
+
+ACTIVE = "('pending', 'running')"
+FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
+
+
+def placeholders(count: int, width: int = 1) -> str:
+    """``count`` placeholder groups of ``width`` values: ``?,?`` or ``(?,?),(?,?)``."""
+    if width == 1:
+        return ",".join("?" * count)
+    return ",".join(["(" + ",".join("?" * width) + ")"] * count)
+
+
+class Statements:
+    """SQL text for one tasks table."""
+
+    def __init__(self, table: str) -> None:
+        self.t = table
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    def enqueue(self, rows: int) -> str:
+        """Insert ``rows`` records; returns the ids stored. Only a dedupe hit is skipped: a
+        taken id fails the whole statement."""
+        return (
+            f"INSERT INTO {self.t} ({', '.join(INSERT_COLUMNS)}) VALUES "
+            + placeholders(rows, len(INSERT_COLUMNS))
+            + " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL"
+            f" AND status IN {ACTIVE} DO NOTHING RETURNING id"
+        )
+
+    def stored_ids(self, count: int) -> str:
+        """The ids among ``count`` given ones that are stored."""
+        return f"SELECT id FROM {self.t} WHERE id IN ({placeholders(count)})"
+
+    @cached_property
+    def active_dedupe_owner(self) -> str:
+        """The active task holding dedupe key ``?``."""
+        return f"SELECT id FROM {self.t} WHERE dedupe_key = ? AND status IN {ACTIVE}"
+
+    @cached_property
+    def latest_dedupe_owner(self) -> str:
+        """The latest task that held dedupe key ``?`` (it finished after taking it)."""
+        return f"SELECT id FROM {self.t} WHERE dedupe_key = ? ORDER BY rowid DESC LIMIT 1"
+
+    # -- claim and leases --------------------------------------------------------------------
+
+    def claim(self, queues: int | None, excluded: int) -> str:
+        """Claim up to ``limit`` due tasks: parameters worker, now, token, lease expiry, now,
+        then ``queues`` queue names (None: every queue), ``excluded`` ids, and the limit.
+        Returns ``rowid`` then the selected columns."""
+        where = ["status = 'pending'", "available_at <= ?"]
+        if queues is not None:
+            where.append(f"queue IN ({placeholders(queues)})")
+        if excluded:
+            where.append(f"id NOT IN ({placeholders(excluded)})")
+        return (
+            f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
+            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
+            # without INDEXED BY the planner picks the status index and sorts every pending
+            # row on each claim (O(pending)); the partial index is already in claim order
+            f"WHERE rowid IN (SELECT rowid FROM {self.t} INDEXED BY {self.t}_pending "
+            f"WHERE {' AND '.join(where)} "
+            "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
+            f"RETURNING rowid, {SELECT}"
+        )
+
+    @cached_property
+    def claim_by_id(self) -> str:
+        """Claim task ``id`` if pending, due or not: worker, now, token, lease expiry, id."""
+        return (
+            f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
+            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
+            f"WHERE id = ? AND status = 'pending' RETURNING {SELECT}"
+        )
+
+    def extend_leases(self, count: int) -> str:
+        """Set the lease expiry (last parameter) of ``count`` (id, token) pairs still held."""
+        t = self.t
+        return (
+            f"WITH o(id, token) AS (VALUES {placeholders(count, 2)}) "
+            f"UPDATE {t} SET lease_expires_at = ? FROM o "
+            f"WHERE {t}.id = o.id AND {t}.lease_token = o.token "
+            f"AND {t}.status = 'running' RETURNING id"
+        )
+
+    def finish_final(self, count: int) -> str:
+        """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
+        finished_at), fenced by lease token; returns the ids applied."""
+        t = self.t
+        return (
+            f"WITH o(id, token, status, result, error, traceback, finished_at) AS "
+            f"(VALUES {placeholders(count, 7)}) "
+            f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
+            "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
+            f"lease_expires_at = NULL FROM o WHERE {t}.id = o.id AND {t}.lease_token = o.token "
+            f"AND {t}.status = 'running' RETURNING id"
+        )
+
+    def finish_pending(self, count: int) -> str:
+        """Put back ``count`` tasks (id, token, available_at, error, traceback, uncount),
+        fenced by lease token; ``uncount`` 1 gives the attempt back and keeps the last error.
+        Returns the ids applied."""
+        t = self.t
+        return (
+            f"WITH o(id, token, available_at, error, traceback, uncount) AS "
+            f"(VALUES {placeholders(count, 6)}) "
+            f"UPDATE {t} SET status = 'pending', available_at = o.available_at, "
+            f"attempts = MAX(0, {t}.attempts - o.uncount), "
+            f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
+            f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
+            f"lease_token = NULL, lease_expires_at = NULL FROM o WHERE {t}.id = o.id "
+            f"AND {t}.lease_token = o.token AND {t}.status = 'running' "
+            "RETURNING id"
+        )
+
+    @cached_property
+    def recover_expired(self) -> str:
+        """Requeue running tasks whose lease lapsed before now, or kill those past the attempt
+        limit. Parameters: max_attempts, error, now; returns ``(id, status)``."""
+        spent = attempts_spent_sql("?1")
+        return (
+            f"UPDATE {self.t} SET "
+            f"status = CASE WHEN {spent} THEN 'dead' ELSE 'pending' END, "
+            f"error = CASE WHEN {spent} THEN ?2 ELSE error END, "
+            f"finished_at = CASE WHEN {spent} THEN ?3 ELSE finished_at END, "
+            "available_at = ?3, lease_token = NULL, lease_expires_at = NULL "
+            "WHERE status = 'running' AND lease_expires_at < ?3 RETURNING id, status"
+        )
+
+    # -- control -----------------------------------------------------------------------------
+
+    @cached_property
+    def cancel(self) -> str:
+        """Cancel task ``id`` (second parameter) at ``now`` if active; its lease goes."""
+        return (
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?, "
+            "lease_token = NULL, lease_expires_at = NULL "
+            f"WHERE id = ? AND status IN {ACTIVE}"
+        )
+
+    @cached_property
+    def requeue(self) -> str:
+        """Put task ``id`` (second parameter) back to pending at ``now`` if it failed, died or
+        was cancelled and is no tombstone; fails on a dedupe key held by an active task."""
+        return (
+            f"UPDATE {self.t} SET status = 'pending', attempts = 0, available_at = ?, "
+            "result = NULL, error = NULL, traceback = NULL, started_at = NULL, "
+            "finished_at = NULL, worker_id = NULL "
+            "WHERE id = ? AND status IN ('failed', 'dead', 'cancelled') "
+            "AND length(payload) > 0"
+        )
+
+    @cached_property
+    def expire_results(self) -> str:
+        """Make tombstones of tasks finished before ``?``."""
+        return (
+            f"UPDATE {self.t} SET payload = x'', result = NULL, traceback = NULL "
+            f"WHERE status IN {FINAL} AND finished_at < ? AND length(payload) > 0"
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @cached_property
+    def get_task(self) -> str:
+        """The record of task ``?``."""
+        return f"SELECT {SELECT} FROM {self.t} WHERE id = ?"
+
+    def counts(self, by_queue: bool) -> str:
+        """``(status, n)`` rows, of queue ``?`` only if ``by_queue``."""
+        where = " WHERE queue = ?" if by_queue else ""
+        return f"SELECT status, COUNT(*) FROM {self.t}{where} GROUP BY status"
+
+    @cached_property
+    def queue_counts(self) -> str:
+        """``(queue, status, n)`` rows."""
+        return f"SELECT queue, status, COUNT(*) FROM {self.t} GROUP BY queue, status"
+
+    def list_tasks(self, statuses: int | None, by_queue: bool, newest: bool, limited: bool) -> str:
+        """Records in ``statuses`` given statuses (None: all), of queue ``?`` if ``by_queue``,
+        oldest (or newest) first, at most ``?`` if ``limited``."""
+        where: list[str] = []
+        if statuses is not None:
+            where.append(f"status IN ({placeholders(statuses)})")
+        if by_queue:
+            where.append("queue = ?")
+        direction = "DESC" if newest else "ASC"
+        sql = f"SELECT {SELECT} FROM {self.t}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at {direction}, rowid {direction}"
+        if limited:
+            sql += " LIMIT ?"
+        return sql
+
+    def purge(self, statuses: int, older: bool) -> str:
+        """Delete tasks in ``statuses`` given statuses, finished (or, never started, created)
+        before ``?`` if ``older``."""
+        sql = f"DELETE FROM {self.t} WHERE status IN ({placeholders(statuses)})"
+        if older:
+            sql += " AND COALESCE(finished_at, created_at) < ?"
+        return sql
