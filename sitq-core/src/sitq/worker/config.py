@@ -77,6 +77,7 @@ class OptionInfo:
     :param setting: its name there (default: the field's), e.g. ``concurrency``.
     :param short: a short flag, e.g. ``-c``.
     :param flag: True for an on/off option (``--log-tasks/--no-log-tasks``).
+    :param metavar: what ``--help`` shows as its value, e.g. ``SECONDS``.
     """
 
     help: str
@@ -86,6 +87,7 @@ class OptionInfo:
     setting: str = ""
     short: str = ""
     flag: bool = False
+    metavar: str = "TEXT"
 
 
 def _info(help: str, check: Check, **info: Any) -> dict[str, OptionInfo]:
@@ -108,7 +110,9 @@ def _anything(name: str, value: Any) -> Any:
     return value
 
 
-_SECONDS = {"parse": _parse_number}
+_SECONDS = {"parse": _parse_number, "metavar": "SECONDS"}
+_COUNT = {"parse": _parse_number, "metavar": "N"}
+_NAMES = {"parse": _parse_names, "metavar": "NAMES"}
 _FLAG = {"parse": _parse_flag, "flag": True}
 
 
@@ -123,14 +127,17 @@ class WorkerConfig:
 
     worker_id: str | None = field(
         default=None,
-        metadata=_info("a name for this worker [default: host:pid:random]", check_text),
+        metadata=_info(
+            "a name for this worker [default: host:pid:random]", check_text, metavar="NAME"
+        ),
     )
     worker_type: str = field(
         default="async",
         metadata=_info(
-            "async: coroutines on the loop, functions in threads; thread; process: CPU-bound work",
+            "one of async (coroutines on the loop, functions in threads), thread, process",
             lambda name, value: check_choice(name, value, worker_types()),
             short="-t",
+            metavar="TYPE",
         ),
     )
     max_workers: int | None = field(
@@ -138,7 +145,7 @@ class WorkerConfig:
         metadata=_info(
             "tasks run at once [default: 100 async, 8 thread, one process per CPU]",
             _count(1),
-            parse=_parse_number,
+            **_COUNT,
             setting="concurrency",
             short="-c",
         ),
@@ -148,7 +155,7 @@ class WorkerConfig:
         metadata=_info(
             "comma-separated queues to take tasks from [default: all]",
             _names("queue names", "; leave it out to take tasks from every queue"),
-            parse=_parse_names,
+            **_NAMES,
             short="-q",
         ),
     )
@@ -162,7 +169,7 @@ class WorkerConfig:
     )
     max_tasks: int | None = field(
         default=None,
-        metadata=_info("stop after this many task attempts", _count(1), parse=_parse_number),
+        metadata=_info("stop after this many task attempts", _count(1), **_COUNT),
     )
     timeout: float | None = field(
         default=None,
@@ -175,7 +182,7 @@ class WorkerConfig:
         metadata=_info(
             "retries of a failing task (a task's own max_retries wins)",
             _count(0),
-            parse=_parse_number,
+            **_COUNT,
         ),
     )
     retry_delay: float = field(
@@ -193,6 +200,7 @@ class WorkerConfig:
                 at_least=1,
             ),
             parse=_parse_number,
+            metavar="FACTOR",
         ),
     )
     max_retry_delay: float = field(
@@ -207,6 +215,7 @@ class WorkerConfig:
             "randomize retry delays: true (from 0), false, or a fraction such as 0.2",
             check_jitter,
             parse=_parse_jitter,
+            metavar="JITTER",
         ),
     )
     retry_failed: bool = field(
@@ -243,6 +252,7 @@ class WorkerConfig:
             "take no new task while the worker uses more resident memory (MiB) than this",
             lambda name, value: check_number(name, value, what="a number of MiB > 0", above=0),
             parse=_parse_number,
+            metavar="MIB",
         ),
     )
     max_cpu_percent: float | None = field(
@@ -253,6 +263,7 @@ class WorkerConfig:
                 name, value, what="a share of the machine's CPU in (0, 100]", above=0, at_most=100
             ),
             parse=_parse_number,
+            metavar="PERCENT",
         ),
     )
     graceful_shutdown: float = field(
@@ -284,7 +295,7 @@ class WorkerConfig:
         metadata=_info(
             "attempts after which a task whose worker keeps dying goes dead",
             _count(1),
-            parse=_parse_number,
+            **_COUNT,
         ),
     )
     result_ttl: float | None = field(
@@ -304,7 +315,7 @@ class WorkerConfig:
         metadata=_info(
             "comma-separated 'module:name' patterns of the functions tasks may call",
             _names("'module:name' patterns"),
-            parse=_parse_names,
+            **_NAMES,
         ),
     )
     logger: logging.Logger | None = field(
