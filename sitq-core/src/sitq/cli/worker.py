@@ -53,7 +53,7 @@ Exit codes:
 """
 
 
-class SettingType(click.ParamType):
+class SettingType(click.ParamType):  # type: ignore[type-arg]
     """Reads a worker option from the command line, the environment or ``[tool.sitq]`` with
     the check its `WorkerConfig` field declares (a bad value is a usage error, exit 2)."""
 
