@@ -348,7 +348,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None or f.default is not None:  # None only where it is the default
                 object.__setattr__(self, f.name, option_info(f).check(f.name, value))
         if self.max_workers is None:
             default = {"async": 100, "thread": 8}.get(self.worker_type, os.cpu_count() or 1)
