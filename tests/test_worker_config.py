@@ -12,7 +12,7 @@ import pytest
 
 from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, Worker
 from sitq.worker import WorkerConfig
-from sitq.worker.config import cli_options
+from sitq.worker.settings import cli_options
 
 
 @pytest.fixture

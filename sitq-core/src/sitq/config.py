@@ -12,7 +12,7 @@ Keys in ``[tool.sitq]`` may be written with ``_`` or ``-``; an unknown key or a 
 wrong type is an error naming the file, the key and what is expected.
 
 The worker's settings are not declared here: each is a field of `sitq.worker.WorkerConfig`
-whose metadata says how the command exposes it (`sitq.worker.config.cli_options`); this
+whose metadata says how the command exposes it (`sitq.worker.settings.cli_options`); this
 module adds the others (``app``, ``backend_url``, ``duration``, ``log_level``,
 ``log_format``).
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .validation import check_choice, check_seconds, check_text
-from .worker.config import cli_options
+from .worker.settings import cli_options
 
 #: The ``--log-level`` choices of ``sitq worker``.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -85,7 +85,7 @@ def _log_level(where: str, value: Any) -> str:
 _READERS = ("worker", "status", "inspect", "failed", "retry", "cancel", "purge")
 
 #: Every setting, in the order the docs list them: the worker's come from the fields of
-#: `sitq.worker.WorkerConfig` (see `sitq.worker.config.cli_options`).
+#: `sitq.worker.WorkerConfig` (see `sitq.worker.settings.cli_options`).
 SETTINGS: tuple[Setting, ...] = (
     Setting("app", _READERS, "the queue to use, as 'module:attribute'", _text),
     Setting(

@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, SitqError
 from ..logs import configure_logging
 from ..sync import SyncTaskQueue
 from ..worker import Worker
-from ..worker.config import CliOption, cli_options, config_from_options
+from ..worker.settings import CliOption, cli_options, config_from_options
 from .app import build_queue, from_command_line
 from .output import console, duration
 

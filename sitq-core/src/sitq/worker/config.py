@@ -4,7 +4,7 @@ Each field carries an `OptionInfo` in its metadata: its help text, how to check 
 whether (and under which name) the ``sitq worker`` command exposes it. That one declaration
 drives `Worker`'s checks, the command's click options (``--lease-seconds``), their
 environment variables (``SITQ_LEASE_SECONDS``) and the ``[tool.sitq]`` keys of
-``pyproject.toml`` (``lease_seconds = 60``); see `cli_options`.
+``pyproject.toml`` (``lease_seconds = 60``); see ``settings.py``.
 
 A value is refused with a `ConfigurationError` that names the option, what it must be, and
 what it got: ``lease_seconds must be a number of seconds > 0 and finite, got nan``.
@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
+from ..limits import ResourceLimits
 from ..plugins import PluginManager
 from ..registry import Serializer, SerializerType
+from ..retry import RetryPolicy
 from ..signing import SecretKey
 from ..validation import (
     check_callable,
@@ -118,11 +120,86 @@ _FLAG = {"parse": _parse_flag, "flag": True}
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
-    """Every option of a `Worker` (see `Worker` for what each does), checked when built.
+    """Every option of a `Worker`, checked when built: ``Worker(queue, **options)`` builds
+    one and keeps it as ``worker.config``.
 
-    ``max_workers`` left out is resolved from ``worker_type`` (100 async, 8 thread, one
-    process per CPU) and ``recovery_interval`` from ``lease_seconds`` (half of it).
-    ``dataclasses.replace`` gives a checked copy.
+    ``max_workers`` left out is resolved from ``worker_type`` and ``recovery_interval`` from
+    ``lease_seconds``; ``dataclasses.replace`` gives a checked copy. A bad value raises
+    `ConfigurationError` naming the option and its range; NaN and infinities are refused.
+
+    :param worker_id: a name for this worker (default: ``host:pid:random``).
+    :param worker_type: ``"async"`` (coroutines on the loop, functions in threads),
+        ``"thread"`` (every function in a thread) or ``"process"`` (CPU-bound work in child
+        processes that never touch the database; see `sitq.processes`).
+    :param max_workers: tasks run at once (default: 100 async, 8 threads, one process per CPU).
+    :param poll_interval: seconds between looks at the queue when idle. Enqueues and retries
+        in this process wake the worker at once.
+    :param max_tasks: stop after exactly this many task attempts (a retry is a new attempt;
+        a declined task is not one).
+    :param timeout: seconds a task may run (a task's own ``timeout`` wins). On timeout the task
+        fails with `TaskTimeout` (and is retried if retries are left). A coroutine is
+        cancelled; a child process is killed and replaced (there the timeout counts from the
+        function's start, not the child's startup); a thread cannot be stopped: its slot goes
+        to a fresh thread at once, while the function runs on unseen until it returns.
+    :param max_retries: retries of a failing task (a task's own ``max_retries`` wins).
+    :param retry_delay: seconds before the first retry; ``retry_backoff`` multiplies it for each
+        later retry (2: exponential), up to ``max_retry_delay``; ``retry_jitter`` randomizes
+        it (True: anywhere from 0; a fraction such as 0.2: up to 20 % shorter). See
+        `sitq.retry.RetryPolicy`.
+    :param retry_failed: False turns every retry off.
+    :param continue_on_error: False stops the worker after a task fails for good.
+    :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt:
+        ``error`` is the exception, ``retry_count`` the attempt number (1 on first failure).
+    :param on_success: ``on_success(task_id, value)`` after each success, with the returned
+        value. Both run on the worker's event loop once the outcome is stored (a coroutine
+        function is awaited); one that raises is logged on ``sitq.plugins`` and ignored, so it
+        can neither stop the worker nor lose the task. They are registered as a plugin of this
+        worker only.
+    :param queues: names of the queues to take tasks from (default: all).
+    :param serializer: a registered serializer name, or any object with ``dumps``/``loads``
+        (such as the ``pickle`` module), that encodes results (default: the serializer named in
+        the task record). Readers decode results with the serializer named in the record, so
+        it must write what that one reads: a worker built from a queue checks this against
+        the queue's serializer at construction, and stores the results of tasks whose own
+        serializer cannot read it with that serializer instead (logging a warning).
+    :param deserializer: the same kinds of value; decodes task payloads instead of the
+        serializer named in the task record (checked against a queue's serializer at
+        construction). Needed when tasks were written with a serializer object that is not
+        registered in this process.
+    :param max_memory_mb: while the worker process uses more resident memory than this, it
+        takes no new task; a process worker also replaces children above it (see
+        `sitq.limits`).
+    :param max_cpu_percent: while the worker and its children use more than this share of the
+        machine's CPU (100 = all cores), it takes no new task.
+    :param graceful_shutdown: seconds `stop` waits for running tasks before cancelling them and
+        handing them back to the queue (pending again, attempt not counted).
+    :param recovery_interval: seconds between recovery passes (default: half of
+        ``lease_seconds``).
+    :param lease_seconds: how long a claim holds before another worker may recover the task;
+        extended every ``lease_seconds / 3`` from the claim on, by a heartbeat thread that a
+        task blocking the event loop cannot starve (see `sitq.heartbeat`). A cancelled task,
+        or one whose lease was lost, is stopped at the next heartbeat.
+    :param max_attempts: attempts after which a task whose worker keeps dying goes ``dead``.
+        Attempts are counted when a task is claimed, so a task that kills its worker runs
+        at most this many times.
+    :param result_ttl: seconds a finished task keeps its payload and result. After that
+        (checked on recovery passes, at least once a minute) they are dropped and a
+        tombstone stays, so ``get_result`` raises `ResultExpired` rather than `TaskNotFound`.
+        None (the default) keeps them until purged.
+    :param secret_key: the key payload signatures are checked with and results signed with
+        (see `sitq.signing`); default: the queue's (``TaskQueue(secret_key=...)`` or
+        ``$SITQ_SECRET_KEY``). Unsigned or badly signed payloads go dead undecoded.
+    :param allowed_functions: ``module:name`` patterns of the functions tasks may call, e.g.
+        ``["myapp.tasks:*"]`` (see `sitq.payload.FunctionAllowList`); a task calling anything
+        else goes dead unrun, and its module is never imported. With a data-only
+        ``deserializer`` ("msgpack" or "json"), the setting for queues that untrusted
+        parties write to.
+    :param logger: the logger to use (default ``sitq.worker``); never configured by sitq.
+    :param log_level: the level of the worker's own informational lines (default INFO).
+    :param log_tasks: log each task's start and end at ``log_level``.
+    :param log_errors: log failures with their tracebacks.
+    :param log_performance: log throughput every ``performance_interval`` seconds (default 60).
+    :param plugins: a `PluginManager` (default: the queue's).
     """
 
     worker_id: str | None = field(
@@ -356,6 +433,21 @@ class WorkerConfig:
         if self.recovery_interval is None:
             object.__setattr__(self, "recovery_interval", self.lease_seconds / 2)
 
+    def retry_policy(self) -> RetryPolicy:
+        """The `RetryPolicy` these options describe."""
+        return RetryPolicy(
+            max_retries=self.max_retries,
+            retry_delay=self.retry_delay,
+            retry_backoff=self.retry_backoff,
+            max_retry_delay=self.max_retry_delay,
+            retry_jitter=self.retry_jitter,
+            retry_failed=self.retry_failed,
+        )
+
+    def resource_limits(self) -> ResourceLimits:
+        """The `ResourceLimits` these options describe."""
+        return ResourceLimits(self.max_memory_mb, self.max_cpu_percent)
+
     @property
     def concurrency(self) -> int:
         """``max_workers``, resolved (never None)."""
@@ -376,53 +468,4 @@ def option_info(f: Field[Any]) -> OptionInfo:
     return info
 
 
-@dataclass(frozen=True)
-class CliOption:
-    """A worker option as the ``sitq worker`` command, ``SITQ_*`` and ``[tool.sitq]`` see it.
-
-    ``name`` is the setting (``concurrency``), ``field`` the `WorkerConfig` field it sets
-    (``max_workers``).
-    """
-
-    name: str
-    field: str
-    info: OptionInfo
-    default: Any
-
-    @property
-    def env(self) -> str:
-        """The environment variable, ``SITQ_`` + the upper-cased name."""
-        return "SITQ_" + self.name.upper()
-
-    @property
-    def flags(self) -> tuple[str, ...]:
-        """The command-line flags, e.g. ``("-c", "--concurrency")``."""
-        long = "--" + self.name.replace("_", "-")
-        if self.info.flag:
-            long += "/--no-" + self.name.replace("_", "-")
-        return (self.info.short, long) if self.info.short else (long,)
-
-    def read(self, name: str, value: Any) -> Any:
-        """``value`` (text from the command line or environment, or a ``[tool.sitq]`` value)
-        checked; errors name ``name``."""
-        if isinstance(value, str) and (self.info.parse is not str):
-            value = self.info.parse(value)
-        return self.info.check(name, value)
-
-
-def cli_options() -> tuple[CliOption, ...]:
-    """The worker options the ``sitq worker`` command exposes, in declaration order."""
-    return tuple(
-        CliOption(option_info(f).setting or f.name, f.name, option_info(f), f.default)
-        for f in fields(WorkerConfig)
-        if option_info(f).cli
-    )
-
-
-def config_from_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``WorkerConfig`` keyword arguments from ``{setting name: value}`` (None values left
-    out, so the defaults apply)."""
-    return {o.field: options[o.name] for o in cli_options() if options.get(o.name) is not None}
-
-
-__all__ = ["CliOption", "OptionInfo", "WorkerConfig", "cli_options", "config_from_options"]
+__all__ = ["OptionInfo", "WorkerConfig", "option_info"]

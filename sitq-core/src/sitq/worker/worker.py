@@ -1,19 +1,11 @@
-"""`Worker`: claims tasks from a backend, runs them, and stores their outcomes.
+"""`Worker`: the one class users run tasks with, from async code or plain code.
 
-The loop, in one place (`Worker._serve` and `Worker._claim_loop`):
-
-1. claim as many due tasks as there are free slots, in one backend call;
-2. run each (``execution.py``) in the executor chosen by ``worker_type``, bounded by
-   ``max_workers``;
-3. hand each outcome to the `OutcomeWriter` (``outcomes.py``), which writes every outcome
-   gathered since its last write in one ``Backend.finish`` call (a group commit);
-4. when nothing is due, sleep until an enqueue in this process wakes it or ``poll_interval``
-   passes.
-
-A heartbeat thread (``heartbeat.py``) extends the leases in the worker's `LeaseTable`
-(``leases.py``); background duties (``upkeep.py``) put back tasks whose worker died. The same
-object is driven from async code (``await worker.start()``) or plain code through its
-`Runner` (``runner.py``).
+It is built from a `WorkerConfig` (``config.py``) and holds the parts that run it: the claim
+loop (``loop.py``), which runs each task through a `TaskExecution` (``execution.py``) and
+hands outcomes to an `OutcomeWriter` (a group commit); the `LeaseTable` (``leases.py``) that
+the heartbeat thread (``heartbeat.py``) extends; the background duties (``upkeep.py``:
+recovery, result expiry, drain); and the `Runner` (``runner.py``) that drives it from plain
+code. This module holds its public API, its state, status and metrics.
 """
 
 from __future__ import annotations
@@ -25,35 +17,32 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
-from ..backend import Backend, Outcome, TaskRecord
+from ..backend import Backend
 from ..bridge import Waiter, done, running_loop
 from ..errors import ConfigurationError, TaskNotFound, WorkerStateError
 from ..executors import Executor
 from ..heartbeat import LeaseKeeper
-from ..limits import ResourceLimits
 from ..metrics import Counters, WorkerMetrics, WorkerStatus
 from ..outcomes import OutcomeWriter
 from ..payload import FunctionAllowList
 from ..plugins import Lifecycle, PluginManager
 from ..queue import TaskQueue
 from ..registry import Serializer, SerializerType
-from ..retry import RetryPolicy
 from ..signing import SecretKey, Signer
 from ..sync import SyncTaskQueue
 from ..task import Result, Task, TaskStatus
-from . import upkeep
 from .callbacks import callback_plugins
 from .capabilities import can_expire_results
 from .codecs import WorkerCodecs
 from .config import WorkerConfig
 from .execution import TaskExecution, current_worker, result_of
 from .leases import Lease, LeaseTable
+from .loop import serve
 from .runner import Runner
 from .session import Session
 
@@ -160,43 +149,11 @@ class Worker:
         performance_interval: float = 60.0,
         plugins: PluginManager | None = None,
     ) -> None:
+        # the keyword arguments are WorkerConfig's fields, name for name (a test keeps them so)
+        options = {k: v for k, v in locals().items() if k not in ("self", "queue", "backend")}
+        options.update(queues=_as_tuple(queues), allowed_functions=_as_tuple(allowed_functions))
+        config = WorkerConfig(**options)
         self._queue, self.queue = _queues(queue, backend, plugins)
-        config = WorkerConfig(
-            worker_id=worker_id,
-            worker_type=worker_type,
-            max_workers=max_workers,
-            poll_interval=poll_interval,
-            max_tasks=max_tasks,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            retry_backoff=retry_backoff,
-            max_retry_delay=max_retry_delay,
-            retry_jitter=retry_jitter,
-            retry_failed=retry_failed,
-            continue_on_error=continue_on_error,
-            on_error=on_error,
-            on_success=on_success,
-            queues=_as_tuple(queues),
-            serializer=serializer,
-            deserializer=deserializer,
-            max_memory_mb=max_memory_mb,
-            max_cpu_percent=max_cpu_percent,
-            graceful_shutdown=graceful_shutdown,
-            lease_seconds=lease_seconds,
-            recovery_interval=recovery_interval,
-            max_attempts=max_attempts,
-            result_ttl=result_ttl,
-            secret_key=secret_key,
-            allowed_functions=_as_tuple(allowed_functions),
-            logger=logger,
-            log_level=log_level,
-            log_tasks=log_tasks,
-            log_errors=log_errors,
-            log_performance=log_performance,
-            performance_interval=performance_interval,
-            plugins=plugins,
-        )
         if config.worker_id is None:
             host_pid = f"{socket.gethostname()}:{os.getpid()}"
             config = replace(config, worker_id=f"{host_pid}:{uuid.uuid4().hex[:6]}")
@@ -207,15 +164,8 @@ class Worker:
                 f"{type(self.backend).__name__} cannot; leave result_ttl out and purge "
                 "old tasks instead"
             )
-        self.limits = ResourceLimits(config.max_memory_mb, config.max_cpu_percent)
-        self.retry_policy = RetryPolicy(
-            max_retries=config.max_retries,
-            retry_delay=config.retry_delay,
-            retry_backoff=config.retry_backoff,
-            max_retry_delay=config.max_retry_delay,
-            retry_jitter=config.retry_jitter,
-            retry_failed=config.retry_failed,
-        )
+        self.limits = config.resource_limits()
+        self.retry_policy = config.retry_policy()
         self._signer = self._queue.signer if secret_key is None else Signer.from_option(secret_key)
         self._allow = (
             None
@@ -422,153 +372,8 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _serve(self, started: threading.Event | None = None) -> None:
-        if self.is_running:
-            raise WorkerStateError(f"worker {self.worker_id} is already running")
-        self._state = "running"
-        self._start_pending = False
-        self._done.clear()
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._stopped = self._loop.create_future()
-        if self._stop_requested:
-            self._stop_event.set()
-        self._stop_requested = False
-        self._counters = Counters(started_at=time.monotonic())
-        self._started_attempts = 0
-        try:
-            async with Session(self):
-                assert self._lifecycle is not None
-                await self._lifecycle.emit("sitq_worker_started", worker=self)
-                self.logger.log(
-                    self.log_level,
-                    "worker %s started: %s x%d on %r, queues %s",
-                    self.worker_id,
-                    self.worker_type,
-                    self.max_workers,
-                    self.backend,
-                    ", ".join(self.queues) if self.queues else "all",
-                )
-                if started is not None:
-                    started.set()
-                background = [asyncio.create_task(upkeep.recover(self))]
-                if self.log_performance:
-                    background.append(asyncio.create_task(upkeep.log_performance(self)))
-                try:
-                    await self._claim_loop()
-                finally:
-                    self._state = "stopping"
-                    await upkeep.drain(self)
-                    for job in background:
-                        job.cancel()
-                    await asyncio.gather(*background, return_exceptions=True)
-                    await self._lifecycle.emit("sitq_worker_stopped", worker=self)
-                    c = self._counters
-                    self.logger.log(
-                        self.log_level,
-                        "worker %s stopped: %d tasks processed, %d failed",
-                        self.worker_id,
-                        c.processed,
-                        c.failed,
-                    )
-        finally:
-            self._state = "stopped"
-            self._stop_requested = False
-            self._throttled = None
-            self._counters.stopped_at = time.monotonic()
-            if started is not None:
-                started.set()
-            if not self._stopped.done():
-                self._stopped.set_result(None)
-            self._done.set()
-
-    async def _claim_loop(self) -> None:
-        assert self._stop_event is not None
-        stop = self._stop_event
-        slot_freed = self._wake = asyncio.Event()
-        while not stop.is_set():
-            budget = self.max_tasks
-            free = self.max_workers - len(self._running)
-            if budget is not None:
-                free = min(free, budget - self._started_attempts)
-            if free <= 0:
-                if budget is not None and self._started_attempts >= budget and not self._running:
-                    break
-                await _first(stop.wait(), slot_freed.wait())
-                slot_freed.clear()
-                continue
-            if self.limits.active and self._throttle():
-                await _first(stop.wait(), asyncio.sleep(self.limits.interval))
-                continue
-            try:
-                self._claimed_at = self.backend.clock()
-                records = await self.backend.claim(
-                    worker_id=self.worker_id,
-                    limit=free,
-                    lease_seconds=self.lease_seconds,
-                    queues=self.queues,
-                    exclude=self._declined,
-                )
-            except Exception:
-                self.logger.exception("claiming tasks failed; retrying in %s s", self.poll_interval)
-                await _first(stop.wait(), asyncio.sleep(self.poll_interval))
-                continue
-            if not records:
-                await _first(stop.wait(), self.backend.wait_for_work(self._idle_wait()))
-                continue
-            for record in records:
-                self._started_attempts += 1
-                lease = None
-                if record.lease_token is not None:  # the heartbeat keeps it from the claim on
-                    lease = self._leases.hold(record.id, record.lease_token)
-                self._running[record.id] = asyncio.create_task(self._run_claimed(record, lease))
-
-    def _throttle(self) -> bool:
-        """True while a resource limit says not to claim (logged when it starts and ends)."""
-        reason = self.limits.over_limit()
-        if reason != self._throttled:
-            if reason is not None:
-                self.logger.warning("worker %s takes no new task: %s", self.worker_id, reason)
-            else:
-                self.logger.log(self.log_level, "worker %s takes tasks again", self.worker_id)
-            self._throttled = reason
-        return reason is not None
-
-    def _idle_wait(self) -> float:
-        """Seconds to wait for work after a claim found none: ``poll_interval``, or less if a
-        retry we scheduled is due sooner."""
-        due = self._retries_due
-        while due and due[0] <= self._claimed_at:  # was due at that claim: taken or gone
-            heapq.heappop(due)
-        if not due:
-            return self.poll_interval
-        return min(self.poll_interval, max(0.0, due[0] - self.backend.clock()) + 0.001)
-
-    async def _run_claimed(self, record: TaskRecord, lease: Lease | None) -> None:
-        try:
-            outcome = await TaskExecution(self, record).run()
-            if (
-                outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD)
-                and not self.continue_on_error
-            ):
-                self.logger.log(
-                    self.log_level, "worker %s stops: continue_on_error=False", self.worker_id
-                )
-                self._request_stop()
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug of ours must not kill the loop or strand the task
-            self.logger.exception("sitq worker error while handling task %s", record.id)
-            if record.lease_token is not None:
-                try:  # fenced: a no-op if its outcome was stored
-                    await self.backend.finish([Outcome.release(record.id, record.lease_token)])
-                except Exception:
-                    self.logger.exception("handing task %s back failed", record.id)
-        finally:
-            self._running.pop(record.id, None)
-            if lease is not None:  # cancelled before it ran
-                self._leases.release(lease)
-            if self._wake is not None:
-                self._wake.set()
+        """Serve until stopped (`loop.serve`); ``started`` is set once it runs."""
+        await serve(self, started)
 
     # -- called by the other parts -----------------------------------------------------------
 
@@ -660,16 +465,6 @@ def _as_tuple(names: Iterable[str] | None) -> Any:
     if names is None or isinstance(names, str) or not isinstance(names, Iterable):
         return names
     return tuple(names)
-
-
-async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
-    """Wait until the first of ``aws`` finishes; cancel the others."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 __all__ = ["Worker"]
