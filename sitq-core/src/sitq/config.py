@@ -50,7 +50,7 @@ class Setting:
 
     ``name`` is the key in ``[tool.sitq]``; ``env`` its environment variable; ``param`` the
     name of the command-line parameter it feeds; ``commands`` the commands that use it;
-    ``read(where, value)`` checks a ``[tool.sitq]`` value (errors start with ``where``).
+    ``read(key, value)`` checks a ``[tool.sitq]`` value (errors name ``key``).
     """
 
     name: str
@@ -140,7 +140,10 @@ def _check(path: Path, key: str, value: Any) -> Any:
             f"{path}: [tool.{TOOL_TABLE}] {key} is not a sitq setting; choose one of: "
             f"{', '.join(SETTINGS_BY_NAME)}"
         )
-    return setting.read(f"{path}: [tool.{TOOL_TABLE}] {key}", value)
+    try:
+        return setting.read(key, value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: [tool.{TOOL_TABLE}] {exc}") from None
 
 
 def default_map(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
