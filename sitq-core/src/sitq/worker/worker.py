@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
 from ..backend import Backend
-from ..bridge import Waiter, done, running_loop
+from ..bridge import Portal, Waiter, done, running_loop
 from ..errors import ConfigurationError, TaskNotFound, WorkerStateError
 from ..executors import Executor
 from ..heartbeat import LeaseKeeper
@@ -425,11 +425,11 @@ class Worker:
         return self._runner.call(coro)
 
     @property
-    def _portal(self) -> Any:
+    def _portal(self) -> Portal | None:
         return self._runner.portal
 
     @_portal.setter
-    def _portal(self, portal: Any) -> None:
+    def _portal(self, portal: Portal | None) -> None:
         self._runner.portal = portal
 
     def __repr__(self) -> str:
