@@ -382,9 +382,11 @@ def test_app_from_pyproject_in_a_parent_folder(app_dir: Path, queue: SyncTaskQue
     ("table", "message"),
     [
         ("concurency = 3", "concurency is not a sitq setting; choose one of: app"),
-        ('concurrency = "three"', "concurrency must be a int"),
-        ("queues = [1, 2]", "queues must be a list of names"),
+        ('concurrency = "three"', "concurrency must be an int >= 1, got 'three'"),
+        ("queues = [1, 2]", "queues must be a list of queue names"),
         ("log_tasks = 1", "log_tasks must be a bool"),
+        ("lease_seconds = inf", "lease_seconds must be a number of seconds > 0 and finite"),
+        ('worker_type = "fiber"', "[tool.sitq] unknown worker_type 'fiber'; choose one of"),
     ],
 )
 def test_bad_pyproject_settings_are_named(app_dir: Path, table: str, message: str) -> None:

@@ -92,34 +92,21 @@ class Portal:
             loop.close()
 
 
-class Background(Coroutine[Any, Any, None]):
-    """What a call that started work in the background returns to plain code.
+class Deferred(Coroutine[Any, Any, T]):
+    """A coroutine made only when first awaited: ``make()`` is called then, not before.
 
-    Ignore it, or await it to wait until that work ends: ``asyncio.run(worker.start())``
-    then serves until the worker stops. If the wait is cancelled (Ctrl-C under
-    ``asyncio.run``), ``on_cancel()`` is awaited (it should stop the work) before the
-    cancellation goes on. Nothing runs, and nothing warns, if it is never awaited.
+    Calls that work from both plain and async code return one, so that their return type is
+    the same in both (``asyncio.create_task`` accepts it, ``await`` waits for it) and plain
+    code may ignore it: nothing runs, and nothing warns, if it is never awaited.
     """
 
-    def __init__(
-        self,
-        future: concurrent.futures.Future[Any],
-        on_cancel: Callable[[], Awaitable[Any]],
-    ) -> None:
-        self._future = future
-        self._on_cancel = on_cancel
-        self._coro: Coroutine[Any, Any, None] | None = None
+    def __init__(self, make: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._make = make
+        self._coro: Coroutine[Any, Any, T] | None = None
 
-    async def _wait(self) -> None:
-        try:
-            await asyncio.shield(asyncio.wrap_future(self._future))
-        except asyncio.CancelledError:
-            await self._on_cancel()
-            raise
-
-    def _inner(self) -> Coroutine[Any, Any, None]:
+    def _inner(self) -> Coroutine[Any, Any, T]:
         if self._coro is None:
-            self._coro = self._wait()
+            self._coro = self._make()
         return self._coro
 
     def send(self, value: Any) -> Any:
@@ -135,5 +122,54 @@ class Background(Coroutine[Any, Any, None]):
         if self._coro is not None:
             self._coro.close()
 
-    def __await__(self) -> Generator[Any, None, None]:
+    def __await__(self) -> Generator[Any, None, T]:
         return self._inner().__await__()
+
+
+class Waiter(Awaitable[T]):
+    """An awaitable whose coroutine ``make()`` is made only when it is awaited.
+
+    Unlike a `Deferred` it is no coroutine, so plain code may drop it without a type checker
+    asking for an ``await``: blocking calls that also work in async code return one.
+    """
+
+    def __init__(self, make: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._make = make
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._make().__await__()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def done() -> Waiter[None]:
+    """A `Waiter` that finishes at once when awaited (for work already done)."""
+    return Waiter(_nothing)
+
+
+class Background(Deferred[None]):
+    """What a call that started work in the background returns to plain code.
+
+    Ignore it, or await it to wait until that work ends: ``asyncio.run(worker.start())``
+    then serves until the worker stops. If the wait is cancelled (Ctrl-C under
+    ``asyncio.run``), ``on_cancel()`` is awaited (it should stop the work) before the
+    cancellation goes on. Nothing runs, and nothing warns, if it is never awaited.
+    """
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any],
+        on_cancel: Callable[[], Awaitable[Any]],
+    ) -> None:
+        super().__init__(self._wait)
+        self._future = future
+        self._on_cancel = on_cancel
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.shield(asyncio.wrap_future(self._future))
+        except asyncio.CancelledError:
+            await self._on_cancel()
+            raise

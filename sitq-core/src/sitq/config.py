@@ -10,18 +10,30 @@ Each setting is looked up, first match wins:
 
 Keys in ``[tool.sitq]`` may be written with ``_`` or ``-``; an unknown key or a value of the
 wrong type is an error naming the file, the key and what is expected.
+
+The worker's settings are not declared here: each is a field of `sitq.worker.WorkerConfig`
+whose metadata says how the command exposes it (`sitq.worker.settings.cli_options`); this
+module adds the others (``app``, ``backend_url``, ``duration``, ``log_level``,
+``log_format``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .validation import check_choice, check_seconds, check_text
+from .worker.settings import cli_options
+
+#: The ``--log-level`` choices of ``sitq worker``.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The ``--log-format`` choices of ``sitq worker``.
+LOG_FORMATS = ("text", "json")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,13 +49,14 @@ class Setting:
     """One configurable setting of the ``sitq`` command.
 
     ``name`` is the key in ``[tool.sitq]``; ``env`` its environment variable; ``param`` the
-    name of the command-line parameter it feeds; ``commands`` the commands that use it.
+    name of the command-line parameter it feeds; ``commands`` the commands that use it;
+    ``read(key, value)`` checks a ``[tool.sitq]`` value (errors name ``key``).
     """
 
     name: str
-    kind: type
     commands: tuple[str, ...]
     help: str
+    read: Callable[[str, Any], Any]
     param: str = ""
 
     @property
@@ -57,25 +70,36 @@ class Setting:
         return self.param or self.name
 
 
+def _text(where: str, value: Any) -> str:
+    return check_text(where, value)
+
+
+def _one_of(*choices: str) -> Callable[[str, Any], Any]:
+    return lambda where, value: check_choice(where, value, choices)
+
+
+def _log_level(where: str, value: Any) -> str:
+    return check_choice(where, value.upper() if isinstance(value, str) else value, LOG_LEVELS)
+
+
 _READERS = ("worker", "status", "inspect", "failed", "retry", "cancel", "purge")
 
-#: Every setting, in the order the docs list them.
+#: Every setting, in the order the docs list them: the worker's come from the fields of
+#: `sitq.worker.WorkerConfig` (see `sitq.worker.settings.cli_options`).
 SETTINGS: tuple[Setting, ...] = (
-    Setting("app", str, _READERS, "the queue to use, as 'module:attribute'"),
-    Setting("backend_url", str, _READERS, "the backend URL (overrides the app's)", param="backend"),
-    Setting("concurrency", int, ("worker",), "tasks run at once"),
-    Setting("worker_type", str, ("worker",), "async, thread or process"),
-    Setting("queues", list, ("worker",), "queues to take tasks from (default: all)"),
-    Setting("max_tasks", int, ("worker",), "stop after this many task attempts"),
-    Setting("duration", float, ("worker",), "stop after this many seconds"),
-    Setting("graceful_shutdown", float, ("worker",), "seconds to let running tasks finish"),
-    Setting("poll_interval", float, ("worker",), "seconds between looks at an idle queue"),
-    Setting("timeout", float, ("worker",), "seconds a task may run"),
-    Setting("max_retries", int, ("worker",), "retries of a failing task"),
-    Setting("retry_delay", float, ("worker",), "seconds before the first retry"),
-    Setting("log_level", str, ("worker",), "DEBUG, INFO, WARNING or ERROR"),
-    Setting("log_format", str, ("worker",), "text or json"),
-    Setting("log_tasks", bool, ("worker",), "log the start and end of every task"),
+    Setting("app", _READERS, "the queue to use, as 'module:attribute'", _text),
+    Setting(
+        "backend_url", _READERS, "the backend URL (overrides the app's)", _text, param="backend"
+    ),
+    *(Setting(o.name, ("worker",), o.info.help, o.read) for o in cli_options()),
+    Setting(
+        "duration",
+        ("worker",),
+        "stop after this many seconds",
+        lambda where, value: check_seconds(where, value, allow_zero=True),
+    ),
+    Setting("log_level", ("worker",), "DEBUG, INFO, WARNING or ERROR", _log_level),
+    Setting("log_format", ("worker",), "text or json", _one_of(*LOG_FORMATS)),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -94,8 +118,9 @@ def find_pyproject(start: Path | None = None) -> Path | None:
 def read_tool_table(path: Path) -> dict[str, Any]:
     """The validated ``[tool.sitq]`` table of ``path`` (empty if it has none).
 
-    Keys are normalized to ``_``; lists of queues may also be written as one comma-separated
-    string. Raises `ConfigurationError` naming the file and the key.
+    Keys are normalized to ``_``; lists of names may also be written as one comma-separated
+    string. Each value is checked by the rule of its setting (for the worker's, the rule of
+    its `WorkerConfig` field). Raises `ConfigurationError` naming the file and the key.
     """
     try:
         with path.open("rb") as f:
@@ -110,23 +135,15 @@ def read_tool_table(path: Path) -> dict[str, Any]:
 
 def _check(path: Path, key: str, value: Any) -> Any:
     setting = SETTINGS_BY_NAME.get(key.replace("-", "_"))
-    where = f"{path}: [tool.{TOOL_TABLE}] {key}"
     if setting is None:
         raise ConfigurationError(
-            f"{where} is not a sitq setting; choose one of: {', '.join(SETTINGS_BY_NAME)}"
+            f"{path}: [tool.{TOOL_TABLE}] {key} is not a sitq setting; choose one of: "
+            f"{', '.join(SETTINGS_BY_NAME)}"
         )
-    kind = setting.kind
-    if kind is list:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigurationError(f'{where} must be a list of names, e.g. ["emails", "default"]')
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if (kind is not bool and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigurationError(f"{where} must be a {kind.__name__}, got {value!r}")
-    return value
+    try:
+        return setting.read(key, value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: [tool.{TOOL_TABLE}] {exc}") from None
 
 
 def default_map(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -134,8 +151,6 @@ def default_map(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     defaults: dict[str, dict[str, Any]] = {}
     for key, value in table.items():
         setting = SETTINGS_BY_NAME[key]
-        if setting.kind is list:
-            value = ",".join(value)
         for command in setting.commands:
             defaults.setdefault(command, {})[setting.param_name] = value
     return defaults

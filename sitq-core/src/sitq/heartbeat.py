@@ -6,9 +6,11 @@ event loop, through `Backend.heartbeat_backend` (its own connection where the ba
 one), so a task that blocks the worker's event loop, even for many leases, cannot starve it.
 Backends that return None there get the keeper as a task on the worker's loop instead.
 
-A lease the backend no longer holds (the task was cancelled, or recovered by another worker
-after this one stalled) is reported to ``on_lost`` on the worker's loop, which stops the
-execution: cancellation of a running task takes effect within one interval.
+The leases live in the worker's `LeaseTable` (``worker/leases.py``), which both threads use
+under its one lock. A lease the backend no longer holds (the task was cancelled, or recovered
+by another worker after this one stalled) is marked lost there and reported to ``on_lost`` on
+the worker's loop, which stops the execution: cancellation of a running task takes effect
+within one interval.
 
 A task with a timeout gets its lease extended only until ``timeout + lease_seconds`` after it
 started: if the worker's loop is wedged past that, the lease lapses and another worker
@@ -21,20 +23,23 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .backend import Backend
 
-#: Called on the worker's loop with ``{task_id: lease_token}`` of the leases found lost.
-LostCallback = Callable[[dict[str, str]], None]
+if TYPE_CHECKING:
+    from .worker.leases import Lease, LeaseTable
+
+#: Called on the worker's loop with the leases newly found lost.
+LostCallback = Callable[["list[Lease]"], None]
 
 
 class LeaseKeeper:
-    """Keeps the leases in ``leases`` (the worker's own ``task id → lease token`` dict, read
-    but never changed here) alive while they are in it.
+    """Keeps the leases held in ``leases`` alive while they are held there.
 
     :param backend: the worker's backend.
-    :param leases: the live mapping of running tasks to lease tokens.
+    :param leases: the worker's lease table.
     :param lease_seconds: the length of each extension.
     :param interval: seconds between heartbeats.
     :param on_lost: called on the worker's loop with the leases found lost.
@@ -44,7 +49,7 @@ class LeaseKeeper:
     def __init__(
         self,
         backend: Backend,
-        leases: Mapping[str, str],
+        leases: LeaseTable,
         *,
         lease_seconds: float,
         interval: float,
@@ -57,9 +62,6 @@ class LeaseKeeper:
         self.interval = interval
         self.on_lost = on_lost
         self.logger = logger
-        #: task id → monotonic time after which its lease is no longer extended
-        self.deadlines: dict[str, float] = {}
-        self._reported: dict[str, str] = {}  # lost leases already reported, not to repeat
         self._loop: asyncio.AbstractEventLoop | None = None  # the worker's
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
@@ -84,11 +86,6 @@ class LeaseKeeper:
             target=self._thread_main, args=(side,), name="sitq-heartbeat", daemon=True
         )
         self._thread.start()
-
-    def deadline(self, task_id: str, timeout: float | None) -> None:
-        """Stop extending ``task_id``'s lease ``timeout + lease_seconds`` from now."""
-        if timeout is not None:
-            self.deadlines[task_id] = time.monotonic() + timeout + self.lease_seconds
 
     async def stop(self) -> None:
         """Stop beating and release the keeper's connection (waits up to 10 s for a beat in
@@ -145,34 +142,18 @@ class LeaseKeeper:
 
     async def beat(self, backend: Backend) -> None:
         """Extend every held lease once; report the ones found lost."""
-        snapshot = dict(self.leases)
-        now = time.monotonic()
-        overdue = {t for t in snapshot if self.deadlines.get(t, now) < now}
+        wanted, overdue = self.leases.to_extend(time.monotonic())
         for task_id in overdue:
-            if self._reported.get(task_id) != snapshot[task_id]:
-                self._reported[task_id] = snapshot[task_id]
-                self.logger.warning(
-                    "task %s ran past its timeout and the worker could not stop it (its event "
-                    "loop is blocked?); its lease is no longer extended",
-                    task_id,
-                )
-        wanted = {t: tok for t, tok in snapshot.items() if t not in overdue}
+            self.logger.warning(
+                "task %s ran past its timeout and the worker could not stop it (its event "
+                "loop is blocked?); its lease is no longer extended",
+                task_id,
+            )
         held = await backend.extend_leases(wanted, self.lease_seconds) if wanted else set()
         self.beats += 1
-        for task_id in list(self.deadlines):
-            if task_id not in self.leases:
-                self.deadlines.pop(task_id, None)
-        for task_id in list(self._reported):
-            if self.leases.get(task_id) != self._reported[task_id]:
-                del self._reported[task_id]
-        lost = {
-            t: tok
-            for t, tok in wanted.items()
-            if t not in held and self.leases.get(t) == tok and self._reported.get(t) != tok
-        }
+        lost = self.leases.mark_lost({t: tok for t, tok in wanted.items() if t not in held})
         if not lost:
             return
-        self._reported.update(lost)
         loop = self._loop
         if loop is None or loop.is_closed():
             return

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from .errors import ConfigurationError
+from .validation import check_number
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,15 @@ class ResourceLimits:
         *,
         interval: float = 0.25,
     ) -> None:
-        if max_memory_mb is not None and not _positive(max_memory_mb):
-            raise ConfigurationError(
-                f"max_memory_mb must be a number of MiB > 0, got {max_memory_mb!r}"
-            )
-        if max_cpu_percent is not None and (
-            not _positive(max_cpu_percent) or max_cpu_percent > 100
-        ):
-            raise ConfigurationError(
-                f"max_cpu_percent must be a share of the machine's CPU in (0, 100], "
-                f"got {max_cpu_percent!r}"
+        if max_memory_mb is not None:
+            check_number("max_memory_mb", max_memory_mb, what="a number of MiB > 0", above=0)
+        if max_cpu_percent is not None:
+            check_number(
+                "max_cpu_percent",
+                max_cpu_percent,
+                what="a share of the machine's CPU in (0, 100]",
+                above=0,
+                at_most=100,
             )
         self.max_memory_mb = None if max_memory_mb is None else float(max_memory_mb)
         self.max_cpu_percent = None if max_cpu_percent is None else float(max_cpu_percent)
@@ -133,7 +132,3 @@ class ResourceLimits:
         if elapsed <= 0:
             return self._usage.cpu_percent
         return 100.0 * used / (elapsed * self._cpus)
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

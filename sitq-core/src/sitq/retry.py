@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .validation import check_count, check_flag, check_jitter, check_number, check_seconds
 
 
 @dataclass(frozen=True)
@@ -31,25 +31,17 @@ class RetryPolicy:
     retry_failed: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise ConfigurationError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("retry_delay", "max_retry_delay"):
-            value = getattr(self, name)
-            if not _number(value) or value < 0:
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if not _number(self.retry_backoff) or self.retry_backoff < 1:
-            raise ConfigurationError(
-                f"retry_backoff must be >= 1 (1 = constant delay, 2 = doubling), "
-                f"got {self.retry_backoff!r}"
-            )
-        jitter = self.retry_jitter
-        if not isinstance(jitter, bool) and (not _number(jitter) or not 0 <= jitter <= 1):
-            raise ConfigurationError(
-                f"retry_jitter must be True (full jitter), False, or a fraction in [0, 1], "
-                f"got {jitter!r}"
-            )
+        check_count("max_retries", self.max_retries, minimum=0)
+        check_seconds("retry_delay", self.retry_delay, allow_zero=True)
+        check_seconds("max_retry_delay", self.max_retry_delay, allow_zero=True)
+        check_number(
+            "retry_backoff",
+            self.retry_backoff,
+            what="a finite number >= 1 (1 = constant delay, 2 = doubling)",
+            at_least=1,
+        )
+        check_jitter("retry_jitter", self.retry_jitter)
+        check_flag("retry_failed", self.retry_failed)
 
     def retries_allowed(self, task_max_retries: int | None) -> int:
         """Retries allowed for a task, given its own ``max_retries`` (None: the policy's)."""
@@ -79,7 +71,3 @@ class RetryPolicy:
         if jitter:
             return random.uniform(delay * (1 - float(jitter)), delay)
         return delay
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

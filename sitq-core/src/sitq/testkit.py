@@ -145,7 +145,7 @@ class SitqTestWorker(Worker):
                 raise TimeoutError(
                     f"{len(pending)} task(s) still pending after draining for {timeout} s"
                 )
-            results += self.process_tasks([r.id for r in pending])
+            results += self._run_sync(self.process_tasks_async([r.id for r in pending]))
 
     def close(self) -> None:
         """Stop the worker if it runs and release its background event loop."""

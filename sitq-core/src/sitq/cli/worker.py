@@ -1,19 +1,27 @@
-"""``sitq worker``: run a worker in the foreground until it is told to stop."""
+"""``sitq worker``: run a worker in the foreground until it is told to stop.
+
+Its worker options are not declared here: one click option is made for each
+`sitq.worker.WorkerConfig` field that its metadata exposes (flag, help, check), with its
+``SITQ_*`` environment variable; ``[tool.sitq]`` defaults reach them through `sitq.config`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
 
-from ..errors import SitqError
+from ..config import LOG_FORMATS, LOG_LEVELS
+from ..errors import ConfigurationError, SitqError
 from ..logs import configure_logging
 from ..sync import SyncTaskQueue
 from ..worker import Worker
+from ..worker.settings import CliOption, cli_options, config_from_options
 from .app import build_queue, from_command_line
 from .output import console, duration
 
@@ -21,6 +29,8 @@ from .output import console, duration
 EXIT_INTERRUPTED = 130
 
 logger = logging.getLogger("sitq.cli")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 WORKER_HELP = """Run a worker on APP (a queue, as 'module:attribute') until stopped.
 
@@ -43,41 +53,46 @@ Exit codes:
 """
 
 
+class SettingType(click.ParamType):  # type: ignore[type-arg]
+    """Reads a worker option from the command line, the environment or ``[tool.sitq]`` with
+    the check its `WorkerConfig` field declares (a bad value is a usage error, exit 2)."""
+
+    def __init__(self, option: CliOption) -> None:
+        self.option = option
+        self.name = option.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The checked value."""
+        try:
+            return self.option.read(self.option.name, value)
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def worker_options(command: F) -> F:
+    """Add one click option per worker option that `WorkerConfig` exposes to the command
+    line (``--lease-seconds``, ``SITQ_LEASE_SECONDS``)."""
+    for option in reversed(cli_options()):
+        help_text = option.info.help[0].upper() + option.info.help[1:] + "."
+        if option.info.flag:
+            help_text = help_text.replace("[default: ", "[")
+        command = click.option(
+            *option.flags,
+            option.name,
+            type=None if option.info.flag else SettingType(option),
+            metavar=None if option.info.flag else option.info.metavar,
+            default=option.default,
+            show_default=option.default is not None,
+            envvar=option.env,
+            show_envvar=True,
+            help=help_text,
+        )(command)
+    return command
+
+
 @click.command("worker", help=WORKER_HELP)
 @click.argument("app", required=False, envvar="SITQ_APP")
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    envvar="SITQ_CONCURRENCY",
-    show_envvar=True,
-    help="Tasks run at once [default: 100 async, 8 thread, one process per CPU].",
-)
-@click.option(
-    "-t",
-    "--worker-type",
-    type=click.Choice(["async", "thread", "process"]),
-    default="async",
-    show_default=True,
-    envvar="SITQ_WORKER_TYPE",
-    show_envvar=True,
-    help="async: coroutines on the loop, functions in threads; thread; process: CPU-bound work.",
-)
-@click.option(
-    "-q",
-    "--queues",
-    metavar="NAMES",
-    envvar="SITQ_QUEUES",
-    show_envvar=True,
-    help="Comma-separated queues to take tasks from [default: all].",
-)
-@click.option(
-    "--max-tasks",
-    type=click.IntRange(min=1),
-    envvar="SITQ_MAX_TASKS",
-    show_envvar=True,
-    help="Stop after this many task attempts.",
-)
+@worker_options
 @click.option(
     "--duration",
     type=click.FloatRange(min=0),
@@ -85,50 +100,6 @@ Exit codes:
     show_envvar=True,
     help="Stop after this many seconds.",
 )
-@click.option(
-    "--graceful-shutdown",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    envvar="SITQ_GRACEFUL_SHUTDOWN",
-    show_envvar=True,
-    help="Seconds running tasks get to finish when stopping.",
-)
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    envvar="SITQ_POLL_INTERVAL",
-    show_envvar=True,
-    help="Seconds between looks at an idle queue (enqueues in-process wake it at once).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="SITQ_TIMEOUT",
-    show_envvar=True,
-    help="Seconds a task may run (a task's own timeout wins).",
-)
-@click.option(
-    "--max-retries",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    envvar="SITQ_MAX_RETRIES",
-    show_envvar=True,
-    help="Retries of a failing task (a task's own max_retries wins).",
-)
-@click.option(
-    "--retry-delay",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    envvar="SITQ_RETRY_DELAY",
-    show_envvar=True,
-    help="Seconds before a retry.",
-)
-@click.option("--worker-id", help="A name for this worker [default: host:pid:random].")
 @click.option(
     "--backend",
     "-b",
@@ -139,7 +110,7 @@ Exit codes:
 )
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="INFO",
     show_default=True,
     envvar="SITQ_LOG_LEVEL",
@@ -147,20 +118,12 @@ Exit codes:
 )
 @click.option(
     "--log-format",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(LOG_FORMATS),
     default="text",
     show_default=True,
     envvar="SITQ_LOG_FORMAT",
     show_envvar=True,
     help="json: one object per line with task_id, function, attempt, duration.",
-)
-@click.option(
-    "--log-tasks/--no-log-tasks",
-    default=False,
-    show_default=True,
-    envvar="SITQ_LOG_TASKS",
-    show_envvar=True,
-    help="Log the start and end of every task (costs throughput).",
 )
 @click.pass_context
 def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> None:
@@ -172,22 +135,9 @@ def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> No
         )
     configure_logging(options["log_level"], options["log_format"])
     queue = build_queue(app, options["backend"], from_command_line(ctx, "backend"))
-    queues = [q.strip() for q in (options["queues"] or "").split(",") if q.strip()] or None
+    queues = list(options["queues"]) if options["queues"] else None
     try:
-        worker = Worker(
-            queue,
-            worker_id=options["worker_id"],
-            worker_type=options["worker_type"],
-            max_workers=options["concurrency"],
-            poll_interval=options["poll_interval"],
-            max_tasks=options["max_tasks"],
-            timeout=options["timeout"],
-            max_retries=options["max_retries"],
-            retry_delay=options["retry_delay"],
-            queues=queues,
-            graceful_shutdown=options["graceful_shutdown"],
-            log_tasks=options["log_tasks"],
-        )
+        worker = Worker(queue, **config_from_options(options))
     except SitqError as exc:
         raise click.ClickException(str(exc)) from None
     if options["log_format"] == "text":

@@ -1,0 +1,371 @@
+"""`TaskExecution`: one claimed task, from its record to its stored outcome.
+
+The stages, in order (`TaskExecution.run`):
+
+1. **decode** the payload (signature checked first, functions allow-listed); a payload that
+   cannot be decoded never runs: the task goes dead (`undecodable`);
+2. **route**: `Worker.should_process_task` may decline the task, which goes back to the queue
+   for other workers (`decline`);
+3. **run** the function in the worker's executor, as `sitq.current_task()` sees it;
+4. **encode** the returned value into a signed result, within ``max_payload_bytes``;
+5. **report** the outcome (success, retry or failure) to the worker's `OutcomeWriter`, count
+   it and log it;
+6. **emit** the matching plugin hooks once the outcome is stored.
+
+An execution whose lease the heartbeat found lost (the task was cancelled, or recovered by
+another worker) is stopped and stores nothing (`lease_lost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import traceback as traceback_module
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..backend import Outcome, TaskRecord
+from ..context import TaskContext, reset_current, set_current
+from ..errors import PayloadError, SerializationError
+from ..executors import Call
+from ..payload import Codec
+from ..task import Result, Task, TaskStatus, from_timestamp
+
+if TYPE_CHECKING:
+    from .leases import Lease
+    from .worker import Worker
+
+#: The worker whose task is running in this context (a task, or a thread running a task).
+current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
+    "sitq_current_worker", default=None
+)
+
+
+@dataclass(frozen=True)
+class DecodedCall:
+    """A task's payload, decoded: what to call, and the codec and body it came from."""
+
+    codec: Codec
+    body: bytes
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class TaskExecution:
+    """Runs one claimed task of ``worker`` and stores its outcome (`run`)."""
+
+    def __init__(self, worker: Worker, record: TaskRecord) -> None:
+        assert record.lease_token is not None
+        assert worker._lifecycle is not None and worker._executor is not None
+        self.worker = worker
+        self.record = record
+        self.token = record.lease_token
+        self.lifecycle = worker._lifecycle
+        self.executor = worker._executor
+        self.logger = worker.logger
+        self.task: Task | None = None
+        self.call: DecodedCall | None = None
+
+    async def run(self) -> Outcome:
+        """Every stage, in order; returns the outcome (reported, or not stored at all)."""
+        w = self.worker
+        lease = w._leases.hold(self.record.id, self.token)
+        reset = current_worker.set(w)
+        try:
+            try:
+                call = self.call = self.decode()
+            except (PayloadError, LookupError) as exc:
+                return await self.undecodable(exc)
+            if not self.route(call):
+                return await self.decline()
+            if self.task is not None:
+                await self.lifecycle.emit("sitq_task_started", task=self.task, worker=w)
+            self.log_task("task %s %s started (attempt %d)")
+            began = time.perf_counter()
+            try:
+                outcome = await self.execute(call, lease)
+            except asyncio.CancelledError:
+                if w._leases.was_interrupted(lease) and _undo_cancel():
+                    return await self.lease_lost()
+                raise
+            except _LeaseLost:
+                return await self.lease_lost()
+            except Exception as exc:
+                return await self.failed(exc, time.perf_counter() - began)
+            return await self.succeeded(outcome, time.perf_counter() - began)
+        finally:
+            w._leases.release(lease)
+            current_worker.reset(reset)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def decode(self) -> DecodedCall:
+        """Check the payload's signature, then decode it (raises `PayloadError` or
+        `LookupError` for a payload that must not or cannot run)."""
+        w, record = self.worker, self.record
+        codec = w._codecs.for_payload(record)
+        body = w._signer.open_call(record.id, record.function, record.serializer, record.payload)
+        function, args, kwargs = codec.decode_call(body, w._allow)
+        return DecodedCall(codec, body, function, args, kwargs)
+
+    def route(self, call: DecodedCall) -> bool:
+        """False if `Worker.should_process_task` declines the task (or raises)."""
+        w = self.worker
+        if w._routing or self.lifecycle.has("sitq_task_started"):
+            self.task = self.as_task(call)
+        if not w._routing:
+            return True
+        assert self.task is not None
+        try:
+            return bool(w.should_process_task(self.task))
+        except Exception:
+            self.logger.exception(
+                "should_process_task raised for task %s; declining it", self.record.id
+            )
+            return False
+
+    async def execute(self, call: DecodedCall, lease: Lease) -> tuple[Outcome, Any]:
+        """Run the function and encode what it returns; raises what it raised, or
+        `_LeaseLost` if the lease was lost before it started."""
+        w, record = self.worker, self.record
+        timeout = record.timeout if record.timeout is not None else w.config.timeout
+        w._leases.set_deadline(lease, timeout, w.config.lease_seconds)
+        context = TaskContext(
+            record.id, record.attempts, w.worker_id, record.queue, record.function
+        )
+        current = set_current(context)
+        try:
+            if not w._leases.running(lease, asyncio.current_task(), context):
+                raise _LeaseLost  # cancelled (or recovered elsewhere) before it started
+            try:
+                value = await self.executor.run(
+                    Call(
+                        call.function,
+                        call.args,
+                        call.kwargs,
+                        timeout,
+                        record.id,
+                        call.body,
+                        call.codec,
+                        context,
+                    )
+                )
+            finally:
+                w._leases.finished(lease)
+        finally:
+            reset_current(current)
+        return Outcome.succeeded(record.id, self.token, self.encode(value)), value
+
+    def encode(self, value: Any) -> bytes:
+        """The signed, encoded result (raises `SerializationError` if too large)."""
+        w, record = self.worker, self.record
+        result = w._signer.seal_result(record.id, w._codecs.for_result(record).encode_result(value))
+        limit = w._queue.max_payload_bytes
+        if limit is not None and len(result) > limit:
+            raise SerializationError(
+                f"the task returned {len(result):,} bytes once encoded, over the queue's "
+                f"max_payload_bytes ({limit:,}); return a reference (a path, a key) to large "
+                "data instead"
+            )
+        return result
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def succeeded(self, done: tuple[Outcome, Any], duration: float) -> Outcome:
+        """Report a success, then emit ``sitq_task_succeeded``."""
+        outcome, value = done
+        w = self.worker
+        applied = await w._writer.report(outcome)
+        w._counters.record(duration, ok=True, retried=False)
+        self.log_task("task %s %s succeeded in %.3f s", duration=duration)
+        if applied and self.lifecycle.has("sitq_task_succeeded"):
+            result = result_of(w, self.record, outcome, value=value)
+            await self.lifecycle.emit(
+                "sitq_task_succeeded", task=self.ensure_task(), result=result, worker=w
+            )
+        return outcome
+
+    async def failed(self, exc: Exception, duration: float) -> Outcome:
+        """Report a failure (a retry if the policy allows one), log it, emit the hooks."""
+        w, record = self.worker, self.record
+        error = f"{type(exc).__name__}: {exc}"
+        tb = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+        will_retry = not isinstance(exc, SerializationError) and w.retry_policy.will_retry(
+            record.attempts, record.max_retries
+        )
+        delay = w.retry_policy.delay(record.attempts) if will_retry else 0.0
+        if will_retry:
+            due = w.backend.clock() + delay
+            outcome = Outcome.retry(record.id, self.token, due, error, tb)
+            w._retry_scheduled(due)
+        else:
+            outcome = Outcome.failed(record.id, self.token, error, tb)
+        applied = await w._writer.report(outcome)
+        w._counters.record(duration, ok=False, retried=will_retry)
+        if w.config.log_errors:
+            self.logger.log(
+                logging.ERROR if not will_retry else logging.WARNING,
+                "task %s %s failed (attempt %d)%s: %s",
+                record.id,
+                record.function,
+                record.attempts,
+                f", retrying in {delay:.3g} s" if will_retry else "",
+                error,
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={**self.log_fields(), "duration": duration},
+            )
+        hooks = self.lifecycle
+        if applied and (hooks.has("sitq_task_failed") or hooks.has("sitq_task_retried")):
+            task = self.ensure_task()
+            await hooks.emit(
+                "sitq_task_failed",
+                task=task,
+                error=exc,
+                retry_count=record.attempts,
+                will_retry=will_retry,
+                worker=w,
+            )
+            if will_retry:
+                await hooks.emit("sitq_task_retried", task=task, delay=delay, worker=w)
+        return outcome
+
+    async def undecodable(self, exc: Exception) -> Outcome:
+        """A payload that cannot be decoded never runs: the task goes dead, the worker goes
+        on."""
+        w, record = self.worker, self.record
+        error = f"{type(exc).__name__}: {exc}"
+        outcome = Outcome.dead(record.id, self.token, error)
+        applied = await w._writer.report(outcome)
+        w._counters.record(0.0, ok=False, retried=False)
+        self.logger.error(
+            "task %s %s cannot run: %s",
+            record.id,
+            record.function,
+            error,
+            extra=self.log_fields(),
+        )
+        if applied and self.lifecycle.has("sitq_task_failed"):
+            await self.lifecycle.emit(
+                "sitq_task_failed",
+                task=w._queue.task_from_record(record),
+                error=exc,
+                retry_count=record.attempts,
+                will_retry=False,
+                worker=w,
+            )
+        return outcome
+
+    async def decline(self) -> Outcome:
+        """Hand a declined task back to the queue; this worker will not claim it again."""
+        self.worker._task_declined(self.record.id)
+        outcome = Outcome.release(self.record.id, self.token)
+        await self.worker._writer.report(outcome)
+        return outcome
+
+    async def lease_lost(self) -> Outcome:
+        """End an execution whose lease is gone: nothing is stored (nothing could be)."""
+        record = self.record
+        why = "it was recovered by another worker after this one stalled past its lease"
+        try:
+            stored = await self.worker.backend.get_task(record.id)
+            if stored is not None and stored.status is TaskStatus.CANCELLED:
+                why = "it was cancelled"
+        except Exception:
+            pass
+        self.logger.warning(
+            "task %s %s stopped (attempt %d): %s. A coroutine is cancelled and a child process "
+            "killed; a function in a thread runs on until it returns (it can check "
+            "sitq.current_task().cancelled), and what it returns is thrown away.",
+            record.id,
+            record.function,
+            record.attempts,
+            why,
+            extra=self.log_fields(),
+        )
+        return Outcome.release(record.id, self.token)  # not stored: for the caller
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def log_task(self, message: str, *, duration: float | None = None) -> None:
+        """Log the start or end of the task if ``log_tasks`` is on."""
+        config = self.worker.config
+        if not config.log_tasks:
+            return
+        record = self.record
+        if duration is None:
+            args: tuple[Any, ...] = (record.id, record.function, record.attempts)
+            extra = self.log_fields()
+        else:
+            args = (record.id, record.function, duration)
+            extra = {**self.log_fields(), "duration": duration}
+        self.logger.log(config.log_level, message, *args, extra=extra)
+
+    def log_fields(self) -> dict[str, Any]:
+        """The structured fields of every log line about this task."""
+        record = self.record
+        return {"task_id": record.id, "function": record.function, "attempt": record.attempts}
+
+    def ensure_task(self) -> Task:
+        """The `Task` the hooks see (built once)."""
+        if self.task is None:
+            assert self.call is not None
+            self.task = self.as_task(self.call)
+        return self.task
+
+    def as_task(self, call: DecodedCall) -> Task:
+        """The running task, as a `Task`."""
+        record = self.record
+        return Task(
+            function=call.function,
+            args=call.args,
+            kwargs=call.kwargs,
+            id=record.id,
+            queue=record.queue,
+            priority=record.priority,
+            eta=from_timestamp(record.available_at),
+            max_retries=record.max_retries,
+            timeout=record.timeout,
+            dedupe_key=record.dedupe_key,
+            status=TaskStatus.RUNNING,
+            attempts=record.attempts,
+            created_at=from_timestamp(record.created_at),
+            started_at=from_timestamp(record.started_at),
+            worker_id=self.worker.worker_id,
+        )
+
+
+def result_of(worker: Worker, record: TaskRecord, outcome: Outcome, value: Any = None) -> Result:
+    """The `Result` of ``record``'s stored ``outcome`` (``value``: the returned value, if
+    known; otherwise decoded from the outcome)."""
+    if outcome.status is TaskStatus.SUCCEEDED and value is None and outcome.result is not None:
+        body = worker._signer.open_result(record.id, outcome.result)
+        value = worker._codecs.for_result(record).decode_result(body)
+    return Result(
+        task_id=record.id,
+        status=outcome.status,
+        value=value,
+        error=outcome.error,
+        traceback=outcome.traceback,
+        enqueued_at=from_timestamp(record.created_at),
+        started_at=from_timestamp(record.started_at),
+        finished_at=from_timestamp(outcome.finished_at),
+        attempts=record.attempts,
+    )
+
+
+class _LeaseLost(Exception):
+    """The lease was found lost before the function started."""
+
+
+def _undo_cancel() -> bool:
+    """Take back one `cancel()` of the current task (ours); False if another one is pending,
+    which the caller must then let through."""
+    uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
+    return uncancel is None or uncancel() == 0
+
+
+__all__ = ["DecodedCall", "TaskExecution", "current_worker", "result_of"]

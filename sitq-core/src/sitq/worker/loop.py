@@ -1,0 +1,198 @@
+"""The claim loop of a running `Worker`: claim due tasks into free slots, run each, wait.
+
+1. claim as many due tasks as there are free slots (and ``max_tasks`` allows), in one
+   backend call, skipping tasks this worker declined;
+2. run each as an asyncio task (`TaskExecution`), its lease held in the worker's
+   `LeaseTable` from the claim on;
+3. when a resource limit is exceeded, claim nothing until it is not;
+4. when nothing is due, sleep until an enqueue in this process wakes the worker, a retry it
+   scheduled is due, or ``poll_interval`` passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..backend import Outcome, TaskRecord
+from ..errors import WorkerStateError
+from ..metrics import Counters
+from ..task import TaskStatus
+from . import upkeep
+from .execution import TaskExecution
+from .leases import Lease
+from .session import Session
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+async def serve(worker: Worker, started: threading.Event | None = None) -> None:
+    """Run the worker until it is stopped: open a session, claim and run tasks, then drain."""
+    if worker.is_running:
+        raise WorkerStateError(f"worker {worker.worker_id} is already running")
+    worker._state = "running"
+    worker._start_pending = False
+    worker._done.clear()
+    worker._loop = asyncio.get_running_loop()
+    worker._stop_event = asyncio.Event()
+    worker._stopped = worker._loop.create_future()
+    if worker._stop_requested:
+        worker._stop_event.set()
+    worker._stop_requested = False
+    worker._counters = Counters(started_at=time.monotonic())
+    worker._started_attempts = 0
+    try:
+        async with Session(worker):
+            assert worker._lifecycle is not None
+            await worker._lifecycle.emit("sitq_worker_started", worker=worker)
+            worker.logger.log(
+                worker.log_level,
+                "worker %s started: %s x%d on %r, queues %s",
+                worker.worker_id,
+                worker.worker_type,
+                worker.max_workers,
+                worker.backend,
+                ", ".join(worker.queues) if worker.queues else "all",
+            )
+            if started is not None:
+                started.set()
+            background = [asyncio.create_task(upkeep.recover(worker))]
+            if worker.log_performance:
+                background.append(asyncio.create_task(upkeep.log_performance(worker)))
+            try:
+                await claim_loop(worker)
+            finally:
+                worker._state = "stopping"
+                await upkeep.drain(worker)
+                for job in background:
+                    job.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                await worker._lifecycle.emit("sitq_worker_stopped", worker=worker)
+                c = worker._counters
+                worker.logger.log(
+                    worker.log_level,
+                    "worker %s stopped: %d tasks processed, %d failed",
+                    worker.worker_id,
+                    c.processed,
+                    c.failed,
+                )
+    finally:
+        worker._state = "stopped"
+        worker._stop_requested = False
+        worker._throttled = None
+        worker._counters.stopped_at = time.monotonic()
+        if started is not None:
+            started.set()
+        if not worker._stopped.done():
+            worker._stopped.set_result(None)
+        worker._done.set()
+
+
+async def claim_loop(worker: Worker) -> None:
+    """Claim tasks while there are free slots, and start each; return when stopped."""
+    assert worker._stop_event is not None
+    stop = worker._stop_event
+    slot_freed = worker._wake = asyncio.Event()
+    while not stop.is_set():
+        budget = worker.max_tasks
+        free = worker.max_workers - len(worker._running)
+        if budget is not None:
+            free = min(free, budget - worker._started_attempts)
+        if free <= 0:
+            if budget is not None and worker._started_attempts >= budget and not worker._running:
+                break
+            await first(stop.wait(), slot_freed.wait())
+            slot_freed.clear()
+            continue
+        if worker.limits.active and throttle(worker):
+            await first(stop.wait(), asyncio.sleep(worker.limits.interval))
+            continue
+        try:
+            worker._claimed_at = worker.backend.clock()
+            records = await worker.backend.claim(
+                worker_id=worker.worker_id,
+                limit=free,
+                lease_seconds=worker.lease_seconds,
+                queues=worker.queues,
+                exclude=worker._declined,
+            )
+        except Exception:
+            worker.logger.exception("claiming tasks failed; retrying in %s s", worker.poll_interval)
+            await first(stop.wait(), asyncio.sleep(worker.poll_interval))
+            continue
+        if not records:
+            await first(stop.wait(), worker.backend.wait_for_work(idle_wait(worker)))
+            continue
+        for record in records:
+            worker._started_attempts += 1
+            lease = None
+            if record.lease_token is not None:  # the heartbeat keeps it from the claim on
+                lease = worker._leases.hold(record.id, record.lease_token)
+            worker._running[record.id] = asyncio.create_task(run_claimed(worker, record, lease))
+
+
+def throttle(worker: Worker) -> bool:
+    """True while a resource limit says not to claim (logged when it starts and ends)."""
+    reason = worker.limits.over_limit()
+    if reason != worker._throttled:
+        if reason is not None:
+            worker.logger.warning("worker %s takes no new task: %s", worker.worker_id, reason)
+        else:
+            worker.logger.log(worker.log_level, "worker %s takes tasks again", worker.worker_id)
+        worker._throttled = reason
+    return reason is not None
+
+
+def idle_wait(worker: Worker) -> float:
+    """Seconds to wait for work after a claim found none: ``poll_interval``, or less if a
+    retry we scheduled is due sooner."""
+    due = worker._retries_due
+    while due and due[0] <= worker._claimed_at:  # was due at that claim: taken or gone
+        heapq.heappop(due)
+    if not due:
+        return worker.poll_interval
+    return min(worker.poll_interval, max(0.0, due[0] - worker.backend.clock()) + 0.001)
+
+
+async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -> None:
+    """Run one claimed task to its outcome; whatever happens, free its slot and lease."""
+    try:
+        outcome = await TaskExecution(worker, record).run()
+        if outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD) and not worker.continue_on_error:
+            worker.logger.log(
+                worker.log_level, "worker %s stops: continue_on_error=False", worker.worker_id
+            )
+            worker._request_stop()
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # a bug of ours must not kill the loop or strand the task
+        worker.logger.exception("sitq worker error while handling task %s", record.id)
+        if record.lease_token is not None:
+            try:  # fenced: a no-op if its outcome was stored
+                await worker.backend.finish([Outcome.release(record.id, record.lease_token)])
+            except Exception:
+                worker.logger.exception("handing task %s back failed", record.id)
+    finally:
+        worker._running.pop(record.id, None)
+        if lease is not None:  # cancelled before it ran
+            worker._leases.release(lease)
+        if worker._wake is not None:
+            worker._wake.set()
+
+
+async def first(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+__all__ = ["serve"]

@@ -1,0 +1,195 @@
+"""`Runner`: a worker driven from plain code, beside the async worker it drives.
+
+As `SyncTaskQueue` stands beside `TaskQueue`, a `Runner` gives a `Worker` its plain-code
+side: a background event loop in a thread (`Portal`) for ``worker.start()`` and one-off
+``worker.process_task(id)`` calls, a blocking ``worker.stop()``, ``worker.run(duration=)`` in
+the foreground with Ctrl-C / SIGTERM handling, and a graceful stop at interpreter exit.
+
+`Worker` itself picks the side at each call: in a running event loop its methods return
+awaitables; in plain code they go through its runner. Each has one precise return type:
+
+* ``start() -> Coroutine[Any, Any, None]``: the serving coroutine itself in async code; from
+  plain code a `Background` (a `Coroutine` subclass, so ``asyncio.create_task`` and
+  ``asyncio.run`` accept it) that waits for the background thread if awaited, and does
+  nothing if dropped;
+* ``stop() -> Awaitable[None]``: a `Waiter`, made lazily; after a blocking stop it is done at
+  once. Being no coroutine, plain code may drop it without a type checker objecting;
+* ``process_task() -> Result | Coroutine[Any, Any, Result]`` (and ``process_tasks``): a typed
+  union, as no one type is both; typed async code calls ``process_task_async`` (and
+  ``process_tasks_async``) for the precise type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import signal
+import threading
+import weakref
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..bridge import Background, Portal, forbid_running_loop
+from ..validation import check_seconds
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+T = TypeVar("T")
+
+
+class Runner:
+    """The plain-code side of one `Worker`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.portal: Portal | None = None
+        self.background: concurrent.futures.Future[None] | None = None
+
+    def start_in_background(self) -> Background:
+        """Serve on a background thread until stopped; returns once the worker runs (or
+        raises why it could not start)."""
+        w = self.worker
+        self.close_portal()
+        self.portal = Portal(f"sitq-worker-{w.worker_id}")
+        started = threading.Event()
+        w._start_pending = True
+        self.background = background = self.portal.submit(w._serve(started=started))
+        _stop_at_exit(w)
+        while not started.wait(0.05):
+            if background.done():
+                break
+        if background.done() and background.exception() is not None:
+            self.background = None
+            self.close_portal()
+            background.result()  # raises why it could not start
+        return Background(background, self._stop_from_outside)
+
+    def stop_and_wait(self) -> None:
+        """Block until the worker has stopped (the stop was requested); a Ctrl-C while waiting
+        hands running tasks back at once, then goes on."""
+        try:
+            self.wait_stopped()
+        except KeyboardInterrupt:
+            self.worker.graceful_shutdown = 0.0  # a second Ctrl-C: hand running tasks back now
+            self.worker._request_stop()
+            self.wait_stopped()
+            raise
+
+    def wait_stopped(self) -> None:
+        """Block until the worker's run ends."""
+        if self.background is not None:
+            try:
+                self.background.result()
+            finally:
+                self.background = None
+                self.close_portal()
+        else:
+            while not self.worker._done.wait(0.1):
+                pass
+
+    async def wait_stopped_async(self) -> None:
+        """Wait, from any event loop, until the worker's run ends."""
+        w = self.worker
+        if w._stopped is not None and w._loop is asyncio.get_running_loop():
+            await asyncio.shield(w._stopped)
+        elif self.background is not None:
+            await asyncio.wrap_future(self.background)
+        else:
+            await asyncio.to_thread(w._done.wait)
+
+    async def _stop_from_outside(self) -> None:
+        self.worker._request_stop()
+        await self.wait_stopped_async()
+
+    def close_portal(self) -> None:
+        """Close the background loop unless a background run still uses it."""
+        if self.portal is not None and (self.background is None or self.background.done()):
+            self.portal.close()
+            self.portal = None
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the worker's background loop and return its result."""
+        if self.portal is None:
+            self.portal = Portal(f"sitq-worker-{self.worker.worker_id}")
+        return self.portal.run(coro)
+
+    def run(self, duration: float | None) -> None:
+        """Serve in the foreground for ``duration`` seconds or until Ctrl-C / SIGTERM; raise
+        `KeyboardInterrupt` after a Ctrl-C."""
+        forbid_running_loop("Worker.run()", "`await worker.start()`")
+        if duration is not None:
+            check_seconds("duration", duration, allow_zero=True)
+        if asyncio.run(self._run_for(duration)):
+            raise KeyboardInterrupt
+
+    async def _run_for(self, duration: float | None) -> bool:
+        w = self.worker
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            interrupted = interrupted or signum == signal.SIGINT
+            if w._state == "stopping":
+                w.graceful_shutdown = 0.0
+                w._wake_now()
+            w._request_stop()
+
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, on_signal, signum)
+                    installed.append(signum)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        timer = loop.call_later(duration, w._request_stop) if duration is not None else None
+        try:
+            await w._serve()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+        return interrupted
+
+
+_at_exit: weakref.WeakSet[Worker] = weakref.WeakSet()
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _stop_at_exit(worker: Worker) -> None:
+    """Stop ``worker`` gracefully at interpreter exit if it is still running then.
+
+    The hook runs where `concurrent.futures` registers its own (``threading``'s exit hooks,
+    last registered first), so the stop happens while thread pools still take work, and before
+    the process executor's `atexit` handler kills child processes.
+    """
+    global _at_exit_registered
+    with _at_exit_lock:
+        _at_exit.add(worker)
+        if not _at_exit_registered:
+            # loaded now, thread pools register their exit hook before ours, so ours runs first
+            import concurrent.futures.thread  # noqa: F401
+
+            register = getattr(threading, "_register_atexit", atexit.register)
+            try:
+                register(_stop_workers)
+            except RuntimeError:  # the interpreter is already shutting down
+                return
+            _at_exit_registered = True
+
+
+def _stop_workers() -> None:
+    for worker in list(_at_exit):
+        if worker._runner.background is not None:
+            try:
+                worker.stop()
+            except BaseException:
+                worker.logger.exception("stopping worker %s at exit failed", worker.worker_id)
+
+
+__all__ = ["Runner"]
