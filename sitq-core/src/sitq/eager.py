@@ -62,7 +62,7 @@ class EagerTaskQueue(TaskQueue):
         """Store the call (see `TaskQueue.enqueue`), run it to its final result, return its id."""
         _refuse_connection(connection)
         task_id = await super().enqueue(function, *args, **kwargs)
-        await self.worker.process_task(task_id)
+        await self.worker.process_task_async(task_id)
         return task_id
 
     async def enqueue_many(
@@ -75,7 +75,7 @@ class EagerTaskQueue(TaskQueue):
         _refuse_connection(connection)
         ids = await super().enqueue_many(items)
         for task_id in dict.fromkeys(ids):
-            await self.worker.process_task(task_id)
+            await self.worker.process_task_async(task_id)
         return ids
 
 

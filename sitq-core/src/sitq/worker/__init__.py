@@ -1,12 +1,14 @@
 """The worker, in parts: `Worker` and the `WorkerConfig` it is built from.
 
-* ``config.py``: `WorkerConfig`, every option declared and checked once;
-* ``worker.py``: the async `Worker`: claim loop, status and metrics;
+* ``config.py``: `WorkerConfig`, every option declared and checked once (``settings.py``: its
+  fields as `sitq worker` options, `SITQ_*` variables and `[tool.sitq]` keys);
+* ``loop.py``: the claim loop;
+* ``worker.py``: `Worker`: construction, lifecycle, one-off calls, status and metrics;
 * ``execution.py``: running one claimed task, stage by stage;
 * ``leases.py``: the leases held, shared with the heartbeat thread under one lock;
 * ``runner.py``: the plain-code side (background thread, signals, ``run``);
-* ``session.py``, ``upkeep.py``, ``codecs.py``, ``callbacks.py``, ``capabilities.py``: the
-  executor session, background duties, serializers, callbacks and environment questions.
+* ``session.py``, ``upkeep.py``, ``callbacks.py``, ``capabilities.py``: the
+  executor session, background duties, callbacks and environment questions.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ backends' declared capabilities can replace these answers in one place.
 
 from __future__ import annotations
 
-from ..backend import Backend
+from ..backend import Backend, Capability
 from ..executors import EXECUTORS, Executor, make_executor
 
 
@@ -27,5 +27,5 @@ def new_executor(worker_type: str, max_workers: int, *, max_memory_mb: float | N
 
 
 def can_expire_results(backend: Backend) -> bool:
-    """True if ``backend`` implements `Backend.expire_results` (which ``result_ttl`` needs)."""
-    return type(backend).expire_results is not Backend.expire_results
+    """True if ``backend`` declares it can expire results (which ``result_ttl`` needs)."""
+    return backend.supports(Capability.EXPIRE_RESULTS)

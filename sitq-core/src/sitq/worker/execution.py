@@ -23,16 +23,14 @@ import contextvars
 import logging
 import time
 import traceback as traceback_module
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Outcome, TaskRecord
 from ..context import TaskContext, reset_current, set_current
+from ..envelope import OpenedCall
 from ..errors import PayloadError, SerializationError
 from ..executors import Call
-from ..payload import Codec
-from ..task import Result, Task, TaskStatus, from_timestamp
+from ..task import Result, Task, TaskStatus, result_from_record, task_from_record
 
 if TYPE_CHECKING:
     from .leases import Lease
@@ -42,17 +40,6 @@ if TYPE_CHECKING:
 current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
     "sitq_current_worker", default=None
 )
-
-
-@dataclass(frozen=True)
-class DecodedCall:
-    """A task's payload, decoded: what to call, and the codec and body it came from."""
-
-    codec: Codec
-    body: bytes
-    function: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
 
 
 class TaskExecution:
@@ -68,7 +55,7 @@ class TaskExecution:
         self.executor = worker._executor
         self.logger = worker.logger
         self.task: Task | None = None
-        self.call: DecodedCall | None = None
+        self.call: OpenedCall | None = None
 
     async def run(self) -> Outcome:
         """Every stage, in order; returns the outcome (reported, or not stored at all)."""
@@ -103,16 +90,13 @@ class TaskExecution:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def decode(self) -> DecodedCall:
+    def decode(self) -> OpenedCall:
         """Check the payload's signature, then decode it (raises `PayloadError` or
         `LookupError` for a payload that must not or cannot run)."""
         w, record = self.worker, self.record
-        codec = w._codecs.for_payload(record)
-        body = w._signer.open_call(record.id, record.function, record.serializer, record.payload)
-        function, args, kwargs = codec.decode_call(body, w._allow)
-        return DecodedCall(codec, body, function, args, kwargs)
+        return w._envelope.open_call(record, w._allow)
 
-    def route(self, call: DecodedCall) -> bool:
+    def route(self, call: OpenedCall) -> bool:
         """False if `Worker.should_process_task` declines the task (or raises)."""
         w = self.worker
         if w._routing or self.lifecycle.has("sitq_task_started"):
@@ -128,7 +112,7 @@ class TaskExecution:
             )
             return False
 
-    async def execute(self, call: DecodedCall, lease: Lease) -> tuple[Outcome, Any]:
+    async def execute(self, call: OpenedCall, lease: Lease) -> tuple[Outcome, Any]:
         """Run the function and encode what it returns; raises what it raised, or
         `_LeaseLost` if the lease was lost before it started."""
         w, record = self.worker, self.record
@@ -162,16 +146,7 @@ class TaskExecution:
 
     def encode(self, value: Any) -> bytes:
         """The signed, encoded result (raises `SerializationError` if too large)."""
-        w, record = self.worker, self.record
-        result = w._signer.seal_result(record.id, w._codecs.for_result(record).encode_result(value))
-        limit = w._queue.max_payload_bytes
-        if limit is not None and len(result) > limit:
-            raise SerializationError(
-                f"the task returned {len(result):,} bytes once encoded, over the queue's "
-                f"max_payload_bytes ({limit:,}); return a reference (a path, a key) to large "
-                "data instead"
-            )
-        return result
+        return self.worker._envelope.seal_result(self.record, value)
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -316,25 +291,10 @@ class TaskExecution:
             self.task = self.as_task(self.call)
         return self.task
 
-    def as_task(self, call: DecodedCall) -> Task:
+    def as_task(self, call: OpenedCall) -> Task:
         """The running task, as a `Task`."""
-        record = self.record
-        return Task(
-            function=call.function,
-            args=call.args,
-            kwargs=call.kwargs,
-            id=record.id,
-            queue=record.queue,
-            priority=record.priority,
-            eta=from_timestamp(record.available_at),
-            max_retries=record.max_retries,
-            timeout=record.timeout,
-            dedupe_key=record.dedupe_key,
-            status=TaskStatus.RUNNING,
-            attempts=record.attempts,
-            created_at=from_timestamp(record.created_at),
-            started_at=from_timestamp(record.started_at),
-            worker_id=self.worker.worker_id,
+        return task_from_record(
+            self.record, call.function, call.args, call.kwargs, worker_id=self.worker.worker_id
         )
 
 
@@ -342,19 +302,8 @@ def result_of(worker: Worker, record: TaskRecord, outcome: Outcome, value: Any =
     """The `Result` of ``record``'s stored ``outcome`` (``value``: the returned value, if
     known; otherwise decoded from the outcome)."""
     if outcome.status is TaskStatus.SUCCEEDED and value is None and outcome.result is not None:
-        body = worker._signer.open_result(record.id, outcome.result)
-        value = worker._codecs.for_result(record).decode_result(body)
-    return Result(
-        task_id=record.id,
-        status=outcome.status,
-        value=value,
-        error=outcome.error,
-        traceback=outcome.traceback,
-        enqueued_at=from_timestamp(record.created_at),
-        started_at=from_timestamp(record.started_at),
-        finished_at=from_timestamp(outcome.finished_at),
-        attempts=record.attempts,
-    )
+        value = worker._envelope.open_result(record, outcome.result)
+    return result_from_record(record, value, outcome=outcome)
 
 
 class _LeaseLost(Exception):
@@ -368,4 +317,4 @@ def _undo_cancel() -> bool:
     return uncancel is None or uncancel() == 0
 
 
-__all__ = ["DecodedCall", "TaskExecution", "current_worker", "result_of"]
+__all__ = ["TaskExecution", "current_worker", "result_of"]

@@ -33,12 +33,11 @@ from ..payload import FunctionAllowList
 from ..plugins import Lifecycle, PluginManager
 from ..queue import TaskQueue
 from ..registry import Serializer, SerializerType
-from ..signing import SecretKey, Signer
+from ..signing import SecretKey
 from ..sync import SyncTaskQueue
 from ..task import Result, Task, TaskStatus
 from .callbacks import callback_plugins
 from .capabilities import can_expire_results
-from .codecs import WorkerCodecs
 from .config import WorkerConfig
 from .execution import TaskExecution, current_worker, result_of
 from .leases import Lease, LeaseTable
@@ -166,7 +165,6 @@ class Worker:
             )
         self.limits = config.resource_limits()
         self.retry_policy = config.retry_policy()
-        self._signer = self._queue.signer if secret_key is None else Signer.from_option(secret_key)
         self._allow = (
             None
             if config.allowed_functions is None
@@ -176,15 +174,19 @@ class Worker:
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(*callback_plugins(on_error, on_success))
-        self._codecs = WorkerCodecs(
-            self._queue, serializer, deserializer, self.plugins, self.logger
+        self._envelope = self._queue.envelope.for_worker(
+            serializer=serializer,
+            deserializer=deserializer,
+            secret_key=secret_key,
+            plugins=self.plugins,
+            logger=self.logger,
         )
         if not isinstance(queue if queue is not None else backend, Backend):
-            self._codecs.check_against_queue()  # a bare backend says nothing of its enqueuers
-        if config.worker_type == "process" and self._codecs.decoder is not None:
+            self._envelope.check_compatible()  # a bare backend says nothing of its enqueuers
+        if config.worker_type == "process" and self._envelope.decoder is not None:
             from ..processes import check_serializer_portable
 
-            check_serializer_portable(self._codecs.decoder, "deserializer")
+            check_serializer_portable(self._envelope.decoder, "deserializer")
         self._routing = type(self).should_process_task is not Worker.should_process_task
 
         self._counters = Counters()
