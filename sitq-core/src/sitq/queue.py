@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .backend import Backend, TaskRecord
+from .blueprints import Blueprint, DeclaresTasks
 from .coalesce import Coalescer
 from .errors import (
     BackendNotFound,
@@ -49,7 +50,7 @@ _POLL_START = 0.005
 _POLL_MAX = 0.1
 
 
-class TaskQueue:
+class TaskQueue(DeclaresTasks[Blueprint]):
     """Enqueue calls and read their results (async).
 
     :param backend: a `Backend`, a URL (``"sqlite:///tasks.db"``, ``"memory://"``), or None for
