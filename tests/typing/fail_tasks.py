@@ -36,5 +36,5 @@ async_queue.register(SyncBlueprint())  # E: arg-type
 
 async def use_async_queue() -> None:
     handle = await notify.enqueue("ann")
-    count: int = await handle.result()  # E: assignment
+    _count: int = await handle.result()  # E: assignment
     await notify.enqueue(user=3)  # E: call-overload

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .errors import ConfigurationError, PayloadError
 from .task import function_name
-from .tasks import AsyncTask, DeclaredTask, OptionFields, SyncTask, TaskOptions
+from .tasks import (
+    AsyncTask,
+    DeclaredTask,
+    OptionFields,
+    SyncTask,
+    TaskOptions,
+    check_task_name,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Unpack
@@ -126,6 +133,7 @@ def _declare(
     add: Callable[[TaskT], None],
 ) -> Any:
     """``@x.task`` and ``@x.task(...)``: build a ``kind`` task and hand it to ``add``."""
+    check_task_name(name)
     defaults = TaskOptions().with_changes(options)
 
     def decorate(fn: Callable[..., Any]) -> TaskT:

@@ -180,8 +180,7 @@ class DeclaredTask(Enqueuer[P, R]):
         super().__init__(self, options)
         if not callable(function) or isinstance(function, DeclaredTask):
             raise ConfigurationError(f"@task decorates a function, got {function!r}")
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise ConfigurationError(f"task name= must be a non-empty string, got {name!r}")
+        check_task_name(name)
         functools.update_wrapper(self, function)
         #: The function as written.
         self.function = function
@@ -230,6 +229,12 @@ class DeclaredTask(Enqueuer[P, R]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def check_task_name(name: str | None) -> None:
+    """`ConfigurationError` unless ``name`` is None (the default name) or a non-empty string."""
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigurationError(f"task name= must be a non-empty string, got {name!r}")
 
 
 def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:
