@@ -211,7 +211,8 @@ class DeclaredTask(Enqueuer[P, R]):
         if self._queue is None:
             raise ConfigurationError(
                 f"task {self.name!r} is declared on a blueprint that no queue has registered, "
-                f"so {call.format(name=self.function.__name__)} has nowhere to go. Call "
+                f"so {call.format(name=getattr(self.function, '__name__', 'task'))} has "
+                "nowhere to go. Call "
                 "queue.register(blueprint) when the application builds its queue (calling "
                 "the function directly runs it inline)."
             )
