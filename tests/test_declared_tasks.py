@@ -334,3 +334,19 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
     table = sitq_tasks()
     assert table.returncode == 0, table.stderr
     assert "shop.add" in table.stdout and "emails" in table.stdout
+
+
+def test_the_test_queue_keeps_its_tasks_method(tmp_path: Path) -> None:
+    from sitq.testkit import SitqTestQueue
+
+    with SitqTestQueue(f"sqlite:///{tmp_path / 't.db'}") as queue:
+
+        @queue.task(priority=4)
+        def ship(order: int) -> str:
+            return f"shipped {order}"
+
+        ship.enqueue(7)
+        (stored,) = queue.assert_enqueued(ship, (7,))
+        assert stored.priority == 4
+        assert len(queue.tasks()) == 1  # the testkit's own tasks(), not the registry
+        assert list(queue.async_queue.tasks) == [ship.name]
