@@ -11,6 +11,7 @@ from typing import Any
 
 from . import task as models
 from .backend import Backend, TaskRecord
+from .blueprints import Blueprint, DeclaresTasks
 from .coalesce import Coalescer
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES, Envelope
 from .errors import (
@@ -47,7 +48,7 @@ _POLL_START = 0.005
 _POLL_MAX = 0.1
 
 
-class TaskQueue:
+class TaskQueue(DeclaresTasks[Blueprint]):
     """Enqueue calls and read their results (async).
 
     :param backend: a `Backend`, a URL (``"sqlite:///tasks.db"``, ``"memory://"``), or None for

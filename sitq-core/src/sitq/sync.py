@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .backend import Backend
+from .blueprints import DeclaresTasks, SyncBlueprint
 from .bridge import Portal, forbid_running_loop
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
 from .plugins import PluginManager
@@ -20,7 +21,7 @@ from .task import DEFAULT_QUEUE, Result, Task, TaskStatus
 T = TypeVar("T")
 
 
-class SyncTaskQueue:
+class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
     Its coroutines run on a private event loop in a daemon thread. Calling it from inside a

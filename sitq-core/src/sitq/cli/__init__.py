@@ -16,6 +16,7 @@ from .control import cancel_command, purge_command, retry_command
 from .demo import demo_command
 from .monitor import failed_command, inspect_command, status_command
 from .plugins import plugins_command
+from .tasks import tasks_command
 from .worker import worker_command
 
 
@@ -46,6 +47,7 @@ for _command in (
     cancel_command,
     purge_command,
     plugins_command,
+    tasks_command,
     demo_command,
 ):
     cli.add_command(_command)

@@ -1,0 +1,259 @@
+"""Declared tasks: ``@queue.task``, their options, blueprints and the registry of one queue.
+
+A declared task is a function with a stable name and default options. Calling it runs the
+function inline; ``.enqueue(*args, **kwargs)`` stores a call (every argument goes to the
+function) and returns a typed handle; ``.options(...)`` returns a copy with other options.
+One core (`DeclaredTask`, `Enqueuer`) builds the `sitq.Task`; `AsyncTask` and `SyncTask`
+only await it on a `TaskQueue` or block on a `SyncTaskQueue`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import sys
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
+
+from .errors import ConfigurationError
+from .handles import AsyncTaskHandle, TaskHandle
+from .task import DEFAULT_QUEUE, Task, function_name, to_timestamp, validate_options
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec, Unpack
+
+    P = ParamSpec("P")
+else:  # ParamSpec is only needed by type checkers; Generic[P] takes any TypeVar at run time
+    P = TypeVar("P")
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class OptionFields(TypedDict, total=False):
+    """The per-task options, as keyword arguments of ``@queue.task`` and ``.options()``."""
+
+    queue: str
+    priority: int
+    eta: datetime | timedelta | float | None
+    max_retries: int | None
+    timeout: float | None
+    dedupe_key: str | None
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a declared task's calls are stored: the fields of `sitq.Task` that are not the call.
+
+    Built only through `with_changes`, which rejects unknown names and bad values at the call
+    that passed them.
+    """
+
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    eta: datetime | timedelta | float | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    dedupe_key: str | None = None
+
+    def with_changes(self, changes: Mapping[str, Any]) -> TaskOptions:
+        """A copy with ``changes``; `ConfigurationError` names an unknown or invalid option."""
+        known = [f.name for f in fields(self)]
+        for name in changes:
+            if name not in known:
+                raise ConfigurationError(_unknown_option(name, known))
+        options = replace(self, **changes)
+        validate_options(
+            queue=options.queue,
+            priority=options.priority,
+            max_retries=options.max_retries,
+            timeout=options.timeout,
+            dedupe_key=options.dedupe_key,
+        )
+        to_timestamp(options.eta, now=0.0)  # rejects a naive datetime or a wrong type
+        return options
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options by name (what `sitq.Task` takes as keyword arguments)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _unknown_option(name: str, known: list[str]) -> str:
+    if name == "retry_delay":
+        return (
+            "retry_delay is not a per-task option: backends store no delay per task. Set it "
+            "on the worker, Worker(retry_delay=...), or sitq worker --retry-delay."
+        )
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"{name!r} is not a task option; {hint}the options are {', '.join(known)}. Arguments "
+        "of the function itself go to .enqueue(...)."
+    )
+
+
+class Enqueuer(Generic[P, R]):
+    """What to enqueue and how: a declared task and the options its calls are stored with.
+
+    ``R`` is the function's return type as written (a coroutine type for ``async def``);
+    handles give what awaiting that produces.
+    """
+
+    __slots__ = ("_declared", "_options")
+
+    def __init__(self, declared: DeclaredTask[P, R], options: TaskOptions) -> None:
+        self._declared = declared
+        self._options = options
+
+    @property
+    def task_options(self) -> TaskOptions:
+        """The options calls are stored with."""
+        return self._options
+
+    def _configured(self, changes: Mapping[str, Any]) -> TaskOptions:
+        return self._options.with_changes(changes)
+
+    def _task(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
+        """The `sitq.Task` of one call: every argument goes to the function."""
+        return Task(self._declared, args, kwargs, **self._options.as_dict())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._declared.name} {self._options}>"
+
+
+class AsyncEnqueuer(Enqueuer[P, R]):
+    """Enqueues on a `TaskQueue`: ``await .enqueue(...)`` gives an `AsyncTaskHandle`."""
+
+    __slots__ = ()
+
+    def options(self, **changes: Unpack[OptionFields]) -> AsyncEnqueuer[P, R]:
+        """A copy that stores calls with these options changed (the task is not changed)."""
+        return AsyncEnqueuer(self._declared, self._configured(changes))
+
+    @overload
+    async def enqueue(  # the first overload that matches wins: async def
+        self: AsyncEnqueuer[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncTaskHandle[T]: ...
+    @overload
+    async def enqueue(
+        self: AsyncEnqueuer[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncTaskHandle[T]: ...
+    async def enqueue(self, *args: Any, **kwargs: Any) -> AsyncTaskHandle[Any]:
+        """Store a call to run later; all arguments go to the function."""
+        queue = self._declared.queue_for("await {name}.enqueue(...)")
+        return AsyncTaskHandle(queue, await queue.enqueue(self._task(args, kwargs)))
+
+
+class SyncEnqueuer(Enqueuer[P, R]):
+    """Enqueues on a `SyncTaskQueue`: ``.enqueue(...)`` blocks and gives a `TaskHandle`."""
+
+    __slots__ = ()
+
+    def options(self, **changes: Unpack[OptionFields]) -> SyncEnqueuer[P, R]:
+        """A copy that stores calls with these options changed (the task is not changed)."""
+        return SyncEnqueuer(self._declared, self._configured(changes))
+
+    @overload
+    def enqueue(  # the first overload that matches wins: async def
+        self: SyncEnqueuer[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    @overload
+    def enqueue(self: SyncEnqueuer[P, T], *args: P.args, **kwargs: P.kwargs) -> TaskHandle[T]: ...
+    def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
+        """Store a call to run later; all arguments go to the function."""
+        queue = self._declared.queue_for("{name}.enqueue(...)")
+        return TaskHandle(queue, queue.enqueue(self._task(args, kwargs)))
+
+
+class DeclaredTask(Enqueuer[P, R]):
+    """A function with a stable ``name`` and default options; calling it runs it inline.
+
+    It stands in for the function wherever the function is looked up: it pickles by
+    reference to where it is defined, it has the function's ``__name__``, ``__module__``,
+    ``__qualname__`` and signature, and `inspect.iscoroutinefunction` sees through it.
+    """
+
+    def __init__(self, function: Callable[P, R], name: str | None, options: TaskOptions) -> None:
+        super().__init__(self, options)
+        if not callable(function) or isinstance(function, DeclaredTask):
+            raise ConfigurationError(f"@task decorates a function, got {function!r}")
+        check_task_name(name)
+        functools.update_wrapper(self, function)
+        #: The function as written.
+        self.function = function
+        #: The name the registry, workers and ``sitq tasks`` know it by (``module:qualname``).
+        self.name = name or function_name(function)
+        self._queue: Any = None
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function now, in this process (no queue involved)."""
+        return self.function(*args, **kwargs)
+
+    # inspect.iscoroutinefunction() (and so the worker's executors) treat an object with a
+    # function's code attributes as that function; these make an ``async def`` task count.
+    @property
+    def __code__(self) -> Any:
+        return self.function.__code__
+
+    @property
+    def __defaults__(self) -> Any:
+        return getattr(self.function, "__defaults__", None)
+
+    @property
+    def __kwdefaults__(self) -> Any:
+        return getattr(self.function, "__kwdefaults__", None)
+
+    def queue_for(self, call: str) -> Any:
+        """The queue this task is registered on; `ConfigurationError` naming the fix if none."""
+        if self._queue is None:
+            raise ConfigurationError(
+                f"task {self.name!r} is declared on a blueprint that no queue has registered, "
+                f"so {call.format(name=getattr(self.function, '__name__', 'task'))} has "
+                "nowhere to go. Call "
+                "queue.register(blueprint) when the application builds its queue (calling "
+                "the function directly runs it inline)."
+            )
+        return self._queue
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference (the worker imports it) when the module attribute is this task; else
+        # (a task declared inside a function) carry the plain function. Not pickle's own
+        # by-name form: that imports the module while pickling, which deadlocks if the module
+        # is still being imported by the thread that waits for this enqueue.
+        where = (self.function.__module__, self.function.__qualname__)
+        if _import_task(*where, imported_only=True) is self:
+            return _import_task, where
+        return _plain_function, (self.function,)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def check_task_name(name: str | None) -> None:
+    """`ConfigurationError` unless ``name`` is None (the default name) or a non-empty string."""
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigurationError(f"task name= must be a non-empty string, got {name!r}")
+
+
+def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:
+    """Unpickles a task by reference: the attribute ``qualname`` of module ``module``."""
+    found: Any = sys.modules.get(module) if imported_only else importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Unpickles a task declared where it cannot be imported from as its plain function."""
+    return function
+
+
+class AsyncTask(AsyncEnqueuer[P, R], DeclaredTask[P, R]):
+    """A task declared on a `TaskQueue` (or a `Blueprint`): ``await task.enqueue(...)``."""
+
+
+class SyncTask(SyncEnqueuer[P, R], DeclaredTask[P, R]):
+    """A task declared on a `SyncTaskQueue` (or a `SyncBlueprint`): ``task.enqueue(...)``."""
