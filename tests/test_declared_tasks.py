@@ -348,5 +348,49 @@ def test_the_test_queue_keeps_its_tasks_method(tmp_path: Path) -> None:
         ship.enqueue(7)
         (stored,) = queue.assert_enqueued(ship, (7,))
         assert stored.priority == 4
-        assert len(queue.tasks()) == 1  # the testkit's own tasks(), not the registry
-        assert list(queue.async_queue.tasks) == [ship.name]
+        assert len(queue.enqueued()) == 1
+        assert list(queue.tasks) == list(queue.async_queue.tasks) == [ship.name]
+
+
+# -- the registry at the call and in the worker ------------------------------------------------
+
+
+def test_an_unknown_name_is_refused_at_the_call(load: Callable[..., ModuleType]) -> None:
+    app = load()
+    with pytest.raises(sitq.errors.ConfigurationError, match="no declared task is named"):
+        app.queue.enqueue(f"{app.__name__}:notfy", "ann")
+    with pytest.raises(sitq.errors.ConfigurationError, match=r"shop\.add"):
+        app.queue.enqueue("shop.ad", 1, 2)
+    assert sum(app.queue.counts().values()) == 0  # nothing stored
+    app.queue.enqueue("shop.add", 1, 2)  # a declared name
+    app.queue.enqueue(f"{app.__name__}:notify", "ann")  # a declared task's import path
+
+
+def test_a_queue_without_declared_tasks_takes_any_import_path(tmp_path: Path) -> None:
+    with sitq.SyncTaskQueue(f"sqlite:///{tmp_path / 'plain.db'}") as queue:
+        task_id = queue.enqueue("os.path:join", "a", "b")
+        sitq.Worker(queue).process_task(task_id)
+        assert queue.get_result(task_id, timeout=10).value == os.path.join("a", "b")
+
+
+def test_a_worker_resolves_a_declared_name(load: Callable[..., ModuleType]) -> None:
+    app = load()
+    task_id = app.queue.enqueue("shop.add", 2, 3)  # a name no import finds
+    assert app.queue.get_task(task_id).function is app.add.function  # resolved by name
+    sitq.Worker(app.queue).process_task(task_id)
+    assert app.queue.get_result(task_id, timeout=10).value == 5
+
+
+def test_allowed_functions_declared_runs_declared_tasks_only(
+    load: Callable[..., ModuleType],
+) -> None:
+    app = load()
+    worker = sitq.Worker(app.queue, allowed_functions="declared", log_errors=False)
+    declared = app.notify.enqueue("ann")
+    worker.process_task(declared.id)
+    assert declared.result(timeout=10) == "ann:low"
+    with sitq.SyncTaskQueue(f"sqlite:///{app.queue.backend.path}") as undeclared:
+        stray = undeclared.enqueue("os.path:join", "a", "b")
+    result = worker.process_task(stray)
+    assert result.status is sitq.TaskStatus.DEAD
+    assert "declared" in (result.error or "")

@@ -235,7 +235,7 @@ class DeclaresTasks(Generic[BlueprintT]):
         return self._task_registry()
 
     def _task_registry(self) -> TaskRegistry:
-        # Not through .tasks: sitq.testkit's SitqTestQueue has a tasks() method of its own.
+        # made on first use: the queues' constructors know nothing of declared tasks
         core = self._core_queue()
         registry: TaskRegistry | None = core.__dict__.get("_declared_tasks")
         if registry is None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigurationError, SerializationError
-from .payload import Codec, FunctionAllowList, codec_option, reads_back, serializer_entry
+from .payload import AllowList, Codec, Resolver, codec_option, reads_back, serializer_entry
 from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey, Signer
@@ -229,8 +229,14 @@ class Envelope:
             )
         return self.signer.seal_call(task_id, function_name, self.codec.name, body)
 
-    def open_call(self, record: TaskRecord, allow: FunctionAllowList | None = None) -> OpenedCall:
-        """Check and decode a stored call (``allow``: the functions it may name).
+    def open_call(
+        self,
+        record: TaskRecord,
+        allow: AllowList | None = None,
+        resolve: Resolver | None = None,
+    ) -> OpenedCall:
+        """Check and decode a stored call (``allow``: the functions it may name; ``resolve``:
+        finds a declared task by the name stored, before importing it).
 
         Raises `SignatureError`/`PayloadError` if it fails its signature check or cannot be
         decoded, `SerializerNotFound` (a `LookupError`) if its serializer is unknown here.
@@ -238,7 +244,7 @@ class Envelope:
         codec = self.decoder or self.codec_for(record.serializer)
         # checked before a byte of it is decoded
         body = self.signer.open_call(record.id, record.function, record.serializer, record.payload)
-        function, args, kwargs = codec.decode_call(body, allow)
+        function, args, kwargs = codec.decode_call(body, allow, resolve)
         return OpenedCall(function, args, kwargs, codec, body)
 
     # -- results -----------------------------------------------------------------------------

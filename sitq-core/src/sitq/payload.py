@@ -10,11 +10,26 @@ from __future__ import annotations
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigurationError, PayloadError, SerializationError
 from .registry import Serializer, SerializerType
 from .task import function_name
+
+
+class AllowList(Protocol):
+    """What a worker's ``allowed_functions`` checks: a `FunctionAllowList` of patterns, or a
+    queue's declared tasks (`sitq.blueprints.TaskRegistry`, ``allowed_functions="declared"``)."""
+
+    def check_path(self, path: str) -> None:
+        """Raise `PayloadError` unless the function at import path ``path`` may run."""
+
+    def check_defined(self, func: Callable[..., Any], path: str) -> None:
+        """Raise `PayloadError` unless ``func``, found at ``path``, is the one allowed there."""
+
+
+#: Finds the function a stored name stands for before it is imported (declared task names).
+Resolver = Callable[[str], "Callable[..., Any] | None"]
 
 
 class Codec:
@@ -50,12 +65,14 @@ class Codec:
             ) from exc
 
     def decode_call(
-        self, data: bytes, allow: FunctionAllowList | None = None
+        self, data: bytes, allow: AllowList | None = None, resolve: Resolver | None = None
     ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         """Decode a call; raises `PayloadError` if the bytes or the function are bad.
 
         With ``allow``, a function named by import path is checked against it before its
         module is imported, and one decoded as an object (pickle) before it is returned.
+        A stored name is looked up with ``resolve`` (a queue's declared tasks) before it is
+        imported.
         """
         try:
             target, args, kwargs = self._loads(data)
@@ -66,7 +83,9 @@ class Codec:
         if isinstance(target, str):
             if allow is not None:
                 allow.check_path(target)
-            found = import_function(target)
+            found = resolve(target) if resolve is not None else None
+            if found is None:
+                found = import_function(target)
             if allow is not None:
                 allow.check_defined(found, target)
             target = found

@@ -8,7 +8,7 @@ through the ``pytest11`` entry point; fixtures only, nothing runs unless a test 
       def sitq_backend_url():
           return "memory://"
 
-* ``sitq_queue``: a `sitq.testkit.SitqTestQueue` (a `SyncTaskQueue` with ``tasks()``,
+* ``sitq_queue``: a `sitq.testkit.SitqTestQueue` (a `SyncTaskQueue` with ``enqueued()``,
   ``assert_enqueued()``, ``assert_not_enqueued()``, ``assert_nothing_enqueued()``);
 * ``sitq_worker``: a `sitq.testkit.SitqTestWorker` on that queue (no retry delay, fast polls)
   whose ``drain()`` runs everything pending and returns the results;

@@ -303,6 +303,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
     ) -> TaskRecord:
         """The record of one call, sealed by the envelope (``options``: `TaskRecord` fields;
         every enqueue path builds its records here, so every one meets the same limits)."""
+        if isinstance(function, str):
+            self.tasks.check_enqueue(function)  # a queue with declared tasks knows every name
         name = function_name(function)
         return TaskRecord(
             id=task_id,
@@ -323,10 +325,10 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         ``args``/``kwargs`` are empty.
         """
         try:
-            function, args, kwargs, _, _ = self.envelope.open_call(record)
+            opened = self.envelope.open_call(record, resolve=self.tasks.resolve)
         except (PayloadError, LookupError):
             return models.task_from_record(record)
-        return models.task_from_record(record, function, args, kwargs)
+        return models.task_from_record(record, opened.function, opened.args, opened.kwargs)
 
     def result_from_record(self, record: TaskRecord) -> Result:
         """Build the `Result` of a finished record (decoding its return value).

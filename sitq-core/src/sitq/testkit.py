@@ -28,7 +28,7 @@ class SitqTestQueue(SyncTaskQueue):
 
     __test__ = False  # not a test class, whatever pytest's naming rules say
 
-    def tasks(
+    def enqueued(
         self,
         function: Callable[..., Any] | str | None = None,
         *,
@@ -62,7 +62,7 @@ class SitqTestQueue(SyncTaskQueue):
 
         Tasks count whatever their status: one that already ran was still enqueued.
         """
-        candidates = self.tasks(function, queue=queue)
+        candidates = self.enqueued(function, queue=queue)
         matches = [t for t in candidates if _same_call(t, args, kwargs)]
         expected = "at least once" if count is None else f"{count} time(s)"
         if (count is None and not matches) or (count is not None and len(matches) != count):
@@ -79,7 +79,7 @@ class SitqTestQueue(SyncTaskQueue):
         kwargs: Mapping[str, Any] = _UNSET,
     ) -> None:
         """Assert that no task calls ``function`` (with these ``args`` / ``kwargs``, if given)."""
-        matches = [t for t in self.tasks(function) if _same_call(t, args, kwargs)]
+        matches = [t for t in self.enqueued(function) if _same_call(t, args, kwargs)]
         if matches:
             raise AssertionError(
                 f"expected {function_name(function)}{_call_text(args, kwargs)} not enqueued, "
@@ -88,11 +88,11 @@ class SitqTestQueue(SyncTaskQueue):
 
     def assert_nothing_enqueued(self) -> None:
         """Assert that the queue holds no task at all."""
-        if self.tasks():
+        if self.enqueued():
             raise AssertionError(f"expected no tasks.\n{self._listing()}")
 
     def _listing(self) -> str:
-        tasks = self.tasks()
+        tasks = self.enqueued()
         if not tasks:
             return "The queue holds no task."
         lines = [f"The queue holds {len(tasks)} task(s):"]

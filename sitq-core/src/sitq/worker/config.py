@@ -190,8 +190,9 @@ class WorkerConfig:
         (see `sitq.signing`); default: the queue's (``TaskQueue(secret_key=...)`` or
         ``$SITQ_SECRET_KEY``). Unsigned or badly signed payloads go dead undecoded.
     :param allowed_functions: ``module:name`` patterns of the functions tasks may call, e.g.
-        ``["myapp.tasks:*"]`` (see `sitq.payload.FunctionAllowList`); a task calling anything
-        else goes dead unrun, and its module is never imported. With a data-only
+        ``["myapp.tasks:*"]`` (see `sitq.payload.FunctionAllowList`), or ``"declared"``: the
+        queue's declared tasks only (``@queue.task``); a task calling anything else goes dead
+        unrun, and its module is never imported. With a data-only
         ``deserializer`` ("msgpack" or "json"), the setting for queues that untrusted
         parties write to.
     :param logger: the logger to use (default ``sitq.worker``); never configured by sitq.
@@ -390,7 +391,8 @@ class WorkerConfig:
     allowed_functions: tuple[str, ...] | None = field(
         default=None,
         metadata=_info(
-            "comma-separated 'module:name' patterns of the functions tasks may call",
+            "comma-separated 'module:name' patterns of the functions tasks may call, or "
+            "'declared' for the app's declared tasks only",
             _names("'module:name' patterns"),
             **_NAMES,
         ),

@@ -94,7 +94,7 @@ class TaskExecution:
         """Check the payload's signature, then decode it (raises `PayloadError` or
         `LookupError` for a payload that must not or cannot run)."""
         w, record = self.worker, self.record
-        return w._envelope.open_call(record, w._allow)
+        return w._envelope.open_call(record, w._allow, w._queue.tasks.resolve)
 
     def route(self, call: OpenedCall) -> bool:
         """False if `Worker.should_process_task` declines the task (or raises)."""

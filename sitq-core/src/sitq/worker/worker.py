@@ -29,7 +29,7 @@ from ..executors import Executor
 from ..heartbeat import LeaseKeeper
 from ..metrics import Counters, WorkerMetrics, WorkerStatus
 from ..outcomes import OutcomeWriter
-from ..payload import FunctionAllowList
+from ..payload import AllowList, FunctionAllowList
 from ..plugins import Lifecycle, PluginManager
 from ..queue import TaskQueue
 from ..registry import Serializer, SerializerType
@@ -165,11 +165,7 @@ class Worker:
             )
         self.limits = config.resource_limits()
         self.retry_policy = config.retry_policy()
-        self._allow = (
-            None
-            if config.allowed_functions is None
-            else FunctionAllowList(config.allowed_functions)
-        )
+        self._allow = _allow_list(config.allowed_functions, self._queue)
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
         base_plugins = plugins if plugins is not None else self._queue.plugins
@@ -470,3 +466,12 @@ def _as_tuple(names: Iterable[str] | None) -> Any:
 
 
 __all__ = ["Worker"]
+
+
+def _allow_list(patterns: tuple[str, ...] | None, queue: TaskQueue) -> AllowList | None:
+    """What ``allowed_functions`` lets run: ``"declared"`` means the queue's declared tasks."""
+    if patterns is None:
+        return None
+    if patterns == ("declared",):
+        return queue.tasks
+    return FunctionAllowList(patterns)
