@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,9 +102,10 @@ def run(
     )
 
 
-def listing(result: subprocess.CompletedProcess[str]) -> dict:
+def listing(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def test_lists_a_third_party_plugin(hello: Path, tmp_path: Path) -> None:

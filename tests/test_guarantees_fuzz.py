@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import string
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,10 +88,11 @@ def test_random_result_bytes(data: bytes, name: str) -> None:
 @given(data=st.binary(max_size=256))
 def test_random_bytes_never_pass_a_signature_check(data: bytes) -> None:
     signer = Signer.from_option(KEY)
-    for opened in (
+    openers: tuple[Callable[[], object], ...] = (
         lambda: signer.open_call("task", "m:f", "pickle", data),
         lambda: signer.open_result("task", data),
-    ):
+    )
+    for opened in openers:
         try:
             opened()
         except SignatureError:

@@ -100,7 +100,7 @@ def test_each_serializer_round_trips_through_a_worker_with_another_default(
 @pytest.mark.parametrize("serializer", ["cloudpickle", "pickle"])
 def test_pickle_serializers_carry_objects(serializer: str, tmp_path: Path) -> None:
     when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    calls = [
+    calls: list[tuple[Any, ...]] = [
         (midpoint, (Point(0, 0), Point(4, 2)), {}),
         (max, ([decimal.Decimal("1.5"), decimal.Decimal("2.5")],), {}),
         (datetime.isoformat, (when,), {}),

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from sitq import Backend, MemoryBackend, SQLiteBackend, TaskStatus
+from sitq import Backend, TaskStatus
+from sitq_memory import MemoryBackend
+from sitq_sqlite import SQLiteBackend
 
 BACKENDS = ["sqlite", "memory"]
 

@@ -167,7 +167,7 @@ def test_process_children_are_gone_after_stop(tmp_path: Path) -> None:
     worker.stop()
     for pid in pids:
         wait_until(
-            lambda pid=pid: (
+            lambda pid=pid: (  # type: ignore[misc]
                 not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
             ),
             what=f"child {pid} gone",
