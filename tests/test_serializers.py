@@ -166,13 +166,13 @@ def test_cloudpickle_carries_a_closure_to_another_process(
 
 
 def test_json_sends_functions_by_path_to_a_worker_that_imports_them(
-    python_run: PythonRun, tmp_path: Path
+    python_run: PythonRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "reports.py").write_text(
         "def word_count(text):\n    return {'words': len(text.split())}\n"
     )
     db = tmp_path / "paths.db"
-    sys.path.insert(0, str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
     try:
         import reports  # type: ignore[import-not-found]
 
@@ -180,7 +180,6 @@ def test_json_sends_functions_by_path_to_a_worker_that_imports_them(
             by_function = queue.enqueue(reports.word_count, "one two three")
             by_path = queue.enqueue("reports:word_count", "four five")
     finally:
-        sys.path.remove(str(tmp_path))
         sys.modules.pop("reports", None)
     done = python_run(
         f"""
