@@ -27,6 +27,8 @@ from sitq import (
     TaskStatus,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory, pytest.mark.needs_postgres]
+
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 
 

@@ -41,6 +41,8 @@ from sitq import (
     current_task,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 
 

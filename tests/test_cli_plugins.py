@@ -18,6 +18,8 @@ import pytest
 
 from sitq import SyncTaskQueue
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 HELLO = '''
 """A third-party sitq plugin: writes a line to $HELLO_LOG for each hook call."""
 import os

@@ -12,6 +12,8 @@ import pytest
 from sitq import Task, TaskStatus
 from sitq.eager import EagerSyncTaskQueue, EagerTaskQueue
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 calls: list[Any] = []
 attempts: dict[str, int] = {}
 

@@ -9,6 +9,7 @@ import asyncio
 import string
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,8 @@ from sitq.payload import Codec, FunctionAllowList
 from sitq.plugins import get_plugin_manager
 from sitq.signing import Signer
 from sitq.task import new_task_id
+
+pytestmark = [pytest.mark.needs_memory]
 
 SERIALIZERS = ("cloudpickle", "pickle", "json", "msgpack")
 CODECS = {name: Codec(get_plugin_manager().serializer(name)) for name in SERIALIZERS}

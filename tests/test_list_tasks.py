@@ -20,6 +20,8 @@ from sitq.task import new_task_id
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 
 class Clock:
     """A clock the test moves by hand, so enqueue times are distinct and known."""

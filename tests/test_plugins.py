@@ -19,6 +19,8 @@ import pytest
 from sitq import BackendType, PluginError, PluginManager, SerializerType, hookimpl
 from sitq.plugins import ENV_ALLOWED_PLUGINS, ENV_DISABLE_AUTOLOAD
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 
 RECORDER = '''

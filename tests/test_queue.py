@@ -26,6 +26,8 @@ from sitq import (
 )
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 WAIT = 30  # bound on every wait for a result; a passing test needs a fraction of a second
 
 

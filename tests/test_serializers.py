@@ -29,6 +29,8 @@ from sitq import (
 )
 from sitq.plugins import get_plugin_manager
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 BUILT_IN = ("cloudpickle", "pickle", "msgpack", "json")
 WAIT = 30

@@ -9,6 +9,8 @@ import pytest
 
 from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, Worker
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteBackend:

@@ -20,6 +20,8 @@ from sitq import Backend, TaskStatus
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 BACKENDS = ["sqlite", "memory"]
 
 

@@ -25,6 +25,8 @@ from test_worker_helpers import (
 from sitq import Backend, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.limits import ResourceLimits
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 _HELD: list[bytes] = []

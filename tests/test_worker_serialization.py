@@ -27,6 +27,8 @@ from sitq import (
     Worker,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 
