@@ -12,6 +12,8 @@
   ``pytestmark = [pytest.mark.needs_sqlite, ...]`` (the nox sessions select with ``-m``). A
   module whose plugin is not installed is not collected (it could not even be imported), and
   one that imports a plugin it does not mark fails the run with the line to add.
+* Hypothesis profiles: ``default``, quick enough for every run, and ``soak``, the full-size
+  fuzzing that ``pytest -m slow`` (or ``SITQ_SOAK=1``) loads; ``--hypothesis-profile`` wins.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 #: Bound on any one subprocess a test starts (a hang fails the test, never the run).
 SUBPROCESS_TIMEOUT = 120
@@ -39,6 +42,25 @@ PLUGIN_MARKERS = {
     "needs_prometheus": "sitq_prometheus",
 }
 TESTS = Path(__file__).resolve().parent
+
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def slow_requested(config: pytest.Config) -> bool:
+    """True for ``pytest -m slow`` (or ``SITQ_SOAK=1``): the soak sizes are wanted."""
+    markexpr = str(config.getoption("markexpr") or "")
+    return os.environ.get("SITQ_SOAK") == "1" or ("slow" in markexpr and "not slow" not in markexpr)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the hypothesis profile before any test module builds its settings."""
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile("soak" if slow_requested(config) else "default")
 
 
 def declared_needs(path: Path) -> set[str]:

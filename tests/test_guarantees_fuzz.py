@@ -28,7 +28,7 @@ from sitq.plugins import get_plugin_manager
 from sitq.signing import Signer
 from sitq.task import new_task_id
 
-pytestmark = [pytest.mark.needs_memory]
+pytestmark = [pytest.mark.needs_memory, pytest.mark.slow]
 
 SERIALIZERS = ("cloudpickle", "pickle", "json", "msgpack")
 CODECS = {name: Codec(get_plugin_manager().serializer(name)) for name in SERIALIZERS}
@@ -36,7 +36,9 @@ KEY = "fuzzing-key-0123456789"
 #: Keeps a decoded import path from importing anything: only this module's ``target`` runs.
 ALLOW = FunctionAllowList([f"{__name__}:target"])
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: The number of examples comes from the hypothesis profile (tests/conftest.py): a quick run by
+#: default, the full soak with ``pytest -m slow``.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_like = st.recursive(
     st.none()
