@@ -23,6 +23,9 @@ DISTRIBUTIONS = {
     "sitq-postgres": "sitq_postgres",
     "sitq-prometheus": "sitq_prometheus",
 }
+#: Every folder with a pyproject.toml that is published: the distributions and the ``sitq``
+#: meta-distribution (no package of its own).
+PUBLISHED = [*DISTRIBUTIONS, "sitq"]
 URL_NAMES = ["Homepage", "Documentation", "Source", "Changelog"]
 
 
@@ -32,7 +35,7 @@ def project_table(folder: str) -> dict[str, Any]:
     return table
 
 
-@pytest.mark.parametrize("folder", DISTRIBUTIONS)
+@pytest.mark.parametrize("folder", PUBLISHED)
 def test_each_distribution_ships_the_top_level_license(folder: str) -> None:
     assert (ROOT / folder / "LICENSE").read_text() == (ROOT / "LICENSE").read_text(), (
         f"{folder}/LICENSE differs from the top-level LICENSE: copy it over again"
@@ -40,7 +43,7 @@ def test_each_distribution_ships_the_top_level_license(folder: str) -> None:
     assert project_table(folder)["license-files"] == ["LICENSE"]
 
 
-@pytest.mark.parametrize("folder", DISTRIBUTIONS)
+@pytest.mark.parametrize("folder", PUBLISHED)
 def test_each_distribution_has_the_shared_classifiers_and_urls(folder: str) -> None:
     project = project_table(folder)
     assert project["classifiers"] == project_table("sitq-core")["classifiers"]
