@@ -4,8 +4,8 @@
   the whole suite: what ``.ci/run`` runs.
 * ``tests-core``, ``tests-sqlite``, ``tests-memory``, ``tests-postgres`` — sitq-core alone, or
   with that one plugin, in a venv of its own: the package's own tests plus the top-level tests
-  that need nothing else installed. They prove each plugin works with the core alone and the
-  core with none.
+  marked for no other plugin (``-m "not needs_memory and ..."``). They prove each plugin works
+  with the core alone and the core with none.
 * ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build and every doc
   example run), ``bench`` (the quick benchmark run; it prints ratios and never fails on them).
 
@@ -14,7 +14,6 @@ Extra arguments go to the tool: ``nox -s tests -- -k plugins -x``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nox
@@ -34,23 +33,6 @@ PACKAGES = {
     "prometheus": "sitq-prometheus",
 }
 
-#: How a top-level test module shows that it needs a plugin installed.
-NEEDS = {
-    "sqlite": re.compile(r"sitq_sqlite|SQLiteBackend|sqlite:|\bsqlite\"|(?:Sync)?TaskQueue\(\)"),
-    "memory": re.compile(r"sitq_memory|MemoryBackend|memory:"),
-    "postgres": re.compile(r"sitq_postgres|PostgresBackend|postgres"),
-    "prometheus": re.compile(r"prometheus"),
-}
-#: Needs the scan cannot see: modules that run the docs, the README, the examples or sitq's
-#: pytest plugin (whose default queue is SQLite).
-HIDDEN_NEEDS = {
-    "test_docs.py": set(NEEDS),
-    "test_examples.py": {"sqlite", "memory"},
-    "test_pytest_plugin.py": {"sqlite", "memory"},
-    "test_readme.py": {"sqlite"},
-}
-
-
 #: Other distributions a package's own tests use beside it (sitq-postgres's tests compare
 #: with the memory backend).
 TESTED_WITH = {"postgres": ("memory",)}
@@ -65,40 +47,23 @@ def install(session: nox.Session, *names: str, editable: bool = True) -> None:
         session.install(*folders)
 
 
-def module_needs(path: Path, seen: frozenset[Path] = frozenset()) -> set[str]:
-    """The plugins a top-level test module needs: named in its source, in the modules of
-    ``tests/`` it imports, or listed in `HIDDEN_NEEDS`."""
-    source = path.read_text()
-    needs = {name for name, pattern in NEEDS.items() if pattern.search(source)}
-    needs |= HIDDEN_NEEDS.get(path.name, set())
-    for local in re.findall(r"^\s*(?:from|import) (test_\w+)", source, re.MULTILINE):
-        imported = path.parent / f"{local}.py"
-        if imported.is_file() and imported not in seen:
-            needs |= module_needs(imported, seen | {path})
-    return needs
-
-
-def top_level_tests(installed: set[str]) -> list[str]:
-    """The top-level test modules that need no plugin beyond ``installed``."""
-    return [
-        str(path.relative_to(ROOT))
-        for path in sorted((ROOT / "tests").glob("test_*.py"))
-        if module_needs(path) <= installed and "def test_" in path.read_text()
-    ]
-
-
 def run_package_tests(session: nox.Session, plugin: str | None) -> None:
-    """Core plus at most one plugin: that package's tests and the relevant top-level ones."""
+    """Core plus at most one plugin: that package's tests and the top-level ones that need no
+    other plugin. Top-level modules mark the plugins they use (``pytestmark =
+    [pytest.mark.needs_sqlite]``, checked by ``tests/conftest.py``); ``-m`` leaves out the
+    marks of every other plugin."""
     names = ["core"] + ([plugin] if plugin else [])
     install(session, *names, *TESTED_WITH.get(plugin or "core", ()))
     session.install(*TEST_TOOLS)
-    paths = top_level_tests(set(names) - {"core"})
-    for name in names:
-        own = ROOT / PACKAGES[name] / "tests"
-        if own.is_dir():
-            paths.insert(0, str(own.relative_to(ROOT)))
-    session.log(f"{len(paths)} test paths need nothing beyond {', '.join(names)}")
-    session.run("pytest", *paths, *session.posargs)
+    paths = [
+        f"{PACKAGES[name]}/tests" for name in names if (ROOT / PACKAGES[name] / "tests").is_dir()
+    ]
+    others = [name for name in PACKAGES if name not in names and name != "core"]
+    session.chdir(ROOT)
+    session.run(
+        "pytest", *paths, "tests", "-m", " and ".join(f"not needs_{name}" for name in others),
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(name="tests-core")
@@ -145,12 +110,30 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", str(ROOT))
 
 
+#: The test folders mypy checks, each in a run of its own: their helpers import one another
+#: by plain name (``from pg_support import ...``), as pytest puts each folder on ``sys.path``,
+#: and two of them have a ``conftest.py``, which one run would take for one module.
+TEST_FOLDERS = ["tests"] + [
+    f"{folder}/tests" for folder in PACKAGES.values() if (ROOT / folder / "tests").is_dir()
+]
+
+
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy, strict, over every package (config in pyproject.toml)."""
+    """mypy, strict, over every package and every test folder (config in pyproject.toml).
+
+    The tests are checked without ``warn_unreachable``: they assert a property, call what
+    changes it and assert it again, and mypy keeps the first narrowing across the call.
+    ``nox --no-venv --no-install -s types`` runs it in the current environment (pre-commit)."""
     install(session, *PACKAGES)
-    session.install("mypy>=1.10", "pytest>=8", "hypothesis>=6.80")
+    session.install("mypy>=1.10", "pytest>=8", "hypothesis>=6.80", "prometheus_client>=0.17")
+    session.chdir(ROOT)
     session.run("mypy", *session.posargs)
+    for folder in TEST_FOLDERS:
+        session.run(
+            "mypy", "--explicit-package-bases", "--no-warn-unreachable", *session.posargs, folder,
+            env={"MYPYPATH": folder},
+        )  # fmt: skip
 
 
 @nox.session

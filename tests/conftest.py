@@ -8,21 +8,138 @@
 * `install_dist` builds a sitq plugin distribution from source and installs it with pip into a
   folder of its own (``pip install --target``), never into the environment running the tests:
   a subprocess sees it only when that folder is put on its ``PYTHONPATH``.
+* Plugin markers: a module that uses a plugin distribution says so with
+  ``pytestmark = [pytest.mark.needs_sqlite, ...]`` (the nox sessions select with ``-m``). A
+  module whose plugin is not installed is not collected (it could not even be imported), and
+  one that imports a plugin it does not mark fails the run with the line to add.
+* Hypothesis profiles: ``default``, quick enough for every run, and ``soak``, the full-size
+  fuzzing that ``pytest -m slow`` (or ``SITQ_SOAK=1``) loads; ``--hypothesis-profile`` wins.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 #: Bound on any one subprocess a test starts (a hang fails the test, never the run).
 SUBPROCESS_TIMEOUT = 120
+
+#: The marker a test module puts on itself for each plugin distribution it uses → the package.
+PLUGIN_MARKERS = {
+    "needs_sqlite": "sitq_sqlite",
+    "needs_memory": "sitq_memory",
+    "needs_postgres": "sitq_postgres",
+    "needs_prometheus": "sitq_prometheus",
+}
+TESTS = Path(__file__).resolve().parent
+
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def slow_requested(config: pytest.Config) -> bool:
+    """True for ``pytest -m slow`` (or ``SITQ_SOAK=1``): the soak sizes are wanted."""
+    markexpr = str(config.getoption("markexpr") or "")
+    return os.environ.get("SITQ_SOAK") == "1" or ("slow" in markexpr and "not slow" not in markexpr)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the hypothesis profile before any test module builds its settings."""
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile("soak" if slow_requested(config) else "default")
+
+
+def declared_needs(path: Path) -> set[str]:
+    """The plugin markers in a module's ``pytestmark``, read from its source without importing
+    it (a module cannot be imported when its plugin is missing)."""
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "pytestmark" for target in node.targets
+        ):
+            return {
+                sub.attr
+                for sub in ast.walk(node.value)
+                if isinstance(sub, ast.Attribute) and sub.attr in PLUGIN_MARKERS
+            }
+    return set()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out the modules marked for a plugin that is not installed here."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    missing = [
+        marker
+        for marker in declared_needs(collection_path)
+        if importlib.util.find_spec(PLUGIN_MARKERS[marker]) is None
+    ]
+    return True if missing else None
+
+
+def plugins_used(module: ModuleType, seen: set[str] | None = None) -> set[str]:
+    """The plugin packages whose objects ``module`` imported, directly or through the helper
+    modules of ``tests/`` it imported them from."""
+    seen = set() if seen is None else seen
+    seen.add(module.__name__)
+    used: set[str] = set()
+    for value in vars(module).values():
+        origin = (
+            value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        )
+        if not isinstance(origin, str):
+            continue
+        package = origin.partition(".")[0]
+        if package in PLUGIN_MARKERS.values():
+            used.add(package)
+        helper = sys.modules.get(origin)
+        if origin not in seen and helper is not None and is_test_helper(helper):
+            used |= plugins_used(helper, seen)
+    return used
+
+
+def is_test_helper(module: ModuleType) -> bool:
+    """True for a module of this folder (a test module or a helper one)."""
+    file = getattr(module, "__file__", None)
+    return file is not None and Path(file).resolve().parent == TESTS
+
+
+def unmarked_line(module_name: str, missing: list[str]) -> str:
+    """One line of the error: the module, the plugins it uses unmarked, the line to add."""
+    distributions = ", ".join("sitq-" + marker.removeprefix("needs_") for marker in missing)
+    marks = ", ".join(f"pytest.mark.{marker}" for marker in missing)
+    return f"  tests/{module_name}.py uses {distributions}: add pytestmark = [{marks}]"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the run when a module uses a plugin it does not mark (the nox session of the core
+    alone, or of another plugin, would then run it without that plugin)."""
+    problems: dict[str, list[str]] = {}
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None or not is_test_helper(module) or module.__name__ in problems:
+            continue
+        marked = {mark.name for mark in item.iter_markers() if mark.name in PLUGIN_MARKERS}
+        packages = {package: marker for marker, package in PLUGIN_MARKERS.items()}
+        missing = sorted(packages[p] for p in plugins_used(module) if packages[p] not in marked)
+        problems[module.__name__] = missing
+    unmarked = {name: missing for name, missing in problems.items() if missing}
+    if unmarked:
+        lines = [unmarked_line(name, missing) for name, missing in sorted(unmarked.items())]
+        raise pytest.UsageError("test modules use plugins they do not mark:\n" + "\n".join(lines))
 
 
 #: ``SITQ_*`` variables that steer the test suite rather than sitq.

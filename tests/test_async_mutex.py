@@ -20,7 +20,7 @@ async def _critical(mutex: AsyncMutex, inside: list[int], order: list[int], n: i
 
 def test_one_holder_at_a_time_and_first_come_first_served() -> None:
     async def main() -> list[int]:
-        mutex, inside, order = AsyncMutex(), [], []
+        mutex, inside, order = AsyncMutex(), list[int](), list[int]()
         await asyncio.gather(*(_critical(mutex, inside, order, n) for n in range(200)))
         assert not mutex.locked
         return order

@@ -41,6 +41,8 @@ from sitq import (
     current_task,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 
 
@@ -120,11 +122,11 @@ def started_twice(env: Env) -> None:
 CASES: list[Case] = [
     # -- types ---------------------------------------------------------------------------------
     Case("types", "enqueue(42)", ConfigurationError, "needs a function to call",
-         lambda e: e.queue.enqueue(42)),
+         lambda e: e.queue.enqueue(42)),  # type: ignore[arg-type]
     Case("types", 'enqueue(f, priority="high")', ConfigurationError, "priority must be an int",
-         lambda e: e.queue.enqueue(f, priority="high")),
+         lambda e: e.queue.enqueue(f, priority="high")),  # type: ignore[arg-type]
     Case("types", "enqueue(f, priority=1.5)", ConfigurationError, "priority must be an int",
-         lambda e: e.queue.enqueue(f, priority=1.5)),
+         lambda e: e.queue.enqueue(f, priority=1.5)),  # type: ignore[arg-type]
     Case("types", "enqueue(f, max_retries=-1)", ConfigurationError,
          "max_retries must be an int >= 0", lambda e: e.queue.enqueue(f, max_retries=-1)),
     Case("types", "enqueue(f, timeout=0)", ConfigurationError,
@@ -132,14 +134,14 @@ CASES: list[Case] = [
     Case("types", "enqueue(f, timeout=True)", ConfigurationError,
          "timeout must be a number of seconds > 0", lambda e: e.queue.enqueue(f, timeout=True)),
     Case("types", "enqueue(f, dedupe_key=5)", ConfigurationError, "dedupe_key must be a string",
-         lambda e: e.queue.enqueue(f, dedupe_key=5)),
+         lambda e: e.queue.enqueue(f, dedupe_key=5)),  # type: ignore[arg-type]
     Case("types", 'Task(f, args="ab")', ConfigurationError, "args must be a list or tuple",
          lambda e: Task(f, args="ab")),
     Case("types", "Task(f, kwargs=[1])", ConfigurationError, "kwargs must be a dict",
-         lambda e: Task(f, kwargs=[1])),
+         lambda e: Task(f, kwargs=[1])),  # type: ignore[arg-type]
     Case("types", "enqueue_many([42])", ConfigurationError,
          "items must be Task objects, functions or (function, args[, kwargs]) tuples",
-         lambda e: e.queue.enqueue_many([42])),
+         lambda e: e.queue.enqueue_many([42])),  # type: ignore[list-item]
     Case("types", "enqueue(f, threading.Lock())", SerializationError, "cannot encode the call",
          lambda e: e.queue.enqueue(f, threading.Lock())),
     Case("types", 'json queue: enqueue(f, {1})', SerializationError,
@@ -152,18 +154,18 @@ CASES: list[Case] = [
          "SerializationError: the task returned a lock",
          lambda e: e.run(e.queue.enqueue(returns_a_lock))),
     Case("types", "Worker(object())", ConfigurationError,
-         "Worker needs a TaskQueue, SyncTaskQueue or Backend", lambda e: Worker(object())),
+         "Worker needs a TaskQueue, SyncTaskQueue or Backend", lambda e: Worker(object())),  # type: ignore[arg-type]
     Case("types", "Worker(q, max_workers=0)", ConfigurationError,
          "max_workers must be an int >= 1", lambda e: Worker(e.queue, max_workers=0)),
     Case("types", "Worker(q, lease_seconds=-1)", ConfigurationError,
          "lease_seconds must be a number of seconds > 0",
          lambda e: Worker(e.queue, lease_seconds=-1)),
     Case("types", 'Worker(q, timeout="5")', ConfigurationError,
-         "timeout must be a number of seconds > 0", lambda e: Worker(e.queue, timeout="5")),
+         "timeout must be a number of seconds > 0", lambda e: Worker(e.queue, timeout="5")),  # type: ignore[arg-type]
     Case("types", "Worker(q, result_ttl=0)", ConfigurationError,
          "result_ttl must be a number of seconds > 0", lambda e: Worker(e.queue, result_ttl=0)),
     Case("types", "Worker(q, on_error=3)", ConfigurationError, "on_error must be callable",
-         lambda e: Worker(e.queue, on_error=3)),
+         lambda e: Worker(e.queue, on_error=3)),  # type: ignore[arg-type]
     Case("types", "Worker(q, queues=[])", ConfigurationError,
          "queues must be a list of queue names", lambda e: Worker(e.queue, queues=[])),
     Case("types", "get_result(id, timeout=-1)", ConfigurationError,
@@ -221,7 +223,7 @@ CASES: list[Case] = [
          lambda e: e.queue.enqueue(f, eta=dt.datetime(2030, 1, 1))),
     Case("datetimes", 'enqueue(f, eta="tomorrow")', ConfigurationError,
          "eta must be an aware datetime, a timedelta or epoch seconds",
-         lambda e: e.queue.enqueue(f, eta="tomorrow")),
+         lambda e: e.queue.enqueue(f, eta="tomorrow")),  # type: ignore[arg-type]
     Case("datetimes", "enqueue(f, eta=True)", ConfigurationError,
          "eta must be an aware datetime, a timedelta or epoch seconds",
          lambda e: e.queue.enqueue(f, eta=True)),

@@ -20,6 +20,8 @@ import pytest
 from sitq import Backend, MemoryBackend, SQLiteBackend, TaskRecord
 from sitq.task import new_task_id
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 TASKS = 3000
 
 #: One claimer: ``python -c CLAIMER DB GO_FILE SEED``; prints its claims as JSON.

@@ -34,6 +34,8 @@ from test_guarantees_support import (
 from sitq import SyncTaskQueue, Task
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 WORKERS = 4
 CONCURRENCY = 4
 KILL_EVERY = 2.0

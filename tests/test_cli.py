@@ -17,6 +17,8 @@ import pytest
 
 from sitq import SyncTaskQueue, TaskStatus
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 APP = '''
 """A test app: the queue comes from SITQ_BACKEND_URL."""
 import time

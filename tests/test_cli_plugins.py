@@ -12,10 +12,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sitq import SyncTaskQueue
+
+pytestmark = [pytest.mark.needs_sqlite]
 
 HELLO = '''
 """A third-party sitq plugin: writes a line to $HELLO_LOG for each hook call."""
@@ -101,9 +104,10 @@ def run(
     )
 
 
-def listing(result: subprocess.CompletedProcess[str]) -> dict:
+def listing(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def test_lists_a_third_party_plugin(hello: Path, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 from sitq import ConfigurationError, Task, TaskQueue, TaskStatus
 from sitq.coalesce import Coalescer
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 
 def noop() -> None:
     """A task that does nothing."""

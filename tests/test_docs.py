@@ -30,6 +30,13 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [
+    pytest.mark.needs_sqlite,
+    pytest.mark.needs_memory,
+    pytest.mark.needs_postgres,
+    pytest.mark.needs_prometheus,
+]
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGE_TIMEOUT = 60

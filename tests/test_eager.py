@@ -12,6 +12,8 @@ import pytest
 from sitq import Task, TaskStatus
 from sitq.eager import EagerSyncTaskQueue, EagerTaskQueue
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 calls: list[Any] = []
 attempts: dict[str, int] = {}
 
@@ -98,7 +100,7 @@ def test_sync_eager_queue(url: str) -> None:
         task_id = queue.enqueue(add, 20, 22)
         assert queue.get_result(task_id, timeout=0).value == 42
         assert queue.get_task(task_id).status is TaskStatus.SUCCEEDED  # type: ignore[union-attr]
-        assert queue.worker.worker_id == "eager"
+        assert queue.worker.worker_id == "eager"  # type: ignore[attr-defined]
 
 
 order: list[str] = []

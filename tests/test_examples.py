@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workers"
 
 #: example file → regular expressions its standard output must match (in any order)

@@ -29,6 +29,8 @@ from sitq import (
     current_task,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 LEASE = 0.6  # the heartbeat runs every 0.2 s
 BOUND = 15.0  # seconds any single wait below may take before the test fails
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import string
+from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,13 +28,17 @@ from sitq.plugins import get_plugin_manager
 from sitq.signing import Signer
 from sitq.task import new_task_id
 
+pytestmark = [pytest.mark.needs_memory, pytest.mark.slow]
+
 SERIALIZERS = ("cloudpickle", "pickle", "json", "msgpack")
 CODECS = {name: Codec(get_plugin_manager().serializer(name)) for name in SERIALIZERS}
 KEY = "fuzzing-key-0123456789"
 #: Keeps a decoded import path from importing anything: only this module's ``target`` runs.
 ALLOW = FunctionAllowList([f"{__name__}:target"])
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: The number of examples comes from the hypothesis profile (tests/conftest.py): a quick run by
+#: default, the full soak with ``pytest -m slow``.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_like = st.recursive(
     st.none()
@@ -87,10 +93,11 @@ def test_random_result_bytes(data: bytes, name: str) -> None:
 @given(data=st.binary(max_size=256))
 def test_random_bytes_never_pass_a_signature_check(data: bytes) -> None:
     signer = Signer.from_option(KEY)
-    for opened in (
+    openers: tuple[Callable[[], object], ...] = (
         lambda: signer.open_call("task", "m:f", "pickle", data),
         lambda: signer.open_result("task", data),
-    ):
+    )
+    for opened in openers:
         try:
             opened()
         except SignatureError:

@@ -30,6 +30,8 @@ from sitq import (
     current_task,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 LEASE = 0.6
 LONG = 3 * LEASE  # each task outlives three leases
 

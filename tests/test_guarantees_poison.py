@@ -16,6 +16,8 @@ from test_guarantees_support import executions, rows, start_worker, stderr_of, s
 from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, TaskRecord, TaskStatus, Worker
 from sitq.task import new_task_id
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 MAX_ATTEMPTS = 3
 
 

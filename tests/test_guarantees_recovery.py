@@ -22,6 +22,8 @@ from test_guarantees_support import (
 
 from sitq import SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 BOUND = 30.0
 
 

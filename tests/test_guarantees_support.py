@@ -20,6 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = [pytest.mark.needs_sqlite]
+
 #: The module of task functions, written as ``gtasks.py`` into the test's folder.
 TASKS_MODULE = textwrap.dedent(
     '''

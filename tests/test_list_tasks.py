@@ -20,6 +20,8 @@ from sitq.task import new_task_id
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 
 class Clock:
     """A clock the test moves by hand, so enqueue times are distinct and known."""
@@ -37,7 +39,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     b: Backend = (
         SQLiteBackend(tmp_path / "tasks.db") if request.param == "sqlite" else MemoryBackend()
     )
-    b.clock = Clock()  # type: ignore[method-assign]
+    b.clock = Clock()
     return b
 
 
@@ -119,7 +121,7 @@ async def test_filters_by_status_and_queue(backend: Backend) -> None:
     assert [r.id for r in on_b] == ids[2:5]
     assert await backend.list_tasks(statuses=[TaskStatus.RUNNING], queue="a") == []
     assert await backend.list_tasks(statuses=[]) == []
-    assert [r.id for r in await backend.list_tasks(statuses=["cancelled"])] == [ids[5]]
+    assert [r.id for r in await backend.list_tasks(statuses=["cancelled"])] == [ids[5]]  # type: ignore[list-item]
 
 
 @in_loop
@@ -180,7 +182,9 @@ async def test_ties_keep_enqueue_order(backend: Backend) -> None:
     ],
 )
 @in_loop
-async def test_bad_arguments_are_named(backend: Backend, kwargs: dict, message: str) -> None:
+async def test_bad_arguments_are_named(
+    backend: Backend, kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigurationError, match=message):
         await backend.list_tasks(**kwargs)
 

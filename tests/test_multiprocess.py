@@ -17,8 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sitq import SyncTaskQueue, Task, TaskStatus
 from sitq_sqlite import SQLiteBackend
+
+pytestmark = [pytest.mark.needs_sqlite]
 
 TASKS = 2000
 DEADLINE = 120  # seconds for the whole run; far more than it needs

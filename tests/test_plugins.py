@@ -12,11 +12,14 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sitq import BackendType, PluginError, PluginManager, SerializerType, hookimpl
 from sitq.plugins import ENV_ALLOWED_PLUGINS, ENV_DISABLE_AUTOLOAD
+
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -176,7 +179,7 @@ def extras(install_dist: Callable[..., Path]) -> Path:
 
 
 def run_worker(python_run: PythonRun, tmp_path: Path, *, path: list[Path], backend: str = "",
-               **env: str) -> dict:  # fmt: skip
+               **env: str) -> dict[str, Any]:  # fmt: skip
     """Run `WORKER_SCRIPT` in ``tmp_path``; return what it printed, checking every task ended."""
     script = tmp_path / "worker_script.py"
     script.write_text(WORKER_SCRIPT)
@@ -189,7 +192,7 @@ def run_worker(python_run: PythonRun, tmp_path: Path, *, path: list[Path], backe
         **env,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
     assert report["statuses"] == ["succeeded"] * 5 + ["failed"]
     assert report["values"][:5] == [0, 2, 4, 6, 8]
     return report

@@ -9,6 +9,8 @@ from sitq import TaskStatus
 from sitq.eager import EagerSyncTaskQueue
 from sitq.testkit import SitqTestQueue, SitqTestWorker
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 pytest_plugins = ["pytester"]
 
 

@@ -18,7 +18,6 @@ from sitq import (
     ConfigurationError,
     QueueClosed,
     ResultTimeout,
-    SQLiteBackend,
     Task,
     TaskNotFound,
     TaskQueue,
@@ -26,6 +25,9 @@ from sitq import (
     Worker,
 )
 from sitq.eager import EagerTaskQueue
+from sitq_sqlite import SQLiteBackend
+
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 WAIT = 30  # bound on every wait for a result; a passing test needs a fraction of a second
 
@@ -101,7 +103,7 @@ def test_enqueue_options_are_stored(tmp_path: Path) -> None:
             assert task is not None
             assert task.priority == 7 and task.queue == "emails"
             assert task.max_retries == 3 and task.timeout == 9.5 and task.dedupe_key == "k1"
-            assert task.eta is not None and abs((task.eta - eta).total_seconds()) < 0.01
+            assert isinstance(task.eta, datetime) and abs((task.eta - eta).total_seconds()) < 0.01
             # a pending task with the same dedupe key is not stored twice
             assert await queue.enqueue(add, 5, 5, dedupe_key="k1") == task_id
             # a Task carries options that would clash with the function's own keywords

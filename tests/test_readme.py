@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_postgres]
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -45,7 +47,13 @@ def test_the_readme_opens_with_the_two_commands() -> None:
 
 def test_the_requirements_install_every_test_dependency() -> None:
     requirements = (ROOT / "requirements-dev.txt").read_text()
-    packages = ("./sitq-core", "./sitq-sqlite", "./sitq-memory", "./sitq-postgres")
+    packages = (
+        "./sitq-core",
+        "./sitq-sqlite",
+        "./sitq-memory",
+        "./sitq-postgres",
+        "./sitq-prometheus",
+    )
     tools = ("pytest", "pytest-timeout", "hypothesis", "hatchling", "docs/requirements.txt")
     for needed in packages + tools:
         assert needed in requirements, needed

@@ -35,6 +35,8 @@ from sitq import (
 from sitq.signing import ENV_SECRET_KEY, HEADER, Signer
 from sitq.task import new_task_id
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 KEY = "a-long-enough-secret-key-for-tests"
 OTHER_KEY = "another-long-enough-secret-key"
 

@@ -8,6 +8,7 @@ import pickle
 import sys
 from collections import OrderedDict
 from datetime import datetime, timezone
+from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -28,7 +29,7 @@ class Point:
 
 
 def _reference(obj: object) -> bytes:
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 PLAIN = [
@@ -81,10 +82,12 @@ def test_local_functions_are_pickled_by_value() -> None:
     assert not plain_for_pickle(local)
 
 
-def test_functions_of_modules_registered_by_value_are_pickled_by_value(tmp_path, monkeypatch):
+def test_functions_of_modules_registered_by_value_are_pickled_by_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "byvalue_mod.py").write_text("def f():\n    return 42\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    import byvalue_mod
+    import byvalue_mod  # type: ignore[import-not-found]
 
     assert plain_for_pickle(byvalue_mod.f)
     cloudpickle.register_pickle_by_value(byvalue_mod)

@@ -29,6 +29,8 @@ from sitq import (
 )
 from sitq.plugins import get_plugin_manager
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 BUILT_IN = ("cloudpickle", "pickle", "msgpack", "json")
 WAIT = 30
@@ -100,7 +102,7 @@ def test_each_serializer_round_trips_through_a_worker_with_another_default(
 @pytest.mark.parametrize("serializer", ["cloudpickle", "pickle"])
 def test_pickle_serializers_carry_objects(serializer: str, tmp_path: Path) -> None:
     when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    calls = [
+    calls: list[tuple[Any, ...]] = [
         (midpoint, (Point(0, 0), Point(4, 2)), {}),
         (max, ([decimal.Decimal("1.5"), decimal.Decimal("2.5")],), {}),
         (datetime.isoformat, (when,), {}),
@@ -166,13 +168,13 @@ def test_cloudpickle_carries_a_closure_to_another_process(
 
 
 def test_json_sends_functions_by_path_to_a_worker_that_imports_them(
-    python_run: PythonRun, tmp_path: Path
+    python_run: PythonRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "reports.py").write_text(
         "def word_count(text):\n    return {'words': len(text.split())}\n"
     )
     db = tmp_path / "paths.db"
-    sys.path.insert(0, str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
     try:
         import reports  # type: ignore[import-not-found]
 
@@ -180,7 +182,6 @@ def test_json_sends_functions_by_path_to_a_worker_that_imports_them(
             by_function = queue.enqueue(reports.word_count, "one two three")
             by_path = queue.enqueue("reports:word_count", "four five")
     finally:
-        sys.path.remove(str(tmp_path))
         sys.modules.pop("reports", None)
     done = python_run(
         f"""

@@ -26,6 +26,8 @@ from sitq import (
     Worker,
 )
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 WAIT = 30
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def test_many_calls_return_their_own_results_and_errors() -> None:
                 raise ValueError(i)
             return i * 2
 
-        jobs = [pool.submit_async(lambda i=i: work(i)) for i in range(500)]
+        jobs = [pool.submit_async(functools.partial(work, i)) for i in range(500)]
         results = await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
         for i, r in enumerate(results):
             if i % 7 == 0:
@@ -85,7 +86,7 @@ def test_a_call_cancelled_before_it_starts_never_runs() -> None:
 
     async def main() -> None:
         pool = ThreadPool(1)
-        busy = pool.submit_async(lambda: (started.set(), release.wait(10)))
+        busy = pool.submit_async(lambda: (started.set(), release.wait(10)))  # type: ignore[func-returns-value]
         assert await asyncio.to_thread(started.wait, 5)
         queued = pool.submit_async(lambda: ran.append("queued"))
         queued.future.cancel()

@@ -14,6 +14,8 @@ from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, Worker
 from sitq.worker import WorkerConfig
 from sitq.worker.settings import cli_options
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteBackend:

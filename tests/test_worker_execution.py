@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from test_worker_helpers import (
     add,
     async_add,
@@ -24,6 +25,8 @@ from test_worker_helpers import (
 )
 
 from sitq import Backend, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 backend = backend_fixture()
 

@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 
-from sitq import Backend, MemoryBackend, SQLiteBackend, TaskStatus
+from sitq import Backend, TaskStatus
+from sitq_memory import MemoryBackend
+from sitq_sqlite import SQLiteBackend
+
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 BACKENDS = ["sqlite", "memory"]
 

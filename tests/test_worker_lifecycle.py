@@ -40,6 +40,8 @@ from sitq import (
     WorkerStateError,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 # -- async use ----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from test_worker_helpers import (
 from sitq import Backend, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.limits import ResourceLimits
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 _HELD: list[bytes] = []
@@ -167,7 +169,7 @@ def test_process_children_are_gone_after_stop(tmp_path: Path) -> None:
     worker.stop()
     for pid in pids:
         wait_until(
-            lambda pid=pid: (
+            lambda pid=pid: (  # type: ignore[misc]
                 not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
             ),
             what=f"child {pid} gone",

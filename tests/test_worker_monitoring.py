@@ -30,6 +30,8 @@ from sitq import (
     hookimpl,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 # -- callbacks ----------------------------------------------------------------------------------

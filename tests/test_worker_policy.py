@@ -31,6 +31,8 @@ from sitq import (
 )
 from sitq.retry import RetryPolicy
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 

@@ -12,10 +12,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_worker_helpers import REGISTRY, add, async_sleep_then, backend_fixture, wait_until
 
 import sitq
 from sitq import Backend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
+
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 backend = backend_fixture()
 TESTS = str(Path(__file__).parent)

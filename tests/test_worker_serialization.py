@@ -27,6 +27,8 @@ from sitq import (
     Worker,
 )
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 backend = backend_fixture()
 
 
@@ -150,7 +152,7 @@ def test_results_of_tasks_from_an_incompatible_queue_keep_their_own_format(
     assert json_queue.get_task(task_id).status is TaskStatus.SUCCEEDED  # type: ignore[union-attr]
     assert "stored with 'json' instead" in caplog.text
     json_queue.close()
-    worker.queue.close()  # type: ignore[union-attr]
+    worker.queue.close()
 
 
 def test_a_worker_on_a_bare_backend_checks_each_tasks_serializer(tmp_path: Path) -> None:

@@ -324,7 +324,8 @@ def test_result_waiters_hear_finishes_in_other_processes(pg_url: str) -> None:
                 await asyncio.wait_for(waiter, 10)
             finally:
                 await other.close()
-            assert (await backend.get_task(task_id)).status is TaskStatus.SUCCEEDED
+            record = await backend.get_task(task_id)
+            assert record is not None and record.status is TaskStatus.SUCCEEDED
 
     run(body())
 

@@ -62,11 +62,11 @@ def run_fleet(
             assert codes == [0] * len(codes), f"worker exit codes {codes}"
             return await _check_results(queue, tasks)
 
-    per_group = asyncio.run(body())
+    counts = asyncio.run(body())
     runs = pg_tasks.runs(str(tmp_path))
     assert sorted(runs) == list(range(tasks)), "a task never ran"
     assert max(runs.values()) == 1, "a task ran twice with no worker lost"
-    return per_group
+    return counts
 
 
 def test_three_machines(prefix: str, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_server_restart_mid_run(prefix: str, tmp_path: Path) -> None:
                 await asyncio.wait_for(feeding, 90)
                 await wait_until_all_succeeded(queue, len(acknowledged), timeout=120)
                 records = await queue.backend.list_tasks(limit=None)
-                after = [r.finished_at for r in records if (r.finished_at or 0) > restarted_at[0]]
+                after = [t for r in records if (t := r.finished_at or 0) > restarted_at[0]]
                 assert len(records) == len(acknowledged)
                 assert {r.id for r in records} == set(acknowledged)
                 return min(after) - restarted_at[0]

@@ -17,12 +17,7 @@ from prometheus_client import CollectorRegistry
 
 import sitq
 from sitq import PluginManager, SyncTaskQueue, Task, TaskQueue, Worker
-
-try:
-    from sitq_prometheus import PrometheusMetrics
-except ImportError:  # not installed in this environment: use the source folder
-    sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
-    from sitq_prometheus import PrometheusMetrics
+from sitq_prometheus import PrometheusMetrics
 
 PROJECT = Path(__file__).parents[1]
 

@@ -37,7 +37,7 @@ from .sync import SyncTaskQueue
 from .task import Result, Task, TaskStatus
 from .worker import Worker, WorkerMetrics, WorkerStatus
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__  # isort: skip
 
 #: Backends re-exported lazily from their plugin distributions: name → (module, distribution).
 _PLUGIN_EXPORTS = {

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from .plugin import PrometheusMetrics, metrics
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__  # isort: skip
 
 __all__ = ["PrometheusMetrics", "metrics"]
