@@ -67,7 +67,7 @@ class Env:
 
     def run(self, task_id: str) -> Result:
         """Run one task now with a fresh worker; its final result."""
-        return Worker(self.queue).process_task(task_id)  # type: ignore[no-any-return]
+        return Worker(self.queue).process_task(task_id)
 
 
 @dataclass(frozen=True)

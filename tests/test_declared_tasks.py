@@ -178,7 +178,7 @@ def test_the_async_queue_awaits_enqueue_and_handles(tmp_path: Path) -> None:
             assert isinstance(handle, AsyncTaskHandle)
             assert await handle.status() is sitq.TaskStatus.PENDING
             assert (await queue.get_task(handle.id)).priority == 3  # type: ignore[union-attr]
-            await sitq.Worker(queue.backend).process_task(handle.id)
+            await sitq.Worker(queue.backend).process_task_async(handle.id)
             assert await handle.result(timeout=10) == "ann (vip)"
             assert await handle.status() is sitq.TaskStatus.SUCCEEDED
             later = await greet.options(eta=timedelta(hours=1)).enqueue("bob")
@@ -236,7 +236,7 @@ def test_blueprint_tasks_bind_when_registered(
     app.queue.register(app.library)  # again: nothing changes
     assert app.queue.tasks[f"{app.__name__}:square"] is app.square
     handle = app.square.enqueue(3)
-    assert app.queue.get_task(handle.id).priority == 7  # type: ignore[union-attr]
+    assert app.queue.get_task(handle.id).priority == 7
     other = sitq.SyncTaskQueue(f"sqlite:///{tmp_path / 'other.db'}")
     try:
         with pytest.raises(sitq.ConfigurationError, match="already registered"):
@@ -269,7 +269,7 @@ def test_names_are_unique_per_queue(load: Callable[..., ModuleType]) -> None:
         app.queue.tasks["x"] = app.notify  # read-only
     with pytest.raises(sitq.ConfigurationError, match=r"two tasks are named 'shop\.add'"):
 
-        @app.queue.task(name="shop.add")
+        @app.queue.task(name="shop.add")  # type: ignore[untyped-decorator]
         def other_add() -> None: ...
 
     with pytest.raises(sitq.ConfigurationError, match="non-empty string"):

@@ -100,7 +100,7 @@ def test_sync_eager_queue(url: str) -> None:
         task_id = queue.enqueue(add, 20, 22)
         assert queue.get_result(task_id, timeout=0).value == 42
         assert queue.get_task(task_id).status is TaskStatus.SUCCEEDED  # type: ignore[union-attr]
-        assert queue.worker.worker_id == "eager"  # type: ignore[attr-defined]
+        assert queue.worker.worker_id == "eager"
 
 
 order: list[str] = []

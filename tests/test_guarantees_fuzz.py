@@ -116,7 +116,7 @@ async def run_worker_on(payloads: list[tuple[bytes, str]], key: str | None) -> N
     await backend.enqueue_many(bad)
     good = await queue.enqueue(target)
     worker = Worker(queue, max_workers=4)
-    results = await worker.process_tasks([r.id for r in bad] + [good])
+    results = await worker.process_tasks_async([r.id for r in bad] + [good])
     for record, result in zip(bad, results, strict=False):
         assert result.status is TaskStatus.DEAD, (record, result)
         assert result.error and (result.error.startswith(("PayloadError", "SignatureError"))), (

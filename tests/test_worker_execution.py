@@ -85,7 +85,7 @@ def test_async_runs_coroutines_on_the_loop_and_functions_in_threads(backend: Bac
         worker = Worker(queue, worker_type="async")
         sync_id = await queue.enqueue(thread_name)
         async_id = await queue.enqueue(loop_thread_name)
-        sync_result, async_result = await worker.process_tasks([sync_id, async_id])
+        sync_result, async_result = await worker.process_tasks_async([sync_id, async_id])
         assert sync_result.value.startswith("sitq-task")
         assert async_result.value == threading.current_thread().name
         await queue.close()
@@ -100,7 +100,7 @@ def test_async_timeout_cancels_the_coroutine(tmp_path: Path) -> None:
         queue = TaskQueue(SQLiteBackend(tmp_path / "q.db"))
         worker = Worker(queue, timeout=0.2)
         task_id = await queue.enqueue(cancellable, 30)
-        result = await asyncio.wait_for(worker.process_task(task_id), 10)
+        result = await asyncio.wait_for(worker.process_task_async(task_id), 10)
         assert result.status is TaskStatus.FAILED
         assert "TaskTimeout" in (result.error or "") and "0.2 s" in (result.error or "")
         assert CANCELLED == ["cancelled"]

@@ -84,12 +84,12 @@ def test_async_process_task_and_process_tasks(backend: Backend) -> None:
         worker = Worker(queue, max_workers=2)
         one = await queue.enqueue(add, 1, 2)
         many = [await queue.enqueue(async_add, i, i) for i in range(3)]
-        result = await worker.process_task(one)
+        result = await worker.process_task_async(one)
         assert isinstance(result, Result) and result.value == 3
-        results = await worker.process_tasks(many)
+        results = await worker.process_tasks_async(many)
         assert [r.value for r in results] == [0, 2, 4]
         # a finished task's stored result is returned as is
-        assert (await worker.process_task(one)).value == 3
+        assert (await worker.process_task_async(one)).value == 3
         await queue.close()
 
     asyncio.run(main())

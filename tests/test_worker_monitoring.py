@@ -73,8 +73,8 @@ def test_async_callbacks_are_awaited_and_timeouts_reported(tmp_path: Path) -> No
     async def main() -> None:
         queue = TaskQueue(SQLiteBackend(tmp_path / "q.db"))
         worker = Worker(queue, timeout=0.1, on_error=on_error, on_success=on_success)
-        await worker.process_task(await queue.enqueue(async_sleep_then, 0, "fast"))
-        await worker.process_task(await queue.enqueue(async_sleep_then, 10))
+        await worker.process_task_async(await queue.enqueue(async_sleep_then, 0, "fast"))
+        await worker.process_task_async(await queue.enqueue(async_sleep_then, 10))
         await queue.close()
 
     asyncio.run(main())

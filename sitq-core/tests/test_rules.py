@@ -32,9 +32,9 @@ def test_the_attempt_limit_is_the_larger_of_max_attempts_and_the_task_retries() 
 
 @pytest.mark.parametrize("one", ["failed", TaskStatus.FAILED])
 def test_one_status_alone_is_a_list_of_one(one: str) -> None:
-    assert check_statuses(one) == {TaskStatus.FAILED}
-    assert purge_statuses(one) == {TaskStatus.FAILED}
-    assert check_list_args(one, None, "oldest") == {TaskStatus.FAILED}
+    assert check_statuses(one) == frozenset({TaskStatus.FAILED})
+    assert purge_statuses(one) == frozenset({TaskStatus.FAILED})
+    assert check_list_args(one, None, "oldest") == frozenset({TaskStatus.FAILED})
 
 
 @pytest.mark.parametrize("wrong", ["finished", ["failed", "finished"], [3]])

@@ -107,7 +107,7 @@ def test_pgbouncer_mode_uses_no_named_statements_and_no_listen(prefix: str) -> N
     async def body() -> None:
         async with TaskQueue(backend) as queue:
             task_id = await queue.enqueue(pg_tasks.add, 2, 3)
-            await asyncio.wait_for(Worker(queue).process_task(task_id), 30)
+            await asyncio.wait_for(Worker(queue).process_task_async(task_id), 30)
             assert (await queue.get_result(task_id, timeout=10)).value == 5
             await backend.wait_for_work(0.01)  # polling only: returns after the timeout
 
@@ -225,7 +225,7 @@ def test_enqueue_in_the_callers_transaction(pg_url: str) -> None:
             for task_id in gone:
                 assert await queue.get_task(task_id) is None
             assert (await queue.counts())[TaskStatus.PENDING] == 1
-            result = await Worker(queue).process_task(kept)
+            result = await Worker(queue).process_task_async(kept)
             assert result.value == 42
 
     run(body())

@@ -57,8 +57,8 @@ def test_counts_every_lifecycle_event() -> None:
             )
             worker = Worker(queue, retry_delay=0.0, poll_interval=0.01)
             ids = [r.id for r in await queue.backend.list_tasks(limit=None)]
-            results = await worker.process_tasks(ids)
-            assert [r.status.value for r in results] == ["succeeded"] * 4 + ["failed"]
+            results = await worker.process_tasks_async(ids)
+            assert [str(r.status) for r in results] == ["succeeded"] * 4 + ["failed"]
 
     import asyncio
 

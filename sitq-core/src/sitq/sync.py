@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from .backend import Backend
 from .blueprints import DeclaresTasks, SyncBlueprint
@@ -131,7 +134,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             self._run("close", self.async_queue.close())
         self._portal.close()
 
-    def __enter__(self) -> SyncTaskQueue:
+    def __enter__(self) -> Self:
         self._run("connect", self.async_queue.connect())
         return self
 

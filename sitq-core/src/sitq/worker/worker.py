@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
 from ..backend import Backend
-from ..bridge import Portal, Waiter, done, running_loop
+from ..bridge import Deferred, Portal, Waiter, done, forbid_running_loop, running_loop
 from ..errors import ConfigurationError, TaskNotFound, WorkerStateError
 from ..executors import Executor
 from ..heartbeat import LeaseKeeper
@@ -87,7 +87,7 @@ class Worker:
 
     The same worker runs from async code (``await worker.start()``,
     ``asyncio.create_task(worker.start())``, ``await worker.stop()``,
-    ``await worker.process_task(id)``) and from plain code (``worker.start()`` in the
+    ``await worker.process_task_async(id)``) and from plain code (``worker.start()`` in the
     background, ``worker.stop()``, ``worker.run(duration=60)``,
     ``worker.process_task(id)``). Subclasses may override `should_process_task`.
     """
@@ -239,7 +239,7 @@ class Worker:
 
     # -- public API: lifecycle ---------------------------------------------------------------
 
-    def start(self) -> Coroutine[Any, Any, None]:
+    def start(self) -> Deferred[None]:
         """Start processing.
 
         In a running event loop this returns a coroutine that processes tasks until `stop`:
@@ -253,7 +253,7 @@ class Worker:
             raise WorkerStateError(f"worker {self.worker_id} is already running")
         if running_loop() is not None:
             self._start_pending = True
-            return self._serve()
+            return Deferred(self._serve)
         return self._runner.start_in_background()
 
     def stop(self) -> Awaitable[None]:
@@ -287,24 +287,22 @@ class Worker:
 
     # -- public API: one task at a time ------------------------------------------------------
 
-    def process_task(self, task_id: str) -> Result | Coroutine[Any, Any, Result]:
-        """Run one task now, through its retries, and return its final `Result`.
+    def process_task(self, task_id: str) -> Result:
+        """Run one task now, through its retries, and return its final `Result` (blocking).
 
-        In a running event loop this returns a coroutine to await (typed async code can call
-        `process_task_async` for a precise type). If another worker has the task, waits for
-        its result; a finished task's stored result is returned as is.
+        If another worker has the task, waits for its result; a finished task's stored result
+        is returned as is. In async code, ``await worker.process_task_async(task_id)``: called
+        inside a running event loop, this raises `EventLoopMisuse` saying so, as
+        `SyncTaskQueue` does.
         """
-        coro = self.process_task_async(task_id)
-        return coro if running_loop() is not None else self._runner.call(coro)
+        forbid_running_loop("Worker.process_task()", "`await worker.process_task_async(...)`")
+        return self._runner.call(self.process_task_async(task_id))
 
-    def process_tasks(
-        self, task_ids: Iterable[str]
-    ) -> list[Result] | Coroutine[Any, Any, list[Result]]:
+    def process_tasks(self, task_ids: Iterable[str]) -> list[Result]:
         """Run several tasks now (concurrently, up to ``max_workers``) and return their
-        `Result`s in order. In a running event loop this returns a coroutine to await (or
-        call `process_tasks_async`)."""
-        coro = self.process_tasks_async(list(task_ids))
-        return coro if running_loop() is not None else self._runner.call(coro)
+        `Result`s in order (blocking; in async code, `process_tasks_async`)."""
+        forbid_running_loop("Worker.process_tasks()", "`await worker.process_tasks_async(...)`")
+        return self._runner.call(self.process_tasks_async(list(task_ids)))
 
     async def process_task_async(self, task_id: str) -> Result:
         """`process_task`, from async code."""
