@@ -508,6 +508,9 @@ class _RegisteredExecutors(Mapping[str, "type[Executor]"]):
     `make_executor` and `PluginManager.executors`): delete at that merge.
     """
 
+    def __contains__(self, name: object) -> bool:
+        return name in _default_plugins().executors  # without importing the class
+
     def __getitem__(self, name: str) -> type[Executor]:
         entry = _default_plugins().executors.get(name)
         if entry is None:
