@@ -121,6 +121,7 @@ def test_lists_a_third_party_plugin(hello: Path, tmp_path: Path) -> None:
     }
     assert plugins["sqlite"]["distribution"] == "sitq-sqlite"
     assert plugins["sitq.serializers"]["hooks"] == ["sitq_serializers"]
+    assert plugins["sitq.executors"]["hooks"] == ["sitq_executors"]
     assert found["backends"]["sqlite"] == "sitq-sqlite"
     assert "cloudpickle" in found["serializers"]
     assert found["autoload"] is True and found["allowed"] is None
@@ -131,7 +132,7 @@ def test_lists_a_third_party_plugin(hello: Path, tmp_path: Path) -> None:
 
 def test_plugin_allow_list(hello: Path, tmp_path: Path) -> None:
     found = listing(run("plugins", "--json", cwd=tmp_path, path=hello, SITQ_PLUGINS="hello"))
-    assert [p["name"] for p in found["plugins"]] == ["sitq.serializers", "hello"]
+    assert [p["name"] for p in found["plugins"]] == ["sitq.serializers", "sitq.executors", "hello"]
     assert found["backends"] == {} and found["allowed"] == ["hello"]
     text = run("plugins", cwd=tmp_path, path=hello, SITQ_PLUGINS="hello")
     assert "SITQ_PLUGINS=hello: only these were loaded" in text.stdout
@@ -140,7 +141,7 @@ def test_plugin_allow_list(hello: Path, tmp_path: Path) -> None:
 def test_autoload_can_be_disabled(hello: Path, tmp_path: Path) -> None:
     env = {"SITQ_DISABLE_PLUGIN_AUTOLOAD": "1"}
     found = listing(run("plugins", "--json", cwd=tmp_path, path=hello, **env))
-    assert [p["name"] for p in found["plugins"]] == ["sitq.serializers"]
+    assert [p["name"] for p in found["plugins"]] == ["sitq.serializers", "sitq.executors"]
     assert found["autoload"] is False
     text = run("plugins", cwd=tmp_path, path=hello, **env)
     assert "SITQ_DISABLE_PLUGIN_AUTOLOAD is set" in text.stdout

@@ -227,7 +227,7 @@ def test_autoload_disabled_loads_no_plugin(
     report = run_worker(
         python_run, tmp_path, path=[recorder], backend="instance", **{ENV_DISABLE_AUTOLOAD: "1"}
     )
-    assert report["plugins"] == ["sitq.serializers"]
+    assert report["plugins"] == ["sitq.executors", "sitq.serializers"]
     assert not (tmp_path / "recorder.log").exists()
 
 

@@ -26,7 +26,7 @@ def store(tmp_path: Path) -> SQLiteBackend:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"worker_type": "fiber"}, "choose one of: async, thread, process"),
+        ({"worker_type": "fiber"}, "choose one of: async, process, thread"),
         ({"max_workers": 0}, "max_workers must be an int >= 1"),
         ({"max_workers": -2}, "max_workers must be an int >= 1"),
         ({"max_workers": 2.5}, "max_workers must be an int >= 1"),

@@ -347,10 +347,17 @@ def test_a_background_worker_is_stopped_gracefully_at_exit(
 
 
 _ASYNCIO_RUN_SCRIPT = """
-import asyncio, sys, time
+import asyncio, signal, sys, time
 from sitq import SQLiteBackend, SyncTaskQueue, Worker
 
 def slow():
+    # say "running" (the test's cue for Ctrl-C) only once asyncio.run has put in its Ctrl-C
+    # handler: on a loaded machine the task can start before the main thread gets there, and
+    # a Ctrl-C then interrupts the script before it awaits the worker
+    deadline = time.monotonic() + 30
+    while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        assert time.monotonic() < deadline, "asyncio.run never installed its Ctrl-C handler"
+        time.sleep(0.005)
     sys.stdout.write("running\\n")
     sys.stdout.flush()
     time.sleep(0.5)

@@ -6,8 +6,11 @@ One small interface, `Executor`, with one implementation per ``worker_type``:
   on timeout); plain functions in a pool of threads so they cannot block it.
 * ``"thread"`` (`ThreadExecutor`): every function in a pool of ``max_workers`` threads
   (coroutine functions on an event loop of their own there).
-* ``"process"`` (`sitq.processes.ProcessExecutor`, registered when that module is imported):
-  every function in a pool of child processes, one task per child at a time.
+* ``"process"`` (`sitq.processes.ProcessExecutor`, imported only when chosen): every
+  function in a pool of child processes, one task per child at a time.
+
+Each is registered through the ``sitq_executors`` hook (implemented here for the three
+built-ins), like any third-party executor; `make_executor` builds the one a worker chose.
 
 What a timeout can do depends on where the function runs. A coroutine is cancelled. A child
 process is killed and replaced. A thread cannot be stopped from outside in Python: the task is
@@ -28,13 +31,18 @@ import queue as queue_module
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import TaskContext
 from .errors import TaskTimeout
+from .hookspecs import hookimpl
 from .payload import Codec
+from .registry import ExecutorType
+
+if TYPE_CHECKING:
+    from .plugins import PluginManager
 
 logger = logging.getLogger("sitq.executors")
 
@@ -452,15 +460,70 @@ class ThreadExecutor(AsyncExecutor):
         return await run_in_pool(self._pool(), call, _bound_call(call))
 
 
-#: worker_type name → executor class; the process executor registers itself in `sitq.processes`.
-EXECUTORS: dict[str, type[Executor]] = {
-    AsyncExecutor.kind: AsyncExecutor,
-    ThreadExecutor.kind: ThreadExecutor,
-}
+# -- registration ----------------------------------------------------------------------------
+
+
+def _process_executor() -> type[Executor]:
+    """`sitq.processes.ProcessExecutor`, imported only when a worker chooses it (it pulls in
+    multiprocessing)."""
+    from .processes import ProcessExecutor
+
+    return ProcessExecutor
+
+
+@hookimpl
+def sitq_executors() -> list[ExecutorType]:
+    """The built-in executors: ``"async"``, ``"thread"`` and ``"process"``."""
+    return [
+        ExecutorType(AsyncExecutor.kind, load=AsyncExecutor),
+        ExecutorType(ThreadExecutor.kind, load=ThreadExecutor),
+        ExecutorType("process", load=_process_executor),
+    ]
 
 
 def make_executor(
-    worker_type: str, max_workers: int, *, max_memory_mb: float | None = None
+    worker_type: str,
+    max_workers: int,
+    *,
+    max_memory_mb: float | None = None,
+    plugins: PluginManager | None = None,
 ) -> Executor:
-    """Build the executor for ``worker_type``."""
-    return EXECUTORS[worker_type](max_workers, max_memory_mb=max_memory_mb)
+    """Build the executor registered as ``worker_type`` in ``plugins`` (default: the
+    process-wide plugin manager); `ConfigurationError` listing the choices if there is none."""
+    if plugins is None:
+        plugins = _default_plugins()
+    return plugins.executor_class(worker_type)(max_workers, max_memory_mb=max_memory_mb)
+
+
+def _default_plugins() -> PluginManager:
+    from .plugins import get_plugin_manager  # not at import: plugins.py imports this module
+
+    return get_plugin_manager()
+
+
+class _RegisteredExecutors(Mapping[str, "type[Executor]"]):
+    """The executors of the process-wide plugin manager, by ``worker_type`` (read-only).
+
+    Compatibility for `sitq.worker` until it asks its own plugin manager (through
+    `make_executor` and `PluginManager.executors`): delete at that merge.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return name in _default_plugins().executors  # without importing the class
+
+    def __getitem__(self, name: str) -> type[Executor]:
+        entry = _default_plugins().executors.get(name)
+        if entry is None:
+            raise KeyError(name)
+        return entry.executor_class()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(_default_plugins().executors))
+
+    def __len__(self) -> int:
+        return len(_default_plugins().executors)
+
+
+#: Deprecated (to be deleted when the worker asks its plugin manager): the registered
+#: executors by ``worker_type``, read from the process-wide plugin manager.
+EXECUTORS: Mapping[str, type[Executor]] = _RegisteredExecutors()

@@ -12,9 +12,11 @@ those entry points.
 
 Two kinds of hooks:
 
-* **Registration hooks** (`sitq_backends`, `sitq_serializers`) are called once, when the
-  plugin manager is built. Every implementation's records are collected; two plugins
-  registering the same name is an error.
+* **Registration hooks** (`sitq_backends`, `sitq_serializers`, `sitq_executors`) take no
+  argument and return a list of records. Each is called once per plugin manager, the first
+  time something needs what it registers (not at import), one implementation at a time in
+  registration order; every implementation's records are collected, and two plugins
+  registering the same name is a `sitq.PluginError` naming both.
 * **Lifecycle hooks** (``sitq_task_*``, ``sitq_worker_*``) are notifications. Every
   implementation is called, in pluggy's order (last registered first); return values are
   ignored, except that an awaitable is awaited. An implementation that raises is logged on the
@@ -30,7 +32,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .backend import Backend
-    from .registry import BackendType, SerializerType
+    from .registry import BackendType, ExecutorType, SerializerType
     from .task import Result, Task
     from .worker import Worker
 
@@ -69,6 +71,28 @@ def sitq_serializers() -> list[SerializerType]:  # type: ignore[empty-body]
     encode functions themselves (like pickle); otherwise functions are sent by import path.
 
     Called once per plugin manager. A name registered twice is a `sitq.PluginError`.
+    """
+
+
+@hookspec
+def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
+    """Register executors: where a task's function runs, chosen by ``Worker(worker_type=...)``.
+
+    Return a list of `sitq.registry.ExecutorType` records, each naming a ``worker_type`` and
+    the `sitq.executors.Executor` subclass that implements it (or a zero-argument function
+    returning the class, to keep imports lazy)::
+
+        @sitq.hookimpl
+        def sitq_executors():
+            return [ExecutorType("trio", load=lambda: TrioExecutor)]
+
+    The worker builds one executor per run as ``cls(max_workers, max_memory_mb=...)``, awaits
+    its ``start()``, awaits ``run(call)`` once per task attempt (at most ``max_workers`` at
+    once) and awaits ``close()`` when it stops. sitq-core registers ``"async"``, ``"thread"``
+    and ``"process"`` this way.
+
+    Called once per plugin manager. A ``worker_type`` registered twice is a
+    `sitq.PluginError`; an unknown one is a `sitq.ConfigurationError` listing the choices.
     """
 
 

@@ -1,7 +1,8 @@
 """The plugin manager: one small facade over pluggy.
 
-Built-in serializers register through the same hooks as third-party plugins. Entry points in
-the ``sitq`` group are loaded when a queue or worker first needs the manager, never at import.
+Built-in serializers and executors register through the same hooks as third-party plugins.
+Entry points in the ``sitq`` group are loaded when a queue or worker first needs the manager,
+never at import.
 
 Environment switches:
 
@@ -24,18 +25,25 @@ from urllib.parse import urlsplit
 
 import pluggy
 
-from . import hookspecs, serializers
+from . import executors, hookspecs, serializers
 from .errors import BackendNotFound, ConfigurationError, PluginError, SerializerNotFound
-from .registry import KNOWN_BACKEND_DISTRIBUTIONS, BackendType, SerializerType
+from .registry import KNOWN_BACKEND_DISTRIBUTIONS, BackendType, ExecutorType, SerializerType
 
 if TYPE_CHECKING:
     from .backend import Backend
+    from .executors import Executor
 
 logger = logging.getLogger("sitq.plugins")
 
 ENTRY_POINT_GROUP = "sitq"
 ENV_DISABLE_AUTOLOAD = "SITQ_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ALLOWED_PLUGINS = "SITQ_PLUGINS"
+
+#: The plugins of sitq-core itself, registered in every manager under these names.
+BUILTIN_PLUGINS: dict[str, object] = {
+    "sitq.serializers": serializers,
+    "sitq.executors": executors,
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ class PluginInfo:
 
 
 class PluginManager:
-    """sitq's view of pluggy: registered plugins, the backends and serializers they provide,
-    and the lifecycle notifications.
+    """sitq's view of pluggy: registered plugins, the backends, serializers and executors they
+    provide, and the lifecycle notifications.
 
     :param autoload: load entry points of the ``sitq`` group (default: unless
         ``SITQ_DISABLE_PLUGIN_AUTOLOAD`` is set).
@@ -60,7 +68,8 @@ class PluginManager:
     def __init__(self, *, autoload: bool | None = None, plugins: Iterable[object] = ()) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self._pm.register(serializers, name="sitq.serializers")
+        for name, plugin in BUILTIN_PLUGINS.items():
+            self._pm.register(plugin, name=name)
         self._distributions: dict[str, metadata.Distribution | None] = {}
         if autoload is None:
             autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
@@ -70,6 +79,7 @@ class PluginManager:
             self.register(plugin)
         self._backends: dict[str, BackendType] | None = None
         self._serializers: dict[str, SerializerType] | None = None
+        self._executors: dict[str, ExecutorType] | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -108,18 +118,22 @@ class PluginManager:
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module (its ``@sitq.hookimpl`` functions)."""
         self._pm.register(plugin, name=name)
-        self._backends = self._serializers = None
+        self._forget_registrations()
 
     def unregister(self, plugin: object) -> None:
         """Remove a registered plugin."""
         self._pm.unregister(plugin)
-        self._backends = self._serializers = None
+        self._forget_registrations()
+
+    def _forget_registrations(self) -> None:
+        """Drop what registration hooks returned: the plugins changed."""
+        self._backends = self._serializers = self._executors = None
 
     def with_plugins(self, *plugins: object) -> PluginManager:
         """A new manager with this one's plugins plus ``plugins`` (no entry points reloaded)."""
         child = PluginManager(autoload=False)
         for name, plugin in self._pm.list_name_plugin():
-            if plugin is not serializers:
+            if not _is_builtin(plugin):
                 child._pm.register(plugin, name=name)
         child._distributions.update(self._distributions)
         for plugin in plugins:
@@ -136,7 +150,7 @@ class PluginManager:
         infos = []
         for name, plugin in self._pm.list_name_plugin():
             dist = self._distributions.get(name)
-            builtin = plugin is serializers
+            builtin = _is_builtin(plugin)
             hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
             infos.append(
                 PluginInfo(
@@ -193,6 +207,26 @@ class PluginManager:
             raise SerializerNotFound(f"no serializer named {name!r}; choose one of: {choices}")
         return entry
 
+    # -- executors ---------------------------------------------------------------------------
+
+    @property
+    def executors(self) -> dict[str, ExecutorType]:
+        """Every registered executor, by ``worker_type``."""
+        if self._executors is None:
+            self._executors = self._collect("sitq_executors", "name", ExecutorType)
+        return self._executors
+
+    def executor_class(self, worker_type: str) -> type[Executor]:
+        """The executor class registered as ``worker_type`` (imported now if registration
+        deferred that), or a `ConfigurationError` listing the choices."""
+        entry = self.executors.get(worker_type)
+        if entry is None:
+            choices = ", ".join(sorted(self.executors))
+            raise ConfigurationError(
+                f"unknown worker_type {worker_type!r}; choose one of: {choices}"
+            )
+        return entry.executor_class()
+
     def _collect(self, hook: str, key: str, record_type: type[Any]) -> dict[str, Any]:
         """Call every implementation of registration ``hook`` and index the records by ``key``.
 
@@ -238,6 +272,10 @@ class PluginManager:
     def lifecycle(self) -> Lifecycle:
         """A snapshot of the lifecycle hook implementations, for fast emission."""
         return Lifecycle(self._pm)
+
+
+def _is_builtin(plugin: object) -> bool:
+    return any(plugin is builtin for builtin in BUILTIN_PLUGINS.values())
 
 
 def _dist_name(dist: metadata.Distribution) -> str:

@@ -43,7 +43,7 @@ import psutil
 
 from .context import bind
 from .errors import ConfigurationError, SerializationError, SitqError
-from .executors import EXECUTORS, Call, Executor, ThreadPool, timeout_error
+from .executors import Call, Executor, ThreadPool, timeout_error
 from .payload import Codec
 
 logger = logging.getLogger("sitq.processes")
@@ -412,7 +412,5 @@ def _unpack(reply: bytes) -> Any:
     error.__cause__ = RemoteTraceback(outcome[2])
     raise error
 
-
-EXECUTORS[ProcessExecutor.kind] = ProcessExecutor
 
 __all__ = ["ChildTaskError", "ProcessExecutor", "RemoteTraceback", "start_method"]

@@ -1,4 +1,5 @@
-"""The records that registration hooks return: `BackendType` and `SerializerType`."""
+"""The records that registration hooks return: `BackendType`, `SerializerType` and
+`ExecutorType`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .backend import Backend
+    from .executors import Executor
 
 
 @runtime_checkable
@@ -60,6 +62,35 @@ class SerializerType:
     serializer: Serializer
     carries_code: bool = False
     distribution: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorType:
+    """An executor registered as the ``worker_type`` ``name``.
+
+    ``load`` is the `sitq.executors.Executor` subclass, or a zero-argument callable returning
+    it (so that a module with heavy imports, like multiprocessing, is imported only when a
+    worker chooses that ``worker_type``). The worker builds it as
+    ``cls(max_workers, max_memory_mb=...)``.
+    """
+
+    name: str
+    load: type[Executor] | Callable[[], type[Executor]]
+    distribution: str | None = None
+
+    def executor_class(self) -> type[Executor]:
+        """The executor class, importing it if registration deferred that."""
+        from .executors import Executor
+
+        if isinstance(self.load, type) and issubclass(self.load, Executor):
+            return self.load
+        cls = self.load()
+        if not (isinstance(cls, type) and issubclass(cls, Executor)):
+            raise TypeError(
+                f"worker_type {self.name!r} loaded {cls!r}, which is not a "
+                "sitq.executors.Executor subclass"
+            )
+        return cls
 
 
 #: Which distribution provides a well-known scheme, for "pip install …" hints.
