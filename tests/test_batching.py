@@ -17,6 +17,8 @@ from sitq.batching import Batcher, is_permanent
 from sitq.outcomes import OutcomeWriter
 from sitq_sqlite import SQLiteBackend
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 
 class _Store:
     """A store whose batch writes take a turn of the loop, failing as told."""

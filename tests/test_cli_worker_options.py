@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = [pytest.mark.needs_sqlite]
+
 APP = """
 import json
 import os

@@ -31,6 +31,8 @@ from sitq.blueprints import Blueprint, SyncBlueprint
 from sitq.handles import AsyncTaskHandle, TaskFailed, TaskHandle
 from sitq.tasks import SyncTask
 
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
+
 APP = """
 import asyncio
 from sitq import SyncTaskQueue

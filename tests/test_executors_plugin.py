@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from sitq import ConfigurationError, PluginError, PluginManager, SyncTaskQueue, Worker, hookimpl
-from sitq.executors import EXECUTORS, AsyncExecutor, Call, Executor, make_executor
+from sitq.executors import AsyncExecutor, Call, Executor, make_executor
 from sitq.plugins import get_plugin_manager
 from sitq.registry import ExecutorType
+
+pytestmark = [pytest.mark.needs_memory]
 
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -65,11 +67,6 @@ def test_a_plugins_executor_runs_the_tasks_of_its_worker_type(mine_installed: No
         queue.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sitq.worker still validates worker_type against the process-wide manager; "
-    "remove this mark once it passes plugins=self.plugins to make_executor",
-)
 def test_a_worker_uses_the_executors_of_its_own_plugin_manager() -> None:
     plugins = PluginManager(plugins=[MinePlugin()])
     queue = SyncTaskQueue("memory://", plugins=plugins)
@@ -96,12 +93,6 @@ def test_an_unknown_worker_type_lists_the_choices() -> None:
         make_executor("x", 1, plugins=plugins)
     with pytest.raises(ConfigurationError, match=expected):
         Worker(SyncTaskQueue("memory://"), worker_type="x")
-
-
-def test_the_compatibility_mapping_lists_the_registered_executors(mine_installed: None) -> None:
-    assert list(EXECUTORS) == ["async", "mine", "process", "thread"]
-    assert EXECUTORS["mine"] is CountingExecutor
-    assert "nope" not in EXECUTORS
 
 
 def test_two_plugins_registering_one_worker_type_is_a_plugin_error() -> None:

@@ -172,7 +172,7 @@ def test_every_numeric_option_is_covered() -> None:
     [
         ("worker_id", "", "worker_id must be a non-empty string"),
         ("worker_id", 3, "worker_id must be a non-empty string"),
-        ("worker_type", "fiber", "unknown worker_type 'fiber'; choose one of: async"),
+        ("worker_type", "", "worker_type must be a non-empty string"),
         ("queues", 5, "queues must be a list of queue names, got 5"),
         ("allowed_functions", [""], "allowed_functions must be a list of 'module:name'"),
         ("retry_failed", "yes", "retry_failed must be a bool"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from sitq import ConfigurationError, TaskStatus
-from sitq.backend import Backend, Capability
 from sitq.rules import (
     attempt_limit,
     attempts_spent,
@@ -19,7 +18,6 @@ from sitq.rules import (
     status_from_text,
 )
 from sitq.task import FINAL_STATUSES
-from sitq_memory import MemoryBackend
 
 
 def test_the_attempt_limit_is_the_larger_of_max_attempts_and_the_task_retries() -> None:
@@ -61,12 +59,3 @@ def test_counts_fold_into_every_status() -> None:
 def test_first_repeated_id() -> None:
     assert first_repeated_id(["a", "b", "c"]) is None
     assert first_repeated_id(["a", "b", "a", "b"]) == "a"
-
-
-def test_a_backend_declares_nothing_by_default() -> None:
-    class Plain(MemoryBackend):
-        capabilities = Backend.capabilities
-
-    assert Backend.capabilities == frozenset()
-    assert not any(Plain().supports(c) for c in Capability)
-    assert MemoryBackend().supports(Capability.EXPIRE_RESULTS)

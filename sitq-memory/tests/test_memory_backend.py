@@ -8,6 +8,7 @@ import gc
 import pytest
 
 from sitq import get_plugin_manager
+from sitq.backend import Backend, Capability
 from sitq.testing import make_record
 from sitq_memory import MemoryBackend
 
@@ -59,3 +60,12 @@ def test_a_named_store_lives_while_a_backend_holds_it() -> None:
 def test_urls(url: str, name: str | None) -> None:
     backend = get_plugin_manager().backend_from_url(url)
     assert isinstance(backend, MemoryBackend) and backend.name == name
+
+
+def test_a_backend_declares_nothing_by_default() -> None:
+    class Plain(MemoryBackend):
+        capabilities = Backend.capabilities
+
+    assert Backend.capabilities == frozenset()
+    assert not any(Plain().supports(c) for c in Capability)
+    assert MemoryBackend().supports(Capability.EXPIRE_RESULTS)

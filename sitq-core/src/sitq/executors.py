@@ -31,7 +31,7 @@ import queue as queue_module
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -499,31 +499,3 @@ def _default_plugins() -> PluginManager:
     from .plugins import get_plugin_manager  # not at import: plugins.py imports this module
 
     return get_plugin_manager()
-
-
-class _RegisteredExecutors(Mapping[str, "type[Executor]"]):
-    """The executors of the process-wide plugin manager, by ``worker_type`` (read-only).
-
-    Compatibility for `sitq.worker` until it asks its own plugin manager (through
-    `make_executor` and `PluginManager.executors`): delete at that merge.
-    """
-
-    def __contains__(self, name: object) -> bool:
-        return name in _default_plugins().executors  # without importing the class
-
-    def __getitem__(self, name: str) -> type[Executor]:
-        entry = _default_plugins().executors.get(name)
-        if entry is None:
-            raise KeyError(name)
-        return entry.executor_class()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(_default_plugins().executors))
-
-    def __len__(self) -> int:
-        return len(_default_plugins().executors)
-
-
-#: Deprecated (to be deleted when the worker asks its plugin manager): the registered
-#: executors by ``worker_type``, read from the process-wide plugin manager.
-EXECUTORS: Mapping[str, type[Executor]] = _RegisteredExecutors()

@@ -7,8 +7,8 @@
 * ``execution.py``: running one claimed task, stage by stage;
 * ``leases.py``: the leases held, shared with the heartbeat thread under one lock;
 * ``runner.py``: the plain-code side (background thread, signals, ``run``);
-* ``session.py``, ``upkeep.py``, ``callbacks.py``, ``capabilities.py``: the
-  executor session, background duties, callbacks and environment questions.
+* ``session.py``, ``upkeep.py``, ``callbacks.py``: the executor session, background duties
+  and the ``on_error``/``on_success`` callbacks.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from ..retry import RetryPolicy
 from ..signing import SecretKey
 from ..validation import (
     check_callable,
-    check_choice,
     check_count,
     check_flag,
     check_jitter,
@@ -34,7 +33,6 @@ from ..validation import (
     check_seconds,
     check_text,
 )
-from .capabilities import worker_types
 
 #: Checks one value of an option, given the name to report: returns it normalized or raises.
 Check = Callable[[str, Any], Any]
@@ -212,8 +210,9 @@ class WorkerConfig:
     worker_type: str = field(
         default="async",
         metadata=_info(
-            "one of async (coroutines on the loop, functions in threads), thread, process",
-            lambda name, value: check_choice(name, value, worker_types()),
+            "async (coroutines on the loop, functions in threads), thread, process, or one a "
+            "plugin registers",
+            check_text,
             short="-t",
             metavar="TYPE",
         ),

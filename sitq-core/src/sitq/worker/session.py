@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from ..executors import make_executor
 from ..heartbeat import LeaseKeeper
-from .capabilities import new_executor
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -30,7 +30,9 @@ class Session:
         if w._executor is not None:
             return
         w._lifecycle = w.plugins.lifecycle()
-        executor = new_executor(w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb)
+        executor = make_executor(
+            w.worker_type, w.max_workers, max_memory_mb=w.limits.max_memory_mb, plugins=w.plugins
+        )
         try:
             await executor.start()
         except BaseException:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
-from ..backend import Backend
+from ..backend import Backend, Capability
 from ..bridge import Deferred, Portal, Waiter, done, forbid_running_loop, running_loop
 from ..errors import ConfigurationError, TaskNotFound, WorkerStateError
 from ..executors import Executor
@@ -37,7 +37,6 @@ from ..signing import SecretKey
 from ..sync import SyncTaskQueue
 from ..task import Result, Task, TaskStatus
 from .callbacks import callback_plugins
-from .capabilities import can_expire_results
 from .config import WorkerConfig
 from .execution import TaskExecution, current_worker, result_of
 from .leases import Lease, LeaseTable
@@ -157,7 +156,7 @@ class Worker:
             host_pid = f"{socket.gethostname()}:{os.getpid()}"
             config = replace(config, worker_id=f"{host_pid}:{uuid.uuid4().hex[:6]}")
         self.config = config
-        if config.result_ttl is not None and not can_expire_results(self.backend):
+        if config.result_ttl is not None and not self.backend.supports(Capability.EXPIRE_RESULTS):
             raise ConfigurationError(
                 f"result_ttl needs a backend that can expire results, and "
                 f"{type(self.backend).__name__} cannot; leave result_ttl out and purge "
@@ -170,6 +169,7 @@ class Worker:
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(*callback_plugins(on_error, on_success))
+        self.plugins.executor_class(config.worker_type)  # "choose one of ..." if unknown
         self._envelope = self._queue.envelope.for_worker(
             serializer=serializer,
             deserializer=deserializer,
