@@ -124,7 +124,7 @@ def test_more_worker_options_reach_the_worker(app_dir: Path) -> None:
         ((), {"SITQ_MAX_ATTEMPTS": "0"}, "max_attempts must be an int >= 1"),
         (("--retry-backoff", "0.5"), {}, "retry_backoff must be a finite number >= 1"),
         (("--max-cpu-percent", "101"), {}, "max_cpu_percent must be a share"),
-        (("-t", "fiber"), {}, "choose one of: async, thread, process"),
+        (("-t", "fiber"), {}, "choose one of: async, process, thread"),
     ],
 )
 def test_bad_values_are_usage_errors(

@@ -138,6 +138,8 @@ def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> No
     queues = list(options["queues"]) if options["queues"] else None
     try:
         worker = Worker(queue, **config_from_options(options))
+    except ConfigurationError as exc:  # an option the worker refuses (an unknown worker type)
+        raise click.UsageError(str(exc)) from None
     except SitqError as exc:
         raise click.ClickException(str(exc)) from None
     if options["log_format"] == "text":
