@@ -106,6 +106,16 @@ def _names(what: str, hint: str = "") -> Check:
     return lambda name, value: check_names(name, value, what=what, hint=hint)
 
 
+def _registered_worker_type(text: str) -> str:
+    """A ``worker_type`` read by the ``sitq`` command, which serves the process-wide plugins:
+    checked against their executors there, so a typo names the file or flag it came from.
+    (`Worker` checks it against its own plugin manager, which may register more.)"""
+    from ..plugins import get_plugin_manager  # not at import: plugins.py is heavier
+
+    get_plugin_manager().executor_class(text)
+    return text
+
+
 def _anything(name: str, value: Any) -> Any:
     return value
 
@@ -213,6 +223,7 @@ class WorkerConfig:
             "async (coroutines on the loop, functions in threads), thread, process, or one a "
             "plugin registers",
             check_text,
+            parse=_registered_worker_type,
             short="-t",
             metavar="TYPE",
         ),
