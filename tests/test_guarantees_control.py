@@ -17,17 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sitq import (
-    MemoryBackend,
-    ResultExpired,
-    SQLiteBackend,
-    SyncTaskQueue,
-    Task,
-    TaskNotFound,
-    TaskStatus,
-    Worker,
-    current_task,
-)
+from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker, current_task
+from sitq.errors import ResultExpired, TaskNotFound
 
 LEASE = 0.6  # the heartbeat runs every 0.2 s
 BOUND = 15.0  # seconds any single wait below may take before the test fails

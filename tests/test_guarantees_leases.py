@@ -20,7 +20,6 @@ import pytest
 
 from sitq import (
     MemoryBackend,
-    NoCurrentTask,
     SQLiteBackend,
     SyncTaskQueue,
     Task,
@@ -29,6 +28,7 @@ from sitq import (
     Worker,
     current_task,
 )
+from sitq.errors import NoCurrentTask
 
 LEASE = 0.6
 LONG = 3 * LEASE  # each task outlives three leases

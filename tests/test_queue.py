@@ -14,18 +14,9 @@ from typing import Any
 
 import pytest
 
-from sitq import (
-    ConfigurationError,
-    QueueClosed,
-    ResultTimeout,
-    SQLiteBackend,
-    Task,
-    TaskNotFound,
-    TaskQueue,
-    TaskStatus,
-    Worker,
-)
+from sitq import SQLiteBackend, Task, TaskQueue, TaskStatus, Worker
 from sitq.eager import EagerTaskQueue
+from sitq.errors import ConfigurationError, QueueClosed, ResultTimeout, TaskNotFound
 
 WAIT = 30  # bound on every wait for a result; a passing test needs a fraction of a second
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from sitq import Backend, MemoryBackend, SQLiteBackend, TaskStatus
+from sitq import MemoryBackend, SQLiteBackend, TaskStatus
+from sitq.backend import Backend
 
 BACKENDS = ["sqlite", "memory"]
 

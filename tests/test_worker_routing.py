@@ -15,7 +15,8 @@ from typing import Any
 from test_worker_helpers import REGISTRY, add, async_sleep_then, backend_fixture, wait_until
 
 import sitq
-from sitq import Backend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
+from sitq import SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
+from sitq.backend import Backend
 
 backend = backend_fixture()
 TESTS = str(Path(__file__).parent)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sitq import ConfigurationError, TaskStatus
+from sitq import TaskStatus
 from sitq.backend import Backend, Capability
+from sitq.errors import ConfigurationError
 from sitq.rules import (
     attempt_limit,
     attempts_spent,

@@ -7,8 +7,8 @@ import gc
 
 import pytest
 
-from sitq import get_plugin_manager
-from sitq.testing import make_record
+from sitq.conformance import make_record
+from sitq.plugins import get_plugin_manager
 from sitq_memory import MemoryBackend
 
 

@@ -1,6 +1,6 @@
 """MemoryBackend passes the backend conformance kit unchanged."""
 
-from sitq.testing import BackendConformance
+from sitq.conformance import BackendConformance
 from sitq_memory import MemoryBackend
 
 

@@ -1,6 +1,6 @@
 """SQLiteBackend passes the backend conformance kit unchanged, on a file and in memory."""
 
-from sitq.testing import BackendConformance
+from sitq.conformance import BackendConformance
 from sitq_sqlite import SQLiteBackend
 
 

@@ -48,15 +48,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
     """Register storage backends.
 
-    Return a list of `sitq.BackendType` records, each naming a URL scheme and the `Backend`
-    subclass that opens it (or a zero-argument function returning the class, to keep imports
-    lazy)::
+    Return a list of `sitq.registry.BackendType` records, each naming a URL scheme and the
+    `Backend` subclass that opens it (or a zero-argument function returning the class, to keep
+    imports lazy)::
+
+        from sitq.registry import BackendType
 
         @sitq.hookimpl
         def sitq_backends():
-            return [sitq.BackendType("redis", load=lambda: RedisBackend)]
+            return [BackendType("redis", load=lambda: RedisBackend)]
 
-    Called once per plugin manager. A scheme registered twice is a `sitq.PluginError`.
+    Called once per plugin manager. A scheme registered twice is a `sitq.errors.PluginError`.
     """
 
 
@@ -64,11 +66,12 @@ def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
 def sitq_serializers() -> list[SerializerType]:  # type: ignore[empty-body]
     """Register serializers.
 
-    Return a list of `sitq.SerializerType` records, each naming a serializer: an object with
-    ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``. ``carries_code=True`` means it can
-    encode functions themselves (like pickle); otherwise functions are sent by import path.
+    Return a list of `sitq.registry.SerializerType` records, each naming a serializer: an
+    object with ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``. ``carries_code=True`` means
+    it can encode functions themselves (like pickle); otherwise functions are sent by import
+    path.
 
-    Called once per plugin manager. A name registered twice is a `sitq.PluginError`.
+    Called once per plugin manager. A name registered twice is a `sitq.errors.PluginError`.
     """
 
 

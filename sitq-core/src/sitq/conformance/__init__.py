@@ -2,13 +2,13 @@
 
 For backend authors (and sitq's own backends)::
 
-    from sitq.testing import BackendConformance
+    from sitq.conformance import BackendConformance
 
     class TestMyBackend(BackendConformance):
         async def make_backend(self, tmp_path):
             return MyBackend(tmp_path / "store")
 
-The suite is composed of one mixin per part of the contract (`sitq.testing.kit`); tests of
+The suite is composed of one mixin per part of the contract (`sitq.conformance.kit`); tests of
 an optional part run for a backend declaring its `sitq.backend.Capability`.
 
 Needs the ``testing`` extra (``pip install sitq-core[testing]``: pytest and hypothesis).
@@ -20,7 +20,6 @@ tests, and `backend_test` to write more tests in the suite's style.
 from __future__ import annotations
 
 from .clock import FakeClock
-from .conformance import BackendConformance, backend_test
 from .model import QueueModel
 from .records import make_record
 from .runner import LoopRunner
@@ -31,6 +30,7 @@ from .statemachine import (
     machine_for,
     run_backend_state_machine,
 )
+from .suite import BackendConformance, backend_test
 
 __all__ = [
     "DEFAULT_SETTINGS",
