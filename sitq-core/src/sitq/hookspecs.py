@@ -98,7 +98,7 @@ def sitq_task_started(task: Task, worker: Worker) -> Any:
 
 @hookspec
 def sitq_task_succeeded(task: Task, result: Result, worker: Worker) -> Any:
-    """A task returned without raising (the guide's ``on_success``).
+    """A task returned without raising (a worker's ``on_success`` callback, docs/workers.md).
 
     :param task: the task that ran.
     :param result: its `Result`; ``result.value`` is the return value.
@@ -110,7 +110,7 @@ def sitq_task_succeeded(task: Task, result: Result, worker: Worker) -> Any:
 def sitq_task_failed(
     task: Task, error: BaseException, retry_count: int, will_retry: bool, worker: Worker
 ) -> Any:
-    """A task raised, timed out or could not be decoded (the guide's ``on_error``).
+    """A task raised, timed out or could not be decoded (a worker's ``on_error``, docs/workers.md).
 
     :param task: the task that failed.
     :param error: the exception it raised.
