@@ -15,6 +15,9 @@ Needs the ``testing`` extra (``pip install sitq-core[testing]``: pytest and hypo
 Also here: `FakeClock` to replace `Backend.clock`, `make_record` to build records,
 `QueueModel` and `BackendStateMachine` (run with `run_backend_state_machine`) for stateful
 tests, and `backend_test` to write more tests in the suite's style.
+
+Testing your own code that uses sitq? Its helpers are in `sitq.testing` (the kit's name in
+sitq 0.1: backends written then still import the kit from there).
 """
 
 from __future__ import annotations
