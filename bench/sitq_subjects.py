@@ -17,7 +17,8 @@ import workloads
 from harness import IDLE_GAP, Sample
 from procs import run_child, start_child
 
-from sitq import Backend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq import SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
 
 ENQUEUE_BATCH = 1000  # items per enqueue_many call
 CONCURRENT = 100  # enqueues in flight at once in the gather subject
@@ -140,7 +141,7 @@ def process_inline(folder: str, kind: str, fn: str, n: int) -> Sample:
 
 def process_backend(folder: str, kind: str, n: int, batch: int = 100) -> Sample:
     """No worker: the backend's own claim + finish loop, ``batch`` tasks per call (its ceiling)."""
-    from sitq import Outcome
+    from sitq.backend import Outcome
 
     async def main() -> Sample:
         async with TaskQueue(make_backend(kind, folder)) as queue:

@@ -17,15 +17,8 @@ from typing import Any
 
 import pytest
 
-from sitq import (
-    BackendNotFound,
-    ConfigurationError,
-    SerializationError,
-    SyncTaskQueue,
-    Task,
-    TaskQueue,
-    TaskStatus,
-)
+from sitq import SyncTaskQueue, Task, TaskQueue, TaskStatus
+from sitq.errors import BackendNotFound, ConfigurationError, SerializationError
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory, pytest.mark.needs_postgres]
 
@@ -74,7 +67,8 @@ def test_a_known_scheme_whose_package_is_missing_says_what_to_install(
 ) -> None:
     done = python_run(
         """
-        from sitq import BackendNotFound, TaskQueue
+        from sitq import TaskQueue
+        from sitq.errors import BackendNotFound
         for url in ("postgresql://localhost/test", "postgres://localhost/test", "memory://"):
             try:
                 TaskQueue(url)
@@ -95,7 +89,8 @@ def test_a_known_scheme_whose_package_is_missing_says_what_to_install(
 def test_no_backend_installed_names_sitq_sqlite(python_run: PythonRun, tmp_path: Path) -> None:
     done = python_run(
         """
-        from sitq import BackendNotFound, SyncTaskQueue, TaskQueue
+        from sitq import SyncTaskQueue, TaskQueue
+        from sitq.errors import BackendNotFound
         for make in (TaskQueue, SyncTaskQueue):
             try:
                 make()

@@ -20,25 +20,27 @@ from typing import Any
 import pytest
 
 from sitq import (
+    MemoryBackend,
+    Result,
+    SQLiteBackend,
+    SyncTaskQueue,
+    Task,
+    TaskStatus,
+    Worker,
+    current_task,
+)
+from sitq.errors import (
     BackendNotFound,
     ConfigurationError,
     EventLoopMisuse,
-    MemoryBackend,
     NoCurrentTask,
     QueueClosed,
-    Result,
     ResultExpired,
     ResultTimeout,
     SerializationError,
     SerializerNotFound,
-    SQLiteBackend,
-    SyncTaskQueue,
-    Task,
     TaskNotFound,
-    TaskStatus,
-    Worker,
     WorkerStateError,
-    current_task,
 )
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sitq import QueueClosed, TaskStatus
+from sitq import TaskStatus
+from sitq.errors import QueueClosed
 from sitq.backend import Outcome
 from sitq.batching import Batcher, is_permanent
 from sitq.outcomes import OutcomeWriter

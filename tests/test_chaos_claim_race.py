@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sitq import Backend, MemoryBackend, SQLiteBackend, TaskRecord
+from sitq import MemoryBackend, SQLiteBackend
+from sitq.backend import Backend, TaskRecord
 from sitq.task import new_task_id
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
@@ -28,7 +29,7 @@ TASKS = 3000
 CLAIMER = textwrap.dedent(
     """
     import asyncio, json, os, random, sys, time
-    from sitq import Outcome
+    from sitq.backend import Outcome
     from sitq_sqlite import SQLiteBackend
 
     async def main(db, go, seed):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sitq import ConfigurationError, Task, TaskQueue, TaskStatus
+from sitq import Task, TaskQueue, TaskStatus
 from sitq.coalesce import Coalescer
+from sitq.errors import ConfigurationError
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

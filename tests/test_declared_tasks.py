@@ -144,11 +144,11 @@ def test_bad_options_are_refused_where_they_are_given(
     load: Callable[..., ModuleType], options: dict[str, Any], message: str
 ) -> None:
     app = load()
-    with pytest.raises(sitq.ConfigurationError, match=message):
+    with pytest.raises(sitq.errors.ConfigurationError, match=message):
         app.notify.options(**options)
-    with pytest.raises(sitq.ConfigurationError, match=message):
+    with pytest.raises(sitq.errors.ConfigurationError, match=message):
         app.queue.task(**options)
-    with pytest.raises(sitq.ConfigurationError, match=message):
+    with pytest.raises(sitq.errors.ConfigurationError, match=message):
         SyncBlueprint().task(**options)
 
 
@@ -156,7 +156,7 @@ def test_handles_report_results_and_failures(load: Callable[..., ModuleType]) ->
     app = load()
     added, failed = app.add.enqueue(2, b=3), app.boom.enqueue()
     assert isinstance(added, TaskHandle) and added != failed
-    with pytest.raises(sitq.ResultTimeout):
+    with pytest.raises(sitq.errors.ResultTimeout):
         added.result(timeout=0)
     run(app.queue, added.id, failed.id)
     assert added.result(timeout=10) == 5
@@ -232,7 +232,7 @@ def test_blueprint_tasks_bind_when_registered(
 ) -> None:
     app = load()
     assert app.square(3) == 9  # inline, before any registration
-    with pytest.raises(sitq.ConfigurationError, match=r"queue.register\(blueprint\)"):
+    with pytest.raises(sitq.errors.ConfigurationError, match=r"queue.register\(blueprint\)"):
         app.square.enqueue(3)
     app.queue.register(app.library)
     app.queue.register(app.library)  # again: nothing changes
@@ -241,7 +241,7 @@ def test_blueprint_tasks_bind_when_registered(
     assert app.queue.get_task(handle.id).priority == 7
     other = sitq.SyncTaskQueue(f"sqlite:///{tmp_path / 'other.db'}")
     try:
-        with pytest.raises(sitq.ConfigurationError, match="already registered"):
+        with pytest.raises(sitq.errors.ConfigurationError, match="already registered"):
             other.register(app.library)
         app.queue.close()
         other.register(app.library)  # the first queue is closed: the tasks move
@@ -253,11 +253,11 @@ def test_blueprint_tasks_bind_when_registered(
 def test_blueprint_flavour_must_match_the_queue(tmp_path: Path) -> None:
     async_queue = sitq.TaskQueue(f"sqlite:///{tmp_path / 'a.db'}")
     with sitq.SyncTaskQueue(f"sqlite:///{tmp_path / 's.db'}") as sync_queue:
-        with pytest.raises(sitq.ConfigurationError, match="Register it on a TaskQueue"):
+        with pytest.raises(sitq.errors.ConfigurationError, match="Register it on a TaskQueue"):
             sync_queue.register(Blueprint())  # type: ignore[arg-type]
-        with pytest.raises(sitq.ConfigurationError, match="Register it on a SyncTaskQueue"):
+        with pytest.raises(sitq.errors.ConfigurationError, match="Register it on a SyncTaskQueue"):
             async_queue.register(SyncBlueprint())  # type: ignore[arg-type]
-        with pytest.raises(sitq.ConfigurationError, match=r"takes a sitq\.Blueprint"):
+        with pytest.raises(sitq.errors.ConfigurationError, match=r"takes a sitq\.Blueprint"):
             sync_queue.register(object())  # type: ignore[arg-type]
 
 
@@ -269,12 +269,12 @@ def test_names_are_unique_per_queue(load: Callable[..., ModuleType]) -> None:
     ]
     with pytest.raises(TypeError):
         app.queue.tasks["x"] = app.notify  # read-only
-    with pytest.raises(sitq.ConfigurationError, match=r"two tasks are named 'shop\.add'"):
+    with pytest.raises(sitq.errors.ConfigurationError, match=r"two tasks are named 'shop\.add'"):
 
         @app.queue.task(name="shop.add")  # type: ignore[untyped-decorator]
         def other_add() -> None: ...
 
-    with pytest.raises(sitq.ConfigurationError, match="non-empty string"):
+    with pytest.raises(sitq.errors.ConfigurationError, match="non-empty string"):
         app.queue.task(name="")
     assert app.queue.async_queue.tasks is app.queue.tasks  # one registry for both facades
 
@@ -286,15 +286,15 @@ def test_registry_resolves_checks_and_allows(load: Callable[..., ModuleType]) ->
     assert tasks.resolve(f"{app.__name__}:add") is app.add.function  # the stored import path
     assert tasks.resolve("shop.nope") is None
     tasks.check_enqueue("shop.add")
-    with pytest.raises(sitq.ConfigurationError, match=r"Did you mean 'shop\.add'"):
+    with pytest.raises(sitq.errors.ConfigurationError, match=r"Did you mean 'shop\.add'"):
         tasks.check_enqueue("shop.ad")
     empty = sitq.SyncTaskQueue("memory://")
     empty.tasks.check_enqueue("any.module:function")  # no declared tasks: no opinion
     assert tasks.allows("shop.add") and not tasks.allows("os:system")
-    with pytest.raises(sitq.PayloadError, match="declared tasks only"):
+    with pytest.raises(sitq.errors.PayloadError, match="declared tasks only"):
         tasks.check_path("os:system")
     tasks.check_defined(app.add, f"{app.__name__}:add")
-    with pytest.raises(sitq.PayloadError):
+    with pytest.raises(sitq.errors.PayloadError):
         tasks.check_defined(print, "shop.add")
 
 
@@ -339,7 +339,7 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
 
 
 def test_the_test_queue_keeps_its_tasks_method(tmp_path: Path) -> None:
-    from sitq.testkit import SitqTestQueue
+    from sitq.testing import SitqTestQueue
 
     with SitqTestQueue(f"sqlite:///{tmp_path / 't.db'}") as queue:
 

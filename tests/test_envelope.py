@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from sitq import (
+from sitq import TaskStatus
+from sitq.backend import Outcome, TaskRecord
+from sitq.envelope import Envelope
+from sitq.errors import (
     ConfigurationError,
     PayloadError,
     SerializationError,
     SerializerNotFound,
     SignatureError,
-    TaskStatus,
 )
-from sitq.backend import Outcome, TaskRecord
-from sitq.envelope import Envelope
 from sitq.payload import FunctionAllowList
 from sitq.plugins import get_plugin_manager
 from sitq.signing import HEADER

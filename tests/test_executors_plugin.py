@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from sitq import ConfigurationError, PluginError, PluginManager, SyncTaskQueue, Worker, hookimpl
+from sitq import SyncTaskQueue, Worker, hookimpl
+from sitq.errors import ConfigurationError, PluginError
 from sitq.executors import AsyncExecutor, Call, Executor, make_executor
-from sitq.plugins import get_plugin_manager
+from sitq.plugins import PluginManager, get_plugin_manager
 from sitq.registry import ExecutorType
 
 pytestmark = [pytest.mark.needs_memory]

@@ -17,17 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sitq import (
-    MemoryBackend,
-    ResultExpired,
-    SQLiteBackend,
-    SyncTaskQueue,
-    Task,
-    TaskNotFound,
-    TaskStatus,
-    Worker,
-    current_task,
-)
+from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker, current_task
+from sitq.errors import ResultExpired, TaskNotFound
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

@@ -13,16 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitq import (
-    MemoryBackend,
-    Outcome,
-    PayloadError,
-    SignatureError,
-    TaskQueue,
-    TaskRecord,
-    TaskStatus,
-    Worker,
-)
+from sitq import MemoryBackend, TaskQueue, TaskStatus, Worker
+from sitq.backend import Outcome, TaskRecord
+from sitq.errors import PayloadError, SignatureError
 from sitq.payload import Codec, FunctionAllowList
 from sitq.plugins import get_plugin_manager
 from sitq.signing import Signer

@@ -20,7 +20,6 @@ import pytest
 
 from sitq import (
     MemoryBackend,
-    NoCurrentTask,
     SQLiteBackend,
     SyncTaskQueue,
     Task,
@@ -29,6 +28,7 @@ from sitq import (
     Worker,
     current_task,
 )
+from sitq.errors import NoCurrentTask
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

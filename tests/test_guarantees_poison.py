@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from test_guarantees_support import executions, rows, start_worker, stderr_of, stop_all, write_tasks
 
-from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, TaskRecord, TaskStatus, Worker
+from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
+from sitq.backend import TaskRecord
 from sitq.task import new_task_id
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

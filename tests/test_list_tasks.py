@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from sitq import Backend, ConfigurationError, TaskRecord, TaskStatus
-from sitq.backend import ALL_STATUSES
+from sitq import TaskStatus
+from sitq.backend import ALL_STATUSES, Backend, TaskRecord
+from sitq.errors import ConfigurationError
 from sitq.task import new_task_id
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend

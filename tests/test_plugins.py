@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from sitq import BackendType, PluginError, PluginManager, SerializerType, hookimpl
-from sitq.plugins import ENV_ALLOWED_PLUGINS, ENV_DISABLE_AUTOLOAD
+from sitq import hookimpl
+from sitq.errors import PluginError
+from sitq.plugins import ENV_ALLOWED_PLUGINS, ENV_DISABLE_AUTOLOAD, PluginManager
+from sitq.registry import BackendType, SerializerType
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
@@ -60,6 +62,7 @@ EXTRAS = '''
 import json
 
 import sitq
+from sitq.registry import BackendType, SerializerType
 from sitq_memory import MemoryBackend
 
 
@@ -89,23 +92,24 @@ def triple(x):
 
 @sitq.hookimpl
 def sitq_backends():
-    return [sitq.BackendType("shelf", load=ShelfBackend, distribution="sitq-extras")]
+    return [BackendType("shelf", load=ShelfBackend, distribution="sitq-extras")]
 
 
 @sitq.hookimpl
 def sitq_serializers():
-    return [sitq.SerializerType("revjson", ReversedJson(), distribution="sitq-extras")]
+    return [SerializerType("revjson", ReversedJson(), distribution="sitq-extras")]
 '''
 
 DUPLICATE = '''
 """Registers a second ``sqlite`` backend and a second ``json`` serializer."""
 import sitq
+from sitq.registry import BackendType
 from sitq_memory import MemoryBackend
 
 
 @sitq.hookimpl
 def sitq_backends():
-    return [sitq.BackendType("sqlite", load=MemoryBackend)]
+    return [BackendType("sqlite", load=MemoryBackend)]
 
 
 @sitq.hookimpl
@@ -137,7 +141,8 @@ async def sitq_task_succeeded(task, result):
 #: run a worker until all finish, print the statuses and the loaded plugins as JSON.
 WORKER_SCRIPT = """
 import json, sys
-from sitq import SyncTaskQueue, Worker, get_plugin_manager
+from sitq import SyncTaskQueue, Worker
+from sitq.plugins import get_plugin_manager
 
 def add(a, b):
     return a + b
@@ -269,7 +274,8 @@ def test_a_plugin_registers_a_backend_scheme_and_a_serializer(
     done = python_run(
         """
         import asyncio, json
-        from sitq import TaskQueue, Worker, get_plugin_manager
+        from sitq import TaskQueue, Worker
+        from sitq.plugins import get_plugin_manager
         import sitq_extras
 
         async def main():
@@ -309,7 +315,8 @@ def test_a_plugin_registers_a_backend_scheme_and_a_serializer(
 def test_without_the_plugin_its_scheme_and_serializer_are_unknown(python_run: PythonRun) -> None:
     done = python_run(
         """
-        from sitq import BackendNotFound, SerializerNotFound, TaskQueue
+        from sitq import TaskQueue
+        from sitq.errors import BackendNotFound, SerializerNotFound
         try:
             TaskQueue("shelf://")
         except BackendNotFound as exc:
@@ -334,7 +341,8 @@ def test_two_installed_plugins_registering_one_scheme_is_a_plugin_error(
     dupe = install_dist("sitq-dupe", {"sitq_dupe.py": DUPLICATE}, {"dupe": "sitq_dupe"})
     done = python_run(
         """
-        from sitq import PluginError, TaskQueue
+        from sitq import TaskQueue
+        from sitq.errors import PluginError
         try:
             TaskQueue("sqlite:///tasks.db")
         except PluginError as exc:

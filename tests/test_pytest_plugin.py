@@ -7,7 +7,7 @@ import pytest
 
 from sitq import TaskStatus
 from sitq.eager import EagerSyncTaskQueue
-from sitq.testkit import SitqTestQueue, SitqTestWorker
+from sitq.testing import SitqTestQueue, SitqTestWorker
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

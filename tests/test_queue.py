@@ -14,17 +14,9 @@ from typing import Any
 
 import pytest
 
-from sitq import (
-    ConfigurationError,
-    QueueClosed,
-    ResultTimeout,
-    Task,
-    TaskNotFound,
-    TaskQueue,
-    TaskStatus,
-    Worker,
-)
+from sitq import Task, TaskQueue, TaskStatus, Worker
 from sitq.eager import EagerTaskQueue
+from sitq.errors import ConfigurationError, QueueClosed, ResultTimeout, TaskNotFound
 from sitq_sqlite import SQLiteBackend
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

@@ -21,17 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from sitq import (
-    ConfigurationError,
-    MemoryBackend,
-    Outcome,
-    SignatureError,
-    SQLiteBackend,
-    SyncTaskQueue,
-    TaskRecord,
-    TaskStatus,
-    Worker,
-)
+from sitq import MemoryBackend, SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
+from sitq.backend import Outcome, TaskRecord
+from sitq.errors import ConfigurationError, SignatureError
 from sitq.signing import ENV_SECRET_KEY, HEADER, Signer
 from sitq.task import new_task_id
 

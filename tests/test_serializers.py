@@ -18,15 +18,8 @@ from typing import Any
 
 import pytest
 
-from sitq import (
-    SerializationError,
-    SerializerNotFound,
-    SQLiteBackend,
-    SyncTaskQueue,
-    TaskQueue,
-    TaskStatus,
-    Worker,
-)
+from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.errors import SerializationError, SerializerNotFound
 from sitq.plugins import get_plugin_manager
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

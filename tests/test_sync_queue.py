@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sitq import (
+from sitq import SQLiteBackend, SyncTaskQueue, Task, TaskQueue, TaskStatus, Worker
+from sitq.errors import (
     ConfigurationError,
     EventLoopMisuse,
     QueueClosed,
     ResultTimeout,
-    SQLiteBackend,
-    SyncTaskQueue,
-    Task,
     TaskNotFound,
-    TaskQueue,
-    TaskStatus,
-    Worker,
 )
 
 pytestmark = [pytest.mark.needs_sqlite]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, Worker
+from sitq import SQLiteBackend, SyncTaskQueue, Worker
+from sitq.errors import ConfigurationError
 from sitq.worker import WorkerConfig
 from sitq.worker.settings import cli_options
 

@@ -24,7 +24,8 @@ from test_worker_helpers import (
     thread_name,
 )
 
-from sitq import Backend, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
@@ -56,7 +57,7 @@ def pid_to_file_then_sleep(path: str, seconds: float) -> None:
 
 def backends_in_this_process() -> int:
     """How many sitq backend objects exist in the process running the task."""
-    from sitq import Backend
+    from sitq.backend import Backend
 
     return sum(1 for obj in gc.get_objects() if isinstance(obj, Backend))
 

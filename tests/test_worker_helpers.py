@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from sitq import Backend, TaskStatus
+from sitq import TaskStatus
+from sitq.backend import Backend
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
 

@@ -28,17 +28,9 @@ from test_worker_helpers import (
     wait_until,
 )
 
-from sitq import (
-    Backend,
-    EventLoopMisuse,
-    Result,
-    SQLiteBackend,
-    SyncTaskQueue,
-    TaskQueue,
-    TaskStatus,
-    Worker,
-    WorkerStateError,
-)
+from sitq import Result, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
+from sitq.errors import EventLoopMisuse, WorkerStateError
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

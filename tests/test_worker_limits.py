@@ -22,7 +22,8 @@ from test_worker_helpers import (
     wait_until,
 )
 
-from sitq import Backend, SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
 from sitq.limits import ResourceLimits
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

@@ -18,17 +18,10 @@ from test_worker_helpers import (
     wait_until,
 )
 
-from sitq import (
-    Backend,
-    PluginManager,
-    SQLiteBackend,
-    SyncTaskQueue,
-    TaskQueue,
-    TaskStatus,
-    TaskTimeout,
-    Worker,
-    hookimpl,
-)
+from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker, hookimpl
+from sitq.backend import Backend
+from sitq.errors import TaskTimeout
+from sitq.plugins import PluginManager
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

@@ -19,16 +19,9 @@ from test_worker_helpers import (
     sleep_then,
 )
 
-from sitq import (
-    Backend,
-    ConfigurationError,
-    SQLiteBackend,
-    SyncTaskQueue,
-    Task,
-    TaskQueue,
-    TaskStatus,
-    Worker,
-)
+from sitq import SQLiteBackend, SyncTaskQueue, Task, TaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
+from sitq.errors import ConfigurationError
 from sitq.retry import RetryPolicy
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

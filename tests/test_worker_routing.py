@@ -16,7 +16,8 @@ import pytest
 from test_worker_helpers import REGISTRY, add, async_sleep_then, backend_fixture, wait_until
 
 import sitq
-from sitq import Backend, SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
+from sitq import SQLiteBackend, SyncTaskQueue, Task, TaskStatus, Worker
+from sitq.backend import Backend
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

@@ -17,15 +17,9 @@ from typing import Any
 import pytest
 from test_worker_helpers import add, backend_fixture
 
-from sitq import (
-    Backend,
-    ConfigurationError,
-    SerializationError,
-    SQLiteBackend,
-    SyncTaskQueue,
-    TaskStatus,
-    Worker,
-)
+from sitq import SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
+from sitq.backend import Backend
+from sitq.errors import ConfigurationError, SerializationError
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 

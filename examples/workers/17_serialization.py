@@ -10,6 +10,7 @@ import pickle
 
 import sitq
 from sitq import SQLiteBackend, SyncTaskQueue
+from sitq.errors import ConfigurationError
 
 
 def summarize(numbers):
@@ -33,6 +34,6 @@ if __name__ == "__main__":
     # A serializer without dumps()/loads() is refused when the worker is built
     try:
         sitq.Worker(queue=queue, serializer=object())
-    except sitq.ConfigurationError as exc:
+    except ConfigurationError as exc:
         print(f"ConfigurationError: {str(exc)[:60]}...")
     queue.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sitq import ConfigurationError, TaskStatus
+from sitq import TaskStatus
+from sitq.errors import ConfigurationError
 from sitq.rules import (
     attempt_limit,
     attempts_spent,

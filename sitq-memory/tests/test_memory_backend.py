@@ -7,9 +7,9 @@ import gc
 
 import pytest
 
-from sitq import get_plugin_manager
 from sitq.backend import Backend, Capability
-from sitq.testing import make_record
+from sitq.conformance import make_record
+from sitq.plugins import get_plugin_manager
 from sitq_memory import MemoryBackend
 
 

@@ -17,9 +17,11 @@ import pytest
 from pg_support import PG_URL, drop_tables, new_prefix
 
 import sitq
-from sitq import ConfigurationError, SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq import SyncTaskQueue, TaskQueue, TaskStatus, Worker
+from sitq.backend import Outcome
+from sitq.conformance import make_record
+from sitq.errors import ConfigurationError
 from sitq.plugins import PluginManager
-from sitq.testing import make_record
 from sitq_postgres import PostgresBackend
 from sitq_postgres.finishes import recognize_applied
 from sitq_postgres.inserts import insert
@@ -362,7 +364,7 @@ def test_killed_connections_lose_nothing(prefix: str) -> None:
                 acknowledged.append(await queue.enqueue(pg_tasks.add, round_, -1))
                 claimed = await backend.claim(worker_id="w", limit=25, lease_seconds=60)
                 applied = await backend.finish(
-                    [sitq.Outcome.succeeded(t.id, t.lease_token or "", b"r") for t in claimed]
+                    [Outcome.succeeded(t.id, t.lease_token or "", b"r") for t in claimed]
                 )
                 assert all(applied), "an outcome of a held lease was refused"
                 finished += len(claimed)
@@ -371,7 +373,7 @@ def test_killed_connections_lose_nothing(prefix: str) -> None:
             while claimed := await backend.claim(worker_id="w", limit=100, lease_seconds=60):
                 assert all(
                     await backend.finish(
-                        [sitq.Outcome.succeeded(t.id, t.lease_token or "", b"r") for t in claimed]
+                        [Outcome.succeeded(t.id, t.lease_token or "", b"r") for t in claimed]
                     )
                 )
                 finished += len(claimed)
@@ -410,12 +412,12 @@ def test_a_lost_reply_is_recognized_on_retry(pg_url: str) -> None:
                         retried=True,
                     )
                 (task,) = await backend.claim(worker_id="w", limit=1, lease_seconds=30)
-                outcome = sitq.Outcome.succeeded(task.id, task.lease_token or "", b"ok")
+                outcome = Outcome.succeeded(task.id, task.lease_token or "", b"ok")
                 assert await backend.finish([outcome]) == [True]
                 applied = [False]
                 await recognize_applied(conn, backend._sql, [outcome], applied)
                 assert applied == [True]
-                stale = sitq.Outcome.failed(task.id, task.lease_token or "", "late")
+                stale = Outcome.failed(task.id, task.lease_token or "", "late")
                 applied = [False]
                 await recognize_applied(conn, backend._sql, [stale], applied)
                 assert applied == [False]

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from pg_support import PG_URL, drop_tables, new_prefix
 
-from sitq import Backend
-from sitq.testing import BackendConformance
+from sitq.backend import Backend
+from sitq.conformance import BackendConformance
 from sitq_postgres import PostgresBackend
 
 pytestmark = pytest.mark.postgres

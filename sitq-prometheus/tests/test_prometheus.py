@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import sitq
-from sitq import PluginManager, SyncTaskQueue, Task, TaskQueue, Worker
+from sitq import SyncTaskQueue, Task, TaskQueue, Worker
+from sitq.plugins import PluginManager
 from sitq_prometheus import PrometheusMetrics
 
 PROJECT = Path(__file__).parents[1]

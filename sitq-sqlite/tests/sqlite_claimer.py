@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sitq import Outcome
+from sitq.backend import Outcome
 from sitq_sqlite import SQLiteBackend
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from sqlite_claimer import claim_all
 
-from sitq import ConfigurationError, QueueClosed, TaskStatus, get_plugin_manager
-from sitq.testing import make_record
+from sitq import TaskStatus
+from sitq.conformance import make_record
+from sitq.errors import ConfigurationError, QueueClosed
+from sitq.plugins import get_plugin_manager
 from sitq_sqlite import SQLiteBackend
 
 TASKS = 2000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sitq.testing import BackendConformance
+from sitq.conformance import BackendConformance
 from sitq_sqlite import SQLiteBackend
 
 

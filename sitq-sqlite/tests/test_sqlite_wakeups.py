@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from sitq import TaskQueue
+from sitq.conformance import make_record
 from sitq.signals import Signal
-from sitq.testing import make_record
 from sitq_sqlite import SQLiteBackend
 from sitq_sqlite.watch import PendingPeek, WalWatch
 

@@ -1,7 +1,7 @@
 """The storage contract every backend implements: `Backend`, `TaskRecord` and `Outcome`.
 
 A backend stores encoded tasks and their outcomes; it never decodes a payload or runs a task.
-All methods are coroutines. A backend passes the conformance kit in `sitq.testing` unchanged.
+All methods are coroutines. A backend passes the conformance kit in `sitq.conformance` unchanged.
 
 The life of a stored task::
 
@@ -177,7 +177,7 @@ class Backend(ABC):
 
     Implement the abstract methods; the rest has working defaults. Register the class through
     the ``sitq_backends`` hook so ``TaskQueue("yourscheme://...")`` finds it, and run
-    `sitq.testing.BackendConformance` against it.
+    `sitq.conformance.BackendConformance` against it.
 
     Concurrency: one backend object may be used by several coroutines at once, on one event
     loop or several (the synchronous facade runs its own loop in a thread); implementations

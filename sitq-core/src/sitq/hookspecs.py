@@ -16,7 +16,7 @@ Two kinds of hooks:
   argument and return a list of records. Each is called once per plugin manager, the first
   time something needs what it registers (not at import), one implementation at a time in
   registration order; every implementation's records are collected, and two plugins
-  registering the same name is a `sitq.PluginError` naming both.
+  registering the same name is a `sitq.errors.PluginError` naming both.
 * **Lifecycle hooks** (``sitq_task_*``, ``sitq_worker_*``) are notifications. Every
   implementation is called, in pluggy's order (last registered first); return values are
   ignored, except that an awaitable is awaited. An implementation that raises is logged on the
@@ -50,15 +50,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
     """Register storage backends.
 
-    Return a list of `sitq.BackendType` records, each naming a URL scheme and the `Backend`
-    subclass that opens it (or a zero-argument function returning the class, to keep imports
-    lazy)::
+    Return a list of `sitq.registry.BackendType` records, each naming a URL scheme and the
+    `Backend` subclass that opens it (or a zero-argument function returning the class, to keep
+    imports lazy)::
+
+        from sitq.registry import BackendType
 
         @sitq.hookimpl
         def sitq_backends():
-            return [sitq.BackendType("redis", load=lambda: RedisBackend)]
+            return [BackendType("redis", load=lambda: RedisBackend)]
 
-    Called once per plugin manager. A scheme registered twice is a `sitq.PluginError`.
+    Called once per plugin manager. A scheme registered twice is a `sitq.errors.PluginError`.
     """
 
 
@@ -66,11 +68,12 @@ def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
 def sitq_serializers() -> list[SerializerType]:  # type: ignore[empty-body]
     """Register serializers.
 
-    Return a list of `sitq.SerializerType` records, each naming a serializer: an object with
-    ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``. ``carries_code=True`` means it can
-    encode functions themselves (like pickle); otherwise functions are sent by import path.
+    Return a list of `sitq.registry.SerializerType` records, each naming a serializer: an
+    object with ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``. ``carries_code=True`` means
+    it can encode functions themselves (like pickle); otherwise functions are sent by import
+    path.
 
-    Called once per plugin manager. A name registered twice is a `sitq.PluginError`.
+    Called once per plugin manager. A name registered twice is a `sitq.errors.PluginError`.
     """
 
 
@@ -92,7 +95,7 @@ def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
     and ``"process"`` this way.
 
     Called once per plugin manager. A ``worker_type`` registered twice is a
-    `sitq.PluginError`; an unknown one is a `sitq.ConfigurationError` listing the choices.
+    `sitq.errors.PluginError`; an unknown one is a `sitq.errors.ConfigurationError` listing the choices.
     """
 
 
@@ -119,7 +122,7 @@ def sitq_task_started(task: Task, worker: Worker) -> Any:
 
 @hookspec
 def sitq_task_succeeded(task: Task, result: Result, worker: Worker) -> Any:
-    """A task returned without raising (the guide's ``on_success``).
+    """A task returned without raising (a worker's ``on_success`` callback, docs/workers.md).
 
     :param task: the task that ran.
     :param result: its `Result`; ``result.value`` is the return value.
@@ -131,7 +134,7 @@ def sitq_task_succeeded(task: Task, result: Result, worker: Worker) -> Any:
 def sitq_task_failed(
     task: Task, error: BaseException, retry_count: int, will_retry: bool, worker: Worker
 ) -> Any:
-    """A task raised, timed out or could not be decoded (the guide's ``on_error``).
+    """A task raised, timed out or could not be decoded (a worker's ``on_error``, docs/workers.md).
 
     :param task: the task that failed.
     :param error: the exception it raised.

@@ -8,9 +8,9 @@ through the ``pytest11`` entry point; fixtures only, nothing runs unless a test 
       def sitq_backend_url():
           return "memory://"
 
-* ``sitq_queue``: a `sitq.testkit.SitqTestQueue` (a `SyncTaskQueue` with ``enqueued()``,
+* ``sitq_queue``: a `sitq.testing.SitqTestQueue` (a `SyncTaskQueue` with ``enqueued()``,
   ``assert_enqueued()``, ``assert_not_enqueued()``, ``assert_nothing_enqueued()``);
-* ``sitq_worker``: a `sitq.testkit.SitqTestWorker` on that queue (no retry delay, fast polls)
+* ``sitq_worker``: a `sitq.testing.SitqTestWorker` on that queue (no retry delay, fast polls)
   whose ``drain()`` runs everything pending and returns the results;
 * ``sitq_eager_queue``: a `sitq.eager.EagerSyncTaskQueue`: tasks run as they are enqueued.
 
@@ -27,7 +27,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .eager import EagerSyncTaskQueue
-    from .testkit import SitqTestQueue, SitqTestWorker
+    from .testing import SitqTestQueue, SitqTestWorker
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def sitq_backend_url(tmp_path: Path) -> str:
 @pytest.fixture
 def sitq_queue(sitq_backend_url: str) -> Iterator[SitqTestQueue]:
     """A blocking queue on ``sitq_backend_url`` with assertions about what was enqueued."""
-    from .testkit import SitqTestQueue
+    from .testing import SitqTestQueue
 
     queue = SitqTestQueue(sitq_backend_url)
     with queue:
@@ -49,7 +49,7 @@ def sitq_queue(sitq_backend_url: str) -> Iterator[SitqTestQueue]:
 @pytest.fixture
 def sitq_worker(sitq_queue: SitqTestQueue) -> Iterator[SitqTestWorker]:
     """A worker on ``sitq_queue``: ``sitq_worker.drain()`` runs every pending task."""
-    from .testkit import SitqTestWorker
+    from .testing import SitqTestWorker
 
     worker = SitqTestWorker(sitq_queue, retry_delay=0.0, poll_interval=0.05, worker_id="test")
     try:

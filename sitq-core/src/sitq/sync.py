@@ -28,7 +28,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
     Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
-    running event loop raises `sitq.EventLoopMisuse`: use `TaskQueue` there. The arguments
+    running event loop raises `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The arguments
     are `TaskQueue`'s.
     """
 

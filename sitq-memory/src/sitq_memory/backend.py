@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from urllib.parse import urlsplit
 
-from sitq import Backend, Outcome, TaskRecord, TaskStatus
-from sitq.backend import Capability
+from sitq import TaskStatus
+from sitq.backend import Backend, Capability, Outcome, TaskRecord
 from sitq.rules import (
     LOST_WORKER_ERROR,
     attempts_spent,

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
-from sitq import QueueClosed
+from sitq.errors import QueueClosed
 
 from .errors import PostgresUnavailable
 from .options import Options

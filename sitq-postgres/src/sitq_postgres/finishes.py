@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from sitq import Outcome, TaskStatus
+from sitq import TaskStatus
+from sitq.backend import Outcome
 
 from .sql import Statements
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from sitq import ConfigurationError, TaskRecord
+from sitq.backend import TaskRecord
+from sitq.errors import ConfigurationError
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .sql import Statements

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from sitq import ConfigurationError
+from sitq.errors import ConfigurationError
 
 #: The longest identifier PostgreSQL keeps (longer ones are silently cut).
 _MAX_IDENTIFIER = 63

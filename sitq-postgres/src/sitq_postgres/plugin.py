@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sitq import BackendType, hookimpl
+from sitq import hookimpl
+from sitq.registry import BackendType
 
 
 def _load() -> type:

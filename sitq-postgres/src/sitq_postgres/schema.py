@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from sitq import ConfigurationError
+from sitq.errors import ConfigurationError
 
 
 def _lock_key(text: str) -> int:
@@ -59,7 +59,7 @@ class Names:
         return _lock_key(f"sitq:{self.prefix}:recover")
 
 
-#: Columns of the tasks table in `sitq.TaskRecord` field order.
+#: Columns of the tasks table in `sitq.backend.TaskRecord` field order.
 COLUMNS = (
     "id", "function", "payload", "serializer", "queue", "priority", "available_at",
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client import start_http_server as _start_http_server
 
 import sitq
+from sitq.backend import Backend
 
 logger = logging.getLogger("sitq.prometheus")
 
@@ -75,7 +76,7 @@ class PrometheusMetrics:
     # -- hooks ---------------------------------------------------------------------------------
 
     @sitq.hookimpl
-    def sitq_task_enqueued(self, task: sitq.Task, backend: sitq.Backend) -> None:
+    def sitq_task_enqueued(self, task: sitq.Task, backend: Backend) -> None:
         """Count an enqueued task."""
         self.enqueued.labels(task.function_name, task.queue).inc()
 

@@ -23,8 +23,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from sitq import Backend, ConfigurationError, Outcome, QueueClosed, TaskRecord, TaskStatus
-from sitq.backend import Capability, record_from_row
+from sitq import TaskStatus
+from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
+from sitq.errors import ConfigurationError, QueueClosed
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,

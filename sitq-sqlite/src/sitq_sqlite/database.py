@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from sitq import ConfigurationError
+from sitq.errors import ConfigurationError
 
 T = TypeVar("T")
 

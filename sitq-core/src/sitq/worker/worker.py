@@ -415,7 +415,7 @@ class Worker:
         if self._stop_event is not None:
             self._stop_event.set()
 
-    # -- kept for code that drives a worker's background loop (sitq.testkit) ------------------
+    # -- kept for code that drives a worker's background loop (sitq.testing) ------------------
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.call(coro)

@@ -2,7 +2,7 @@
 
 Subclass it in a test module and say how to build an empty backend::
 
-    from sitq.testing import BackendConformance
+    from sitq.conformance import BackendConformance
     from sitq_memory import MemoryBackend
 
     class TestMemoryConformance(BackendConformance):
@@ -12,7 +12,7 @@ Subclass it in a test module and say how to build an empty backend::
 Every test gets a fresh backend from ``make_backend`` with its ``clock`` replaced by a
 `FakeClock`, so due times and leases are tested without sleeping. Tests are plain functions
 driving their own event loop: no pytest-asyncio needed. The suite is composed of one mixin per
-part of the contract (`sitq.testing.kit`); tests of an optional part run only for a backend
+part of the contract (`sitq.conformance.kit`); tests of an optional part run only for a backend
 declaring its `Capability` and are skipped, naming it, otherwise. The suite ends with
 `BackendStateMachine`, random operation sequences checked against a model of the queue.
 """

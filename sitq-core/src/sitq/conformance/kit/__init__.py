@@ -1,6 +1,6 @@
 """The parts of the conformance kit, one mixin class per part of the `Backend` contract.
 
-`sitq.testing.BackendConformance` composes them all; a backend's declared capabilities
+`sitq.conformance.BackendConformance` composes them all; a backend's declared capabilities
 (`Backend.capabilities`) decide which tests of the optional parts run, the others are skipped
 with a reason naming the capability. A backend author subclasses `BackendConformance`; the
 mixins are here for one who wants a part alone (e.g. ``class TestClaims(ClaimTests)`` with a

@@ -3,10 +3,15 @@ and a worker that runs everything pending, then returns.
 
 The pytest plugin (`sitq.pytest_plugin`) hands them out as the ``sitq_queue`` and
 ``sitq_worker`` fixtures; they work without pytest too. (Backend authors: the conformance kit
-is `sitq.testing`.)
+is `sitq.conformance`.)
 
 Both are blocking (they wrap `SyncTaskQueue` and `Worker`); inside an ``async def`` test use
 ``sitq_queue.async_queue`` for enqueuing and call these helpers from plain code.
+
+In sitq 0.1 this name was the conformance kit's, and backends written against 0.1 import the
+kit from here: ``from sitq.testing import BackendConformance`` (or any other name in
+`sitq.conformance`) still works, served from `sitq.conformance` when first asked for. Those
+names are not in this module's ``__all__``; new code imports them from `sitq.conformance`.
 """
 
 from __future__ import annotations
@@ -154,6 +159,17 @@ class SitqTestWorker(Worker):
         if self._portal is not None:
             self._portal.close()
             self._portal = None
+
+
+def __getattr__(name: str) -> Any:
+    """Serve the conformance kit's names for backends written against sitq 0.1."""
+    if not name.startswith("_"):
+        # imported on demand: the kit needs pytest and hypothesis, these helpers do not
+        from . import conformance
+
+        if name in conformance.__all__:
+            return getattr(conformance, name)
+    raise AttributeError(f"module 'sitq.testing' has no attribute {name!r}")
 
 
 __all__ = ["SitqTestQueue", "SitqTestWorker"]
