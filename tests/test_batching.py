@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sitq import TaskStatus
-from sitq.errors import QueueClosed
 from sitq.backend import Outcome
 from sitq.batching import Batcher, is_permanent
+from sitq.errors import QueueClosed
 from sitq.outcomes import OutcomeWriter
 from sitq_sqlite import SQLiteBackend
 

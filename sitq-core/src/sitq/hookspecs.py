@@ -95,7 +95,8 @@ def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
     and ``"process"`` this way.
 
     Called once per plugin manager. A ``worker_type`` registered twice is a
-    `sitq.errors.PluginError`; an unknown one is a `sitq.errors.ConfigurationError` listing the choices.
+    `sitq.errors.PluginError`; an unknown one is a `sitq.errors.ConfigurationError` listing
+    the choices.
     """
 
 
