@@ -28,7 +28,8 @@ import pytest
 
 import sitq
 from sitq.blueprints import Blueprint, SyncBlueprint
-from sitq.handles import AsyncTaskHandle, TaskFailed, TaskHandle
+from sitq.errors import TaskFailed
+from sitq.handles import AsyncTaskHandle, TaskHandle
 from sitq.tasks import SyncTask
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]

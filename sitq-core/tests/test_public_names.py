@@ -38,6 +38,7 @@ NAMES_OF_0_1 = [
     "SerializerType",
     "SignatureError",
     "SitqError",
+    "SyncBlueprint",
     "SyncTaskQueue",
     "Task",
     "TaskContext",
@@ -58,6 +59,7 @@ NAMES_OF_0_1 = [
 
 #: What a task-queue user writes.
 USER_NAMES = {
+    "Blueprint",
     "MemoryBackend",
     "PostgresBackend",
     "Result",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .blueprints import Blueprint, SyncBlueprint
 from .context import TaskContext, current_task
 from .errors import SitqError
 from .hookspecs import hookimpl
@@ -100,11 +101,13 @@ def _asked_by_from_import() -> bool:
 
 
 __all__ = [
+    "Blueprint",
     "MemoryBackend",
     "PostgresBackend",
     "Result",
     "SQLiteBackend",
     "SitqError",
+    "SyncBlueprint",
     "SyncTaskQueue",
     "Task",
     "TaskContext",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .task import Result
+
 
 class SitqError(Exception):
     """Base class of every error raised by sitq."""
@@ -61,6 +66,25 @@ class ResultExpired(SitqError, LookupError):
 
 class ResultTimeout(SitqError, TimeoutError):
     """A result did not become available within the requested timeout."""
+
+
+class TaskFailed(SitqError):
+    """A declared task finished without a value: it failed, died or was cancelled.
+
+    ``status`` is its final `TaskStatus`; ``error`` and ``traceback`` are what the worker
+    stored. `sitq.TaskQueue.get_result` returns the full `Result` instead of raising.
+    """
+
+    def __init__(self, task_id: str, result: Result) -> None:
+        self.task_id = task_id
+        self.status = result.status
+        self.error = result.error
+        self.traceback = result.traceback
+        status = result.status.value if result.status is not None else "unknown"
+        super().__init__(
+            f"task {task_id} {status}: {result.error or 'no error was recorded'}. "
+            "Its traceback is on this exception (.traceback) and in `sitq inspect TASK_ID`."
+        )
 
 
 class TaskTimeout(SitqError, TimeoutError):

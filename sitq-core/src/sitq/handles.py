@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import SitqError, TaskNotFound
+from .errors import TaskFailed, TaskNotFound
 from .task import Result, Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -17,25 +17,6 @@ if TYPE_CHECKING:
     from .sync import SyncTaskQueue
 
 R = TypeVar("R")
-
-
-class TaskFailed(SitqError):
-    """A declared task finished without a value: it failed, died or was cancelled.
-
-    ``status`` is its final `TaskStatus`; ``error`` and ``traceback`` are what the worker
-    stored. `sitq.TaskQueue.get_result` returns the full `Result` instead of raising.
-    """
-
-    def __init__(self, task_id: str, result: Result) -> None:
-        self.task_id = task_id
-        self.status = result.status
-        self.error = result.error
-        self.traceback = result.traceback
-        status = result.status.value if result.status is not None else "unknown"
-        super().__init__(
-            f"task {task_id} {status}: {result.error or 'no error was recorded'}. "
-            "Its traceback is on this exception (.traceback) and in `sitq inspect TASK_ID`."
-        )
 
 
 def value_of(task_id: str, result: Result) -> Any:
