@@ -25,7 +25,8 @@ class SyncTaskQueue:
 
     Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
     running event loop raises `sitq.EventLoopMisuse`: use `TaskQueue` there. The arguments
-    are `TaskQueue`'s.
+    are `TaskQueue`'s, and so is the rule of who closes the backend: `close` closes a backend
+    the queue opened from a URL, never one handed in (its owner closes that).
     """
 
     def __init__(
@@ -124,8 +125,13 @@ class SyncTaskQueue:
         """Delete finished tasks; returns how many."""
         return self._run("purge", self.async_queue.purge(statuses, older_than))
 
+    def deserialize_result(self, result: Result) -> Any:
+        """The value ``result`` carries (see `TaskQueue.deserialize_result`)."""
+        return self.async_queue.deserialize_result(result)
+
     def close(self) -> None:
-        """Close the backend and stop the private loop."""
+        """Close the queue (and its backend if it opened it: see `TaskQueue.close`) and stop
+        the private loop."""
         if not self.async_queue.closed:
             self._run("close", self.async_queue.close())
         self._portal.close()
