@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_worker_helpers import wait_until
 
 from sitq import (
     ConfigurationError,
@@ -24,8 +25,6 @@ from sitq import (
 from sitq.rules import STATUS_BY_TEXT, check_statuses, fold_counts
 from sitq.task import FINAL_STATUSES, Result
 from sitq.worker import WorkerConfig
-
-from test_worker_helpers import wait_until
 
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]
 WAIT = 30
@@ -52,9 +51,7 @@ def _no_warnings_and_no_threads_left() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
-    wait_until(
-        lambda: not set(threading.enumerate()) - before, what="the test's threads to end"
-    )
+    wait_until(lambda: not set(threading.enumerate()) - before, what="the test's threads to end")
 
 
 def run_sync(queue: SyncTaskQueue, task_id: str) -> None:
@@ -199,9 +196,11 @@ def test_a_succeeded_result_status_equals_success(tmp_path: Path) -> None:
         run_sync(queue, task_id)
         result = queue.get_result(task_id, timeout=0)
     close(backend)
-    assert result.status == "success" and "success" == result.status
+    assert result.status == "success"
+    assert "success" == result.status  # noqa: SIM300 (the reflected comparison, on purpose)
     assert result.status == "succeeded" and result.status is TaskStatus.SUCCEEDED
-    assert result.status != "failed" and not result.status != "success"
+    assert result.status != "failed"
+    assert not result.status != "success"  # noqa: SIM202 (__ne__ itself, on purpose)
 
 
 def test_a_failed_result_status_equals_failed(tmp_path: Path) -> None:
