@@ -61,7 +61,8 @@ class TaskStatus(str, enum.Enum):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    # equal statuses hash alike, and a status hashes like its text (dict lookups by text)
+    # a status hashes like its text, so dicts keyed by status are read by text too; not like
+    # its 0.x name (one hash per object): that name is for == and != only
     __hash__ = str.__hash__
 
     @classmethod
@@ -257,6 +258,8 @@ class Result:
     """The outcome of a task, as stored by the worker that ran it.
 
     Can be built by hand, e.g. ``Result(is_error=True, error="not supported")``.
+    ``status`` is a `TaskStatus`, which also equals the sitq 0.x names: a succeeded result's
+    ``status == "success"`` (and ``== "succeeded"``).
     """
 
     task_id: str | None = None
