@@ -82,6 +82,7 @@ def test_task_queue_takes_a_backend_keyword(tmp_path: Path) -> None:
 def test_sync_task_queue_takes_a_backend(tmp_path: Path) -> None:
     backend = SQLiteBackend(str(tmp_path / "tasks.db"))
     with SyncTaskQueue(backend) as queue:
+        assert queue.backend is backend and not queue.owns_backend
         task_id = queue.enqueue(add, 2, 3)
         run_sync(queue, task_id)
         assert queue.get_result(task_id, timeout=0).value == 5
@@ -144,6 +145,12 @@ def test_a_queue_closes_the_backend_it_opened(tmp_path: Path) -> None:
             await queue.backend.connect()
 
     asyncio.run(main())
+    sync_queue = SyncTaskQueue(f"sqlite:///{tmp_path / 'sync.db'}")
+    sync_queue.enqueue(add, 1, 1)
+    assert sync_queue.owns_backend
+    sync_queue.close()
+    with pytest.raises(QueueClosed):
+        asyncio.run(sync_queue.backend.connect())
 
 
 def test_a_backend_left_open_does_not_hold_up_exit(python_run: PythonRun) -> None:

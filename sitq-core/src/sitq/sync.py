@@ -56,6 +56,11 @@ class SyncTaskQueue:
         """The backend tasks are stored in."""
         return self.async_queue.backend
 
+    @property
+    def owns_backend(self) -> bool:
+        """True if this queue opened its backend (from a URL) and closes it in `close`."""
+        return self.async_queue.owns_backend
+
     def _run(self, name: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
             forbid_running_loop(f"SyncTaskQueue.{name}()", f"`await TaskQueue.{name}()`")
