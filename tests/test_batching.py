@@ -88,7 +88,7 @@ def test_a_passing_failure_is_retried_until_the_write_succeeds(
     async def main() -> None:
         store = _Store(failures=[OSError("database is locked"), OSError("disk busy")])
         batcher: Batcher[int, int] = Batcher(store.write_many, on_failure="retry", what="numbers")
-        assert await asyncio.gather(batcher.hand_over(1), batcher.hand_over(2)) == [10, 20]
+        assert list(await asyncio.gather(batcher.hand_over(1), batcher.hand_over(2))) == [10, 20]
         assert store.batches == [[1, 2]] * 3
 
     with caplog.at_level(logging.ERROR, logger="sitq.batching"):

@@ -99,6 +99,7 @@ def test_run_rejects_a_negative_duration(tmp_path: Path) -> None:
 #: Every numeric option, with what its error message says it must be.
 NUMBERS = {
     "max_workers": "max_workers must be an int >= 1",
+    "max_concurrency": "max_concurrency must be an int >= 1",
     "poll_interval": "poll_interval must be a number of seconds > 0 and finite",
     "max_tasks": "max_tasks must be an int >= 1",
     "timeout": "timeout must be a number of seconds > 0 and finite",
@@ -121,6 +122,7 @@ NUMBERS = {
 #: A value out of range for each numeric option.
 OUT_OF_RANGE = {
     "max_workers": 0,
+    "max_concurrency": 0,
     "poll_interval": 0,
     "max_tasks": 0,
     "timeout": 0,

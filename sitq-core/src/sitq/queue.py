@@ -66,6 +66,12 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         data elsewhere and pass its path. None: no limit but the backend's (SQLite's is 1 GB).
 
     Use it as ``async with TaskQueue(...) as queue:`` or call `close` when done.
+
+    Who closes the backend: a queue closes the backend it opened from a URL (or the
+    default). A `Backend` object handed in stays its owner's, like an SQLAlchemy engine
+    shared by sessions: queues (and workers) connect it when first used and leave it open
+    when they close, so later queues can use it again; close it yourself when done with it
+    (``await backend.close()``). See `owns_backend`.
     """
 
     def __init__(
@@ -86,6 +92,9 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             max_payload_bytes=max_payload_bytes,
         )
         self.backend = self._open_backend(backend)
+        #: True if this queue opened its backend (from a URL) and so closes it in `close`;
+        #: False for a `Backend` handed in, which its owner closes.
+        self.owns_backend = not isinstance(backend, Backend)
         self._lifecycle = self.plugins.lifecycle()
         self._connected = False
         self._closed = False
@@ -140,10 +149,12 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             self._connected = True
 
     async def close(self) -> None:
-        """Close the backend. The queue cannot be used afterwards."""
+        """Close the queue, and its backend if the queue opened it (`owns_backend`); a
+        backend handed in stays open for its owner. The queue cannot be used afterwards."""
         if not self._closed:
             self._closed = True
-            await self.backend.close()
+            if self.owns_backend:
+                await self.backend.close()
 
     @property
     def closed(self) -> bool:
@@ -347,6 +358,14 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             except (PayloadError, LookupError) as exc:
                 error = str(exc)
         return models.result_from_record(record, value, error=error)
+
+    def deserialize_result(self, result: Result) -> Any:
+        """The value ``result`` carries: ``result.value`` (None for a failure).
+
+        The sitq 0.x way to read a result; `get_result` now returns it decoded, so new code
+        reads ``result.value``.
+        """
+        return result.value
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id (decoded), or None if there is none."""

@@ -28,8 +28,9 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
     Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
-    running event loop raises `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The arguments
-    are `TaskQueue`'s.
+    running event loop raises `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The
+    arguments are `TaskQueue`'s, and so is the rule of who closes the backend: `close` closes a
+    backend the queue opened from a URL, never one handed in (its owner closes that).
     """
 
     def __init__(
@@ -58,6 +59,11 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     def backend(self) -> Backend:
         """The backend tasks are stored in."""
         return self.async_queue.backend
+
+    @property
+    def owns_backend(self) -> bool:
+        """True if this queue opened its backend (from a URL) and closes it in `close`."""
+        return self.async_queue.owns_backend
 
     def _run(self, name: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -128,8 +134,13 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         """Delete finished tasks; returns how many."""
         return self._run("purge", self.async_queue.purge(statuses, older_than))
 
+    def deserialize_result(self, result: Result) -> Any:
+        """The value ``result`` carries (see `TaskQueue.deserialize_result`)."""
+        return self.async_queue.deserialize_result(result)
+
     def close(self) -> None:
-        """Close the backend and stop the private loop."""
+        """Close the queue (and its backend if it opened it: see `TaskQueue.close`) and stop
+        the private loop."""
         if not self.async_queue.closed:
             self._run("close", self.async_queue.close())
         self._portal.close()

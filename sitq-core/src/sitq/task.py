@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
@@ -20,11 +21,21 @@ if TYPE_CHECKING:
 DEFAULT_QUEUE = "default"
 
 
+#: Status names of sitq 0.x → the text of today's status. A status compares equal to its
+#: 0.x name too (``TaskStatus.SUCCEEDED == "success"``) and ``TaskStatus("success")`` is
+#: ``SUCCEEDED``; stores keep only today's texts.
+STATUS_ALIASES: Mapping[str, str] = MappingProxyType({"success": "succeeded"})
+
+
 class TaskStatus(str, enum.Enum):
     """Where a task is in its life.
 
     ``pending → running → succeeded | failed | dead``; ``running → pending`` for a retry or a
     lease that expired; ``pending → cancelled``.
+
+    A status is its text (``TaskStatus.SUCCEEDED == "succeeded"``, and hashes like it), and
+    also equals its sitq 0.x name (``"success"``, see `STATUS_ALIASES`) in ``==`` and ``!=``
+    only: as a dict key or set member, look it up by today's text or the member.
     """
 
     PENDING = "pending"
@@ -41,6 +52,25 @@ class TaskStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is str and other in STATUS_ALIASES:
+            return self.value == STATUS_ALIASES[other]
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    # a status hashes like its text, so dicts keyed by status are read by text too; not like
+    # its 0.x name (one hash per object): that name is for == and != only
+    __hash__ = str.__hash__
+
+    @classmethod
+    def _missing_(cls, value: object) -> TaskStatus | None:
+        """``TaskStatus("success")``: a sitq 0.x name gives today's status."""
+        if isinstance(value, str) and value in STATUS_ALIASES:
+            return cls(STATUS_ALIASES[value])
+        return None
 
 
 FINAL_STATUSES = frozenset(
@@ -228,6 +258,8 @@ class Result:
     """The outcome of a task, as stored by the worker that ran it.
 
     Can be built by hand, e.g. ``Result(is_error=True, error="not supported")``.
+    ``status`` is a `TaskStatus`, which also equals the sitq 0.x names: a succeeded result's
+    ``status == "success"`` (and ``== "succeeded"``).
     """
 
     task_id: str | None = None

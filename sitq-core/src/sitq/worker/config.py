@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..limits import ResourceLimits
 from ..plugins import PluginManager
 from ..registry import Serializer, SerializerType
@@ -140,6 +141,8 @@ class WorkerConfig:
         ``"thread"`` (every function in a thread) or ``"process"`` (CPU-bound work in child
         processes that never touch the database; see `sitq.processes`).
     :param max_workers: tasks run at once (default: 100 async, 8 threads, one process per CPU).
+    :param max_concurrency: the sitq 0.x name of ``max_workers``: given, it becomes
+        ``max_workers`` (and reads back as None); giving both is a `ConfigurationError`.
     :param poll_interval: seconds between looks at the queue when idle. Enqueues and retries
         in this process wake the worker at once.
     :param max_tasks: stop after exactly this many task attempts (a retry is a new attempt;
@@ -237,6 +240,10 @@ class WorkerConfig:
             setting="concurrency",
             short="-c",
         ),
+    )
+    max_concurrency: int | None = field(
+        default=None,
+        metadata=_info("sitq 0.x name of max_workers", _count(1), **_COUNT, cli=False),
     )
     queues: tuple[str, ...] | None = field(
         default=None,
@@ -439,6 +446,15 @@ class WorkerConfig:
             value = getattr(self, f.name)
             if value is not None or f.default is not None:  # None only where it is the default
                 object.__setattr__(self, f.name, option_info(f).check(f.name, value))
+        if self.max_concurrency is not None:
+            if self.max_workers is not None:
+                raise ConfigurationError(
+                    f"max_workers={self.max_workers} and max_concurrency="
+                    f"{self.max_concurrency} name one option (max_concurrency is its sitq 0.x "
+                    "name); give only max_workers"
+                )
+            object.__setattr__(self, "max_workers", self.max_concurrency)
+            object.__setattr__(self, "max_concurrency", None)
         if self.max_workers is None:
             default = {"async": 100, "thread": 8}.get(self.worker_type, os.cpu_count() or 1)
             object.__setattr__(self, "max_workers", default)

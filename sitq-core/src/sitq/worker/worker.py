@@ -115,6 +115,7 @@ class Worker:
         worker_id: str | None = None,
         worker_type: str = "async",
         max_workers: int | None = None,
+        max_concurrency: int | None = None,
         poll_interval: float = 1.0,
         max_tasks: int | None = None,
         timeout: float | None = None,
