@@ -457,31 +457,71 @@ def test_the_worker_command_refuses_what_worker_refuses(
 STORED_TIMES = [1e300, -1e300, math.inf, -math.inf]
 
 
+#: What an older sitq (or a hand) wrote: times out of range on one task, a failed one.
+SET_PENDING = "UPDATE {table} SET available_at = {p1}, created_at = {p1} WHERE id = {p2}"
+SET_FAILED = (
+    "UPDATE {table} SET status = 'failed', error = 'boom', attempts = 1, "
+    "started_at = {p1}, finished_at = {p1} WHERE id = {p2}"
+)
+
+
+def write_sqlite(db: Path, stored: float, pending: str, failed: str) -> None:
+    """Write the out-of-range times into a SQLite file with plain sqlite3."""
+    conn = sqlite3.connect(db)
+    with conn:
+        for statement, task_id in ((SET_PENDING, pending), (SET_FAILED, failed)):
+            sql = statement.format(table="sitq_tasks", p1=":stored", p2=":id")
+            conn.execute(sql, {"stored": stored, "id": task_id})
+    conn.close()
+
+
+def write_postgres(prefix: str, stored: float, pending: str, failed: str) -> None:
+    """Write the out-of-range times into PostgreSQL tables with plain asyncpg."""
+    import asyncpg
+
+    async def write() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            for statement, task_id in ((SET_PENDING, pending), (SET_FAILED, failed)):
+                sql = statement.format(table=f"{prefix}tasks", p1="$1", p2="$2")
+                await conn.execute(sql, stored, task_id)
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh SQLite file or PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tasks.db'}"
+        return
+    pytest.importorskip("sitq_postgres")
+    prefix = f"sitqtest_read_{uuid.uuid4().hex[:10]}_"
+    try:
+        yield f"{PG_URL}?table_prefix={prefix}"
+    finally:
+        drop_pg_tables(prefix)
+
+
+@pytest.mark.needs_postgres
 @pytest.mark.parametrize("stored", STORED_TIMES, ids=repr)
-def test_reading_never_crashes_on_a_stored_time_out_of_range(tmp_path: Path, stored: float) -> None:
-    db = tmp_path / "tasks.db"
-    with SyncTaskQueue(SQLiteBackend(db)) as queue:
+def test_reading_never_crashes_on_a_stored_time_out_of_range(store_url: str, stored: float) -> None:
+    with SyncTaskQueue(store_url) as queue:
         pending = queue.enqueue(f, 1)
         failed = queue.enqueue(f, 2)
-    with sqlite3.connect(db) as conn:  # what an older sitq (or a hand) wrote
-        conn.execute(
-            "UPDATE sitq_tasks SET available_at = ?, created_at = ? WHERE id = ?",
-            (stored, stored, pending),
-        )
-        conn.execute(
-            "UPDATE sitq_tasks SET status = 'failed', error = 'boom', attempts = 1, "
-            "started_at = ?, finished_at = ? WHERE id = ?",
-            (stored, stored, failed),
-        )
-    conn.close()
-    with SyncTaskQueue(SQLiteBackend(db)) as queue:
+    if store_url.startswith("sqlite"):
+        write_sqlite(Path(store_url.removeprefix("sqlite:///")), stored, pending, failed)
+    else:
+        write_postgres(store_url.split("table_prefix=")[1], stored, pending, failed)
+    with SyncTaskQueue(store_url) as queue:
         task = queue.get_task(pending)
         assert task is not None and isinstance(task.eta, dt.datetime)
         assert task.eta.year in (1, 9999) and task.created_at == task.eta
         done = queue.get_task(failed)
         assert done is not None and done.finished_at is not None
         assert queue.get_result(failed, timeout=0).finished_at == done.finished_at
-    url = f"sqlite:///{db}"
     runner = CliRunner()
     for command in (
         ["status"],
@@ -491,7 +531,7 @@ def test_reading_never_crashes_on_a_stored_time_out_of_range(tmp_path: Path, sto
         ["failed"],
         ["failed", "--json"],
     ):
-        result = runner.invoke(cli, [*command, "--backend", url])
+        result = runner.invoke(cli, [*command, "--backend", store_url])
         assert result.exit_code == 0, (command, result.output, result.exception)
 
 
