@@ -8,6 +8,7 @@ backend plugin, as if none were installed.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from sitq import SyncTaskQueue, Task, TaskQueue, TaskStatus
+from sitq.eager import EagerTaskQueue
 from sitq.errors import BackendNotFound, ConfigurationError, SerializationError
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory, pytest.mark.needs_postgres]
@@ -281,3 +283,60 @@ def test_the_async_api_raises_the_same_errors(tmp_path: Path) -> None:
             assert sum((await queue.counts()).values()) == 0
 
     asyncio.run(main())
+
+
+# -- every enqueue path applies the same limits -------------------------------------------------
+
+#: Options no backend stores alike, and a fragment of the error each gets.
+OUT_OF_RANGE = [
+    ({"eta": float("inf")}, "eta must be a time between"),
+    ({"eta": float("nan")}, "eta must be a time between"),
+    ({"eta": timedelta(days=10**8)}, "eta must be a time between"),
+    ({"timeout": float("nan")}, "timeout must be a number of seconds > 0 and finite"),
+    ({"priority": 2**64}, "priority must be an int between"),
+    ({"max_retries": 2**40}, "max_retries must be an int between 0 and 2,147,483,646"),
+    ({"queue": "q\x00"}, "queue must not contain NUL"),
+    ({"dedupe_key": "\ud800"}, "dedupe_key must be valid Unicode text"),
+]
+
+
+async def refused_on_every_path(queue: TaskQueue, options: dict[str, Any], says: str) -> None:
+    """``options`` are refused by enqueue, Task, enqueue_many and a declared task's .options()."""
+    declared = queue.task(work)
+    attempts: list[Callable[[], Any]] = [
+        lambda: queue.enqueue(work, **options),
+        lambda: queue.enqueue(Task(work, **options)),
+        lambda: queue.enqueue_many([Task(work, **options)]),
+        lambda: declared.options(**options).enqueue(),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConfigurationError, match=re.escape(says)):
+            await attempt()
+    assert sum((await queue.counts()).values()) == 0
+
+
+@pytest.mark.parametrize(("options", "says"), OUT_OF_RANGE, ids=lambda v: repr(v)[:40])
+def test_every_enqueue_path_refuses_out_of_range_options(
+    tmp_path: Path, options: dict[str, Any], says: str
+) -> None:
+    async def main() -> None:
+        async with TaskQueue(f"sqlite:///{tmp_path / 'paths.db'}") as queue:
+            await refused_on_every_path(queue, options, says)
+        async with EagerTaskQueue(f"sqlite:///{tmp_path / 'eager.db'}") as eager:
+            await refused_on_every_path(eager, options, says)
+
+    asyncio.run(main())
+
+
+def test_the_bounds_themselves_are_stored(tmp_path: Path) -> None:
+    first, last = (
+        datetime(1, 1, 2, tzinfo=timezone.utc),
+        datetime(9999, 12, 31, tzinfo=timezone.utc),
+    )
+    with SyncTaskQueue(f"sqlite:///{tmp_path / 'edge.db'}") as queue:
+        low = queue.enqueue(work, priority=-(2**63 - 1), max_retries=2**31 - 2, eta=first)
+        high = queue.enqueue(work, priority=2**63 - 1, timeout=1e-3, eta=last)
+        low_task, high_task = queue.get_task(low), queue.get_task(high)
+        assert low_task is not None and low_task.priority == -(2**63 - 1)
+        assert low_task.max_retries == 2**31 - 2 and low_task.eta == first
+        assert high_task is not None and high_task.eta == last and high_task.priority == 2**63 - 1

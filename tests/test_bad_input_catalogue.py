@@ -1,23 +1,32 @@
 """The bad input catalogue: every bad input tried, and the clear error it gets.
 
 One table, `CASES`; each row is a test, and docs/bad-input.md shows the same table (checked by
-`test_the_docs_table_matches`). A row's error is an exception raised at the call that caused
-it, or, for what only a worker can find out, the final status its task ends in; either way
-the message names the problem (the ``says`` column is part of it).
+`test_the_docs_table_matches`). The rows marked ``every_backend`` (values a store could not
+hold alike) also run on SQLite and PostgreSQL, and must leave nothing stored there; the
+commands that read a store must not crash on what an older version let in.
+
+A row's error is an exception raised at the call that caused it, or, for what only a worker
+can find out, the final status its task ends in; either way the message names the problem
+(the ``says`` column is part of it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
+import os
 import re
+import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from sitq import (
     MemoryBackend,
@@ -29,6 +38,7 @@ from sitq import (
     Worker,
     current_task,
 )
+from sitq.cli import cli
 from sitq.errors import (
     BackendNotFound,
     ConfigurationError,
@@ -79,6 +89,7 @@ class Case:
     error: type[BaseException] | TaskStatus  # raised, or the status the task ends in
     says: str  # part of the message
     trigger: Callable[[Env], Any]
+    every_backend: bool = False  # also run on SQLite and PostgreSQL, nothing stored
 
 
 def closed(env: Env) -> SyncTaskQueue:
@@ -110,6 +121,11 @@ def in_a_loop(call: Callable[[], Any]) -> Any:
         return call()
 
     return asyncio.run(main())
+
+
+def declared_options(env: Env, **options: Any) -> Any:
+    """``.options(**options)`` of a task declared on the row's queue."""
+    return env.queue.task(f).options(**options)
 
 
 def started_twice(env: Env) -> None:
@@ -170,6 +186,21 @@ CASES: list[Case] = [
          lambda e: Worker(e.queue, on_error=3)),  # type: ignore[arg-type]
     Case("types", "Worker(q, queues=[])", ConfigurationError,
          "queues must be a list of queue names", lambda e: Worker(e.queue, queues=[])),
+    Case("types", "Worker(q, lease_seconds=nan)", ConfigurationError,
+         "lease_seconds must be a number of seconds > 0 and finite",
+         lambda e: Worker(e.queue, lease_seconds=math.nan)),
+    Case("types", "Worker(q, lease_seconds=inf)", ConfigurationError,
+         "lease_seconds must be a number of seconds > 0 and finite",
+         lambda e: Worker(e.queue, lease_seconds=math.inf)),
+    Case("types", "Worker(q, timeout=nan)", ConfigurationError,
+         "timeout must be a number of seconds > 0 and finite",
+         lambda e: Worker(e.queue, timeout=math.nan)),
+    Case("types", "Worker(q, retry_delay=nan)", ConfigurationError,
+         "retry_delay must be a number of seconds >= 0 and finite",
+         lambda e: Worker(e.queue, retry_delay=math.nan)),
+    Case("types", "Worker(q, poll_interval=inf)", ConfigurationError,
+         "poll_interval must be a number of seconds > 0 and finite",
+         lambda e: Worker(e.queue, poll_interval=math.inf)),
     Case("types", "get_result(id, timeout=-1)", ConfigurationError,
          "timeout must be a number of seconds >= 0",
          lambda e: e.queue.get_result(e.queue.enqueue(f), timeout=-1)),
@@ -219,6 +250,51 @@ CASES: list[Case] = [
          lambda e: e.queue.get_result("no-such-id")),
     Case("names", 'process_task("no-such-id")', TaskNotFound, "no task with id 'no-such-id'",
          lambda e: Worker(e.queue).process_task("no-such-id")),
+    # -- numbers and text a store must hold alike ------------------------------------------------
+    Case("numbers", "enqueue(f, timeout=nan)", ConfigurationError,
+         "timeout must be a number of seconds > 0 and finite",
+         lambda e: e.queue.enqueue(f, timeout=math.nan), every_backend=True),
+    Case("numbers", "enqueue(f, timeout=inf)", ConfigurationError,
+         "timeout must be a number of seconds > 0 and finite",
+         lambda e: e.queue.enqueue(f, timeout=math.inf), every_backend=True),
+    Case("numbers", "enqueue(f, priority=2**63)", ConfigurationError,
+         "priority must be an int between -9,223,372,036,854,775,807 and 9,223,372,036,854,775,807",
+         lambda e: e.queue.enqueue(f, priority=2**63), every_backend=True),
+    Case("numbers", "enqueue(f, priority=-2**63)", ConfigurationError,
+         "priority must be an int between",
+         lambda e: e.queue.enqueue(f, priority=-(2**63)), every_backend=True),
+    Case("numbers", "enqueue(f, max_retries=2**31)", ConfigurationError,
+         "max_retries must be an int between 0 and 2,147,483,646",
+         lambda e: e.queue.enqueue(f, max_retries=2**31), every_backend=True),
+    Case("numbers", "enqueue_many([Task(f, max_retries=2**63)])", ConfigurationError,
+         "max_retries must be an int between 0 and 2,147,483,646",
+         lambda e: e.queue.enqueue_many([Task(f, max_retries=2**63)]), every_backend=True),
+    Case("numbers", "task.options(priority=10**30)", ConfigurationError,
+         "priority must be an int between",
+         lambda e: declared_options(e, priority=10**30), every_backend=True),
+    Case("numbers", 'enqueue(f, queue="a\\ud800") (a lone surrogate)', ConfigurationError,
+         "queue must be valid Unicode text (it has a lone surrogate",
+         lambda e: e.queue.enqueue(f, queue="a\ud800"), every_backend=True),
+    Case("numbers", 'enqueue(f, queue="a\\x00")', ConfigurationError,
+         "queue must not contain NUL characters",
+         lambda e: e.queue.enqueue(f, queue="a\x00"), every_backend=True),
+    Case("numbers", 'enqueue(f, dedupe_key="a\\x00")', ConfigurationError,
+         "dedupe_key must not contain NUL characters",
+         lambda e: e.queue.enqueue(f, dedupe_key="a\x00"), every_backend=True),
+    Case("numbers", 'enqueue(f, dedupe_key="\\udfff")', ConfigurationError,
+         "dedupe_key must be valid Unicode text",
+         lambda e: e.queue.enqueue(f, dedupe_key="\udfff"), every_backend=True),
+    Case("numbers", 'enqueue(Task(f, id="a\\x00"))', ConfigurationError,
+         "task id must not contain NUL characters",
+         lambda e: e.queue.enqueue(Task(f, id="a\x00")), every_backend=True),
+    Case("numbers", 'enqueue(Task(f, id=""))', ConfigurationError,
+         "task id must be a non-empty string",
+         lambda e: e.queue.enqueue(Task(f, id="")), every_backend=True),
+    Case("numbers", 'enqueue("os:get\\x00cwd")', ConfigurationError, "is not an import path",
+         lambda e: e.queue.enqueue("os:get\x00cwd"), every_backend=True),
+    Case("numbers", '@q.task(name="a\\x00")', ConfigurationError,
+         "task name= must not contain NUL characters",
+         lambda e: e.queue.task(name="a\x00")(f), every_backend=True),
     # -- datetimes -----------------------------------------------------------------------------
     Case("datetimes", "enqueue(f, eta=datetime(2030, 1, 1))", ConfigurationError,
          "is a naive datetime; sitq cannot guess its time zone",
@@ -229,6 +305,27 @@ CASES: list[Case] = [
     Case("datetimes", "enqueue(f, eta=True)", ConfigurationError,
          "eta must be an aware datetime, a timedelta or epoch seconds",
          lambda e: e.queue.enqueue(f, eta=True)),
+    Case("datetimes", "enqueue(f, eta=inf)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: e.queue.enqueue(f, eta=math.inf), every_backend=True),
+    Case("datetimes", "enqueue(f, eta=-1e300)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: e.queue.enqueue(f, eta=-1e300), every_backend=True),
+    Case("datetimes", "enqueue(f, eta=nan)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: e.queue.enqueue(f, eta=math.nan), every_backend=True),
+    Case("datetimes", "enqueue(f, eta=10**400)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: e.queue.enqueue(f, eta=10**400), every_backend=True),
+    Case("datetimes", "enqueue(f, eta=timedelta.max)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: e.queue.enqueue(f, eta=dt.timedelta.max), every_backend=True),
+    Case("datetimes", "Task(f, eta=datetime.max with UTC)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: Task(f, eta=dt.datetime.max.replace(tzinfo=dt.timezone.utc))),
+    Case("datetimes", "task.options(eta=nan)", ConfigurationError,
+         "eta must be a time between 0001-01-02 and 9999-12-31 UTC",
+         lambda e: declared_options(e, eta=math.nan), every_backend=True),
     # -- results -------------------------------------------------------------------------------
     Case("results", "get_result(id, timeout=0) of a pending task", ResultTimeout,
          "is still pending after 0 s", lambda e: e.queue.get_result(e.queue.enqueue(f), timeout=0)),
@@ -281,6 +378,163 @@ def test_bad_input_gets_a_clear_error(case: Case, env: Env) -> None:
     with pytest.raises(case.error) as caught:
         case.trigger(env)
     assert case.says in str(caught.value), str(caught.value)
+
+
+#: Where the ``every_backend`` rows run again: a store each, with nothing in it.
+BACKENDS = ["sqlite", "postgres"]
+
+#: The PostgreSQL server of the tests (as in sitq-postgres/tests/pg_support.py).
+PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def drop_pg_tables(prefix: str) -> None:
+    """Drop the tables a test created under ``prefix``."""
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(params=BACKENDS)
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    """An `Env` whose queue stores in a fresh SQLite file or PostgreSQL schema."""
+    if request.param == "sqlite":
+        queue = SyncTaskQueue(SQLiteBackend(tmp_path / "tasks.db"))
+        yield Env(queue, tmp_path)
+        queue.close()
+        return
+    pytest.importorskip("sitq_postgres")
+    from sitq_postgres import PostgresBackend
+
+    prefix = f"sitqtest_bad_{uuid.uuid4().hex[:10]}_"
+    queue = SyncTaskQueue(PostgresBackend(PG_URL, table_prefix=prefix))
+    try:
+        yield Env(queue, tmp_path)
+    finally:
+        queue.close()
+        drop_pg_tables(prefix)
+
+
+@pytest.mark.needs_postgres
+@pytest.mark.parametrize("case", [c for c in CASES if c.every_backend], ids=label)
+def test_every_backend_refuses_it_and_stores_nothing(case: Case, store_env: Env) -> None:
+    store_env.queue.enqueue(f, 0)  # the store exists, so a refusal is not a missing table
+    with pytest.raises(case.error) as caught:  # type: ignore[arg-type]
+        case.trigger(store_env)
+    assert case.says in str(caught.value), str(caught.value)
+    assert sum(store_env.queue.counts().values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "option"),
+    [
+        (["--lease-seconds", "nan"], {}, "lease_seconds"),
+        (["--lease-seconds", "inf"], {}, "lease_seconds"),
+        (["--timeout", "nan"], {}, "timeout"),
+        (["--retry-delay", "nan"], {}, "retry_delay"),
+        (["--poll-interval", "inf"], {}, "poll_interval"),
+        ([], {"SITQ_LEASE_SECONDS": "nan"}, "lease_seconds"),
+        ([], {"SITQ_TIMEOUT": "nan"}, "timeout"),
+        ([], {"SITQ_RETRY_DELAY": "nan"}, "retry_delay"),
+        ([], {"SITQ_POLL_INTERVAL": "inf"}, "poll_interval"),
+    ],
+)
+def test_the_worker_command_refuses_what_worker_refuses(
+    args: list[str], env: dict[str, str], option: str
+) -> None:
+    result = CliRunner().invoke(cli, ["worker", "no_such_app:queue", *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"{option} must be a number of seconds" in " ".join(result.output.split())
+
+
+# -- what an older version stored ---------------------------------------------------------------
+
+#: Times no check stopped before: far past and future, and infinities (SQLite keeps them).
+STORED_TIMES = [1e300, -1e300, math.inf, -math.inf]
+
+
+#: What an older sitq (or a hand) wrote: times out of range on one task, a failed one.
+SET_PENDING = "UPDATE {table} SET available_at = {p1}, created_at = {p1} WHERE id = {p2}"
+SET_FAILED = (
+    "UPDATE {table} SET status = 'failed', error = 'boom', attempts = 1, "
+    "started_at = {p1}, finished_at = {p1} WHERE id = {p2}"
+)
+
+
+def write_sqlite(db: Path, stored: float, pending: str, failed: str) -> None:
+    """Write the out-of-range times into a SQLite file with plain sqlite3."""
+    conn = sqlite3.connect(db)
+    with conn:
+        for statement, task_id in ((SET_PENDING, pending), (SET_FAILED, failed)):
+            sql = statement.format(table="sitq_tasks", p1=":stored", p2=":id")
+            conn.execute(sql, {"stored": stored, "id": task_id})
+    conn.close()
+
+
+def write_postgres(prefix: str, stored: float, pending: str, failed: str) -> None:
+    """Write the out-of-range times into PostgreSQL tables with plain asyncpg."""
+    import asyncpg
+
+    async def write() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            for statement, task_id in ((SET_PENDING, pending), (SET_FAILED, failed)):
+                sql = statement.format(table=f"{prefix}tasks", p1="$1", p2="$2")
+                await conn.execute(sql, stored, task_id)
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh SQLite file or PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tasks.db'}"
+        return
+    pytest.importorskip("sitq_postgres")
+    prefix = f"sitqtest_read_{uuid.uuid4().hex[:10]}_"
+    try:
+        yield f"{PG_URL}?table_prefix={prefix}"
+    finally:
+        drop_pg_tables(prefix)
+
+
+@pytest.mark.needs_postgres
+@pytest.mark.parametrize("stored", STORED_TIMES, ids=repr)
+def test_reading_never_crashes_on_a_stored_time_out_of_range(store_url: str, stored: float) -> None:
+    with SyncTaskQueue(store_url) as queue:
+        pending = queue.enqueue(f, 1)
+        failed = queue.enqueue(f, 2)
+    if store_url.startswith("sqlite"):
+        write_sqlite(Path(store_url.removeprefix("sqlite:///")), stored, pending, failed)
+    else:
+        write_postgres(store_url.split("table_prefix=")[1], stored, pending, failed)
+    with SyncTaskQueue(store_url) as queue:
+        task = queue.get_task(pending)
+        assert task is not None and isinstance(task.eta, dt.datetime)
+        assert task.eta.year in (1, 9999) and task.created_at == task.eta
+        done = queue.get_task(failed)
+        assert done is not None and done.finished_at is not None
+        assert queue.get_result(failed, timeout=0).finished_at == done.finished_at
+    runner = CliRunner()
+    for command in (
+        ["status"],
+        ["status", "--json"],
+        ["inspect", pending],
+        ["inspect", failed, "--json"],
+        ["failed"],
+        ["failed", "--json"],
+    ):
+        result = runner.invoke(cli, [*command, "--backend", store_url])
+        assert result.exit_code == 0, (command, result.output, result.exception)
 
 
 def doc_rows() -> list[tuple[str, str, str, str]]:

@@ -285,6 +285,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             max_retries=task.max_retries,
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
+            task_id=task.id,
+            function=task.function,
         )
         assert task.function is not None
         return self._record(

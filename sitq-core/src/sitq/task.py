@@ -4,6 +4,7 @@ onto them (`task_from_record`, `result_from_record`)."""
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +14,16 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+from .validation import (
+    EARLIEST_TIMESTAMP,
+    INT32_MAX,
+    INT64_MAX,
+    LATEST_TIMESTAMP,
+    check_int_range,
+    check_seconds,
+    check_stored_text,
+    check_timestamp,
+)
 
 if TYPE_CHECKING:
     from .backend import Outcome, TaskRecord
@@ -99,11 +110,15 @@ def function_name(func: Callable[..., Any] | str) -> str:
 
 
 def to_timestamp(when: datetime | timedelta | float | None, *, now: float) -> float:
-    """Turn an ``eta`` (aware datetime, timedelta from now, or epoch seconds) into epoch seconds."""
+    """Turn an ``eta`` (aware datetime, timedelta from now, or epoch seconds) into epoch seconds.
+
+    The time must be finite and between 0001-01-02 and 9999-12-31 UTC
+    (`sitq.validation.check_timestamp`); anything else is a `ConfigurationError`.
+    """
     if when is None:
         return now
     if isinstance(when, timedelta):
-        return now + when.total_seconds()
+        return check_timestamp("eta", now + when.total_seconds())
     if isinstance(when, datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise ConfigurationError(
@@ -111,17 +126,32 @@ def to_timestamp(when: datetime | timedelta | float | None, *, now: float) -> fl
                 "Pass an aware datetime such as datetime.now(timezone.utc) + timedelta(minutes=5), "
                 "or a timedelta."
             )
-        return when.timestamp()
+        return check_timestamp("eta", when.timestamp())
     if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return float(when)
+        return check_timestamp("eta", when)
     raise ConfigurationError(
         f"eta must be an aware datetime, a timedelta or epoch seconds, not {type(when).__name__}"
     )
 
 
+_EARLIEST = datetime.fromtimestamp(EARLIEST_TIMESTAMP, tz=timezone.utc)
+_LATEST = datetime.fromtimestamp(LATEST_TIMESTAMP, tz=timezone.utc)
+
+
 def from_timestamp(ts: float | None) -> datetime | None:
-    """Epoch seconds to an aware UTC datetime (``None`` stays ``None``)."""
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    """Epoch seconds to an aware UTC datetime (``None`` stays ``None``).
+
+    Never raises on what a store holds: a time before 0001-01-02 or after 9999-12-31 UTC
+    (infinities included, written by a version that did not check) reads as that bound, and
+    NaN as ``None``.
+    """
+    if ts is None or math.isnan(ts):
+        return None
+    if ts < EARLIEST_TIMESTAMP:
+        return _EARLIEST
+    if ts > LATEST_TIMESTAMP:
+        return _LATEST
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 @dataclass
@@ -158,17 +188,20 @@ class Task:
     def __post_init__(self) -> None:
         self.args, kwargs = check_call(self.function, self.args, self.kwargs)
         self.kwargs = dict(kwargs)
+        if self.created_at is not None:
+            # Read back from a store (`task_from_record`): shown as stored, even a value an
+            # older version let in. Enqueueing it again checks it (`TaskQueue._task_record`).
+            return
         validate_options(
             queue=self.queue,
             priority=self.priority,
             max_retries=self.max_retries,
             timeout=self.timeout,
             dedupe_key=self.dedupe_key,
+            eta=self.eta,
+            task_id=self.id,
+            function=self.function,
         )
-        if isinstance(self.eta, datetime) and (
-            self.eta.tzinfo is None or self.eta.utcoffset() is None
-        ):
-            to_timestamp(self.eta, now=0.0)  # raises the naive-datetime error
 
     @property
     def function_name(self) -> str:
@@ -228,6 +261,14 @@ def call_or_task(
     )
 
 
+#: The bounds of ``priority``: what a 64-bit integer column stores (SQLite, PostgreSQL bigint).
+PRIORITY_RANGE = (-INT64_MAX, INT64_MAX)
+
+#: The bounds of ``max_retries``: PostgreSQL stores it as ``integer`` (32-bit), and the attempt
+#: limit adds 1 to it, so every backend takes at most 2**31 - 2.
+MAX_RETRIES_RANGE = (0, INT32_MAX - 1)
+
+
 def validate_options(
     *,
     queue: str,
@@ -235,22 +276,44 @@ def validate_options(
     max_retries: int | None,
     timeout: float | None,
     dedupe_key: str | None,
+    eta: object = None,
+    task_id: object = None,
+    function: object = None,
 ) -> None:
-    """Reject bad per-task options at the call that passed them."""
+    """Reject bad per-task options at the call that passed them.
+
+    Every enqueue path calls this (`Task`, `TaskQueue.enqueue`, ``enqueue_many``, declared
+    tasks' ``.options()``), so every backend gets only what all of them store alike: integers
+    in their columns' range, finite times, text without NUL or lone surrogates. ``eta``: a
+    timedelta is checked later, against the enqueue's clock (`to_timestamp`); ``task_id`` and
+    ``function`` (a string import path) only when given.
+    """
     if not isinstance(queue, str) or not queue:
         raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
+    check_stored_text("queue", queue)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ConfigurationError(f"priority must be an int (higher runs first), got {priority!r}")
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-    ):
-        raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if dedupe_key is not None and not isinstance(dedupe_key, str):
-        raise ConfigurationError(f"dedupe_key must be a string, got {dedupe_key!r}")
+    low, high = PRIORITY_RANGE
+    check_int_range("priority", priority, minimum=low, maximum=high, what="an int")
+    if max_retries is not None:
+        low, high = MAX_RETRIES_RANGE
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        check_int_range("max_retries", max_retries, minimum=low, maximum=high, what="an int")
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    if dedupe_key is not None:
+        if not isinstance(dedupe_key, str):
+            raise ConfigurationError(f"dedupe_key must be a string, got {dedupe_key!r}")
+        check_stored_text("dedupe_key", dedupe_key)
+    if eta is not None and not isinstance(eta, timedelta):
+        to_timestamp(eta, now=0.0)  # type: ignore[arg-type]  # refuses bad types and times
+    if task_id is not None:
+        if not isinstance(task_id, str) or not task_id:
+            raise ConfigurationError(f"task id must be a non-empty string, got {task_id!r}")
+        check_stored_text("task id", task_id)
+    if isinstance(function, str):
+        check_stored_text("function", function)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from .errors import ConfigurationError
 from .handles import AsyncTaskHandle, TaskHandle
-from .task import DEFAULT_QUEUE, Task, function_name, to_timestamp, validate_options
+from .task import DEFAULT_QUEUE, Task, function_name, validate_options
+from .validation import check_stored_text
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Unpack
@@ -72,8 +73,8 @@ class TaskOptions:
             max_retries=options.max_retries,
             timeout=options.timeout,
             dedupe_key=options.dedupe_key,
+            eta=options.eta,
         )
-        to_timestamp(options.eta, now=0.0)  # rejects a naive datetime or a wrong type
         return options
 
     def as_dict(self) -> dict[str, Any]:
@@ -236,6 +237,8 @@ def check_task_name(name: str | None) -> None:
     """`ConfigurationError` unless ``name`` is None (the default name) or a non-empty string."""
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigurationError(f"task name= must be a non-empty string, got {name!r}")
+    if name is not None:
+        check_stored_text("task name=", name)
 
 
 def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:

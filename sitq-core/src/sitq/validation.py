@@ -1,18 +1,33 @@
-"""The checks of option values, written once: counts, seconds, bounded numbers, names.
+"""The checks of option values, written once: counts, seconds, bounded numbers, names, and
+the limits of what every backend can store (integer widths, times, text).
 
 Each check returns the value normalized (ints stay ints, seconds become floats, names a
 tuple) or raises `ConfigurationError` naming the option, what it must be, and what it got.
 Used by `sitq.worker.WorkerConfig` (and through it the ``sitq worker`` command, its
-``SITQ_*`` variables and ``[tool.sitq]``), `sitq.retry.RetryPolicy` and
-`sitq.limits.ResourceLimits`.
+``SITQ_*`` variables and ``[tool.sitq]``), `sitq.retry.RetryPolicy`,
+`sitq.limits.ResourceLimits`, and the per-task options (`sitq.task.validate_options`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 from .errors import ConfigurationError
+
+#: The largest value a 64-bit signed integer column holds (SQLite INTEGER, PostgreSQL bigint);
+#: the smallest accepted is its negation, so negating a stored value cannot overflow.
+INT64_MAX = 2**63 - 1
+
+#: The largest value a PostgreSQL ``integer`` column holds (32-bit signed).
+INT32_MAX = 2**31 - 1
+
+#: The earliest and latest times (epoch seconds) a stored time may hold: 0001-01-02 and
+#: 9999-12-31 UTC, a day inside what `datetime` represents, so a stored time still is a
+#: `datetime` once shown in any time zone.
+EARLIEST_TIMESTAMP = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
+LATEST_TIMESTAMP = datetime(9999, 12, 31, tzinfo=timezone.utc).timestamp()
 
 
 def is_number(value: object) -> bool:
@@ -64,6 +79,46 @@ def check_number(
     if not ok:
         raise ConfigurationError(f"{name} must be {what}, got {value!r}")
     return float(value)  # type: ignore[arg-type]
+
+
+def check_int_range(name: str, value: object, *, minimum: int, maximum: int, what: str) -> int:
+    """An int (not a bool) in ``minimum..maximum``; ``what`` says what it must be, e.g.
+    ``"an int (higher runs first)"``, and the range is added to the message."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigurationError(
+            f"{name} must be {what} between {minimum:,} and {maximum:,}, got {value!r}"
+        )
+    return value
+
+
+def check_timestamp(name: str, value: float) -> float:
+    """Epoch seconds a backend can store and a `datetime` can show: finite, between
+    0001-01-02 and 9999-12-31 UTC; returned as a float."""
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float is out of range all the same
+        seconds = math.inf
+    if not EARLIEST_TIMESTAMP <= seconds <= LATEST_TIMESTAMP:  # NaN fails it too
+        raise ConfigurationError(
+            f"{name} must be a time between 0001-01-02 and 9999-12-31 UTC (epoch seconds "
+            f"{EARLIEST_TIMESTAMP:.0f} to {LATEST_TIMESTAMP:.0f}, finite), got {value!r}"
+        )
+    return seconds
+
+
+def check_stored_text(name: str, value: str) -> str:
+    """A string every backend stores as given: valid UTF-8 (no lone surrogates) and without
+    NUL characters (PostgreSQL text cannot hold them)."""
+    if "\x00" in value:
+        raise ConfigurationError(f"{name} must not contain NUL characters ('\\x00'), got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{name} must be valid Unicode text (it has a lone surrogate, which UTF-8 cannot "
+            f"encode), got {value!r}"
+        ) from None
+    return value
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -120,14 +175,21 @@ def check_callable(name: str, value: object) -> object:
 
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
+    "INT32_MAX",
+    "INT64_MAX",
+    "LATEST_TIMESTAMP",
     "check_callable",
     "check_choice",
     "check_count",
     "check_flag",
+    "check_int_range",
     "check_jitter",
     "check_names",
     "check_number",
     "check_seconds",
+    "check_stored_text",
     "check_text",
+    "check_timestamp",
     "is_number",
 ]

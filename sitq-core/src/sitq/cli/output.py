@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import click
@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ..backend import TaskRecord
 from ..queue import TaskQueue
-from ..task import TaskStatus
+from ..task import TaskStatus, from_timestamp
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,23 +46,32 @@ def print_json(data: Any) -> None:
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    """Epoch seconds as an ISO 8601 UTC string (None stays None).
+
+    A stored time no `datetime` can hold shows as the nearest one it can (`from_timestamp`).
+    """
+    when = from_timestamp(ts)
+    return None if when is None else when.isoformat(timespec="milliseconds")
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
-    """A short human age such as ``3.2s ago`` or ``in 5m``."""
-    if ts is None:
+    """A short human age such as ``3.2s ago`` or ``in 5m`` (``-`` for no time or NaN)."""
+    if ts is None or math.isnan(ts):
         return "-"
     delta = (time.time() if now is None else now) - ts
     text = duration(abs(delta))
     return f"{text} ago" if delta >= 0 else f"in {text}"
 
 
+#: Beyond this many seconds (about 10,000 years) a duration shows as ``>10000y``.
+LONGEST_DURATION = 10_000 * 365.25 * 86400
+
+
 def duration(seconds: float) -> str:
-    """Seconds as ``850ms``, ``12.5s``, ``4m10s``, ``3h05m`` or ``2d04h``."""
+    """Seconds as ``850ms``, ``12.5s``, ``4m10s``, ``3h05m`` or ``2d04h`` (``>10000y`` for
+    more than ten thousand years, infinity included)."""
+    if not seconds <= LONGEST_DURATION:  # also true for NaN, which no comparison passes
+        return ">10000y"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
