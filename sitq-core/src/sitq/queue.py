@@ -22,6 +22,7 @@ from .errors import (
     ResultTimeout,
     TaskNotFound,
 )
+from .meta import check_meta
 from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
@@ -287,6 +288,7 @@ class TaskQueue:
             max_retries=task.max_retries,
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
+            meta=check_meta(task.meta),
         )
 
     def _record(

@@ -42,6 +42,7 @@ from .config import WorkerConfig
 from .execution import TaskExecution, current_worker, result_of
 from .leases import Lease, LeaseTable
 from .loop import serve
+from .progress import ProgressRelay
 from .runner import Runner
 from .session import Session
 
@@ -172,6 +173,7 @@ class Worker:
         )
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
+        self._progress = ProgressRelay(self._queue.backend, self.logger)
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(*callback_plugins(on_error, on_success))
         self._envelope = self._queue.envelope.for_worker(
@@ -365,6 +367,7 @@ class Worker:
             running_task_ids=running,
             uptime=c.uptime(),
             throttled=self._throttled,
+            progress=self._progress.running(),
         )
 
     def get_metrics(self) -> WorkerMetrics:
