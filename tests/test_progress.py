@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,16 @@ from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, TaskStatus, W
 from sitq.context import TaskContext
 from sitq.progress import Progress
 
+#: Gates the tasks below wait on, by name (the tasks run in this process).
+GATES: dict[str, threading.Event] = {}
+
 
 def report_then_wait(gate: str, steps: int) -> str:
-    """Report ``steps`` progress values in a tight loop, wait for ``gate`` to exist, then
+    """Report ``steps`` progress values in a tight loop, wait for ``GATES[gate]``, then
     report the last step."""
     for step in range(steps):
         sitq.current_task().set_progress(step / steps, f"step {step} of {steps}")
-    while not os.path.exists(gate):
-        time.sleep(0.01)
+    GATES[gate].wait(60)
     sitq.current_task().set_progress(1.0, "done")
     return "ok"
 
@@ -39,8 +40,7 @@ async def async_report_then_wait(gate: str, steps: int) -> str:
     """`report_then_wait` as a coroutine."""
     for step in range(steps):
         sitq.current_task().set_progress(step / steps, f"step {step} of {steps}")
-    while not os.path.exists(gate):
-        await asyncio.sleep(0.01)
+    await asyncio.to_thread(GATES[gate].wait, 60)
     sitq.current_task().set_progress(1.0, "done")
     return "ok"
 
@@ -72,9 +72,9 @@ def test_bad_progress_fails_at_the_call(fraction: Any, message: Any, problem: st
 @pytest.mark.parametrize("worker_type", ["thread", "async"])
 def test_progress_is_readable_while_the_task_runs(tmp_path: Path, worker_type: str) -> None:
     queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
-    gate = tmp_path / "gate"
+    gate = GATES[worker_type] = threading.Event()
     function = report_then_wait if worker_type == "thread" else async_report_then_wait
-    task_id = queue.enqueue(function, str(gate), 10_000)
+    task_id = queue.enqueue(function, worker_type, 10_000)
     worker = Worker(queue, worker_type=worker_type, max_workers=1, poll_interval=0.05)
     worker.start()
     try:
@@ -90,7 +90,7 @@ def test_progress_is_readable_while_the_task_runs(tmp_path: Path, worker_type: s
             what="the last progress of the loop, stored",
         )
         assert worker.get_status().progress[task_id].message == last.message
-        gate.touch()
+        gate.set()
         assert queue.get_result(task_id, timeout=20).value == "ok"
         final = stored()
         assert final is not None and (final.fraction, final.message) == (1.0, "done")

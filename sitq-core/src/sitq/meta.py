@@ -40,7 +40,7 @@ def encode_meta(meta: Mapping[str, Any]) -> str:
 
 def decode_meta(text: str | bytes | None) -> dict[str, Any]:
     """A stored header text back as a dict (nothing stored: empty)."""
-    if not text:
+    if not text or text == "{}":  # the common case, without a parse
         return {}
     found = json.loads(text)
     return found if isinstance(found, dict) else {}
@@ -49,7 +49,7 @@ def decode_meta(text: str | bytes | None) -> dict[str, Any]:
 def check_meta(meta: Any) -> dict[str, Any]:
     """Check a header mapping and return it as a plain dict with JSON's shapes (tuples become
     lists); `ConfigurationError` naming the problem otherwise."""
-    if meta is None:
+    if meta is None or (type(meta) is dict and not meta):
         return {}
     if not isinstance(meta, Mapping):
         raise ConfigurationError(

@@ -19,9 +19,7 @@ class ProgressTests(KitBase):
         assert (await claim_one(b)).progress is None
 
     @requires(Capability.PROGRESS)
-    async def test_set_progress_stores_the_latest_value(
-        self, b: Backend, clock: FakeClock
-    ) -> None:
+    async def test_set_progress_stores_the_latest_value(self, b: Backend, clock: FakeClock) -> None:
         await enqueue(b, 2)
         one = await claim_one(b)
         two = await claim_one(b)
