@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,18 @@ async def async_report_then_wait(gate: str, steps: int) -> str:
     return "ok"
 
 
-def report_in_child() -> str:
-    """Report progress where it cannot be stored (a process worker's child)."""
-    sitq.current_task().set_progress(0.5, "half")
+def report_in_child(steps: int) -> int:
+    """Report progress in a tight loop from a process worker's child; return its pid."""
+    for step in range(steps):
+        sitq.current_task().set_progress(step / steps, f"step {step + 1} of {steps}")
+    return os.getpid()
+
+
+def report_then_wait_in_child(gate: str) -> str:
+    """Report progress from a child process, then wait for ``gate`` to exist."""
+    sitq.current_task().set_progress(0.4, "step 2 of 5")
+    while not os.path.exists(gate):
+        time.sleep(0.01)
     return "ok"
 
 
@@ -166,12 +177,36 @@ def test_progress_is_seen_from_another_process(tmp_path: Path) -> None:
         queue.close()
 
 
-def test_progress_in_a_process_worker_child_is_not_stored(tmp_path: Path) -> None:
-    """Documented limit: a child process has no way to the database; the call is a no-op."""
+def test_progress_travels_from_a_process_worker_child(tmp_path: Path) -> None:
+    """The child sends its progress up its pipe; the parent stores it, the last value kept."""
     queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
-    task_id = queue.enqueue(report_in_child)
+    task_id = queue.enqueue(report_in_child, 20_000)
     worker = Worker(queue, worker_type="process", max_workers=1)
-    assert worker.process_task(task_id).value == "ok"
+    assert worker.process_task(task_id).value != os.getpid()
     task = queue.get_task(task_id)
-    assert task is not None and task.progress is None
+    assert task is not None and task.progress is not None
+    assert astuple(task.progress) == (19_999 / 20_000, "step 20000 of 20000")
     queue.close()
+
+
+def test_progress_of_a_running_child_is_readable(tmp_path: Path) -> None:
+    queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
+    gate = tmp_path / "gate"
+    task_id = queue.enqueue(report_then_wait_in_child, str(gate))
+    worker = Worker(queue, worker_type="process", max_workers=1, poll_interval=0.05)
+    worker.start()
+    try:
+
+        def progress() -> Progress | None:
+            task = queue.get_task(task_id)
+            assert task is not None
+            return task.progress
+
+        wait_until(lambda: progress() is not None, timeout=60, what="progress from the child")
+        assert astuple(progress()) == (0.4, "step 2 of 5")  # type: ignore[arg-type]
+        assert worker.get_status().progress[task_id].message == "step 2 of 5"
+        gate.touch()
+        assert queue.get_result(task_id, timeout=60).value == "ok"
+    finally:
+        worker.stop()
+        queue.close()

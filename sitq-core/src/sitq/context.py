@@ -16,9 +16,8 @@ context is copied into the thread) and by a function run in a child process of a
 worker (the context travels with the call).
 
 A task reads its headers as ``current_task().meta`` and reports how far it is with
-``current_task().set_progress(0.4, "step 2 of 5")`` (see `sitq.progress`). In a child process
-of a process worker, ``set_progress`` is a no-op that logs once: the child never touches the
-database, and progress is not relayed to the parent yet.
+``current_task().set_progress(0.4, "step 2 of 5")`` (see `sitq.progress`); in a child process
+of a process worker, progress travels to the parent over the child's pipe (`sitq.relay`).
 """
 
 from __future__ import annotations
@@ -58,8 +57,8 @@ class TaskContext:
     queue: str = ""
     function: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict)
-    # where set_progress sends its value: the worker's relay; None where there is none (a
-    # child process of a process worker)
+    # where set_progress sends its value: the worker's relay (in a process worker's child,
+    # the pipe to the parent); None outside a worker
     _report: ProgressReporter | None = field(default=None, repr=False, compare=False, hash=False)
     # the stop flag: empty, or [True] once stopped. A list rather than a threading.Event: set
     # from the worker's loop, read from any thread (list.append is atomic), and ~40 times
@@ -91,17 +90,27 @@ class TaskContext:
         see it as ``queue.get_task(id).progress``. Never blocks on I/O, from any thread.
         """
         fraction, message = check_progress(fraction, message)
+        self.relay_progress(Progress(fraction, message, time.time()))
+
+    def relay_progress(self, progress: Progress) -> None:
+        """Hand an already checked ``progress`` to the worker (what `set_progress` does after
+        its checks; a process worker relays its child's progress through it). Without a
+        worker behind this context (one built by hand), nothing is stored: logged once."""
         if self._report is None:
             if not _warned:
                 _warned.append(True)
                 _logger.info(
-                    "set_progress in task %s is not stored: progress is not relayed from a "
-                    "process worker's child process (use a thread or async worker to report "
-                    "progress)",
+                    "set_progress in task %s is not stored: no worker runs this context",
                     self.task_id,
                 )
             return
-        self._report(self.task_id, Progress(fraction, message, time.time()))
+        self._report(self.task_id, progress)
+
+    def with_reporter(self, report: ProgressReporter | None) -> TaskContext:
+        """This context with its progress going to ``report`` (and a fresh stop flag)."""
+        return TaskContext(
+            self.task_id, self.attempt, self.worker_id, self.queue, self.function, self.meta, report
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the stop flag and the progress reporter are local to this process; a child process
