@@ -16,13 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUBPROCESS_TIMEOUT, clean_environment
 from test_worker_helpers import wait_until
 
 import sitq
 from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
 from sitq.context import TaskContext
 from sitq.progress import Progress
+
+#: Bound on a subprocess of these tests (a hang fails the test, never the run).
+SUBPROCESS_TIMEOUT = 120
+
+
+def clean_environment(*path: Path) -> dict[str, str]:
+    """The environment of a subprocess: no ``SITQ_*`` settings, ``path`` as its PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SITQ_")}
+    env.pop("PYTHONPATH", None)
+    if path:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
+    return env
+
 
 #: Gates the tasks below wait on, by name (the tasks run in this process).
 GATES: dict[str, threading.Event] = {}
@@ -143,7 +155,7 @@ def test_progress_is_seen_from_another_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "sitq", "worker", "progress_tasks:queue", "--worker-type", "thread",
          "--max-tasks", "1", "--poll-interval", "0.05"],
         cwd=tmp_path,
-        env=clean_environment([tmp_path]),
+        env=clean_environment(tmp_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
