@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from test_worker_helpers import wait_until
 
 import sitq
-from sitq import ConfigurationError, SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
+from sitq import ConfigurationError, MemoryBackend, SQLiteBackend, SyncTaskQueue, TaskStatus, Worker
 from sitq.context import TaskContext
 from sitq.progress import Progress
 
@@ -118,7 +119,10 @@ def test_progress_is_readable_while_the_task_runs(tmp_path: Path, worker_type: s
         final = stored()
         assert final is not None and (final.fraction, final.message) == (1.0, "done")
         assert final.updated_at > 0
-        assert task_id not in worker.get_status().progress
+        wait_until(
+            lambda: task_id not in worker.get_status().progress,
+            what="the finished task gone from the worker's status",
+        )
     finally:
         worker.stop()
         queue.close()
@@ -222,3 +226,32 @@ def test_progress_of_a_running_child_is_readable(tmp_path: Path) -> None:
     finally:
         worker.stop()
         queue.close()
+
+
+def report_many(steps: int) -> int:
+    """Report ``steps`` progress values in a tight loop."""
+    for step in range(steps):
+        sitq.current_task().set_progress((step + 1) / steps, None)
+    return steps
+
+
+class CountingBackend(MemoryBackend):
+    """A memory backend that counts its progress writes."""
+
+    writes = 0
+
+    async def set_progress(self, updates: Mapping[str, tuple[str, Progress]]) -> set[str]:
+        self.writes += 1
+        return await super().set_progress(updates)
+
+
+def test_a_tight_loop_of_reports_is_written_in_few_batches() -> None:
+    backend = CountingBackend()
+    queue = SyncTaskQueue(backend)
+    task_id = queue.enqueue(report_many, 20_000)
+    worker = Worker(queue, worker_type="thread", max_workers=1)
+    assert worker.process_task(task_id).value == 20_000
+    task = queue.get_task(task_id)
+    assert task is not None and task.progress is not None and task.progress.fraction == 1.0
+    assert 1 <= backend.writes < 1_000  # throttled: not one write per report
+    queue.close()

@@ -76,7 +76,10 @@ class ProgressRelay:
             return dict(self._latest)
 
     async def settle(self, task_id: str) -> None:
-        """Write ``task_id``'s last unwritten value now (before its outcome is reported)."""
+        """Write ``task_id``'s last unwritten value now (before its outcome is reported), after
+        any batch already on its way (which may hold an older value of it)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         with self._lock:
             found = self._unwritten.pop(task_id, None)
         if found is not None:
