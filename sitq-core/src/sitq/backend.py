@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .errors import ConfigurationError
+from .meta import decode_meta
+from .progress import Progress, progress_from_row
 from .rules import (
     ALL_STATUSES,
     LIST_ORDERS,
@@ -45,7 +47,9 @@ class TaskRecord:
 
     Times are epoch seconds (floats). ``payload`` and ``result`` are opaque bytes encoded with
     the serializer named in ``serializer``; ``function`` is the ``module:qualname`` of the call,
-    kept in clear for routing, listing and logs.
+    kept in clear for routing, listing and logs. ``meta`` holds the task's headers (checked
+    by `sitq.meta.check_meta` before they reach a backend; stored as JSON text), ``progress``
+    what the running task last reported through `Backend.set_progress` (None: never).
     """
 
     id: str
@@ -69,6 +73,8 @@ class TaskRecord:
     result: bytes | None = None
     error: str | None = None
     traceback: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
 
     @property
     def expired(self) -> bool:
@@ -148,11 +154,19 @@ class Outcome:
         )
 
 
+#: How many stored values come before the headers in a row `record_from_row` reads.
+_PLAIN_VALUES = 21
+
+
 def record_from_row(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from stored values in its field order, the status as its stored text
-    (what a SQL backend selects)."""
-    record = TaskRecord(*row)
+    (what a SQL backend selects): the 21 plain columns, then the headers as JSON text, then
+    the progress as three columns (fraction, message, updated_at)."""
+    record = TaskRecord(*row[:_PLAIN_VALUES])
     record.status = STATUS_BY_TEXT[row[10]]
+    if len(row) > _PLAIN_VALUES:
+        record.meta = decode_meta(row[_PLAIN_VALUES])
+        record.progress = progress_from_row(*row[_PLAIN_VALUES + 1 : _PLAIN_VALUES + 4])
     return record
 
 
@@ -170,6 +184,8 @@ class Capability(enum.Enum):
     #: processes (otherwise only this process's enqueues and finishes wake them, and other
     #: processes' work is found by polling).
     CROSS_PROCESS_WAKEUPS = "cross_process_wakeups"
+    #: `Backend.set_progress` stores what running tasks report (``set_progress``).
+    PROGRESS = "progress"
 
 
 class Backend(ABC):
@@ -319,6 +335,17 @@ class Backend(ABC):
     async def release(self, task_id: str, lease_token: str) -> bool:
         """Hand a claimed task back unrun, its attempt not counted (one-outcome `finish`)."""
         return (await self.finish([Outcome.release(task_id, lease_token)]))[0]
+
+    async def set_progress(self, updates: Mapping[str, tuple[str, Progress]]) -> set[str]:
+        """Store the progress of running tasks: ``task_id → (lease_token, Progress)``, in one
+        batch, fenced by lease token like `extend_leases`; returns the ids stored.
+
+        Progress is kept until the next `set_progress` of the task: a retry, a recovery or a
+        requeue leaves it, and a finish stores it with the outcome. Optional (workers call it
+        when a task reports progress): a backend that implements it declares
+        `Capability.PROGRESS`; the default stores nothing.
+        """
+        return set()
 
     @abstractmethod
     async def recover_expired(self, *, max_attempts: int) -> list[str]:

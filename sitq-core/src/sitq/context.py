@@ -14,17 +14,29 @@ The worker sets it around each execution in a `contextvars.ContextVar`, so it is
 coroutine function on the worker's loop, by a function the worker runs in a thread (the
 context is copied into the thread) and by a function run in a child process of a process
 worker (the context travels with the call).
+
+A task reads its headers as ``current_task().meta`` and reports how far it is with
+``current_task().set_progress(0.4, "step 2 of 5")`` (see `sitq.progress`); in a child process
+of a process worker, progress travels to the parent over the child's pipe (`sitq.relay`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 from .errors import NoCurrentTask
+from .progress import Progress, check_progress
+
+#: Where a running task's progress goes: called with ``(task_id, Progress)`` from any thread.
+ProgressReporter = Callable[[str, Progress], None]
+
+_logger = logging.getLogger("sitq.worker")
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class TaskContext:
     :ivar worker_id: the worker running it.
     :ivar queue: the queue it came from.
     :ivar function: its function's import path, ``module:qualname``.
+    :ivar meta: the task's headers (``Task(meta=...)``), read-only by convention.
     """
 
     task_id: str
@@ -43,6 +56,10 @@ class TaskContext:
     worker_id: str
     queue: str = ""
     function: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    # where set_progress sends its value: the worker's relay (in a process worker's child,
+    # the pipe to the parent); None outside a worker
+    _report: ProgressReporter | None = field(default=None, repr=False, compare=False, hash=False)
     # the stop flag: empty, or [True] once stopped. A list rather than a threading.Event: set
     # from the worker's loop, read from any thread (list.append is atomic), and ~40 times
     # cheaper to create, once per task attempt
@@ -64,10 +81,48 @@ class TaskContext:
         if not self._stop:
             self._stop.append(True)
 
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the task is: ``fraction`` from 0.0 to 1.0 and an optional short
+        ``message`` (up to 1 KiB); `ConfigurationError` otherwise.
+
+        Cheap to call in a tight loop: the worker stores the latest value at most about
+        twice a second, and the last one before the task finishes is always stored. Readers
+        see it as ``queue.get_task(id).progress``. Never blocks on I/O, from any thread.
+        """
+        fraction, message = check_progress(fraction, message)
+        self.relay_progress(Progress(fraction, message, time.time()))
+
+    def relay_progress(self, progress: Progress) -> None:
+        """Hand an already checked ``progress`` to the worker (what `set_progress` does after
+        its checks; a process worker relays its child's progress through it). Without a
+        worker behind this context (one built by hand), nothing is stored: logged once."""
+        if self._report is None:
+            if not _warned:
+                _warned.append(True)
+                _logger.info(
+                    "set_progress in task %s is not stored: no worker runs this context",
+                    self.task_id,
+                )
+            return
+        self._report(self.task_id, progress)
+
+    def with_reporter(self, report: ProgressReporter | None) -> TaskContext:
+        """This context with its progress going to ``report`` (and a fresh stop flag)."""
+        return TaskContext(
+            self.task_id, self.attempt, self.worker_id, self.queue, self.function, self.meta, report
+        )
+
     def __reduce__(self) -> tuple[Any, ...]:
-        # the stop flag is local to this process; a child process gets a fresh one
-        fields = (self.task_id, self.attempt, self.worker_id, self.queue, self.function)
+        # the stop flag and the progress reporter are local to this process; a child process
+        # gets a fresh flag and no reporter
+        fields = (
+            self.task_id, self.attempt, self.worker_id, self.queue, self.function, dict(self.meta)
+        )  # fmt: skip
         return (TaskContext, fields)
+
+
+#: set once the no-reporter log line was written (once per process)
+_warned: list[bool] = []
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(

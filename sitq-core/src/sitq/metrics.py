@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from .progress import Progress
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,8 @@ class WorkerStatus:
     ``tasks_failed`` those that raised, timed out or could not be decoded (``tasks_retried``
     of them were put back for another attempt). ``uptime`` is in seconds, from start to now
     (or to stop). ``throttled`` says which resource limit keeps the worker from taking new
-    tasks right now, or is None.
+    tasks right now, or is None. ``progress`` maps each running task that reported progress
+    (``set_progress``) to its latest `Progress`.
     """
 
     worker_id: str
@@ -28,6 +32,7 @@ class WorkerStatus:
     running_task_ids: tuple[str, ...]
     uptime: float
     throttled: str | None = None
+    progress: Mapping[str, Progress] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

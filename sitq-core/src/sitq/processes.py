@@ -7,6 +7,8 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
   serializer object itself goes to a child once, the first time that child needs it), and the
   child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
   back the value or the exception, pickled with cloudpickle;
+* ``set_progress`` in a child sends the value up the same pipe before the reply
+  (`sitq.relay`); the parent hands it to the worker, which stores it;
 * on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
   fresh one takes its place. The timeout counts from when the function starts in the child:
   getting there (a fresh child starting, decoding the payload, importing the function's
@@ -41,15 +43,17 @@ from typing import Any
 import cloudpickle
 import psutil
 
-from .context import bind
+from .context import TaskContext, bind
 from .errors import ConfigurationError, SerializationError, SitqError
 from .executors import Call, Executor, ThreadPool, timeout_error
 from .payload import Codec
+from .relay import PROGRESS_TAG, ChildProgress, read_progress
 
 logger = logging.getLogger("sitq.processes")
 
 _CODE = "__code__"  # serializer name meaning "the call itself, cloudpickled"
 _STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: never b"S")
+# between _STARTED and the reply, a child may send progress messages (see sitq.relay)
 #: Seconds a call may take to reach its function in a child (startup, decoding, importing
 #: the function's module) on top of its timeout; the timeout itself counts from then.
 STARTUP_ALLOWANCE = 30.0
@@ -95,17 +99,26 @@ def _child_main(conn: Connection) -> None:
     """Loop of a child: receive a call, run it, send back the outcome; exit on EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     codecs: dict[str, Codec] = {}
+    progress = ChildProgress(conn.send_bytes)
     while True:
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send_bytes(_run_message(message, codecs, lambda: conn.send_bytes(_STARTED)))
+        reply = _run_message(message, codecs, lambda: conn.send_bytes(_STARTED), progress)
+        conn.send_bytes(reply)
 
 
-def _run_message(message: bytes, codecs: dict[str, Codec], started: Callable[[], None]) -> bytes:
+def _run_message(
+    message: bytes,
+    codecs: dict[str, Codec],
+    started: Callable[[], None],
+    progress: ChildProgress,
+) -> bytes:
     try:
         name, entry_blob, data, context = pickle.loads(message)
+        if isinstance(context, TaskContext):  # set_progress goes to the parent over the pipe
+            context = context.with_reporter(progress.report)
         if name == _CODE:
             function, args, kwargs = pickle.loads(data)
         else:
@@ -113,10 +126,14 @@ def _run_message(message: bytes, codecs: dict[str, Codec], started: Callable[[],
                 codecs[name] = pickle.loads(entry_blob)
             function, args, kwargs = codecs[name].decode_call(data)
         started()  # the timeout counts from here
-        with bind(context):  # what sitq.current_task() returns in the child
-            value = function(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = asyncio.run(_await(value))
+        progress.open()
+        try:
+            with bind(context):  # what sitq.current_task() returns in the child
+                value = function(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_await(value))
+        finally:
+            progress.close()  # its last value goes before the reply
         reply: tuple[Any, ...] = ("ok", value)
     except Exception as exc:
         reply = ("error", exc, traceback.format_exc())
@@ -160,14 +177,23 @@ class _Child:
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
 
-    def call(self, message: bytes, started: Callable[[], None]) -> bytes:
+    def call(
+        self,
+        message: bytes,
+        started: Callable[[], None],
+        progress: Callable[[bytes], None],
+    ) -> bytes:
         """Send one call and wait for its reply, calling ``started()`` when the child says
-        the function started (blocking; run in a thread)."""
+        the function started and ``progress(message)`` for each progress message it sends
+        (blocking; run in a thread)."""
         self.conn.send_bytes(message)
         reply = self.conn.recv_bytes()
         if reply == _STARTED:
             started()
             reply = self.conn.recv_bytes()
+            while reply[:1] == PROGRESS_TAG:  # progress comes before the reply
+                progress(reply)
+                reply = self.conn.recv_bytes()
         return reply
 
     def memory_mb(self) -> float:
@@ -271,7 +297,7 @@ class ProcessExecutor(Executor):
             message = pickle.dumps(
                 (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
             )
-            reply = await self._call(child, message, call.timeout)
+            reply = await self._call(child, message, call.timeout, call.context)
             if blob is not None:
                 child.serializers.add(name)
         except asyncio.TimeoutError:
@@ -296,16 +322,24 @@ class ProcessExecutor(Executor):
             self._idle.put_nowait(child)
         return _unpack(reply)
 
-    async def _call(self, child: _Child, message: bytes, timeout: float | None) -> bytes:
+    async def _call(
+        self, child: _Child, message: bytes, timeout: float | None, context: TaskContext | None
+    ) -> bytes:
         """Send ``message`` to ``child`` and return its reply; `asyncio.TimeoutError` if the
-        function runs past ``timeout`` (counted from its start in the child)."""
+        function runs past ``timeout`` (counted from its start in the child). Progress the
+        child reports goes to ``context`` (the worker's relay)."""
         loop = asyncio.get_running_loop()
         started: asyncio.Future[None] = loop.create_future()
 
         def on_started() -> None:  # in the I/O thread
             loop.call_soon_threadsafe(_resolve, started)
 
-        reply = self._io(child.call, message, on_started)
+        def on_progress(raw: bytes) -> None:  # in the I/O thread
+            found = read_progress(raw)
+            if found is not None and context is not None:
+                context.relay_progress(found)
+
+        reply = self._io(child.call, message, on_started, on_progress)
         if timeout is None:
             return await reply  # type: ignore[no-any-return]
         try:

@@ -23,6 +23,7 @@ from .errors import (
     ResultTimeout,
     TaskNotFound,
 )
+from .meta import check_meta
 from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
@@ -301,6 +302,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             max_retries=task.max_retries,
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
+            meta=check_meta(task.meta),
         )
 
     def _record(

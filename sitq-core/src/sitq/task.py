@@ -14,6 +14,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+from .meta import check_meta
+from .progress import Progress
 from .validation import (
     EARLIEST_TIMESTAMP,
     INT32_MAX,
@@ -166,6 +168,9 @@ class Task:
     ``eta``: an aware ``datetime`` or a ``timedelta`` from now; the task does not run before it.
     ``max_retries`` / ``timeout``: per-task overrides of the worker's settings.
     ``dedupe_key``: at most one pending or running task per key.
+    ``meta``: headers stored with the task (str keys, JSON values, up to 64 KiB as JSON),
+    read by the running task as ``sitq.current_task().meta``.
+    ``progress``: what the task last reported (`Progress`), None if it never did.
     """
 
     function: Callable[..., Any] | str | None = None
@@ -184,10 +189,13 @@ class Task:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker_id: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
 
     def __post_init__(self) -> None:
         self.args, kwargs = check_call(self.function, self.args, self.kwargs)
         self.kwargs = dict(kwargs)
+        self.meta = check_meta(self.meta)
         if self.created_at is not None:
             # Read back from a store (`task_from_record`): shown as stored, even a value an
             # older version let in. Enqueueing it again checks it (`TaskQueue._task_record`).
@@ -392,6 +400,8 @@ def task_from_record(
         started_at=from_timestamp(record.started_at),
         finished_at=None if running else from_timestamp(record.finished_at),
         worker_id=worker_id if running else record.worker_id,
+        meta=record.meta,
+        progress=record.progress,
     )
 
 

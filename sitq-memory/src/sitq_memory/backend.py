@@ -8,6 +8,7 @@ counts only while its task is still pending with the same sequence number.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import operator
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.meta import decode_meta, encode_meta
+from sitq.progress import Progress
 from sitq.rules import (
     LOST_WORKER_ERROR,
     attempts_spent,
@@ -38,8 +41,12 @@ _head = operator.itemgetter(0)
 
 
 def _copy(record: TaskRecord) -> TaskRecord:
-    """A copy of ``record`` (every field; ``dataclasses.replace`` costs about 8 times more)."""
-    return TaskRecord(*_FIELDS(record))
+    """A copy of ``record`` (every field; ``dataclasses.replace`` costs about 8 times more),
+    its headers copied too: no caller shares a mutable mapping with the store."""
+    found = TaskRecord(*_FIELDS(record))
+    if found.meta:
+        found.meta = copy.deepcopy(found.meta)
+    return found
 
 
 class _Store:
@@ -71,7 +78,9 @@ class MemoryBackend(Backend):
     """
 
     url_schemes = ("memory",)
-    capabilities = frozenset({Capability.EXPIRE_RESULTS, Capability.HEARTBEAT_BACKEND})
+    capabilities = frozenset(
+        {Capability.EXPIRE_RESULTS, Capability.HEARTBEAT_BACKEND, Capability.PROGRESS}
+    )
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name
@@ -171,7 +180,8 @@ class MemoryBackend(Backend):
                 stored.status, stored.attempts = TaskStatus.PENDING, 0
                 stored.started_at = stored.finished_at = stored.lease_expires_at = None
                 stored.worker_id = stored.lease_token = stored.error = stored.traceback = None
-                stored.result = None
+                stored.result = stored.progress = None
+                stored.meta = decode_meta(encode_meta(record.meta))  # as a database stores it
                 self._store.tasks[stored.id] = stored
                 self._store.order[stored.id] = next(self._store.counter)
                 if key is not None:
@@ -256,6 +266,21 @@ class MemoryBackend(Backend):
                     record.lease_expires_at = expires
                     held.add(task_id)
         return held
+
+    async def set_progress(self, updates: Mapping[str, tuple[str, Progress]]) -> set[str]:
+        """Store the progress of tasks still running under the given leases."""
+        stored = set()
+        with self._store.lock:
+            for task_id, (token, progress) in updates.items():
+                record = self._store.tasks.get(task_id)
+                if (
+                    record is not None
+                    and record.status is TaskStatus.RUNNING
+                    and record.lease_token == token
+                ):
+                    record.progress = progress
+                    stored.add(task_id)
+        return stored
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply fenced outcomes."""

@@ -26,6 +26,7 @@ import asyncpg
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
 from sitq.errors import ConfigurationError, QueueClosed
+from sitq.progress import Progress
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
@@ -85,6 +86,7 @@ class PostgresBackend(Backend):
             Capability.HEARTBEAT_BACKEND,
             Capability.ENQUEUE_IN,
             Capability.CROSS_PROCESS_WAKEUPS,
+            Capability.PROGRESS,
         }
     )
 
@@ -301,6 +303,25 @@ class PostgresBackend(Backend):
 
         async def op(conn: asyncpg.Connection, attempt: int) -> set[str]:
             return {row[0] for row in await conn.fetch(self._sql.extend_leases, *args)}
+
+        return await self._run(op)
+
+    async def set_progress(self, updates: Mapping[str, tuple[str, Progress]]) -> set[str]:
+        """Store the progress of tasks still running under the given leases, in one
+        statement (idempotent: safe to retry)."""
+        if not updates:
+            return set()
+        values = list(updates.values())
+        args = [
+            list(updates),
+            [token for token, _ in values],
+            [p.fraction for _, p in values],
+            [p.message for _, p in values],
+            [p.updated_at for _, p in values],
+        ]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> set[str]:
+            return {row[0] for row in await conn.fetch(self._sql.set_progress, *args)}
 
         return await self._run(op)
 

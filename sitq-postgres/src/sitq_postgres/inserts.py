@@ -11,6 +11,7 @@ import asyncpg
 
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
+from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .sql import Statements
@@ -35,6 +36,7 @@ def enqueue_args(records: Sequence[TaskRecord], clock_reading: float | None) -> 
         [r.timeout for r in records],
         [r.dedupe_key for r in records],
         [r.created_at for r in records],
+        [encode_meta(r.meta) for r in records],
     ]
 
 

@@ -64,6 +64,7 @@ COLUMNS = (
     "id", "function", "payload", "serializer", "queue", "priority", "available_at",
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
     "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
+    "meta", "progress", "progress_message", "progress_at",
 )  # fmt: skip
 
 
@@ -102,8 +103,20 @@ CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key)
 """
 
 
+def _v2(n: Names) -> str:
+    """Task headers (``meta``, jsonb) and progress."""
+    t = n.tasks
+    return f"""
+ALTER TABLE {t}
+    ADD COLUMN meta             jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    ADD COLUMN progress         double precision,
+    ADD COLUMN progress_message text,
+    ADD COLUMN progress_at      double precision;
+"""
+
+
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

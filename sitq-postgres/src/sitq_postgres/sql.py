@@ -62,15 +62,17 @@ class Statements:
         return f"""
 WITH ins AS (
     INSERT INTO {self.t} (id, function, payload, serializer, queue, priority, available_at,
-                          max_retries, timeout, dedupe_key, status, attempts, created_at)
+                          max_retries, timeout, dedupe_key, status, attempts, created_at,
+                          meta)
     SELECT r.id, r.function, r.payload, r.serializer, r.queue, r.priority,
            CASE WHEN r.available_at <= $1::float8 THEN least(r.available_at, {_DB_NOW})
                 ELSE r.available_at END,
-           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at
+           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at, r.meta::jsonb
     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
-                $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[])
+                $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[],
+                $13::text[])
          AS r(id, function, payload, serializer, queue, priority, available_at, max_retries,
-              timeout, dedupe_key, created_at)
+              timeout, dedupe_key, created_at, meta)
     ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE} DO NOTHING
     RETURNING id, queue
 )
@@ -143,6 +145,18 @@ RETURNING {_K_SELECT}"""
 WITH c AS MATERIALIZED {NOW}
 UPDATE {self.t} AS k SET lease_expires_at = c.now + $4::float8
 FROM unnest($2::text[], $3::text[]) AS o(id, token), c
+WHERE k.id = o.id AND k.lease_token = o.token AND k.status = 'running'
+RETURNING k.id"""
+
+    @cached_property
+    def set_progress(self) -> str:
+        """Store progress ``$3``, ``$4``, ``$5`` (fraction, message, time) of ids ``$1`` still
+        running with tokens ``$2``; returns the ids stored."""
+        return f"""
+UPDATE {self.t} AS k
+SET progress = o.fraction, progress_message = o.message, progress_at = o.at
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8[])
+     AS o(id, token, fraction, message, at)
 WHERE k.id = o.id AND k.lease_token = o.token AND k.status = 'running'
 RETURNING k.id"""
 

@@ -3,7 +3,10 @@ connection sets."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+from collections.abc import Callable
+
+#: The schema version this code creates and needs (stored in ``<table>_meta``).
+SCHEMA_VERSION = 2
 
 #: Columns of the tasks table, in the order `TaskRecord` rows are read.
 COLUMNS = (
@@ -28,10 +31,14 @@ COLUMNS = (
     "result",
     "error",
     "traceback",
+    "meta",
+    "progress",
+    "progress_message",
+    "progress_at",
 )
 
 #: Columns written by an enqueue.
-INSERT_COLUMNS = (*COLUMNS[:10], "status", "attempts", "created_at")
+INSERT_COLUMNS = (*COLUMNS[:10], "status", "attempts", "created_at", "meta")
 
 
 def ddl(table: str) -> str:
@@ -58,7 +65,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     lease_expires_at REAL,
     result           BLOB,
     error            TEXT,
-    traceback        TEXT
+    traceback        TEXT,
+    meta             TEXT NOT NULL DEFAULT '{{}}',
+    progress         REAL,
+    progress_message TEXT,
+    progress_at      REAL
 );
 CREATE INDEX IF NOT EXISTS {table}_pending
     ON {table} (priority DESC, available_at) WHERE status = 'pending';
@@ -70,6 +81,31 @@ CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
+
+
+def _v2(table: str) -> list[str]:
+    """Version 1 → 2: task headers (``meta``, JSON text) and progress."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN meta TEXT NOT NULL DEFAULT '{{}}'",
+        f"ALTER TABLE {table} ADD COLUMN progress REAL",
+        f"ALTER TABLE {table} ADD COLUMN progress_message TEXT",
+        f"ALTER TABLE {table} ADD COLUMN progress_at REAL",
+    ]
+
+
+#: ``MIGRATIONS[v]`` brings a table from version ``v`` to ``v + 1``. Add, never edit: a new
+#: column goes both into `ddl` (new databases) and into a new migration (existing ones).
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2}
+
+
+def version_query(table: str) -> str:
+    """The stored schema version of ``table``."""
+    return f"SELECT value FROM {table}_meta WHERE key = 'schema_version'"
+
+
+def set_version(table: str, version: int) -> str:
+    """The statement recording ``version`` as ``table``'s schema version."""
+    return f"UPDATE {table}_meta SET value = '{int(version)}' WHERE key = 'schema_version'"
 
 
 #: The ``synchronous`` settings `SQLiteBackend` accepts.

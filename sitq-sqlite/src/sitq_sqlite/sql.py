@@ -104,6 +104,17 @@ class Statements:
             f"AND {t}.status = 'running' RETURNING id"
         )
 
+    def set_progress(self, count: int) -> str:
+        """Store the progress of ``count`` (id, token, fraction, message, at) tasks still
+        running under that lease; returns the ids stored."""
+        t = self.t
+        return (
+            f"WITH o(id, token, fraction, message, at) AS (VALUES {placeholders(count, 5)}) "
+            f"UPDATE {t} SET progress = o.fraction, progress_message = o.message, "
+            f"progress_at = o.at FROM o WHERE {t}.id = o.id AND {t}.lease_token = o.token "
+            f"AND {t}.status = 'running' RETURNING id"
+        )
+
     def finish_final(self, count: int) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
         finished_at), fenced by lease token; returns the ids applied."""

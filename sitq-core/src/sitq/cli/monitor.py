@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -13,7 +14,15 @@ from rich.table import Table
 
 from ..task import TaskStatus
 from .app import from_command_line, queue_options, reading
-from .output import ago, console, json_option, print_json, record_json, status_text
+from .output import (
+    ago,
+    console,
+    json_option,
+    print_json,
+    progress_text,
+    record_json,
+    status_text,
+)
 
 _RUNNING_SHOWN = 20
 
@@ -126,6 +135,10 @@ def inspect_command(
                 "worker_id", "lease_expires_at", "result", "error"):  # fmt: skip
         if data.get(key) is not None:
             table.add_row(key.replace("_", " "), escape(str(data[key])))
+    if data["progress"] is not None:
+        table.add_row("progress", escape(progress_text(data["progress"])))
+    if data["meta"]:
+        table.add_row("meta", escape(json.dumps(data["meta"], ensure_ascii=False)))
     out.print(table)
     if data["traceback"]:
         out.print("[dim]traceback:[/]")

@@ -91,6 +91,14 @@ def status_text(status: TaskStatus) -> str:
     return f"[{STATUS_STYLES[status]}]{status.value}[/]"
 
 
+def progress_text(progress: dict[str, Any]) -> str:
+    """A progress as `record_json` gives it, for people: ``40% step 2 of 5 (at <time>)``."""
+    text = f"{progress['fraction']:.0%}"
+    if progress["message"]:
+        text += f" {progress['message']}"
+    return f"{text} (at {progress['updated_at']})"
+
+
 def record_json(record: TaskRecord, queue: TaskQueue | None = None) -> dict[str, Any]:
     """A stored record as JSON-ready data; with ``queue``, its call and result decoded."""
     data: dict[str, Any] = {
@@ -112,6 +120,14 @@ def record_json(record: TaskRecord, queue: TaskQueue | None = None) -> dict[str,
         "lease_expires_at": iso(record.lease_expires_at),
         "error": record.error,
         "traceback": record.traceback,
+        "meta": record.meta,
+        "progress": None
+        if record.progress is None
+        else {
+            "fraction": record.progress.fraction,
+            "message": record.progress.message,
+            "updated_at": iso(record.progress.updated_at),
+        },
     }
     if queue is not None:
         task = queue.task_from_record(record)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from typing import Any
 
 from ..backend import TaskRecord
 from ..task import DEFAULT_QUEUE, new_task_id
@@ -23,6 +25,7 @@ def make_record(
     timeout: float | None = None,
     dedupe_key: str | None = None,
     created_at: float = 0.0,
+    meta: Mapping[str, Any] | None = None,
 ) -> TaskRecord:
     """A pending record with a fresh id and a distinct payload; override any field."""
     return TaskRecord(
@@ -37,4 +40,5 @@ def make_record(
         timeout=timeout,
         dedupe_key=dedupe_key,
         created_at=created_at,
+        meta={} if meta is None else dict(meta),
     )

@@ -85,6 +85,7 @@ class TaskExecution:
                 return await self.failed(exc, time.perf_counter() - began)
             return await self.succeeded(outcome, time.perf_counter() - began)
         finally:
+            w._progress.forget(self.record.id, self.token)
             w._leases.release(lease)
             current_worker.reset(reset)
 
@@ -118,8 +119,15 @@ class TaskExecution:
         w, record = self.worker, self.record
         timeout = record.timeout if record.timeout is not None else w.config.timeout
         w._leases.set_deadline(lease, timeout, w.config.lease_seconds)
+        w._progress.track(record.id, self.token)
         context = TaskContext(
-            record.id, record.attempts, w.worker_id, record.queue, record.function
+            record.id,
+            record.attempts,
+            w.worker_id,
+            record.queue,
+            record.function,
+            record.meta,
+            w._progress.report,
         )
         current = set_current(context)
         try:
@@ -154,6 +162,7 @@ class TaskExecution:
         """Report a success, then emit ``sitq_task_succeeded``."""
         outcome, value = done
         w = self.worker
+        await w._progress.settle(self.record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=True, retried=False)
         self.log_task("task %s %s succeeded in %.3f s", duration=duration)
@@ -179,6 +188,7 @@ class TaskExecution:
             w._retry_scheduled(due)
         else:
             outcome = Outcome.failed(record.id, self.token, error, tb)
+        await w._progress.settle(record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=False, retried=will_retry)
         if w.config.log_errors:

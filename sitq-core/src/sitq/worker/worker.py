@@ -41,6 +41,7 @@ from .config import WorkerConfig
 from .execution import TaskExecution, current_worker, result_of
 from .leases import Lease, LeaseTable
 from .loop import serve
+from .progress import ProgressRelay
 from .runner import Runner
 from .session import Session
 
@@ -168,6 +169,7 @@ class Worker:
         self._allow = _allow_list(config.allowed_functions, self._queue)
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
+        self._progress = ProgressRelay(self._queue.backend, self.logger)
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(*callback_plugins(on_error, on_success))
         self.plugins.executor_class(config.worker_type)  # "choose one of ..." if unknown
@@ -360,6 +362,7 @@ class Worker:
             running_task_ids=running,
             uptime=c.uptime(),
             throttled=self._throttled,
+            progress=self._progress.running(),
         )
 
     def get_metrics(self) -> WorkerMetrics:

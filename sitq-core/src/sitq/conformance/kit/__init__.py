@@ -17,6 +17,8 @@ from .finish import FinishTests
 from .heartbeat import HeartbeatBackendTests
 from .leases import LeaseTests
 from .lifecycle import LifecycleTests
+from .meta import MetaTests
+from .progress import ProgressTests
 from .purge import PurgeTests
 from .reading import ReadingTests
 from .recovery import RecoveryTests
@@ -34,6 +36,8 @@ __all__ = [
     "KitBase",
     "LeaseTests",
     "LifecycleTests",
+    "MetaTests",
+    "ProgressTests",
     "PurgeTests",
     "ReadingTests",
     "RecoveryTests",
