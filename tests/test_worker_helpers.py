@@ -108,6 +108,17 @@ def burn_cpu(iterations: int) -> tuple[int, int]:
     return os.getpid(), total
 
 
+def burn_cpu_for(seconds: float) -> int:
+    """CPU-bound work for ``seconds`` of wall time (however loaded the machine); returns the
+    number of rounds done."""
+    deadline = time.monotonic() + seconds
+    rounds = 0
+    while time.monotonic() < deadline:
+        burn_cpu(10_000)
+        rounds += 1
+    return rounds
+
+
 def fail(message: str = "boom") -> None:
     """Always raises ValueError."""
     raise ValueError(message)

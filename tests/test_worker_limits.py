@@ -16,6 +16,7 @@ from test_worker_helpers import (
     async_sleep_then,
     backend_fixture,
     burn_cpu,
+    burn_cpu_for,
     make_backend,
     sleep_then,
     statuses,
@@ -87,7 +88,9 @@ def test_above_max_cpu_percent_the_worker_pauses_claiming(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
-    ids = [queue.enqueue(burn_cpu, 3_000_000), queue.enqueue(add, 1, 2)]
+    # burns for longer than the CPU sampling window (0.25 s), so the sample taken when the
+    # slot frees covers the burn whatever the machine's load
+    ids = [queue.enqueue(burn_cpu_for, 1.0), queue.enqueue(add, 1, 2)]
     worker = Worker(queue, max_workers=1, max_cpu_percent=5, poll_interval=0.05)
     with caplog.at_level(logging.INFO, logger="sitq.worker"):
         worker.start()
