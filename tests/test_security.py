@@ -257,8 +257,16 @@ def test_allowed_functions_with_a_data_only_deserializer(db: Path, modules: Path
     private = writer.enqueue("allowedmod:_private")
     pickled = TaskRecord(new_task_id(), "x:y", canary_pickle(modules / "canary"), "pickle")
     store_raw(db, pickled)
-    worker = Worker(writer, deserializer="json", allowed_functions=["allowedmod:*"])
+    failures: list[str] = []
+    worker = Worker(
+        writer,
+        deserializer="json",
+        allowed_functions=["allowedmod:*"],
+        # a failure hook sees each refused task, and must see it without its payload decoded
+        on_error=lambda task_id, error, attempt: failures.append(task_id),
+    )
     results = worker.process_tasks([ok, not_allowed, elsewhere, private, pickled.id])
+    assert sorted(failures) == sorted([not_allowed, elsewhere, private, pickled.id])
     assert results[0].value == "hello json"
     for result in results[1:]:
         assert result.status is TaskStatus.DEAD, result

@@ -236,7 +236,7 @@ class TaskExecution:
         if applied and self.lifecycle.has("sitq_task_failed"):
             await self.lifecycle.emit(
                 "sitq_task_failed",
-                task=w._queue.task_from_record(record),
+                task=task_from_record(record),  # never decoded: it was refused
                 error=exc,
                 retry_count=record.attempts,
                 will_retry=False,
