@@ -24,7 +24,9 @@ from opentelemetry.trace import StatusCode
 import sitq
 from sitq import TaskQueue, TaskStatus, Worker
 from sitq.plugins import PluginManager
+from sitq_memory import MemoryBackend
 from sitq_otel import OpenTelemetryTracing
+from sitq_sqlite import SQLiteBackend
 
 #: The functions the worker process runs, written to a module it imports.
 TASKS = """
@@ -55,12 +57,14 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(provider)
 
-from sitq import Worker
+from sitq import SyncTaskQueue, Worker
 
 url, out, *task_ids = sys.argv[1:]
-worker = Worker(url, max_retries=0)
+queue = SyncTaskQueue(url)
+worker = Worker(queue, max_retries=0)
 assert "otel" in [p.name for p in worker.plugins.list_plugins()], "entry point not loaded"
 worker.process_tasks(task_ids)
+queue.close()
 spans = [
     {
         "name": span.name,
@@ -113,7 +117,7 @@ def run_in_process(provider: TracerProvider, *functions: Any) -> list[sitq.Resul
 
     async def main() -> list[sitq.Result]:
         plugins = PluginManager(autoload=False, plugins=[OpenTelemetryTracing(provider)])
-        queue = TaskQueue("memory://", plugins=plugins)
+        queue = TaskQueue(MemoryBackend(), plugins=plugins)
         with provider.get_tracer("test").start_as_current_span("enqueue"):
             ids = [
                 await queue.enqueue(function, *((1, 2) if function is add else ()))
@@ -171,7 +175,7 @@ def test_outside_a_trace_nothing_is_added_and_the_task_span_is_a_root(
 ) -> None:
     async def main() -> None:
         plugins = PluginManager(autoload=False, plugins=[OpenTelemetryTracing(provider)])
-        queue = TaskQueue("memory://", plugins=plugins)
+        queue = TaskQueue(MemoryBackend(), plugins=plugins)
         task_id = await queue.enqueue(add, 2, 2)
         assert (await queue.get_task(task_id)).meta == {}  # type: ignore[union-attr]
         assert (await Worker(queue).process_task_async(task_id)).value == 4
@@ -193,13 +197,15 @@ def test_the_worker_process_continues_the_enqueuers_trace(
 
     async def enqueue() -> list[str]:
         plugins = PluginManager(autoload=False, plugins=[OpenTelemetryTracing(provider)])
-        queue = TaskQueue(url, plugins=plugins)
+        backend = SQLiteBackend(tmp_path / "tasks.db")
+        queue = TaskQueue(backend, plugins=plugins)
         with provider.get_tracer("test").start_as_current_span("request"):
             ids = [
                 await queue.enqueue("otel_tasks:greet", "otel"),
                 await queue.enqueue("otel_tasks:fail"),
             ]
         await queue.close()
+        await backend.close()
         return ids
 
     ids = asyncio.run(enqueue())
