@@ -50,7 +50,8 @@ class EnqueueHeaders:
         """``task.meta`` with every implementation's headers added (the task's keys win)."""
         headers: dict[str, Any] = {}
         for function, takes_task, plugin_name in self._impls:
-            where = f"the {HEADERS_HOOK} hook of plugin {plugin_name!r}"
+            name = getattr(function, "__qualname__", repr(function))
+            where = f"the {HEADERS_HOOK} hook {name} of plugin {plugin_name!r}"
             try:
                 found = function(task=task) if takes_task else function()
             except Exception as exc:
