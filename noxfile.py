@@ -31,7 +31,11 @@ PACKAGES = {
     "memory": "sitq-memory",
     "postgres": "sitq-postgres",
     "prometheus": "sitq-prometheus",
+    "otel": "sitq-otel",
 }
+
+#: The extras installed with a distribution: what its tests and docs examples need besides it.
+EXTRAS = {"otel": "[testing]"}
 
 #: Other distributions a package's own tests use beside it (sitq-postgres's tests compare
 #: with the memory backend).
@@ -40,7 +44,7 @@ TESTED_WITH = {"postgres": ("memory",)}
 
 def install(session: nox.Session, *names: str, editable: bool = True) -> None:
     """Install the named distributions (``core``, ``sqlite``, …) from their folders."""
-    folders = [str(ROOT / PACKAGES[name]) for name in names]
+    folders = [f"{ROOT / PACKAGES[name]}{EXTRAS.get(name, '')}" for name in names]
     if editable:
         session.install(*(arg for folder in folders for arg in ("-e", folder)))
     else:

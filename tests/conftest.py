@@ -40,6 +40,7 @@ PLUGIN_MARKERS = {
     "needs_memory": "sitq_memory",
     "needs_postgres": "sitq_postgres",
     "needs_prometheus": "sitq_prometheus",
+    "needs_otel": "sitq_otel",
 }
 TESTS = Path(__file__).resolve().parent
 

@@ -35,6 +35,7 @@ pytestmark = [
     pytest.mark.needs_memory,
     pytest.mark.needs_postgres,
     pytest.mark.needs_prometheus,
+    pytest.mark.needs_otel,
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

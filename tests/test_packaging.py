@@ -22,6 +22,7 @@ DISTRIBUTIONS = {
     "sitq-memory": "sitq_memory",
     "sitq-postgres": "sitq_postgres",
     "sitq-prometheus": "sitq_prometheus",
+    "sitq-otel": "sitq_otel",
 }
 #: Every folder with a pyproject.toml that is published: the distributions and the ``sitq``
 #: meta-distribution (no package of its own).

@@ -20,6 +20,12 @@ class PluginError(SitqError):
     """A plugin is broken, duplicated or missing."""
 
 
+class MiddlewareError(PluginError):
+    """A plugin's task middleware (``sitq_task_wrap``) raised, or misused ``call_next``: the
+    task it wrapped fails with this error, which names the plugin; ``__cause__`` is what the
+    middleware raised. The task's own exceptions pass through middleware unchanged."""
+
+
 class BackendNotFound(PluginError, LookupError):
     """No installed plugin provides a backend for a URL scheme."""
 

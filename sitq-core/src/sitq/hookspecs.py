@@ -10,7 +10,7 @@ and sitq loads it when a queue or worker starts (never at import). Set
 ``SITQ_DISABLE_PLUGIN_AUTOLOAD=1`` to load none, or ``SITQ_PLUGINS=name1,name2`` to load only
 those entry points.
 
-Two kinds of hooks:
+Four kinds of hooks:
 
 * **Registration hooks** (`sitq_backends`, `sitq_serializers`, `sitq_executors`) take no
   argument and return a list of records. Each is called once per plugin manager, the first
@@ -22,6 +22,10 @@ Two kinds of hooks:
   ignored, except that an awaitable is awaited. An implementation that raises is logged on the
   ``sitq.plugins`` logger and skipped: it never breaks a worker or loses a task. They run on the
   worker's event loop, so a slow hook slows the worker: keep them quick or hand work off.
+* **The enqueue hook** (`sitq_enqueue_headers`) adds headers to each task's ``meta`` as it is
+  enqueued (`sitq.headers`).
+* **The middleware hook** (`sitq_task_wrap`) wraps each task's run in a worker
+  (`sitq.middleware`, docs/guides/middleware.md).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
     from .backend import Backend
     from .registry import BackendType, ExecutorType, SerializerType
     from .task import Result, Task
@@ -97,6 +103,85 @@ def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
     Called once per plugin manager. A ``worker_type`` registered twice is a
     `sitq.errors.PluginError`; an unknown one is a `sitq.errors.ConfigurationError` listing
     the choices.
+    """
+
+
+# -- enqueue and middleware ------------------------------------------------------------------
+
+
+@hookspec
+def sitq_enqueue_headers(task: Task) -> Mapping[str, Any] | None:
+    """Headers to add to a task's ``meta`` as it is enqueued.
+
+    Called synchronously for every task that `TaskQueue.enqueue` or ``enqueue_many`` stores
+    (declared tasks' ``.enqueue`` and ``.options().enqueue`` included), in the enqueuing code's
+    thread and context, before the task's record is built: the place to copy what that context
+    knows (a trace context, a request id, a tenant) into the task, for the worker's middleware
+    to read back as ``task.meta``::
+
+        @sitq.hookimpl
+        def sitq_enqueue_headers(task):
+            return {"request_id": request_id.get()}
+
+    :param task: the task being enqueued; ``task.meta`` holds the headers its caller set.
+        Read it, do not change it.
+    :return: a mapping of headers (str keys, JSON values, checked like any ``meta``), or None
+        to add nothing. Every implementation is called, in registration order; the mappings
+        are merged (a later one's keys over an earlier one's) and the task's own ``meta`` goes
+        over them all, so a header the caller set is never replaced. The merged headers are
+        stored with the task and set on ``task.meta``.
+
+    Must not be a coroutine function. An implementation that raises, or returns anything but
+    a mapping or None, or headers that are not valid ``meta``, fails the enqueue with a
+    `sitq.errors.PluginError` naming the plugin; nothing is stored. Not called when no plugin
+    implements it.
+    """
+
+
+@hookspec
+def sitq_task_wrap(
+    task: Task, call_next: Callable[[], Awaitable[Any]], worker: Worker
+) -> Awaitable[Any] | Any:
+    """Middleware: wrap the run of every task in a worker (docs/guides/middleware.md).
+
+    ::
+
+        @sitq.hookimpl
+        async def sitq_task_wrap(task, call_next):
+            async with database.session() as session:
+                return await call_next()
+
+    :param task: the running task, decoded: ``task.id``, ``task.function_name``,
+        ``task.queue``, ``task.attempts`` (this attempt counted) and ``task.meta`` (its
+        headers). ``sitq.current_task()`` also works here, as in the task.
+    :param call_next: a coroutine function of no argument: ``await call_next()`` runs the
+        next middleware inward, and the innermost runs the task in the worker's executor. It
+        returns the task's value or raises the task's exception. Call it at most once.
+    :param worker: the worker running the task.
+    :return: the task's value (usually ``await call_next()``), or an awaitable of it. What
+        the outermost middleware returns is stored as the task's result; a middleware that
+        returns without calling ``call_next`` skips the run, and what it returns is the
+        result.
+
+    Calling convention: every implementation wraps the next, outermost first: those marked
+    ``tryfirst``, then the rest in registration order (the first registered is outermost),
+    then those marked ``trylast``. The chain runs as one coroutine on the worker's event loop,
+    around the executor call: for ``worker_type="thread"`` and ``"process"`` the middleware
+    runs in the worker process's loop, not in the thread or child process that runs the
+    function. Context variables set before ``call_next`` are seen by coroutine functions
+    (async worker) and by functions in threads (copied into the thread), not by a child
+    process. The task's ``timeout`` limits the executor call only.
+
+    Errors: the task's exception passes through a middleware that lets it propagate
+    unchanged (retries as usual). Any other exception a middleware raises, and calling
+    ``call_next`` twice, fails the task (retried like any failure) with a
+    `sitq.errors.MiddlewareError` naming the plugin, chained to the original; the worker goes
+    on. A middleware may also catch the task's exception and return a value: the task then
+    succeeds with it. Cancellation (a cancelled task, a lost lease, the worker stopping) is
+    delivered through ``call_next`` as `asyncio.CancelledError`: let it through.
+
+    Not called, and costs nothing, when no plugin implements it. The implementations are
+    taken once when a worker starts.
     """
 
 

@@ -27,6 +27,8 @@ import pluggy
 
 from . import executors, hookspecs, serializers
 from .errors import BackendNotFound, ConfigurationError, PluginError, SerializerNotFound
+from .headers import EnqueueHeaders
+from .middleware import TaskMiddleware
 from .registry import KNOWN_BACKEND_DISTRIBUTIONS, BackendType, ExecutorType, SerializerType
 
 if TYPE_CHECKING:
@@ -270,7 +272,8 @@ class PluginManager:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def lifecycle(self) -> Lifecycle:
-        """A snapshot of the lifecycle hook implementations, for fast emission."""
+        """A snapshot of the lifecycle, enqueue and middleware hook implementations, for fast
+        use per task."""
         return Lifecycle(self._pm)
 
 
@@ -306,15 +309,21 @@ def _missing_message(what: str, name: str, available: dict[str, Any]) -> str:
 
 
 class Lifecycle:
-    """Calls lifecycle hook implementations one by one, isolating failures.
+    """Calls lifecycle hook implementations one by one, isolating failures; holds the
+    snapshots of the per-task hooks a queue or worker uses: ``headers`` (`EnqueueHeaders`)
+    and ``middleware`` (`TaskMiddleware`), each None when no plugin implements it.
 
     pluggy stops at the first exception; a notification must not, so each implementation is
     called on its own, awaited if it returns an awaitable, and its errors are logged.
     """
 
-    __slots__ = ("_impls",)
+    __slots__ = ("_impls", "headers", "middleware")
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
+        #: The ``sitq_enqueue_headers`` implementations, or None.
+        self.headers = EnqueueHeaders.collect(pm)
+        #: The ``sitq_task_wrap`` implementations chained outermost first, or None.
+        self.middleware = TaskMiddleware.collect(pm)
         self._impls: dict[str, list[tuple[Callable[..., Any], tuple[str, ...], str]]] = {}
         for name in hookspecs.LIFECYCLE_HOOKS:
             caller = getattr(pm.hook, name)

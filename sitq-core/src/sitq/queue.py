@@ -255,6 +255,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         # Plain calls (functions, tuples) become records directly; a `Task` object is built
         # for them only if a plugin listens to sitq_task_enqueued.
         calls = [call_or_task(item) for item in items]
+        if self._lifecycle.headers is not None:  # plugins add headers to Task objects
+            calls = [c if isinstance(c, Task) else Task(*c) for c in calls]
         if not calls:
             return []
         await self.connect()
@@ -290,6 +292,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             function=task.function,
         )
         assert task.function is not None
+        if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
+            task.meta = self._lifecycle.headers.merged(task)
         return self._record(
             task.id,
             task.function,

@@ -6,7 +6,8 @@ The stages, in order (`TaskExecution.run`):
    cannot be decoded never runs: the task goes dead (`undecodable`);
 2. **route**: `Worker.should_process_task` may decline the task, which goes back to the queue
    for other workers (`decline`);
-3. **run** the function in the worker's executor, as `sitq.current_task()` sees it;
+3. **run** the function in the worker's executor, as `sitq.current_task()` sees it, inside
+   the plugins' middleware if any (`invoke`, `sitq.middleware`);
 4. **encode** the returned value into a signed result, within ``max_payload_bytes``;
 5. **report** the outcome (success, retry or failure) to the worker's `OutcomeWriter`, count
    it and log it;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 import traceback as traceback_module
@@ -134,7 +136,7 @@ class TaskExecution:
             if not w._leases.running(lease, asyncio.current_task(), context):
                 raise _LeaseLost  # cancelled (or recovered elsewhere) before it started
             try:
-                value = await self.executor.run(
+                value = await self.invoke(
                     Call(
                         call.function,
                         call.args,
@@ -151,6 +153,16 @@ class TaskExecution:
         finally:
             reset_current(current)
         return Outcome.succeeded(record.id, self.token, self.encode(value)), value
+
+    async def invoke(self, call: Call) -> Any:
+        """The executor's run of ``call``, through the plugins' ``sitq_task_wrap`` middleware
+        when there is any (on this loop, in the task's context)."""
+        middleware = self.lifecycle.middleware
+        if middleware is None:
+            return await self.executor.run(call)
+        return await middleware.run(
+            self.ensure_task(), self.worker, functools.partial(self.executor.run, call)
+        )
 
     def encode(self, value: Any) -> bytes:
         """The signed, encoded result (raises `SerializationError` if too large)."""
