@@ -42,6 +42,15 @@ class Lease:
     reported: bool = False
 
 
+@dataclass(frozen=True)
+class RunningTask:
+    """What a running execution is, as the heartbeat thread reports it."""
+
+    task_id: str
+    function: str
+    attempt: int
+
+
 class LeaseTable:
     """The leases a worker holds, by task id, under one lock."""
 
@@ -112,6 +121,16 @@ class LeaseTable:
 
     # -- the heartbeat's side ----------------------------------------------------------------
 
+    def running_tasks(self) -> list[RunningTask]:
+        """A snapshot of the executions running now (held leases whose function started)."""
+        with self._lock:
+            contexts = [lease.context for lease in self._held.values()]
+        return [
+            RunningTask(context.task_id, context.function, context.attempt)
+            for context in contexts
+            if context is not None
+        ]
+
     def to_extend(self, now: float) -> tuple[dict[str, str], list[str]]:
         """The leases to extend now (task id → token), and the task ids whose deadline passed
         since the last call (to warn about once; they are no longer extended)."""
@@ -150,4 +169,4 @@ class LeaseTable:
             return job, context
 
 
-__all__ = ["Lease", "LeaseTable"]
+__all__ = ["Lease", "LeaseTable", "RunningTask"]

@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import signal
 import threading
 import weakref
 from collections.abc import Coroutine
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..bridge import Background, Portal, forbid_running_loop
@@ -145,6 +147,8 @@ class Runner:
                     installed.append(signum)
                 except (NotImplementedError, RuntimeError):
                     pass
+                else:  # after asyncio's: its wake-up of the loop stays, this runs beside it
+                    signal.signal(signum, functools.partial(_tell_watchdog, w))
         timer = loop.call_later(duration, w._request_stop) if duration is not None else None
         try:
             await w._serve()
@@ -154,6 +158,17 @@ class Runner:
             for signum in installed:
                 loop.remove_signal_handler(signum)
         return interrupted
+
+
+def _tell_watchdog(worker: Worker, signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler of a stop signal, beside asyncio's (which only wakes the loop
+    to call ``on_signal``): it runs even while a task blocks the loop, and tells the heartbeat
+    thread's watchdog, which ends the process if the loop stays blocked past the grace period
+    (see `sitq.watchdog`). Only records: it may interrupt any code of the loop's thread."""
+    keeper = worker._keeper
+    watchdog = keeper.watchdog if keeper is not None else None
+    if watchdog is not None:
+        watchdog.signalled(signum, worker.graceful_shutdown)
 
 
 _at_exit: weakref.WeakSet[Worker] = weakref.WeakSet()
