@@ -17,9 +17,10 @@ started: if the worker's loop is wedged past that, the lease lapses and another 
 recovers the task.
 
 The same thread runs the worker's `LoopWatchdog` (``watchdog.py``), for every backend: while
-the worker's loop leaves its ticks unanswered (a task that never awaits wedged it), the keeper
-extends no lease of the worker, so other workers recover its tasks once their leases lapse,
-and a stop signal ends the process after the grace period.
+the worker's loop leaves its ticks unanswered (a task that never awaits wedged it) and one of
+its tasks is past its timeout, the keeper extends no lease of the worker, so other workers
+recover its tasks once their leases lapse; and a stop signal ends the process after the grace
+period.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class LeaseKeeper:
                     continue
                 next_beat = now + self.interval
                 # a wedged loop runs none of its tasks: their leases are left to lapse
-                if side is None or not self.leases or watchdog.wedged:
+                if side is None or not self.leases or watchdog.holding_back:
                     continue
                 if loop is None:
                     loop = asyncio.new_event_loop()

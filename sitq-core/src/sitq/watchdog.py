@@ -9,10 +9,13 @@ Then the watchdog
 
 * logs which task blocks the loop (found in the `LeaseTable` and matched against the loop
   thread's stack, from ``sys._current_frames()``) and where, its top frames;
-* reports `wedged`, and the keeper stops extending every lease of the worker, so that other
-  workers recover its tasks once their leases lapse; once the loop answers again the leases
-  are extended again (those that lapsed meanwhile are found lost, and their executions
-  stopped);
+* once a running task is past its timeout as well (a timeout the wedged loop cannot apply),
+  reports `holding_back`, and the keeper stops extending every lease of the worker, so that
+  other workers recover its tasks once their leases lapse. Until then the leases are kept: a
+  loop merely blocked for a while (a ``time.sleep`` in a coroutine) keeps its tasks, as
+  promised in ``docs/guarantees.md``, and a task without a timeout keeps its worker's leases
+  for as long as the process lives. Once the loop answers again the leases are extended
+  again (those that lapsed meanwhile are found lost, and their executions stopped);
 * ends the process if it was told to stop (SIGTERM or Ctrl-C, passed on by `signalled`
   from a ``signal.signal`` handler, which runs even while the loop is blocked) and the loop
   is still wedged ``graceful_shutdown`` seconds later, or at once on a second signal: it logs
@@ -77,6 +80,8 @@ class LoopWatchdog:
         self.logger = logger
         self.worker_id = worker_id
         self.wedged = False
+        #: wedged, with a task past its timeout: the keeper extends no lease of the worker
+        self.holding_back = False
         self._posted = 0  # number of the last tick posted
         self._answered = 0  # number of the last tick the loop ran (set on the loop)
         self._posted_at = 0.0
@@ -110,10 +115,10 @@ class LoopWatchdog:
         stop signal's grace ran out on a wedged loop."""
         if self._answered == self._posted:
             if self.wedged:
-                self.wedged = False
+                self.wedged = self.holding_back = False
                 self.logger.warning(
                     "worker %s: its event loop answers again after %.1f s; the leases it still "
-                    "holds are extended again",
+                    "holds are extended",
                     self.worker_id,
                     now - self._wedged_at,
                 )
@@ -123,6 +128,15 @@ class LoopWatchdog:
             self.wedged = True
             self._wedged_at = now
             self.logger.error("%s", self.describe(now - self._posted_at))
+        if self.wedged and not self.holding_back and self.leases.past_timeout(now):
+            self.holding_back = True
+            self.logger.error(
+                "worker %s: a task runs past its timeout on the blocked event loop: the leases "
+                "of its %d running task(s) are no longer extended, and other workers take them "
+                "once they lapse",
+                self.worker_id,
+                len(self.leases),
+            )
         if self.wedged:
             exit_at = self._exit_at()
             if exit_at is not None and now >= exit_at:
@@ -185,9 +199,10 @@ class LoopWatchdog:
         return (
             f"worker {self.worker_id}: its event loop has not answered for {silent_for:.1f} s, "
             f"blocked by {self._culprit_text(frame)}, at (innermost last):\n{where}\n"
-            f"The leases of its {len(self.leases)} running task(s) are no longer extended: "
-            "other workers take them once they lapse. A coroutine must await; run blocking "
-            "code with asyncio.to_thread, or the task in worker_type='thread' or 'process'."
+            "No task of this worker moves meanwhile, and a stop signal is obeyed only "
+            "graceful_shutdown seconds later, by ending the process. A coroutine must await: "
+            "run blocking code with asyncio.to_thread, or the task in worker_type='thread' "
+            "or 'process'."
         )
 
     def _loop_frame(self) -> FrameType | None:

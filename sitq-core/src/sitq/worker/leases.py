@@ -38,6 +38,8 @@ class Lease:
     context: TaskContext | None = None
     #: monotonic time after which the heartbeat no longer extends it (None: never)
     deadline: float | None = None
+    #: monotonic time its execution's timeout ends (None: no timeout)
+    timeout_at: float | None = None
     #: the heartbeat already reported it (overdue or lost), not to repeat
     reported: bool = False
 
@@ -93,7 +95,8 @@ class LeaseTable:
         """Stop extending ``lease`` ``timeout + lease_seconds`` from now (no timeout: never)."""
         if timeout is not None:
             with self._lock:
-                lease.deadline = time.monotonic() + timeout + lease_seconds
+                lease.timeout_at = time.monotonic() + timeout
+                lease.deadline = lease.timeout_at + lease_seconds
 
     def running(self, lease: Lease, job: asyncio.Task[Any] | None, context: TaskContext) -> bool:
         """Record that ``lease``'s execution runs in ``job`` with ``context``; False (and
@@ -120,6 +123,16 @@ class LeaseTable:
             return lease.interrupted
 
     # -- the heartbeat's side ----------------------------------------------------------------
+
+    def past_timeout(self, now: float) -> bool:
+        """True if an execution runs past its timeout (only a wedged event loop lets one)."""
+        with self._lock:
+            return any(
+                lease.timeout_at is not None
+                and lease.timeout_at < now
+                and lease.context is not None
+                for lease in self._held.values()
+            )
 
     def running_tasks(self) -> list[RunningTask]:
         """A snapshot of the executions running now (held leases whose function started)."""
