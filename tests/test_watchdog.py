@@ -158,26 +158,30 @@ SYNC_SCRIPT = textwrap.dedent(
     """
     import logging, os, sys, time
     from sitq import SyncTaskQueue, Worker
-    from sitq.errors import ResultTimeout
+    from sitq.errors import ResultTimeout, WorkerStateError
 
     logging.basicConfig(level=logging.WARNING)
     queue = SyncTaskQueue(os.environ["SITQ_BACKEND_URL"])
     task_id = queue.enqueue("wedgeapp:spin", timeout=1)
-    worker = Worker(queue, lease_seconds=2, poll_interval=0.05)
+    worker = Worker(queue, lease_seconds=2, poll_interval=0.05, graceful_shutdown=1)
     worker.start()  # on a thread of its own, sharing the queue's backend
-    while queue.backend.clock() and not worker.get_status().running_task_ids:
+    deadline = time.monotonic() + 30
+    while not worker.get_status().running_task_ids and time.monotonic() < deadline:
         time.sleep(0.05)
     began = time.monotonic()
     try:
         queue.get_result(task_id, timeout=3)
     except ResultTimeout as exc:
         print(f"ResultTimeout after {time.monotonic() - began:.1f} s: {exc}", flush=True)
-    os._exit(0)  # the wedged worker thread would spin forever
-    """
+    try:
+        worker.stop()
+    except WorkerStateError as exc:
+        print(f"WorkerStateError: {exc}", flush=True)
+    """  # then the interpreter exits, with the wedged worker thread (a daemon) in it
 )
 
 
-def test_get_result_keeps_its_timeout_beside_a_wedged_worker_in_the_same_process(
+def test_beside_a_wedged_worker_in_the_same_process_get_result_and_stop_return(
     app_dir: Path,
 ) -> None:
     done = subprocess.run(
@@ -193,3 +197,5 @@ def test_get_result_keeps_its_timeout_beside_a_wedged_worker_in_the_same_process
     assert "did not finish within 3 s" in done.stdout
     seconds = float(done.stdout.split()[2])
     assert seconds < 3 + 10, f"get_result(timeout=3) took {seconds} s"  # a hang would break it
+    assert "WorkerStateError: worker" in done.stdout and "cannot stop" in done.stdout
+    assert "wedgeapp:spin" in done.stderr, "the watchdog names the task"

@@ -20,6 +20,10 @@ Then the watchdog
   from a ``signal.signal`` handler, which runs even while the loop is blocked) and the loop
   is still wedged ``graceful_shutdown`` seconds later, or at once on a second signal: it logs
   why and calls ``os._exit(128 + signal number)``, as a shell reports a process ended by it.
+
+A worker running on a background thread (started from plain code) is left to its process:
+its blocking ``stop()`` reads `wedged` and raises `WorkerStateError` after the grace period
+rather than wait forever (``worker/runner.py``).
 """
 
 from __future__ import annotations
@@ -199,8 +203,9 @@ class LoopWatchdog:
         return (
             f"worker {self.worker_id}: its event loop has not answered for {silent_for:.1f} s, "
             f"blocked by {self._culprit_text(frame)}, at (innermost last):\n{where}\n"
-            "No task of this worker moves meanwhile, and a stop signal is obeyed only "
-            "graceful_shutdown seconds later, by ending the process. A coroutine must await: "
+            "No task of this worker moves meanwhile; graceful_shutdown seconds after a stop "
+            "request, a stop signal ends the process (sitq worker, Worker.run) and a blocking "
+            "stop() raises WorkerStateError. A coroutine must await: "
             "run blocking code with asyncio.to_thread, or the task in worker_type='thread' "
             "or 'process'."
         )
