@@ -136,7 +136,10 @@ class LeaseKeeper:
                 if self._stopping.wait(max(0.0, min(next_beat - now, watchdog.next_check(now)))):
                     break
                 now = time.monotonic()
-                watchdog.check(now)
+                try:
+                    watchdog.check(now)
+                except Exception:  # never at the cost of the leases
+                    self.logger.exception("the event loop watchdog failed")
                 if now < next_beat:
                     continue
                 next_beat = now + self.interval
