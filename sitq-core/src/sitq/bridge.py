@@ -67,17 +67,36 @@ class Portal:
         """Schedule ``coro`` on the portal loop; returns a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the portal loop and block until it returns (or raises)."""
+    def run(
+        self,
+        coro: Coroutine[Any, Any, T],
+        timeout: float | None = None,
+        on_timeout: Callable[[], BaseException] | None = None,
+    ) -> T:
+        """Run ``coro`` on the portal loop and block until it returns (or raises).
+
+        With ``timeout``, the calling thread waits that many seconds at most, whatever the
+        portal's loop is doing: past them the coroutine is cancelled and ``on_timeout()`` is
+        raised (default: `TimeoutError`). The coroutine's own timeouts cannot promise that: a
+        backend shared with a worker whose event loop is blocked may never answer it.
+        """
         if self._thread is not None and threading.current_thread() is self._thread:
             coro.close()
             raise EventLoopMisuse("a blocking sitq call was made from the portal's own loop")
         future = self.submit(coro)
         try:
-            return future.result(timeout)
+            finished, _ = concurrent.futures.wait([future], timeout)
         except KeyboardInterrupt:
             future.cancel()
             raise
+        if not finished:
+            future.cancel()
+            raise (
+                on_timeout()
+                if on_timeout is not None
+                else TimeoutError(f"no answer within {timeout} s")
+            )
+        return future.result()
 
     def close(self) -> None:
         """Stop the loop and join its thread."""

@@ -97,6 +97,18 @@ class TaskTimeout(SitqError, TimeoutError):
     """A task ran longer than its timeout."""
 
 
+class ResourceLimitExceeded(SitqError):
+    """A task used more of a resource than its worker allows, and was stopped for it: with
+    ``worker_type="process"`` and ``max_memory_mb``, a child process whose resident memory goes
+    over the limit is killed (and replaced) and its task fails with this error, which names
+    the limit and what was used. ``limit_mb`` and ``used_mb`` are on it."""
+
+    def __init__(self, message: str, *, limit_mb: float = 0.0, used_mb: float = 0.0) -> None:
+        super().__init__(message)
+        self.limit_mb = limit_mb
+        self.used_mb = used_mb
+
+
 class QueueClosed(SitqError, RuntimeError):
     """The queue (or its backend) was closed and cannot be used any more."""
 

@@ -15,6 +15,12 @@ within one interval.
 A task with a timeout gets its lease extended only until ``timeout + lease_seconds`` after it
 started: if the worker's loop is wedged past that, the lease lapses and another worker
 recovers the task.
+
+The same thread runs the worker's `LoopWatchdog` (``watchdog.py``), for every backend: while
+the worker's loop leaves its ticks unanswered (a task that never awaits wedged it) and one of
+its tasks is past its timeout, the keeper extends no lease of the worker, so other workers
+recover its tasks once their leases lapse; and a stop signal ends the process after the grace
+period.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .backend import Backend
+from .watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from .worker.leases import Lease, LeaseTable
@@ -44,6 +51,7 @@ class LeaseKeeper:
     :param interval: seconds between heartbeats.
     :param on_lost: called on the worker's loop with the leases found lost.
     :param logger: where failures are logged.
+    :param worker_id: the worker's name, for the watchdog's log lines.
     """
 
     def __init__(
@@ -55,8 +63,10 @@ class LeaseKeeper:
         interval: float,
         on_lost: LostCallback,
         logger: logging.Logger,
+        worker_id: str = "",
     ) -> None:
         self.backend = backend
+        self.worker_id = worker_id
         self.leases = leases
         self.lease_seconds = lease_seconds
         self.interval = interval
@@ -66,22 +76,32 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
+        self._threaded = False
         self.beats = 0  # heartbeats done (for tests and metrics)
+        #: watches the worker's loop from the keeper's thread (set by `start`)
+        self.watchdog: LoopWatchdog | None = None
 
     @property
     def threaded(self) -> bool:
-        """True when the keeper runs on a thread of its own."""
-        return self._thread is not None
+        """True when the keeper extends leases from a thread of its own."""
+        return self._threaded
 
     def start(self) -> None:
         """Start beating; call on the worker's loop. Cheap: a thread that sleeps, with an event
         loop and a connection of its own opened only when there is a lease to extend."""
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
+        self.watchdog = LoopWatchdog(
+            self._loop,
+            self.leases,
+            interval=self.interval,
+            logger=self.logger,
+            worker_id=self.worker_id,
+        )
         side = self.backend.heartbeat_backend()
-        if side is None:
+        self._threaded = side is not None
+        if side is None:  # the thread only watches; the beat runs on the worker's loop
             self._task = self._loop.create_task(self._run_on_worker_loop())
-            return
         self._thread = threading.Thread(
             target=self._thread_main, args=(side,), name="sitq-heartbeat", daemon=True
         )
@@ -103,13 +123,28 @@ class LeaseKeeper:
 
     # -- the beat ----------------------------------------------------------------------------
 
-    def _thread_main(self, side: Backend) -> None:
+    def _thread_main(self, side: Backend | None) -> None:
         own = side is not self.backend
         loop: asyncio.AbstractEventLoop | None = None
         connected = False
+        watchdog = self.watchdog
+        assert watchdog is not None
+        next_beat = time.monotonic() + self.interval
         try:
-            while not self._stopping.wait(self.interval):
-                if not self.leases:
+            while True:
+                now = time.monotonic()
+                if self._stopping.wait(max(0.0, min(next_beat - now, watchdog.next_check(now)))):
+                    break
+                now = time.monotonic()
+                try:
+                    watchdog.check(now)
+                except Exception:  # never at the cost of the leases
+                    self.logger.exception("the event loop watchdog failed")
+                if now < next_beat:
+                    continue
+                next_beat = now + self.interval
+                # a wedged loop runs none of its tasks: their leases are left to lapse
+                if side is None or not self.leases or watchdog.holding_back:
                     continue
                 if loop is None:
                     loop = asyncio.new_event_loop()
@@ -123,7 +158,7 @@ class LeaseKeeper:
         finally:
             if loop is not None:
                 try:
-                    if connected:
+                    if connected and side is not None:
                         loop.run_until_complete(side.close())
                 except Exception:
                     self.logger.exception("closing the heartbeat connection failed")

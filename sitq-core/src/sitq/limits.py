@@ -2,8 +2,10 @@
 
 * ``max_memory_mb``: while the worker process's resident memory (RSS) is above it, the worker
   claims no new task; running tasks go on, and claiming resumes once memory is back under the
-  limit. A process worker also replaces each child process that ends a task above it (see
-  `sitq.processes`).
+  limit. That is all it can do for async and thread workers: nothing stops a running thread
+  or coroutine from outside. A process worker also bounds each running task: a child process
+  going over the limit is killed and replaced, and its task fails with
+  `sitq.errors.ResourceLimitExceeded` (see `sitq.processes`).
 * ``max_cpu_percent``: while the CPU time used by the worker process and its child processes,
   over the last sampling window, is above this share of the machine (100 = every core busy),
   the worker claims no new task. This throttles a worker to roughly that share on average.

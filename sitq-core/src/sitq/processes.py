@@ -13,8 +13,15 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
   fresh one takes its place. The timeout counts from when the function starts in the child:
   getting there (a fresh child starting, decoding the payload, importing the function's
   module) may take `STARTUP_ALLOWANCE` seconds, or the timeout if that is longer;
-* after a task that left a child above ``max_memory_mb`` of resident memory, the child is
-  replaced (recycled) too.
+* with ``max_memory_mb``, the I/O thread waiting for a child's reply looks at the child's
+  resident memory (RSS) every `MEMORY_CHECK_INTERVAL` seconds: a child over the limit is
+  killed at once, its task fails with `ResourceLimitExceeded` naming the limit and what was
+  used, and a fresh child takes its place. A limit on the child itself
+  (``setrlimit(RLIMIT_AS)``) would count address space that Python's allocator reserves and
+  never touches, and fail innocent tasks with a bare `MemoryError`. A task that grows faster
+  than the interval may go past the limit by what it allocates in that time before it is
+  stopped. A child that ends a task above the limit (memory the task freed but the allocator
+  kept) is replaced too.
 
 Children never open the database: everything they need travels over their pipe, and every
 write stays with the parent. They ignore Ctrl-C (SIGINT) so that the worker, not the terminal,
@@ -44,7 +51,7 @@ import cloudpickle
 import psutil
 
 from .context import TaskContext, bind
-from .errors import ConfigurationError, SerializationError, SitqError
+from .errors import ConfigurationError, ResourceLimitExceeded, SerializationError, SitqError
 from .executors import Call, Executor, ThreadPool, timeout_error
 from .payload import Codec
 from .relay import PROGRESS_TAG, ChildProgress, read_progress
@@ -57,6 +64,8 @@ _STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: 
 #: Seconds a call may take to reach its function in a child (startup, decoding, importing
 #: the function's module) on top of its timeout; the timeout itself counts from then.
 STARTUP_ALLOWANCE = 30.0
+#: Seconds between looks at a busy child's resident memory, when ``max_memory_mb`` is set.
+MEMORY_CHECK_INTERVAL = 0.05
 
 
 def start_method() -> str:
@@ -90,6 +99,14 @@ class RemoteTraceback(Exception):
 
 class ChildTaskError(SitqError):
     """A task's child process died, or raised something that could not be sent back."""
+
+
+class _OverMemory(Exception):
+    """Raised in the I/O thread: the child went over its memory limit and was killed."""
+
+    def __init__(self, used_mb: float) -> None:
+        super().__init__(used_mb)
+        self.used_mb = used_mb
 
 
 # -- the child side ---------------------------------------------------------------------------
@@ -182,19 +199,32 @@ class _Child:
         message: bytes,
         started: Callable[[], None],
         progress: Callable[[bytes], None],
+        max_memory_mb: float | None = None,
     ) -> bytes:
         """Send one call and wait for its reply, calling ``started()`` when the child says
         the function started and ``progress(message)`` for each progress message it sends
-        (blocking; run in a thread)."""
+        (blocking; run in a thread). A child whose resident memory goes over
+        ``max_memory_mb`` meanwhile is killed, and `_OverMemory` raised."""
         self.conn.send_bytes(message)
-        reply = self.conn.recv_bytes()
+        reply = self._receive(max_memory_mb)
         if reply == _STARTED:
             started()
-            reply = self.conn.recv_bytes()
+            reply = self._receive(max_memory_mb)
             while reply[:1] == PROGRESS_TAG:  # progress comes before the reply
                 progress(reply)
-                reply = self.conn.recv_bytes()
+                reply = self._receive(max_memory_mb)
         return reply
+
+    def _receive(self, max_memory_mb: float | None) -> bytes:
+        """The child's next message, watching its memory while waiting for it."""
+        if max_memory_mb is not None:
+            while not self.conn.poll(MEMORY_CHECK_INTERVAL):
+                used = self.memory_mb()
+                if used > max_memory_mb:
+                    with contextlib.suppress(Exception):
+                        self.process.kill()  # at once: it grows while we talk
+                    raise _OverMemory(used)
+        return self.conn.recv_bytes()
 
     def memory_mb(self) -> float:
         """Resident memory of the child, in MiB (0 if it is gone)."""
@@ -306,6 +336,9 @@ class ProcessExecutor(Executor):
         except asyncio.CancelledError:
             self._replace(child, f"task {call.task_id} was cancelled")
             raise
+        except _OverMemory as over:
+            self._replace(child, f"task {call.task_id} went over max_memory_mb")
+            raise self._memory_error(call, over.used_mb) from None
         except (EOFError, OSError) as exc:
             exitcode = await self._io(child.exit_code)
             self._replace(child, f"child process {child.pid} died")
@@ -339,7 +372,7 @@ class ProcessExecutor(Executor):
             if found is not None and context is not None:
                 context.relay_progress(found)
 
-        reply = self._io(child.call, message, on_started, on_progress)
+        reply = self._io(child.call, message, on_started, on_progress, self.max_memory_mb)
         if timeout is None:
             return await reply  # type: ignore[no-any-return]
         try:
@@ -356,6 +389,17 @@ class ProcessExecutor(Executor):
             raise asyncio.TimeoutError
         started.cancel()
         return await asyncio.wait_for(reply, timeout)
+
+    def _memory_error(self, call: Call, used_mb: float) -> ResourceLimitExceeded:
+        """The error of a task whose child went over ``max_memory_mb``."""
+        limit = self.max_memory_mb or 0.0
+        return ResourceLimitExceeded(
+            f"task {call.task_id} used {used_mb:,.0f} MiB, over max_memory_mb={limit:g}: its "
+            "child process was killed and replaced. Raise max_memory_mb, or make the task use "
+            "less memory (process its data in chunks).",
+            limit_mb=limit,
+            used_mb=used_mb,
+        )
 
     def _encode(self, call: Call) -> tuple[str, bytes]:
         """The serializer name and bytes to send: the stored payload when there is one."""

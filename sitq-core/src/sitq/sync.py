@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -14,6 +15,7 @@ from .backend import Backend
 from .blueprints import DeclaresTasks, SyncBlueprint
 from .bridge import Portal, forbid_running_loop
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
+from .errors import ResultTimeout
 from .plugins import PluginManager
 from .queue import TaskQueue
 from .registry import Serializer, SerializerType
@@ -22,6 +24,10 @@ from .signing import SecretKey
 from .task import DEFAULT_QUEUE, Result, Task, TaskStatus
 
 T = TypeVar("T")
+
+#: Seconds `SyncTaskQueue.get_result` waits past its timeout for the queue's own answer (a
+#: result, or its `ResultTimeout`) before raising one itself.
+_ANSWER_MARGIN = 0.2
 
 
 class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
@@ -65,13 +71,19 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         """True if this queue opened its backend (from a URL) and closes it in `close`."""
         return self.async_queue.owns_backend
 
-    def _run(self, name: str, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(
+        self,
+        name: str,
+        coro: Coroutine[Any, Any, T],
+        timeout: float | None = None,
+        on_timeout: Callable[[], BaseException] | None = None,
+    ) -> T:
         try:
             forbid_running_loop(f"SyncTaskQueue.{name}()", f"`await TaskQueue.{name}()`")
         except Exception:
             coro.close()
             raise
-        return self._portal.run(coro)
+        return self._portal.run(coro, timeout, on_timeout)
 
     def enqueue(
         self,
@@ -109,8 +121,23 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Result:
-        """Block until the task finishes (see `TaskQueue.get_result`)."""
-        return self._run("get_result", self.async_queue.get_result(task_id, timeout))
+        """Block until the task finishes (see `TaskQueue.get_result`).
+
+        ``timeout`` is kept by the calling thread: it raises `ResultTimeout` on time even when
+        the backend cannot answer (shared with a worker of this process whose event loop a
+        task blocks, for instance).
+        """
+        coro = self.async_queue.get_result(task_id, timeout)
+        if timeout is None or not _keepable(timeout):  # none, or a bad one the queue refuses
+            return self._run("get_result", coro)
+
+        def too_late() -> ResultTimeout:
+            return ResultTimeout(
+                f"task {task_id} did not finish within {timeout} s (the backend did not "
+                "answer in time: is a worker sharing it in this process blocked?)"
+            )
+
+        return self._run("get_result", coro, timeout + _ANSWER_MARGIN, too_late)
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
@@ -159,3 +186,13 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
 
     def __repr__(self) -> str:
         return f"<SyncTaskQueue backend={self.backend!r}>"
+
+
+def _keepable(timeout: object) -> bool:
+    """True for a timeout the calling thread can keep: a finite number of seconds >= 0."""
+    return (
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and timeout >= 0
+    )

@@ -177,8 +177,12 @@ class WorkerConfig:
         serializer named in the task record (checked against a queue's serializer at
         construction). Needed when tasks were written with a serializer object that is not
         registered in this process.
-    :param max_memory_mb: while the worker process uses more resident memory than this, it
-        takes no new task; a process worker also replaces children above it (see
+    :param max_memory_mb: resident memory (MiB). A process worker bounds each running task
+        with it: a child process going over it is killed and replaced, and its task fails
+        with `ResourceLimitExceeded` naming the limit (see `sitq.processes`). Async and
+        thread workers run tasks in their own process, where nothing can stop a running
+        thread or coroutine: for them it only means taking no new task while the worker
+        process is over it (so does a process worker, for its own memory; see
         `sitq.limits`).
     :param max_cpu_percent: while the worker and its children use more than this share of the
         machine's CPU (100 = all cores), it takes no new task.

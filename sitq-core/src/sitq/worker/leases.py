@@ -38,8 +38,19 @@ class Lease:
     context: TaskContext | None = None
     #: monotonic time after which the heartbeat no longer extends it (None: never)
     deadline: float | None = None
+    #: monotonic time its execution's timeout ends (None: no timeout)
+    timeout_at: float | None = None
     #: the heartbeat already reported it (overdue or lost), not to repeat
     reported: bool = False
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    """What a running execution is, as the heartbeat thread reports it."""
+
+    task_id: str
+    function: str
+    attempt: int
 
 
 class LeaseTable:
@@ -84,7 +95,8 @@ class LeaseTable:
         """Stop extending ``lease`` ``timeout + lease_seconds`` from now (no timeout: never)."""
         if timeout is not None:
             with self._lock:
-                lease.deadline = time.monotonic() + timeout + lease_seconds
+                lease.timeout_at = time.monotonic() + timeout
+                lease.deadline = lease.timeout_at + lease_seconds
 
     def running(self, lease: Lease, job: asyncio.Task[Any] | None, context: TaskContext) -> bool:
         """Record that ``lease``'s execution runs in ``job`` with ``context``; False (and
@@ -111,6 +123,26 @@ class LeaseTable:
             return lease.interrupted
 
     # -- the heartbeat's side ----------------------------------------------------------------
+
+    def past_timeout(self, now: float) -> bool:
+        """True if an execution runs past its timeout (only a wedged event loop lets one)."""
+        with self._lock:
+            return any(
+                lease.timeout_at is not None
+                and lease.timeout_at < now
+                and lease.context is not None
+                for lease in self._held.values()
+            )
+
+    def running_tasks(self) -> list[RunningTask]:
+        """A snapshot of the executions running now (held leases whose function started)."""
+        with self._lock:
+            contexts = [lease.context for lease in self._held.values()]
+        return [
+            RunningTask(context.task_id, context.function, context.attempt)
+            for context in contexts
+            if context is not None
+        ]
 
     def to_extend(self, now: float) -> tuple[dict[str, str], list[str]]:
         """The leases to extend now (task id → token), and the task ids whose deadline passed
@@ -150,4 +182,4 @@ class LeaseTable:
             return job, context
 
 
-__all__ = ["Lease", "LeaseTable"]
+__all__ = ["Lease", "LeaseTable", "RunningTask"]

@@ -24,19 +24,26 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Coroutine
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..bridge import Background, Portal, forbid_running_loop
+from ..errors import WorkerStateError
 from ..validation import check_seconds
 
 if TYPE_CHECKING:
     from .worker import Worker
 
 T = TypeVar("T")
+
+#: Seconds between looks at the watchdog while a blocking stop waits for the worker.
+_WEDGE_CHECK_INTERVAL = 0.1
 
 
 class Runner:
@@ -78,8 +85,10 @@ class Runner:
             raise
 
     def wait_stopped(self) -> None:
-        """Block until the worker's run ends."""
+        """Block until the worker's run ends; `WorkerStateError` if it cannot, its event loop
+        still wedged by a task past the grace period (see `_wait_unless_wedged`)."""
         if self.background is not None:
+            self._wait_unless_wedged(self.background)
             try:
                 self.background.result()
             finally:
@@ -88,6 +97,29 @@ class Runner:
         else:
             while not self.worker._done.wait(0.1):
                 pass
+
+    def _wait_unless_wedged(self, background: concurrent.futures.Future[None]) -> None:
+        """Wait for ``background`` to end, raising `WorkerStateError` if the worker's watchdog
+        finds its loop wedged once ``graceful_shutdown`` seconds, and one more watchdog bound,
+        have passed since this wait began (the background thread and its loop are left as
+        they are: nothing can stop them)."""
+        w = self.worker
+        asked = time.monotonic()
+        while not concurrent.futures.wait([background], _WEDGE_CHECK_INTERVAL)[0]:
+            keeper = w._keeper
+            watchdog = keeper.watchdog if keeper is not None else None
+            if (
+                watchdog is not None
+                and watchdog.wedged
+                and time.monotonic() - asked >= w.graceful_shutdown + watchdog.bound
+            ):
+                raise WorkerStateError(
+                    f"worker {w.worker_id} cannot stop: a task blocks its event loop (the "
+                    "watchdog logged which, and where). Its tasks go to other workers once "
+                    "their leases lapse; the worker's thread runs on until the process ends. "
+                    "Run blocking code with asyncio.to_thread, or such tasks in "
+                    "worker_type='thread' or 'process'."
+                )
 
     async def wait_stopped_async(self) -> None:
         """Wait, from any event loop, until the worker's run ends."""
@@ -145,6 +177,8 @@ class Runner:
                     installed.append(signum)
                 except (NotImplementedError, RuntimeError):
                     pass
+                else:  # after asyncio's: its wake-up of the loop stays, this runs beside it
+                    signal.signal(signum, functools.partial(_tell_watchdog, w))
         timer = loop.call_later(duration, w._request_stop) if duration is not None else None
         try:
             await w._serve()
@@ -154,6 +188,17 @@ class Runner:
             for signum in installed:
                 loop.remove_signal_handler(signum)
         return interrupted
+
+
+def _tell_watchdog(worker: Worker, signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler of a stop signal, beside asyncio's (which only wakes the loop
+    to call ``on_signal``): it runs even while a task blocks the loop, and tells the heartbeat
+    thread's watchdog, which ends the process if the loop stays blocked past the grace period
+    (see `sitq.watchdog`). Only records: it may interrupt any code of the loop's thread."""
+    keeper = worker._keeper
+    watchdog = keeper.watchdog if keeper is not None else None
+    if watchdog is not None:
+        watchdog.signalled(signum, worker.graceful_shutdown)
 
 
 _at_exit: weakref.WeakSet[Worker] = weakref.WeakSet()
@@ -188,6 +233,8 @@ def _stop_workers() -> None:
         if worker._runner.background is not None:
             try:
                 worker.stop()
+            except WorkerStateError as exc:  # wedged: the interpreter exits without it
+                worker.logger.error("at exit: %s", exc)
             except BaseException:
                 worker.logger.exception("stopping worker %s at exit failed", worker.worker_id)
 

@@ -48,6 +48,7 @@ class Session:
             interval=w.lease_seconds / 3,
             on_lost=w._leases_lost,
             logger=w.logger,
+            worker_id=w.worker_id,
         )
         w._keeper.start()
 
