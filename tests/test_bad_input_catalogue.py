@@ -202,8 +202,11 @@ CASES: list[Case] = [
          "poll_interval must be a number of seconds > 0 and finite",
          lambda e: Worker(e.queue, poll_interval=math.inf)),
     Case("types", "get_result(id, timeout=-1)", ConfigurationError,
-         "timeout must be a number of seconds >= 0",
+         "timeout must be a finite number of seconds >= 0",
          lambda e: e.queue.get_result(e.queue.enqueue(f), timeout=-1)),
+    Case("types", "get_result(id, timeout=nan)", ConfigurationError,
+         "timeout must be a finite number of seconds >= 0",
+         lambda e: e.queue.get_result(e.queue.enqueue(f), timeout=math.nan)),
     Case("types", "worker.run(duration=-1)", ConfigurationError,
          "duration must be a number of seconds >= 0", lambda e: Worker(e.queue).run(-1)),
     # -- sizes ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -47,6 +48,8 @@ ENV_BACKEND_URL = "SITQ_BACKEND_URL"
 
 _POLL_START = 0.005
 _POLL_MAX = 0.1
+#: How long past its timeout get_result waits for a store call in flight before giving up.
+_STORE_GRACE = 0.5
 
 
 class TaskQueue(DeclaresTasks[Blueprint]):
@@ -392,13 +395,32 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         to 100 ms.
         """
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 <= timeout < math.inf  # NaN fails both comparisons
         ):
             raise ConfigurationError(
-                f"timeout must be a number of seconds >= 0, or None to wait as long as it "
-                f"takes; got {timeout!r}"
+                f"timeout must be a finite number of seconds >= 0, or None to wait as long as "
+                f"it takes; got {timeout!r}"
             )
         await self.connect()
+        if timeout is None:
+            return await self._wait_for_result(task_id, None)
+        try:
+            # bounded from outside as well: a store call that never answers (its lock held by
+            # a wedged event loop elsewhere in this process) cannot outlast the timeout
+            return await asyncio.wait_for(
+                self._wait_for_result(task_id, timeout), timeout + _STORE_GRACE
+            )
+        except ResultTimeout:  # a TimeoutError too: the one the wait raised itself, on time
+            raise
+        except asyncio.TimeoutError:
+            raise ResultTimeout(
+                f"task {task_id} is not finished after {timeout} s (the store did not answer "
+                "in time)"
+            ) from None
+
+    async def _wait_for_result(self, task_id: str, timeout: float | None) -> Result:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         poll = _POLL_START

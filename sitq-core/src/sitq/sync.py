@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 #: Seconds `SyncTaskQueue.get_result` waits past its timeout for the queue's own answer (a
 #: result, or its `ResultTimeout`) before raising one itself.
-_ANSWER_MARGIN = 0.2
+_ANSWER_MARGIN = 1.0
 
 
 class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
@@ -133,7 +133,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
 
         def too_late() -> ResultTimeout:
             return ResultTimeout(
-                f"task {task_id} did not finish within {timeout} s (the backend did not "
+                f"task {task_id} is not finished after {timeout} s (the backend did not "
                 "answer in time: is a worker sharing it in this process blocked?)"
             )
 
