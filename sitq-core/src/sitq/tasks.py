@@ -103,11 +103,13 @@ class Enqueuer(Generic[P, R]):
     handles give what awaiting that produces.
     """
 
-    __slots__ = ("_declared", "_options")
+    __slots__ = ("_declared", "_options", "_stored_with")
 
     def __init__(self, declared: DeclaredTask[P, R], options: TaskOptions) -> None:
         self._declared = declared
         self._options = options
+        # resolved once here, not per call: every .enqueue() of this enqueuer passes these
+        self._stored_with = options.as_dict()
 
     @property
     def task_options(self) -> TaskOptions:
@@ -119,7 +121,7 @@ class Enqueuer(Generic[P, R]):
 
     def _task(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
         """The `sitq.Task` of one call: every argument goes to the function."""
-        return Task(self._declared, args, kwargs, **self._options.as_dict())
+        return Task(self._declared, args, kwargs, **self._stored_with)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._declared.name} {self._options}>"
@@ -187,6 +189,7 @@ class DeclaredTask(Enqueuer[P, R]):
         self.function = function
         #: The name the registry, workers and ``sitq tasks`` know it by (``module:qualname``).
         self.name = name or function_name(function)
+        self._where = (function.__module__, function.__qualname__)
         self._queue: Any = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -224,10 +227,15 @@ class DeclaredTask(Enqueuer[P, R]):
         # (a task declared inside a function) carry the plain function. Not pickle's own
         # by-name form: that imports the module while pickling, which deadlocks if the module
         # is still being imported by the thread that waits for this enqueue.
-        where = (self.function.__module__, self.function.__qualname__)
-        if _import_task(*where, imported_only=True) is self:
-            return _import_task, where
+        if self.__sitq_by_reference__():
+            return _import_task, self._where
         return _plain_function, (self.function,)
+
+    def __sitq_by_reference__(self) -> bool:
+        """True if this task pickles by reference: the attribute it is defined as, in its
+        module (already imported), is this task. The standard pickler then writes the bytes
+        cloudpickle would, so `sitq.serializers` takes its fast path for it."""
+        return _import_task(*self._where, imported_only=True) is self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -243,7 +251,9 @@ def check_task_name(name: str | None) -> None:
 
 def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:
     """Unpickles a task by reference: the attribute ``qualname`` of module ``module``."""
-    found: Any = sys.modules.get(module) if imported_only else importlib.import_module(module)
+    found: Any = sys.modules.get(module)  # a worker's unpickling: imported, almost always
+    if found is None and not imported_only:
+        found = importlib.import_module(module)
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found
