@@ -1,5 +1,6 @@
 """Declared tasks served by a real ``sitq worker`` process: what the worker says it serves at
-start (banner and start log line), and ``handle.progress()`` reading what a task reports.
+start (banner and start log line), ``handle.progress()`` reading what a task reports, and a
+task enqueued while its module is still being imported.
 
 The app is a module written to a temporary folder; the worker imports it by name, as it would
 an application's, and this process enqueues through the same module.
@@ -200,3 +201,31 @@ def test_a_worker_without_declared_tasks_says_what_it_runs(
     banner_row = next(line for line in err.splitlines() if line.strip().startswith("tasks"))
     assert said in banner_row
     assert f"serving {said}" in next(line for line in err.splitlines() if "starting on" in line)
+
+
+def test_a_task_enqueued_while_its_module_is_imported(tmp_path: Path) -> None:
+    """The module's import is not finished: the task pickles by reference without importing
+    it again (which would deadlock: the loop thread pickles while this thread imports)."""
+    (tmp_path / "importing_app.py").write_text(
+        "import pickle, sitq\n"
+        "queue = sitq.SyncTaskQueue('sqlite:///q.db')\n"
+        "@queue.task\n"
+        "def ping():\n"
+        "    return 'pong'\n"
+        "handle = ping.enqueue()\n"
+        "payload = pickle.dumps(ping)\n"
+        "assert b'_import_task' in payload and pickle.loads(payload) is ping\n"
+    )
+    script = (
+        "import importing_app as app, pickle, sitq\n"
+        "assert b'_import_task' not in pickle.dumps(app.ping)\n"
+        "sitq.Worker(app.queue).process_task(app.handle.id)\n"
+        "print(app.handle.result(timeout=10))\n"
+        "app.queue.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pong"

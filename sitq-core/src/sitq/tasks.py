@@ -189,7 +189,7 @@ class DeclaredTask(Enqueuer[P, R]):
         self.function = function
         #: The name the registry, workers and ``sitq tasks`` know it by (``module:qualname``).
         self.name = name or function_name(function)
-        self._where = (function.__module__, function.__qualname__)
+        self._where: tuple[str, str] = (function.__module__, function.__qualname__)
         self._queue: Any = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -222,20 +222,26 @@ class DeclaredTask(Enqueuer[P, R]):
             )
         return self._queue
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         # By reference (the worker imports it) when the module attribute is this task; else
-        # (a task declared inside a function) carry the plain function. Not pickle's own
-        # by-name form: that imports the module while pickling, which deadlocks if the module
-        # is still being imported by the thread that waits for this enqueue.
-        if self.__sitq_by_reference__():
+        # (a task declared inside a function) carry the plain function. By reference is
+        # pickle's own global form (as for a function: written and read in C) once the module
+        # is imported; while it is still being imported, that form would import it again
+        # while pickling and deadlock if the importing thread is the one waiting for this
+        # enqueue, so `_import_task` (which only looks in sys.modules) stands in.
+        name, qualname = self._where
+        module = sys.modules.get(name)
+        if _attribute(module, qualname) is not self:
+            return _plain_function, (self.function,)
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
             return _import_task, self._where
-        return _plain_function, (self.function,)
+        return qualname
 
     def __sitq_by_reference__(self) -> bool:
         """True if this task pickles by reference: the attribute it is defined as, in its
         module (already imported), is this task. The standard pickler then writes the bytes
         cloudpickle would, so `sitq.serializers` takes its fast path for it."""
-        return _import_task(*self._where, imported_only=True) is self
+        return _attribute(sys.modules.get(self._where[0]), self._where[1]) is self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -249,11 +255,16 @@ def check_task_name(name: str | None) -> None:
         check_stored_text("task name=", name)
 
 
-def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:
-    """Unpickles a task by reference: the attribute ``qualname`` of module ``module``."""
-    found: Any = sys.modules.get(module)  # a worker's unpickling: imported, almost always
-    if found is None and not imported_only:
-        found = importlib.import_module(module)
+def _import_task(module: str, qualname: str) -> Any:
+    """Unpickles a task pickled while its module was being imported: ``module.qualname``."""
+    imported = sys.modules.get(module)
+    return _attribute(
+        imported if imported is not None else importlib.import_module(module), qualname
+    )
+
+
+def _attribute(found: Any, qualname: str) -> Any:
+    """The attribute ``qualname`` (dotted for nested names) of ``found``, or None."""
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found
