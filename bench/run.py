@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     if args.list:
         for s in chosen:
-            print(f"{s.key:<28} {s.label}")
+            print(f"{s.key:<34} {s.label}")
         return 0
     if not chosen:
         parser.error("--only matched no subject (see --list)")
