@@ -190,25 +190,18 @@ class DeclaredTask(Enqueuer[P, R]):
         #: The name the registry, workers and ``sitq tasks`` know it by (``module:qualname``).
         self.name = name or function_name(function)
         self._where: tuple[str, str] = (function.__module__, function.__qualname__)
+        # inspect.iscoroutinefunction() (and so the worker's executors) treat an object with
+        # a function's code attributes as that function: these make an ``async def`` task
+        # count. Plain attributes, not properties: the worker asks for every task it runs.
+        if hasattr(function, "__code__"):
+            self.__code__ = function.__code__
+        self.__defaults__ = getattr(function, "__defaults__", None)
+        self.__kwdefaults__ = getattr(function, "__kwdefaults__", None)
         self._queue: Any = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function now, in this process (no queue involved)."""
         return self.function(*args, **kwargs)
-
-    # inspect.iscoroutinefunction() (and so the worker's executors) treat an object with a
-    # function's code attributes as that function; these make an ``async def`` task count.
-    @property
-    def __code__(self) -> Any:
-        return self.function.__code__
-
-    @property
-    def __defaults__(self) -> Any:
-        return getattr(self.function, "__defaults__", None)
-
-    @property
-    def __kwdefaults__(self) -> Any:
-        return getattr(self.function, "__kwdefaults__", None)
 
     def queue_for(self, call: str) -> Any:
         """The queue this task is registered on; `ConfigurationError` naming the fix if none."""
