@@ -34,7 +34,7 @@ def _rows(n: int) -> list[tuple[object, ...]]:
     now = time.time()
     return [
         (uuid.uuid4().hex, "workloads:async_noop", PAYLOAD, "cloudpickle", "default", 0, now,
-         None, None, None, "pending", 0, now)
+         None, None, None, "pending", 0, now, "{}")
         for _ in range(n)
     ]  # fmt: skip
 

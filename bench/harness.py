@@ -28,17 +28,41 @@ class Sample:
     """One run of a scenario: ``ops`` operations in ``seconds``, or latencies in seconds.
 
     ``pickups``: enqueue → the task starts; ``latencies``: enqueue → its result is available.
+    ``cpu_seconds``: this process's CPU time over the same span, when the subject measures it
+    (all its work in this process): other work on a shared machine moves it much less than
+    the wall clock. ``round``: which round it is from (set by `run_rounds`).
     """
 
     ops: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     pickups: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    round: int = 0
 
     @property
     def rate(self) -> float:
         """Operations per second."""
         return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Operations per CPU second of this process (0 if not measured)."""
+        return self.ops / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
+
+class Clock:
+    """Wall and CPU time from its start: ``Clock()`` … ``clock.sample(n)``."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def sample(self, ops: int) -> Sample:
+        """``ops`` operations done since the clock started."""
+        return Sample(
+            ops, time.perf_counter() - self.wall, cpu_seconds=time.process_time() - self.cpu
+        )
 
 
 @dataclass
@@ -79,6 +103,20 @@ class Measured:
     def rates(self) -> list[float]:
         """Ops/s of each round."""
         return [s.rate for s in self.samples if s.ops]
+
+    def ratio_to(self, other: Measured, *, cpu: bool = False) -> float | None:
+        """Median over the rounds both measured of this rate / ``other``'s rate in the same
+        round (paired, so a slow phase of the machine cancels out); None if none paired."""
+        theirs = {s.round: s for s in other.samples if s.ops}
+        ratios = []
+        for mine in self.samples:
+            base = theirs.get(mine.round)
+            if not mine.ops or base is None:
+                continue
+            a, b = (mine.cpu_rate, base.cpu_rate) if cpu else (mine.rate, base.rate)
+            if a and b:
+                ratios.append(a / b)
+        return statistics.median(ratios) if ratios else None
 
     def latency(self, q: float, *, pickup: bool = False) -> float | None:
         """Median over the rounds of each round's ``q`` quantile (0.5 is p50) of the result
@@ -124,6 +162,7 @@ def run_rounds(
                     measured[scenario.key].errors.append(f"{type(exc).__name__}: {exc}")
                     progress(f"round {round_no} {scenario.label}: FAILED {exc!r}")
                     continue
+            sample.round = round_no
             measured[scenario.key].samples.append(sample)
             took = time.perf_counter() - began
             shown = f"{sample.rate:,.0f}/s" if sample.ops else _latency_text(sample.latencies)
@@ -180,8 +219,11 @@ def render(measured: dict[str, Measured], groups: Sequence[tuple[str, str]]) -> 
             notes = []
             for base in m.scenario.baseline:
                 other = measured.get(base)
-                if other is not None and other.rate and m.rate:
-                    notes.append(f"{m.rate / other.rate:.2f}x {other.scenario.label}")
+                ratio = None if other is None else m.ratio_to(other)
+                if other is not None and ratio is not None:
+                    cpu = m.ratio_to(other, cpu=True)
+                    by_cpu = "" if cpu is None else f" (CPU time: {cpu:.2f}x)"
+                    notes.append(f"{ratio:.2f}x{by_cpu} {other.scenario.label}")
             if m.scenario.target is not None and m.rate is not None:
                 verdict = "met" if m.rate >= m.scenario.target else "MISSED"
                 notes.append(f"target {fmt_rate(m.scenario.target)}: {verdict}")

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import baseline_huey
 import baseline_sqlite
+import declared_subjects as dq
 import sitq_subjects as sq
 from harness import Scenario, machine_line, render, run_rounds
 
@@ -73,17 +74,26 @@ def scenarios(n: Sizes) -> list[Scenario]:
                  p(baseline_huey.enqueue, kind="memory", n=n.enqueue)),
         Scenario("sitq.sqlite.enq", "enqueue", "sitq-sqlite: await enqueue, one by one",
                  p(sq.enqueue_single, kind="sqlite", n=n.enqueue), (raw1, hsn)),
+        Scenario("sitq.sqlite.enq.declared", "enqueue",
+                 "sitq-sqlite: await task.enqueue(), declared",
+                 p(dq.enqueue_single, kind="sqlite", n=n.enqueue), ("sitq.sqlite.enq",)),
         Scenario("sitq.sqlite.enq_conc", "enqueue",
                  f"sitq-sqlite: enqueue, {sq.CONCURRENT} concurrent coroutines",
                  p(sq.enqueue_concurrent, kind="sqlite", n=n.enqueue), (raw1, hsn)),
         Scenario("sitq.sqlite.enq_sync", "enqueue", "sitq-sqlite: SyncTaskQueue.enqueue",
                  p(sq.enqueue_sync, kind="sqlite", n=n.enqueue), (raw1, hsn)),
+        Scenario("sitq.sqlite.enq_sync.declared", "enqueue",
+                 "sitq-sqlite: task.enqueue(), declared, sync",
+                 p(dq.enqueue_sync, kind="sqlite", n=n.enqueue), ("sitq.sqlite.enq_sync",)),
         Scenario("sitq.sqlite.enq_many", "enqueue",
                  f"sitq-sqlite: enqueue_many, batches of {sq.ENQUEUE_BATCH}",
                  p(sq.enqueue_many, kind="sqlite", n=n.enqueue_many), (rawn,),
                  TARGET_ENQUEUE_MANY),
         Scenario("sitq.memory.enq", "enqueue", "sitq-memory: await enqueue, one by one",
                  p(sq.enqueue_single, kind="memory", n=n.enqueue), (hm,)),
+        Scenario("sitq.memory.enq.declared", "enqueue",
+                 "sitq-memory: await task.enqueue(), declared",
+                 p(dq.enqueue_single, kind="memory", n=n.enqueue), ("sitq.memory.enq",)),
         Scenario("sitq.memory.enq_many", "enqueue",
                  f"sitq-memory: enqueue_many, batches of {sq.ENQUEUE_BATCH}",
                  p(sq.enqueue_many, kind="memory", n=n.enqueue_many), (hm,)),
@@ -108,6 +118,11 @@ def scenarios(n: Sizes) -> list[Scenario]:
             (claim1, claim100, hpsn), TARGET_SQLITE_PROCESS,
         ),
         Scenario(
+            "sitq.sqlite.async.inline.declared", "process",
+            "sitq-sqlite: declared async no-op, in-process",
+            p(dq.process_inline, kind="sqlite", n=n.process), ("sitq.sqlite.async.inline",),
+        ),
+        Scenario(
             "sitq.sqlite.async.child", "process", "sitq-sqlite: async no-op, worker process",
             p(sq.process_child, fn="async", n=n.process),
             (claim1, claim100, hpsn), TARGET_SQLITE_PROCESS,
@@ -128,6 +143,11 @@ def scenarios(n: Sizes) -> list[Scenario]:
             "sitq.memory.async.inline", "process", "sitq-memory: async no-op, worker in-process",
             p(sq.process_inline, kind="memory", fn="async", n=n.process), (hpm,),
             TARGET_MEMORY_PROCESS,
+        ),
+        Scenario(
+            "sitq.memory.async.inline.declared", "process",
+            "sitq-memory: declared async no-op, in-process",
+            p(dq.process_inline, kind="memory", n=n.process), ("sitq.memory.async.inline",),
         ),
         Scenario(
             "sitq.memory.sync.inline", "process", "sitq-memory: sync no-op, worker in-process",
@@ -168,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     if args.list:
         for s in chosen:
-            print(f"{s.key:<28} {s.label}")
+            print(f"{s.key:<34} {s.label}")
         return 0
     if not chosen:
         parser.error("--only matched no subject (see --list)")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import workloads
-from harness import IDLE_GAP, Sample
+from harness import IDLE_GAP, Clock, Sample
 from procs import run_child, start_child
 
 from sitq import SyncTaskQueue, TaskQueue, TaskStatus, Worker
@@ -56,10 +56,10 @@ def enqueue_single(folder: str, kind: str, n: int) -> Sample:
     async def main() -> Sample:
         async with TaskQueue(make_backend(kind, folder)) as queue:
             await queue.enqueue(workloads.async_noop)
-            began = time.perf_counter()
+            clock = Clock()
             for _ in range(n):
                 await queue.enqueue(workloads.async_noop)
-            return Sample(n, time.perf_counter() - began)
+            return clock.sample(n)
 
     return asyncio.run(main())
 
@@ -101,10 +101,10 @@ def enqueue_sync(folder: str, kind: str, n: int) -> Sample:
     queue = SyncTaskQueue(make_backend(kind, folder))
     try:
         queue.enqueue(workloads.sync_noop)
-        began = time.perf_counter()
+        clock = Clock()
         for _ in range(n):
             queue.enqueue(workloads.sync_noop)
-        return Sample(n, time.perf_counter() - began)
+        return clock.sample(n)
     finally:
         queue.close()
 
@@ -117,7 +117,7 @@ async def _fill(queue: TaskQueue, fn: Callable[..., Any], n: int) -> None:
         await queue.enqueue_many([fn] * min(ENQUEUE_BATCH, n - start))
 
 
-async def _check_done(queue: TaskQueue, n: int) -> None:
+async def check_done(queue: TaskQueue, n: int) -> None:
     counts = await queue.counts()
     if counts[TaskStatus.SUCCEEDED] != n:
         raise AssertionError(f"expected {n} succeeded tasks, found {dict(counts)}")
@@ -130,11 +130,11 @@ def process_inline(folder: str, kind: str, fn: str, n: int) -> Sample:
         async with TaskQueue(make_backend(kind, folder)) as queue:
             await _fill(queue, function(fn), n)
             worker = Worker(queue, max_tasks=n)
-            began = time.perf_counter()
+            clock = Clock()
             await worker.start()
-            took = time.perf_counter() - began
-            await _check_done(queue, n)
-            return Sample(n, took)
+            sample = clock.sample(n)
+            await check_done(queue, n)
+            return sample
 
     return asyncio.run(main())
 
@@ -153,7 +153,7 @@ def process_backend(folder: str, kind: str, n: int, batch: int = 100) -> Sample:
                 outcomes = [Outcome.succeeded(r.id, r.lease_token or "", result) for r in records]
                 await backend.finish(outcomes)
             took = time.perf_counter() - began
-            await _check_done(queue, n)
+            await check_done(queue, n)
             return Sample(n, took)
 
     return asyncio.run(main())
@@ -169,7 +169,7 @@ def process_child(folder: str, fn: str, n: int) -> Sample:
 
     async def check() -> None:
         async with TaskQueue(make_backend("sqlite", folder)) as queue:
-            await _check_done(queue, n)
+            await check_done(queue, n)
 
     asyncio.run(fill())
     report = run_child(["sitq-drain", path, str(n)], timeout=300)

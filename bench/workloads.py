@@ -1,8 +1,19 @@
-"""The task functions every subject runs: no-ops, importable by the worker processes."""
+"""The task functions every subject runs: no-ops, importable by the worker processes.
+
+The declared no-ops are the same functions declared as tasks, on blueprints: each subject
+registers them on its own fresh queue (a blueprint task enqueues to one open queue at a time).
+"""
 
 from __future__ import annotations
 
 import time
+
+from sitq import Blueprint, SyncBlueprint
+
+#: ``async_task``: `async_noop` declared for a `TaskQueue`.
+declared = Blueprint()
+#: ``sync_task``: `sync_noop` declared for a `SyncTaskQueue`.
+sync_declared = SyncBlueprint()
 
 
 async def async_noop() -> None:
@@ -16,3 +27,13 @@ def sync_noop() -> None:
 async def stamp() -> float:
     """Returns when it started (``time.time()``), for pickup latency."""
     return time.time()
+
+
+@declared.task()
+async def async_task() -> None:
+    """`async_noop`, declared."""
+
+
+@sync_declared.task()
+def sync_task() -> None:
+    """`sync_noop`, declared."""

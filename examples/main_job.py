@@ -5,11 +5,14 @@ Run it from the repository root after installing ``sitq-core`` and ``sitq-sqlite
     python examples/main_job.py                 # 3,000 tasks in a fresh temporary sitq.db
     python examples/main_job.py --tasks 10000 --db ./sitq.db
 
-It writes a small corpus of text documents, enqueues one task per document (word counting,
-SHA-256 over the text, a few that fail once and succeed on their retry, and a few that are
-broken for good), runs one worker until every task is finished, checks the stored results
-against the same work done in this process, and prints a summary: done, failed, retried and
-tasks per second.
+It writes a small corpus of text documents, enqueues one call of a declared task per
+document (word counting, SHA-256 over the text, a few that fail once and succeed on their
+retry, and a few that are broken for good), runs one worker until every task is finished,
+checks the stored results against the same work done in this process, and prints a summary:
+done, failed, retried and tasks per second.
+
+The tasks are declared on a `sitq.Blueprint` (this module has no queue of its own);
+`main_job` registers it on the queue it opens.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import sitq
-from sitq import Task, TaskQueue, TaskStatus, Worker
+from sitq import Blueprint, TaskQueue, TaskStatus, Worker
+from sitq.handles import AsyncTaskHandle
 
 FLAKY_EVERY = 25  # every 25th document is read from a "flaky" source that fails once
 BROKEN_EVERY = 200  # every 200th document is corrupt: its task fails on every attempt
@@ -39,6 +43,10 @@ WORDS = [
 ]
 
 
+jobs = Blueprint()
+
+
+@jobs.task(max_retries=MAX_RETRIES)
 def word_count(path: str) -> dict[str, Any]:
     """Read a document and return its ten most common words, its word count and its digest."""
     text = Path(path).read_text()
@@ -50,6 +58,7 @@ def word_count(path: str) -> dict[str, Any]:
     }
 
 
+@jobs.task(max_retries=MAX_RETRIES)
 def flaky_word_count(path: str) -> dict[str, Any]:
     """Like `word_count`, but its first attempt fails, as a call to a flaky service would."""
     if sitq.current_task().attempt == 1:
@@ -57,6 +66,7 @@ def flaky_word_count(path: str) -> dict[str, Any]:
     return word_count(path)
 
 
+@jobs.task(max_retries=MAX_RETRIES)
 def corrupt_word_count(path: str) -> dict[str, Any]:
     """Fails on every attempt, as a task given corrupt input does."""
     raise ValueError(f"{path} is not valid UTF-8 (the main job fails this one every time)")
@@ -74,19 +84,21 @@ def write_corpus(folder: Path, count: int, seed: int = 7) -> list[Path]:
     return paths
 
 
-def make_tasks(paths: list[Path]) -> list[Task]:
-    """One task per document; every FLAKY_EVERY-th is flaky, every BROKEN_EVERY-th broken."""
-    tasks = []
+async def enqueue_documents(paths: list[Path]) -> list[AsyncTaskHandle[dict[str, Any]]]:
+    """One task per document; every FLAKY_EVERY-th is flaky, every BROKEN_EVERY-th broken.
+
+    The enqueues run concurrently: the queue writes the calls waiting together in one batch.
+    """
+    calls = []
     for n, path in enumerate(paths, start=1):
         if n % BROKEN_EVERY == 0:
-            function: Any = corrupt_word_count
+            task = corrupt_word_count
         elif n % FLAKY_EVERY == 0:
-            function = flaky_word_count
+            task = flaky_word_count
         else:
-            function = word_count
-        # retry_delay is the worker's; a short one keeps the job quick
-        tasks.append(Task(function, args=(str(path),), max_retries=MAX_RETRIES))
-    return tasks
+            task = word_count
+        calls.append(task.enqueue(str(path)))
+    return list(await asyncio.gather(*calls))
 
 
 async def finished(queue: TaskQueue) -> bool:
@@ -99,10 +111,11 @@ async def main_job(db: Path, corpus_folder: Path, count: int, concurrency: int) 
     """Enqueue ``count`` tasks into ``db``, run a worker until all finish, print a summary."""
     corpus = write_corpus(corpus_folder, count)
     async with TaskQueue(f"sqlite:///{db}") as queue:
+        queue.register(jobs)
         began = time.perf_counter()
-        ids = await queue.enqueue_many(make_tasks(corpus))
+        handles = await enqueue_documents(corpus)
         enqueued = time.perf_counter() - began
-        print(f"enqueued {len(ids):,} tasks into {db} in {enqueued:.2f} s", flush=True)
+        print(f"enqueued {len(handles):,} tasks into {db} in {enqueued:.2f} s", flush=True)
 
         # log_errors=False: the failures are expected, and the summary reports them
         worker = Worker(
@@ -121,11 +134,12 @@ async def main_job(db: Path, corpus_folder: Path, count: int, concurrency: int) 
 
         counts = await queue.counts()
         status = worker.get_status()
-        failures = [r for r in [await queue.get_result(i, timeout=0) for i in ids] if r.is_error]
+        results = [await queue.get_result(h.id, timeout=0) for h in handles]
+        failures = [r for r in results if r.is_error]
         mismatches = 0
         step = max(1, count // 200)
-        for task_id, path in zip(ids[::step], corpus[::step], strict=True):
-            result = await queue.get_result(task_id, timeout=0)
+        for result, path in zip(results[::step], corpus[::step], strict=True):
+            # calling a declared task runs it here, inline: the same work, to compare with
             if result.is_success and result.value != word_count(str(path)):
                 mismatches += 1
 
@@ -134,7 +148,7 @@ async def main_job(db: Path, corpus_folder: Path, count: int, concurrency: int) 
     print(f"failed:    {failed:,} (broken on every attempt, {MAX_RETRIES} retries each)")
     print(f"retried:   {status.tasks_retried:,} attempts put back for another try")
     print(f"attempts:  {status.tasks_processed:,} in {elapsed:.2f} s")
-    print(f"tasks/s:   {len(ids) / elapsed:,.0f} (finished tasks per second of worker time)")
+    print(f"tasks/s:   {len(handles) / elapsed:,.0f} (finished tasks per second of worker time)")
     if failures:
         print(f"one failure: {failures[0].error}")
     print(f"checked:   a sample of results against the same work done here: {mismatches} wrong")

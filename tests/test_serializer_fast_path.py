@@ -13,12 +13,21 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+from sitq.blueprints import SyncBlueprint
 from sitq.serializers import CloudpickleSerializer, plain_for_pickle
+
+tasks = SyncBlueprint()
 
 
 def importable(x: int) -> int:
     """A module-level function: cloudpickle pickles it by reference."""
     return x + 1
+
+
+@tasks.task()
+def declared(x: int) -> int:
+    """A declared task at module level: it pickles by reference through its own reduce."""
+    return x + 2
 
 
 class Point:
@@ -46,6 +55,8 @@ PLAIN = [
     {1, 2, 3},
     len,
     math.sqrt,
+    declared,
+    (declared, (1,), {}),
 ]
 
 NOT_PLAIN = [
@@ -100,3 +111,18 @@ def test_functions_of_modules_registered_by_value_are_pickled_by_value(
     finally:
         cloudpickle.unregister_pickle_by_value(byvalue_mod)
         sys.modules.pop("byvalue_mod", None)
+
+
+def test_declared_tasks_pickle_by_reference_on_the_fast_path() -> None:
+    data = CloudpickleSerializer().dumps((declared, (1,), {}))
+    assert pickle.loads(data)[0] is declared
+
+
+def test_a_task_declared_in_a_function_is_left_to_cloudpickle() -> None:
+    @tasks.task()
+    def local(x: int) -> int:
+        return x * 3
+
+    assert not plain_for_pickle(local)
+    function, args, _ = pickle.loads(CloudpickleSerializer().dumps((local, (2,), {})))
+    assert function(*args) == 6

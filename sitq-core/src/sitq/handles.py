@@ -2,7 +2,7 @@
 
 A handle is a task id and the queue it went to. Both flavours read the queue through its
 public API (`get_result`, `get_task`, `cancel`) and turn what comes back into a value, a
-status or an error with the same two helpers, so they differ only in awaiting or not.
+status, a progress or an error with the same helpers, so they differ only in awaiting or not.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .errors import TaskFailed, TaskNotFound
 from .task import Result, Task, TaskStatus
 
 if TYPE_CHECKING:
+    from .progress import Progress
     from .queue import TaskQueue
     from .sync import SyncTaskQueue
 
@@ -28,9 +29,20 @@ def value_of(task_id: str, result: Result) -> Any:
 
 def status_of(task_id: str, task: Task | None) -> TaskStatus:
     """The status of ``task``, or `TaskNotFound` if the queue no longer has it."""
+    return found(task_id, task).status
+
+
+def progress_of(task_id: str, task: Task | None) -> Progress | None:
+    """What ``task`` last reported with ``set_progress`` (None if it never did), or
+    `TaskNotFound` if the queue no longer has it."""
+    return found(task_id, task).progress
+
+
+def found(task_id: str, task: Task | None) -> Task:
+    """``task``, or `TaskNotFound` if the queue no longer has it (``get_task`` gave None)."""
     if task is None:
         raise TaskNotFound(f"no task with id {task_id!r} (purged, or another backend?)")
-    return task.status
+    return task
 
 
 class _Handle:
@@ -72,6 +84,11 @@ class TaskHandle(_Handle, Generic[R]):
         """Where the task is now."""
         return status_of(self.id, self._queue.get_task(self.id))
 
+    def progress(self) -> Progress | None:
+        """What the task last reported with ``current_task().set_progress(...)``, None if
+        nothing yet (a retried task shows its previous attempt's until it reports again)."""
+        return progress_of(self.id, self._queue.get_task(self.id))
+
     def cancel(self) -> bool:
         """Cancel the task if it is still pending; False if it is not."""
         return self._queue.cancel(self.id)
@@ -96,6 +113,11 @@ class AsyncTaskHandle(_Handle, Generic[R]):
     async def status(self) -> TaskStatus:
         """Where the task is now."""
         return status_of(self.id, await self._queue.get_task(self.id))
+
+    async def progress(self) -> Progress | None:
+        """What the task last reported with ``current_task().set_progress(...)``, None if
+        nothing yet (a retried task shows its previous attempt's until it reports again)."""
+        return progress_of(self.id, await self._queue.get_task(self.id))
 
     async def cancel(self) -> bool:
         """Cancel the task if it is still pending; False if it is not."""

@@ -81,10 +81,12 @@ _by_reference: Any = getattr(
 def plain_for_pickle(obj: Any) -> bool:
     """True if standard pickle encodes ``obj`` exactly as cloudpickle would.
 
-    That holds for exact builtin scalars, exact builtin containers of such values, and
+    That holds for exact builtin scalars, exact builtin containers of such values,
     functions cloudpickle itself would pickle by reference (importable, not from
-    ``__main__``, not registered by value). Instances of other classes are not plain: their
-    class might be one cloudpickle sends by value. Bounded: big values return False.
+    ``__main__``, not registered by value), and objects whose class says they reduce to a
+    reference (``__sitq_by_reference__()`` is True: declared tasks, see `sitq.tasks`).
+    Instances of other classes are not plain: their class might be one cloudpickle sends by
+    value. Bounded: big values return False.
     """
     if _by_reference is None:
         return False
@@ -113,6 +115,9 @@ def plain_for_pickle(obj: Any) -> bool:
             continue
         if kind is BuiltinFunctionType and isinstance(item.__self__, ModuleType):
             continue  # len, math.sqrt: pickled by reference by both
+        by_reference = getattr(kind, "__sitq_by_reference__", None)
+        if by_reference is not None and by_reference(item):
+            continue
         return False
     return True
 

@@ -103,11 +103,13 @@ class Enqueuer(Generic[P, R]):
     handles give what awaiting that produces.
     """
 
-    __slots__ = ("_declared", "_options")
+    __slots__ = ("_declared", "_options", "_stored_with")
 
     def __init__(self, declared: DeclaredTask[P, R], options: TaskOptions) -> None:
         self._declared = declared
         self._options = options
+        # resolved once here, not per call: every .enqueue() of this enqueuer passes these
+        self._stored_with = options.as_dict()
 
     @property
     def task_options(self) -> TaskOptions:
@@ -119,7 +121,7 @@ class Enqueuer(Generic[P, R]):
 
     def _task(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
         """The `sitq.Task` of one call: every argument goes to the function."""
-        return Task(self._declared, args, kwargs, **self._options.as_dict())
+        return Task(self._declared, args, kwargs, **self._stored_with)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._declared.name} {self._options}>"
@@ -187,25 +189,19 @@ class DeclaredTask(Enqueuer[P, R]):
         self.function = function
         #: The name the registry, workers and ``sitq tasks`` know it by (``module:qualname``).
         self.name = name or function_name(function)
+        self._where: tuple[str, str] = (function.__module__, function.__qualname__)
+        # inspect.iscoroutinefunction() (and so the worker's executors) treat an object with
+        # a function's code attributes as that function: these make an ``async def`` task
+        # count. Plain attributes, not properties: the worker asks for every task it runs.
+        if hasattr(function, "__code__"):
+            self.__code__ = function.__code__
+        self.__defaults__ = getattr(function, "__defaults__", None)
+        self.__kwdefaults__ = getattr(function, "__kwdefaults__", None)
         self._queue: Any = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function now, in this process (no queue involved)."""
         return self.function(*args, **kwargs)
-
-    # inspect.iscoroutinefunction() (and so the worker's executors) treat an object with a
-    # function's code attributes as that function; these make an ``async def`` task count.
-    @property
-    def __code__(self) -> Any:
-        return self.function.__code__
-
-    @property
-    def __defaults__(self) -> Any:
-        return getattr(self.function, "__defaults__", None)
-
-    @property
-    def __kwdefaults__(self) -> Any:
-        return getattr(self.function, "__kwdefaults__", None)
 
     def queue_for(self, call: str) -> Any:
         """The queue this task is registered on; `ConfigurationError` naming the fix if none."""
@@ -219,15 +215,26 @@ class DeclaredTask(Enqueuer[P, R]):
             )
         return self._queue
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         # By reference (the worker imports it) when the module attribute is this task; else
-        # (a task declared inside a function) carry the plain function. Not pickle's own
-        # by-name form: that imports the module while pickling, which deadlocks if the module
-        # is still being imported by the thread that waits for this enqueue.
-        where = (self.function.__module__, self.function.__qualname__)
-        if _import_task(*where, imported_only=True) is self:
-            return _import_task, where
-        return _plain_function, (self.function,)
+        # (a task declared inside a function) carry the plain function. By reference is
+        # pickle's own global form (as for a function: written and read in C) once the module
+        # is imported; while it is still being imported, that form would import it again
+        # while pickling and deadlock if the importing thread is the one waiting for this
+        # enqueue, so `_import_task` (which only looks in sys.modules) stands in.
+        name, qualname = self._where
+        module = sys.modules.get(name)
+        if _attribute(module, qualname) is not self:
+            return _plain_function, (self.function,)
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return _import_task, self._where
+        return qualname
+
+    def __sitq_by_reference__(self) -> bool:
+        """True if this task pickles by reference: the attribute it is defined as, in its
+        module (already imported), is this task. The standard pickler then writes the bytes
+        cloudpickle would, so `sitq.serializers` takes its fast path for it."""
+        return _attribute(sys.modules.get(self._where[0]), self._where[1]) is self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -241,9 +248,16 @@ def check_task_name(name: str | None) -> None:
         check_stored_text("task name=", name)
 
 
-def _import_task(module: str, qualname: str, *, imported_only: bool = False) -> Any:
-    """Unpickles a task by reference: the attribute ``qualname`` of module ``module``."""
-    found: Any = sys.modules.get(module) if imported_only else importlib.import_module(module)
+def _import_task(module: str, qualname: str) -> Any:
+    """Unpickles a task pickled while its module was being imported: ``module.qualname``."""
+    imported = sys.modules.get(module)
+    return _attribute(
+        imported if imported is not None else importlib.import_module(module), qualname
+    )
+
+
+def _attribute(found: Any, qualname: str) -> Any:
+    """The attribute ``qualname`` (dotted for nested names) of ``found``, or None."""
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found

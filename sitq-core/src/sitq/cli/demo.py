@@ -1,7 +1,8 @@
 """``sitq demo``: a few thousand real tasks through a real worker, with progress and a summary.
 
-The tasks are defined here so the worker (in this process) can import them: most compute a
-hash chain, some fail once and succeed on retry, a few fail on every attempt.
+The tasks are declared here, on a `Blueprint` that `run_demo` registers on the demo's queue,
+so the worker (in this process) finds them: most compute a hash chain, some fail once and
+succeed on retry, a few fail on every attempt.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ..blueprints import Blueprint
 from ..errors import SitqError
 from ..queue import TaskQueue
-from ..task import Task
+from ..tasks import AsyncTask
 from ..worker import Worker
 from .output import console, print_json
 
@@ -36,7 +38,11 @@ _ENQUEUE_CHUNK = 500
 
 _failed_once: set[int] = set()
 
+#: The demo's tasks: every call goes to the queue "sitq-demo" and may be retried twice.
+demo = Blueprint()
 
+
+@demo.task(queue=DEMO_QUEUE, max_retries=_MAX_RETRIES)
 async def checksum(n: int, rounds: int = 200) -> str:
     """A chain of SHA-256 hashes seeded by ``n``: a small, real piece of work."""
     digest = n.to_bytes(8, "little")
@@ -45,31 +51,28 @@ async def checksum(n: int, rounds: int = 200) -> str:
     return digest.hex()[:16]
 
 
+@demo.task(queue=DEMO_QUEUE, max_retries=_MAX_RETRIES)
 async def flaky(n: int) -> str:
     """Fails the first time it runs for ``n`` (as a timed-out call would), then succeeds."""
     if n not in _failed_once:
         _failed_once.add(n)
         raise ConnectionError(f"upstream call {n} timed out (the demo fails this one once)")
-    return await checksum(n)
+    return await checksum(n)  # a declared task called directly runs inline
 
 
+@demo.task(queue=DEMO_QUEUE, max_retries=_MAX_RETRIES)
 async def broken(n: int) -> str:
     """Fails on every attempt, as a task given bad input does."""
     raise ValueError(f"record {n} is malformed (the demo fails this one every time)")
 
 
-def demo_tasks(count: int) -> list[Task]:
-    """``count`` demo tasks: mostly `checksum`, some `flaky`, a few `broken`."""
-    tasks = []
-    for n in range(count):
-        if n % _BROKEN_EVERY == _BROKEN_EVERY - 1:
-            function: Any = broken
-        elif n % _FLAKY_EVERY == _FLAKY_EVERY - 1:
-            function = flaky
-        else:
-            function = checksum
-        tasks.append(Task(function, args=(n,), queue=DEMO_QUEUE, max_retries=_MAX_RETRIES))
-    return tasks
+def demo_task(n: int) -> AsyncTask[[int], Any]:
+    """The task of demo call ``n``: mostly `checksum`, some `flaky`, a few `broken`."""
+    if n % _BROKEN_EVERY == _BROKEN_EVERY - 1:
+        return broken
+    if n % _FLAKY_EVERY == _FLAKY_EVERY - 1:
+        return flaky
+    return checksum
 
 
 def _progress() -> Progress:
@@ -86,13 +89,15 @@ def _progress() -> Progress:
 async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[str, Any]:
     """Enqueue ``count`` tasks into ``url``, process them with one worker, return the figures."""
     async with TaskQueue(url) as queue:
-        tasks = demo_tasks(count)
+        queue.register(demo)
         with _progress() as progress:
             bar = progress.add_task("enqueue", total=count, detail="", visible=show)
             began = time.perf_counter()
-            for i in range(0, count, _ENQUEUE_CHUNK):
-                await queue.enqueue_many(tasks[i : i + _ENQUEUE_CHUNK])
-                progress.update(bar, advance=len(tasks[i : i + _ENQUEUE_CHUNK]))
+            for start in range(0, count, _ENQUEUE_CHUNK):
+                chunk = range(start, min(count, start + _ENQUEUE_CHUNK))
+                # concurrent enqueues: the queue writes the waiting calls in one batch
+                await asyncio.gather(*(demo_task(n).enqueue(n) for n in chunk))
+                progress.update(bar, advance=len(chunk))
             enqueue_seconds = time.perf_counter() - began
         worker = Worker(
             queue,

@@ -145,10 +145,16 @@ def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> No
     if options["log_format"] == "text":
         _banner(worker, app, queues)
     logger.info(
-        "worker %s starting on %r",
+        "worker %s starting on %r, serving %s",
         worker.worker_id,
         worker.backend,
-        extra={"worker_id": worker.worker_id, "app": app, "queues": queues},
+        served_tasks(worker),
+        extra={
+            "worker_id": worker.worker_id,
+            "app": app,
+            "queues": queues,
+            "tasks": sorted(worker.queue.tasks),
+        },
     )
     interrupted = False
     try:
@@ -181,6 +187,24 @@ def worker_command(ctx: click.Context, /, app: str | None, **options: Any) -> No
         sys.exit(EXIT_INTERRUPTED)
 
 
+#: What the banner and the start line say when the app declares no task.
+NONE_DECLARED = "none declared: any importable function"
+
+
+def served_tasks(worker: Worker) -> str:
+    """The names of the tasks ``worker``'s app declares (``@queue.task``), sorted, or
+    `NONE_DECLARED` (then any function tasks name runs, within ``--allowed-functions``)."""
+    names = sorted(worker.queue.tasks)
+    if not names:
+        allowed = worker.config.allowed_functions
+        if allowed == ("declared",):
+            return "none declared: nothing can run (--allowed-functions declared)"
+        if allowed:
+            return f"none declared: functions matching {', '.join(allowed)}"
+        return NONE_DECLARED
+    return ", ".join(names)
+
+
 def _banner(worker: Worker, app: str, queues: list[str] | None) -> None:
     plugins = ", ".join(p.name for p in worker.plugins.list_plugins() if p.distribution) or "-"
     out = console(stderr=True)
@@ -189,6 +213,7 @@ def _banner(worker: Worker, app: str, queues: list[str] | None) -> None:
         ("app", app),
         ("backend", repr(worker.backend)),
         ("queues", ", ".join(queues) if queues else "all"),
+        ("tasks", served_tasks(worker)),
         ("executor", f"{worker.worker_type}, {worker.max_workers} at once"),
         ("plugins", plugins),
     ]
