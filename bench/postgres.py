@@ -310,6 +310,8 @@ def parse() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    # backends only, as in bench/run.py: no hook plugins of the dev environment on the hot path
+    os.environ.setdefault("SITQ_PLUGINS", "sqlite,memory,postgres")
     logging.basicConfig(level=logging.WARNING)
     # procrastinate warns that its app lives in __main__: deliberate, to keep this one file
     logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)

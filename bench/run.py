@@ -165,8 +165,15 @@ def scenarios(n: Sizes) -> list[Scenario]:
     ]  # fmt: skip
 
 
+#: The entry points the bench loads: the backends only (see bench/README.md).
+BACKEND_PLUGINS = "sqlite,memory,postgres"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the rounds, print the table."""
+    # the queue as `pip install sitq-core sitq-sqlite` gives it: hook plugins of the dev
+    # environment (sitq-prometheus, sitq-otel) would add their per-task hooks to every subject
+    os.environ.setdefault("SITQ_PLUGINS", BACKEND_PLUGINS)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations per subject")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
