@@ -333,6 +333,7 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
         "max_retries": 0,
         "timeout": 30,
         "dedupe_key": None,
+        "meta": {},
     }
     table = sitq_tasks()
     assert table.returncode == 0, table.stderr
@@ -397,3 +398,20 @@ def test_allowed_functions_declared_runs_declared_tasks_only(
     result = worker.process_task(stray)
     assert result.status is sitq.TaskStatus.DEAD
     assert "declared" in (result.error or "")
+
+
+def test_headers_go_through_options_and_the_decorator(tmp_path: Path) -> None:
+    with sitq.SyncTaskQueue(f"sqlite:///{tmp_path / 'meta.db'}") as queue:
+
+        @queue.task(meta={"team": "billing"})
+        def headers() -> dict[str, Any]:
+            return dict(sitq.current_task().meta)
+
+        plain = headers.enqueue()
+        tagged = headers.options(meta={"team": "search", "trace": [1, 2]}).enqueue()
+        with pytest.raises(sitq.errors.ConfigurationError, match="meta"):
+            headers.options(meta={1: "x"})  # type: ignore[dict-item]
+        sitq.Worker(queue, worker_type="thread").process_tasks([plain.id, tagged.id])
+        assert plain.result(timeout=10) == {"team": "billing"}
+        assert tagged.result(timeout=10) == {"team": "search", "trace": [1, 2]}
+        assert headers.task_options.meta == {"team": "billing"}  # options() made a copy

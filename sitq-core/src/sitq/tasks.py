@@ -14,12 +14,13 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from .errors import ConfigurationError
 from .handles import AsyncTaskHandle, TaskHandle
+from .meta import check_meta
 from .task import DEFAULT_QUEUE, Task, function_name, validate_options
 from .validation import check_stored_text
 
@@ -43,6 +44,7 @@ class OptionFields(TypedDict, total=False):
     max_retries: int | None
     timeout: float | None
     dedupe_key: str | None
+    meta: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class TaskOptions:
     max_retries: int | None = None
     timeout: float | None = None
     dedupe_key: str | None = None
+    #: headers stored with every call (`sitq.Task.meta`); enqueue hooks may add more
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     def with_changes(self, changes: Mapping[str, Any]) -> TaskOptions:
         """A copy with ``changes``; `ConfigurationError` names an unknown or invalid option."""
@@ -67,6 +71,8 @@ class TaskOptions:
             if name not in known:
                 raise ConfigurationError(_unknown_option(name, known))
         options = replace(self, **changes)
+        if "meta" in changes:
+            options = replace(options, meta=check_meta(options.meta))
         validate_options(
             queue=options.queue,
             priority=options.priority,
