@@ -273,8 +273,8 @@ class DeclaresTasks(Generic[BlueprintT]):
         """Declare a task on this queue: ``@queue.task`` or ``@queue.task(queue=..., ...)``.
 
         Options (``queue``, ``priority``, ``eta``, ``max_retries``, ``timeout``,
-        ``dedupe_key``, ``meta``) are its defaults; ``name`` (default ``module:qualname``) is the name
-        the registry knows it by. See `sitq.tasks`.
+        ``dedupe_key``, ``meta``) are its defaults; ``name`` (default ``module:qualname``) is
+        the name the registry knows it by. See `sitq.tasks`.
         """
         return _declare(self._task_kind(), function, name, options, self._bind)
 
