@@ -141,20 +141,18 @@ async def check_tables(conn: asyncpg.Connection, names: Names) -> None:
         )
     if not versions:
         return
-    try:
-        found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
-    except (asyncpg.UndefinedColumnError, asyncpg.DataError):
-        raise _foreign(
-            names,
-            f"a table {names.schema_version!r} that sitq did not create ({where})",
-            "give sitq another table_prefix, or drop or rename that table",
-        ) from None
-    if not isinstance(found, int):
+    version_type = await conn.fetchval(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass($1) AND attname = 'version' AND NOT attisdropped",
+        names.schema_version,
+    )
+    if version_type != "integer":
         raise _foreign(
             names,
             f"a table {names.schema_version!r} that sitq did not create ({where})",
             "give sitq another table_prefix, or drop or rename that table",
         )
+    found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
     if found > SCHEMA_VERSION:
         raise _foreign(
             names,
