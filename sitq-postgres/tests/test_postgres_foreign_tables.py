@@ -61,6 +61,13 @@ async def _foreign_version_column(prefix: str) -> None:
     )
 
 
+async def _no_version_recorded(prefix: str) -> None:
+    await execute(
+        f"CREATE TABLE {prefix}schema_version (version integer PRIMARY KEY)",
+        f"CREATE TABLE {prefix}tasks (id text PRIMARY KEY)",
+    )
+
+
 async def _newer_schema(prefix: str) -> None:
     backend = PostgresBackend(PG_URL, table_prefix=prefix)
     try:
@@ -75,6 +82,7 @@ FOREIGN: dict[str, tuple[Callable[[str], Awaitable[None]], str]] = {
     "tasks-table": (_foreign_tasks_table, "tasks' exists with no"),
     "version-table": (_foreign_version_table, "schema_version' that sitq did not create"),
     "version-column": (_foreign_version_column, "schema_version' that sitq did not create"),
+    "no-version-recorded": (_no_version_recorded, "records no version"),
     "newer-schema": (_newer_schema, f"schema version {SCHEMA_VERSION + 5}, newer than"),
 }
 

@@ -63,6 +63,13 @@ def _other_application_in_wal_mode(path: Path) -> None:
     conn.close()  # the last connection: SQLite removes -wal and -shm
 
 
+def _views_only(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE VIEW answer AS SELECT 42 AS value")
+    conn.commit()
+    conn.close()
+
+
 def _table_named_like_ours(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE sitq_tasks (id TEXT, anything TEXT)")
@@ -93,6 +100,7 @@ FOREIGN: dict[str, tuple[Callable[[Path], None], str]] = {
     "directory": (_directory, "is a directory"),
     "other-application": (_other_application, "another application's SQLite database"),
     "other-application-wal": (_other_application_in_wal_mode, "tables: orders"),
+    "views-only": (_views_only, "tables: answer"),
     "table-named-like-ours": (_table_named_like_ours, "that sitq did not create"),
     "newer-schema": (_newer_schema, "schema version 99, newer than this sitq-sqlite knows"),
 }

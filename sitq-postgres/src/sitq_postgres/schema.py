@@ -153,6 +153,13 @@ async def check_tables(conn: asyncpg.Connection, names: Names) -> None:
             "give sitq another table_prefix, or drop or rename that table",
         )
     found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
+    if tasks and found == 0:
+        raise _foreign(
+            names,
+            f"a table {names.tasks!r} exists but {names.schema_version!r} records no version: "
+            f"sitq did not create them ({where})",
+            "give sitq another table_prefix, or drop or rename those tables",
+        )
     if found > SCHEMA_VERSION:
         raise _foreign(
             names,

@@ -129,11 +129,13 @@ def _open_read_only(path: str, header: bytes) -> sqlite3.Connection:
 
 
 def _tables(path: str, header: bytes) -> set[str]:
-    """The user tables of the file (SQLite's own ``sqlite_*`` ones left out)."""
+    """The user tables and views of the file (SQLite's own ``sqlite_*`` ones left out)."""
     try:
         conn = _open_read_only(path, header)
         try:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            ).fetchall()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
