@@ -12,6 +12,8 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -310,3 +312,49 @@ def test_an_existing_file_others_can_use_is_warned_about_once(
     assert f"mode {mode:04o}" in warnings[0] and f"can be {word}" in warnings[0]
     assert "chmod 600" in warnings[0] and str(path) in warnings[0]
     assert stat.S_IMODE(path.stat().st_mode) == mode  # reported, not changed
+
+
+# -- many processes creating tables at once ---------------------------------------------------
+
+#: One starter: ``python -c STARTER DB GO_FILE``; waits for GO_FILE, then creates (or finds)
+#: tables ``t0`` to ``t19`` in turn, racing the other starters doing the same.
+STARTER = """
+import asyncio, os, sys, time
+from sitq.testing import make_record
+from sitq_sqlite import SQLiteBackend
+
+async def main(db, go):
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    for i in range(20):
+        backend = SQLiteBackend(db, table=f"t{i}")
+        try:
+            await backend.enqueue(make_record())
+        finally:
+            await backend.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_processes_creating_tables_at_once_never_see_half_of_them(tmp_path: Path) -> None:
+    """Each process checks the file while others create the same tables in it: the tables of
+    one name appear in one transaction, so no check sees a tasks table without its version
+    table (and refuses it as not sitq's)."""
+    path, go = tmp_path / "shared.db", tmp_path / "go"
+    asyncio.run(_create(path, table="first"))  # non-empty: checks read the tables, not skip
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(path), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(6)
+    ]
+    go.touch()
+    for starter in starters:
+        _, err = starter.communicate(timeout=120)
+        assert starter.returncode == 0, err.decode()
+    conn = sqlite3.connect(path)
+    assert [conn.execute(f"SELECT count(*) FROM t{i}").fetchone()[0] for i in range(20)] == [6] * 20
+    conn.close()

@@ -229,7 +229,7 @@ class SQLiteBackend(Backend):
                 # warn_unreachable, where this ignore is unused
                 return  # type: ignore[unreachable, unused-ignore]
             if not self.in_memory:
-                check_file(self.path, self.table)  # before anything writes to the file
+                check_file(self.path, self.table, self.busy_timeout)  # before any write
                 warn_if_shared(self.path)
                 create_private(self.path)
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
@@ -242,7 +242,9 @@ class SQLiteBackend(Backend):
                     busy_timeout=self.busy_timeout,
                 ):
                     await conn.execute(pragma)
-                await retry_locked(conn.executescript, ddl(self.table))
+                # one transaction: a process checking the file meanwhile (`check_file`) never
+                # sees the tasks table without its version table beside it
+                await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(self.table)}COMMIT;")
                 await _migrate(conn, self.table)
             except BaseException:
                 await conn.close()

@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import stat
+from typing import Any
 from urllib.parse import quote
 
 from sitq.errors import ConfigurationError, ForeignDatabase
@@ -32,10 +33,11 @@ _WAL_FORMAT = 2  # header bytes 18 and 19 (write and read format): 2 means WAL m
 _warned_modes: set[str] = set()
 
 
-def check_file(path: str, table: str) -> None:
+def check_file(path: str, table: str, busy_timeout: float = 5.0) -> None:
     """Raise `ForeignDatabase` unless ``path`` is missing, empty, or a database holding sitq
     tables this version can use (an older schema is fine: it is migrated after). Reads only:
-    never writes to the file, and leaves no ``-wal``/``-shm`` beside it."""
+    never writes to the file, and leaves no ``-wal``/``-shm`` beside it. A file locked past
+    ``busy_timeout`` is left to the backend's own connection, which waits and retries."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -44,33 +46,36 @@ def check_file(path: str, table: str) -> None:
         raise ConfigurationError(f"cannot look at {path!r}: {exc.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
         example = os.path.join(os.path.abspath(path), "sitq.db")
-        raise _foreign(path, "a directory", f"pass the path of a file inside it, e.g. {example}")
+        raise _foreign(path, "is a directory", f"pass the path of a file inside it, e.g. {example}")
     if not stat.S_ISREG(info.st_mode):
-        raise _foreign(path, "not a regular file", "pass the path of a database file")
+        raise _foreign(path, "is not a regular file", "pass the path of a database file")
     if info.st_size == 0:
         return  # a new database (created empty by create_private, or touched)
     header = _header(path)
     if len(header) < _HEADER_SIZE or not header.startswith(SQLITE_MAGIC):
         raise _foreign(
             path,
-            "not a SQLite database (it does not start with SQLite's header)",
+            "is not a SQLite database (it does not start with SQLite's header)",
             "point sitq at a new file, or restore this one from a backup if it was sitq's",
         )
-    tables = _tables(path, header)
+    found = _read(path, header, busy_timeout, _TABLES)
+    if found is None:
+        return
+    tables = {str(name) for (name,) in found if not str(name).startswith("sqlite_")}
     meta = f"{table}_meta"
     if meta in tables:
-        _check_version(path, header, table)
+        _check_version(path, header, busy_timeout, table)
     elif table in tables:
         raise _foreign(
             path,
-            f"a table {table!r} that sitq did not create (no {meta!r} beside it)",
+            f"holds a table {table!r} that sitq did not create (no {meta!r} beside it)",
             "give sitq its own file, or another table name (table=...)",
         )
     elif tables and not _has_sitq_table(tables):
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise _foreign(
             path,
-            f"another application's SQLite database (tables: {shown}; none of them sitq's)",
+            f"is another application's SQLite database (tables: {shown}; none of them sitq's)",
             "give sitq a file of its own, e.g. sqlite:///sitq.db",
         )
 
@@ -102,7 +107,7 @@ def warn_if_shared(path: str) -> None:
 
 def _foreign(path: str, found: str, fix: str) -> ForeignDatabase:
     return ForeignDatabase(
-        f"{os.path.abspath(path)} is {found}; sitq left it untouched. Fix: {fix}.",
+        f"{os.path.abspath(path)} {found}; sitq left it untouched. Fix: {fix}.",
         location=os.path.abspath(path),
     )
 
@@ -118,40 +123,45 @@ def _header(path: str) -> bytes:
         ) from None
 
 
-def _open_read_only(path: str, header: bytes) -> sqlite3.Connection:
+#: The user tables and views of a file (SQLite's own ``sqlite_*`` ones are left out after).
+_TABLES = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+
+
+def _open_read_only(path: str, header: bytes, busy_timeout: float) -> sqlite3.Connection:
     """A read-only connection that creates no file. A WAL-mode database with no ``-wal``
     beside it (no connection open) is opened ``immutable``: a plain read-only connection would
     create ``-wal`` and ``-shm`` and leave them behind."""
     uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
     if header[18:20] == bytes([_WAL_FORMAT] * 2) and not os.path.exists(f"{path}-wal"):
         uri += "&immutable=1"
-    return sqlite3.connect(uri, uri=True)
+    return sqlite3.connect(uri, uri=True, timeout=busy_timeout)
 
 
-def _tables(path: str, header: bytes) -> set[str]:
-    """The user tables and views of the file (SQLite's own ``sqlite_*`` ones left out)."""
+def _read(path: str, header: bytes, busy_timeout: float, sql: str) -> list[Any] | None:
+    """The rows of ``sql``, read-only; None if the file stayed locked (it is in use, and the
+    backend's connection will wait for it); `ForeignDatabase` if SQLite cannot read it."""
     try:
-        conn = _open_read_only(path, header)
+        conn = _open_read_only(path, header, busy_timeout)
         try:
-            rows = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-            ).fetchall()
+            return conn.execute(sql).fetchall()
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise _damaged(path, exc) from None
-    return {str(name) for (name,) in rows if not str(name).startswith("sqlite_")}
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None
+        raise ConfigurationError(f"cannot read {os.path.abspath(path)}: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "... malformed"
+        raise _foreign(
+            path,
+            f"is a SQLite file that cannot be read ({exc})",
+            "restore it from a backup, or point sitq at a new file",
+        ) from None
 
 
-def _check_version(path: str, header: bytes, table: str) -> None:
-    try:
-        conn = _open_read_only(path, header)
-        try:
-            rows = conn.execute(version_query(table)).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise _damaged(path, exc) from None
+def _check_version(path: str, header: bytes, busy_timeout: float, table: str) -> None:
+    rows = _read(path, header, busy_timeout, version_query(table))
+    if rows is None:
+        return
     if not rows:
         return  # the row is inserted with the tables; a crash between the two is repaired
     try:
@@ -159,14 +169,14 @@ def _check_version(path: str, header: bytes, table: str) -> None:
     except (TypeError, ValueError):
         raise _foreign(
             path,
-            f"a sitq table {table!r} with an unreadable schema version {rows[0][0]!r}",
+            f"holds a sitq table {table!r} with an unreadable schema version {rows[0][0]!r}",
             "restore the file from a backup, or give sitq a new file",
         ) from None
     if version > SCHEMA_VERSION:
         raise _foreign(
             path,
-            f"a sitq table {table!r} at schema version {version}, newer than this sitq-sqlite "
-            f"knows ({SCHEMA_VERSION})",
+            f"holds a sitq table {table!r} at schema version {version}, newer than this "
+            f"sitq-sqlite knows ({SCHEMA_VERSION})",
             "upgrade sitq-sqlite (pip install -U sitq-sqlite) wherever this file is used",
         )
 
@@ -175,11 +185,3 @@ def _has_sitq_table(tables: set[str]) -> bool:
     """True if some table ``X`` has its ``X_meta`` beside it: the file holds sitq tables under
     another ``table=`` name, so adding ours is expected."""
     return any(f"{name}_meta" in tables for name in tables)
-
-
-def _damaged(path: str, exc: sqlite3.DatabaseError) -> ForeignDatabase:
-    return _foreign(
-        path,
-        f"a SQLite file that cannot be read ({exc})",
-        "restore it from a backup, or point sitq at a new file",
-    )
