@@ -30,7 +30,7 @@ _HEADER_SIZE = 100
 _WAL_FORMAT = 2  # header bytes 18 and 19 (write and read format): 2 means WAL mode
 
 #: Database files already warned about in this process (a worker opens each one twice).
-_warned_modes: set[str] = set()
+_warned_paths: set[str] = set()
 
 
 def check_file(path: str, table: str, busy_timeout: float = 5.0) -> None:
@@ -89,9 +89,9 @@ def warn_if_shared(path: str) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:  # a new database: created 0600 next
         return
-    if not mode & 0o077 or path in _warned_modes:
+    if not mode & 0o077 or path in _warned_paths:
         return
-    _warned_modes.add(path)
+    _warned_paths.add(path)
     who = "written" if mode & 0o022 else "read"
     logger.warning(
         "the task database %s has mode %04o: it can be %s by users other than its owner. "
@@ -160,10 +160,8 @@ def _read(path: str, header: bytes, busy_timeout: float, sql: str) -> list[Any] 
 
 def _check_version(path: str, header: bytes, busy_timeout: float, table: str) -> None:
     rows = _read(path, header, busy_timeout, version_query(table))
-    if rows is None:
+    if not rows:  # locked (the backend waits), or no row yet: the connection inserts it
         return
-    if not rows:
-        return  # the row is inserted with the tables; a crash between the two is repaired
     try:
         version = int(rows[0][0])
     except (TypeError, ValueError):
