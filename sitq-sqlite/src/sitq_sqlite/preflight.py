@@ -127,35 +127,64 @@ def _header(path: str) -> bytes:
 _TABLES = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
 
 
-def _open_read_only(path: str, header: bytes, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection that creates no file. A WAL-mode database with no ``-wal``
-    beside it (no connection open) is opened ``immutable``: a plain read-only connection would
-    create ``-wal`` and ``-shm`` and leave them behind."""
+def _read_only_uri(path: str, header: bytes) -> tuple[str, bool]:
+    """The URI of a read-only connection that creates no file, and whether it is
+    ``immutable``: a WAL-mode database with no ``-wal`` beside it (no connection open) is
+    opened so, as a plain read-only connection would create ``-wal`` and ``-shm`` and leave
+    them behind."""
     uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
     if header[18:20] == bytes([_WAL_FORMAT] * 2) and not os.path.exists(f"{path}-wal"):
-        uri += "&immutable=1"
-    return sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+        return f"{uri}&immutable=1", True
+    return uri, False
 
 
 def _read(path: str, header: bytes, busy_timeout: float, sql: str) -> list[Any] | None:
     """The rows of ``sql``, read-only; None if the file stayed locked (it is in use, and the
-    backend's connection will wait for it); `ForeignDatabase` if SQLite cannot read it."""
-    try:
-        conn = _open_read_only(path, header, busy_timeout)
+    backend's connection will wait for it); `ForeignDatabase` if SQLite cannot read it.
+
+    An ``immutable`` read takes no lock, so a connection opened and closed meanwhile by
+    another process (its last close copies the WAL into the file) can tear it: such a read is
+    done again, the file's state looked at afresh, until one ran with the file unchanged.
+    """
+    for attempt in range(_READ_ATTEMPTS):
+        uri, immutable = _read_only_uri(path, header)
+        before = _state(path)
         try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return None
-        raise ConfigurationError(f"cannot read {os.path.abspath(path)}: {exc}") from None
-    except sqlite3.DatabaseError as exc:  # "file is not a database", "... malformed"
-        raise _foreign(
-            path,
-            f"is a SQLite file that cannot be read ({exc})",
-            "restore it from a backup, or point sitq at a new file",
-        ) from None
+            conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+            try:
+                rows: list[Any] = conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise ConfigurationError(f"cannot read {os.path.abspath(path)}: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "... malformed"
+            if immutable and _changed(path, before) and attempt + 1 < _READ_ATTEMPTS:
+                continue
+            raise _foreign(
+                path,
+                f"is a SQLite file that cannot be read ({exc})",
+                "restore it from a backup, or point sitq at a new file",
+            ) from None
+        if not immutable or not _changed(path, before):
+            return rows
+    return None  # changing under every read: in busy use, by sitq; the backend takes over
+
+
+#: How often `_read` tries a file that other processes keep changing.
+_READ_ATTEMPTS = 5
+
+
+def _changed(path: str, before: tuple[int, int, int]) -> bool:
+    """True if the file was written, or a connection opened on it, since ``before``."""
+    return _state(path) != before or os.path.exists(f"{path}-wal")
+
+
+def _state(path: str) -> tuple[int, int, int]:
+    """What changes when a write lands in the file: its inode, size and modification time."""
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _check_version(path: str, header: bytes, busy_timeout: float, table: str) -> None:
