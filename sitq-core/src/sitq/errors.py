@@ -16,6 +16,18 @@ class ConfigurationError(SitqError, ValueError):
     """An argument or setting is invalid; the message names it and the fix."""
 
 
+class ForeignDatabase(ConfigurationError):
+    """The database a backend was pointed at is not one this sitq may write to: a directory,
+    a file that is not a database or is damaged, another application's tables, or sitq tables
+    at a schema version newer than this code knows. It is refused when the backend connects,
+    before anything is written; the message names what was found and the fix, and
+    ``location`` is the file (or table prefix) concerned."""
+
+    def __init__(self, message: str, *, location: str = "") -> None:
+        super().__init__(message)
+        self.location = location
+
+
 class PluginError(SitqError):
     """A plugin is broken, duplicated or missing."""
 

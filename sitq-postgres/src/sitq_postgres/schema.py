@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from sitq.errors import ConfigurationError
+from sitq.errors import ForeignDatabase
 
 
 def _lock_key(text: str) -> int:
@@ -122,21 +122,73 @@ MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+async def check_tables(conn: asyncpg.Connection, names: Names) -> None:
+    """Raise `ForeignDatabase`, before anything is written, if the tables under ``names`` are
+    not ones this code may use: a tasks table sitq did not create (no schema version table
+    beside it), a version table of another shape, or a schema newer than `SCHEMA_VERSION`."""
+    tasks, versions = await conn.fetchrow(
+        "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
+        names.tasks,
+        names.schema_version,
+    )
+    where = f"prefix {names.prefix!r} in {await conn.fetchval('SELECT current_database()')!r}"
+    if tasks and not versions:
+        raise _foreign(
+            names,
+            f"a table {names.tasks!r} exists with no {names.schema_version!r} beside it: sitq "
+            f"did not create it ({where})",
+            "give sitq another table_prefix, or drop or rename that table",
+        )
+    if not versions:
+        return
+    version_type = await conn.fetchval(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass($1) AND attname = 'version' AND NOT attisdropped",
+        names.schema_version,
+    )
+    if version_type != "integer":
+        raise _foreign(
+            names,
+            f"a table {names.schema_version!r} that sitq did not create ({where})",
+            "give sitq another table_prefix, or drop or rename that table",
+        )
+    found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
+    if tasks and found == 0:
+        raise _foreign(
+            names,
+            f"a table {names.tasks!r} exists but {names.schema_version!r} records no version: "
+            f"sitq did not create them ({where})",
+            "give sitq another table_prefix, or drop or rename those tables",
+        )
+    if found > SCHEMA_VERSION:
+        raise _foreign(
+            names,
+            f"tables at schema version {found}, newer than this sitq-postgres knows "
+            f"({SCHEMA_VERSION}) ({where})",
+            "upgrade sitq-postgres (pip install -U sitq-postgres) wherever these tables are used",
+        )
+
+
+def _foreign(names: Names, found: str, fix: str) -> ForeignDatabase:
+    return ForeignDatabase(
+        f"PostgreSQL: {found}; sitq left them untouched. Fix: {fix}.", location=names.prefix
+    )
+
+
 async def migrate(conn: asyncpg.Connection, names: Names) -> int:
-    """Bring the schema up to `SCHEMA_VERSION` (idempotent); return the version found before."""
+    """Bring the schema up to `SCHEMA_VERSION` (idempotent); return the version found before.
+
+    `check_tables` runs first, under the lock: tables that are not ours are refused unchanged.
+    """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", names.migrate_lock)
+        await check_tables(conn, names)
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {names.schema_version} ("
             "version integer PRIMARY KEY, "
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
         found = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {names.schema_version}")
-        if found > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"the tables with prefix {names.prefix!r} are at schema version {found}, newer "
-                f"than this sitq-postgres knows ({SCHEMA_VERSION}); upgrade sitq-postgres"
-            )
         for version in range(found, SCHEMA_VERSION):
             await conn.execute(MIGRATIONS[version](names))
             await conn.execute(

@@ -25,7 +25,7 @@ import aiosqlite
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
-from sitq.errors import ConfigurationError, QueueClosed
+from sitq.errors import ConfigurationError, ForeignDatabase, QueueClosed
 from sitq.meta import encode_meta
 from sitq.progress import Progress
 from sitq.rules import (
@@ -42,6 +42,7 @@ from sitq.rules import (
 from sitq.signals import AsyncMutex
 
 from .database import create_private, daemonize, retry_locked, settled
+from .preflight import check_file, warn_if_shared
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -73,8 +74,8 @@ async def _migrate(conn: aiosqlite.Connection, table: str) -> None:
     """Bring a table made by an older sitq-sqlite up to `SCHEMA_VERSION`, once: under the
     write lock, the version read again (another process may have migrated meanwhile)."""
     found = await _stored_version(conn, table)
-    if found > SCHEMA_VERSION:
-        raise ConfigurationError(
+    if found > SCHEMA_VERSION:  # written between `check_file` and this connection
+        raise ForeignDatabase(
             f"table {table!r} is at schema version {found}, newer than this sitq-sqlite knows "
             f"({SCHEMA_VERSION}); upgrade sitq-sqlite"
         )
@@ -228,6 +229,8 @@ class SQLiteBackend(Backend):
                 # warn_unreachable, where this ignore is unused
                 return  # type: ignore[unreachable, unused-ignore]
             if not self.in_memory:
+                check_file(self.path, self.table, self.busy_timeout)  # before any write
+                warn_if_shared(self.path)
                 create_private(self.path)
             pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
             daemonize(pending)
@@ -239,7 +242,9 @@ class SQLiteBackend(Backend):
                     busy_timeout=self.busy_timeout,
                 ):
                     await conn.execute(pragma)
-                await retry_locked(conn.executescript, ddl(self.table))
+                # one transaction: a process checking the file meanwhile (`check_file`) never
+                # sees the tasks table without its version table beside it
+                await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(self.table)}COMMIT;")
                 await _migrate(conn, self.table)
             except BaseException:
                 await conn.close()
