@@ -57,6 +57,32 @@ class Page:
     not_run: int = 0
 
 
+#: The table prefix the PostgreSQL pages use on the test server (their tables outlive a run).
+DOCS_PREFIX = "table_prefix=docs_"
+
+
+def drop_docs_tables() -> None:
+    """Drop what an earlier run of the PostgreSQL pages left, perhaps at another schema
+    version (a run of another sitq version), so each run starts from an empty prefix."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        try:
+            rows = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename LIKE 'docs\\_%'"
+            )
+            for row in rows:
+                await conn.execute(f'DROP TABLE IF EXISTS "{row[0]}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def parse(path: Path) -> Page:
     """Sort a page's fenced blocks by what the harness does with them."""
     page = Page()
@@ -106,6 +132,8 @@ def stop(process: subprocess.Popen[str]) -> str:
 def test_page_examples_run(path: Path, tmp_path: Path) -> None:
     page = parse(path)
     env = environment(tmp_path)
+    if DOCS_PREFIX in path.read_text():
+        drop_docs_tables()
     for name, body in page.files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(body)
