@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import astuple
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from test_worker_helpers import wait_until
@@ -163,7 +164,7 @@ def test_async_handle_progress_is_awaited(app: ModuleType, tmp_path: Path) -> No
 
 
 def test_a_handle_on_a_purged_task_says_it_is_gone(app: ModuleType) -> None:
-    handle = TaskHandle(app.queue, "no-such-task")
+    handle: TaskHandle[Any] = TaskHandle(app.queue, "no-such-task")
     with pytest.raises(sitq.errors.TaskNotFound, match="no-such-task"):
         handle.progress()
 

@@ -9,6 +9,7 @@ import sys
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -41,7 +42,7 @@ def _reference(obj: object) -> bytes:
     return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-PLAIN = [
+PLAIN: list[Any] = [
     None,
     True,
     12,
