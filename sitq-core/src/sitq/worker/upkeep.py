@@ -1,5 +1,5 @@
-"""A running worker's background duties: recovery passes, result expiry, throughput logs,
-and the drain when it stops."""
+"""A running worker's background duties: recovery passes, result expiry, pruning of old
+finished tasks, throughput logs, and the drain when it stops."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from ..backend import Outcome
+from ..backend import Capability, Outcome
+from ..retention import prune_in_batches, retention_cutoffs
 
 if TYPE_CHECKING:
     from .worker import Worker
 
 
 async def recover(worker: Worker) -> None:
-    """Every ``recovery_interval``: put back tasks whose worker stopped answering, and drop
-    results older than ``result_ttl``."""
+    """Every ``recovery_interval``: put back tasks whose worker stopped answering, drop
+    results older than ``result_ttl`` and delete tasks older than their retention."""
     while True:
         try:
             recovered = await worker.backend.recover_expired(max_attempts=worker.max_attempts)
@@ -24,6 +25,7 @@ async def recover(worker: Worker) -> None:
                     "recovered %d tasks whose worker stopped answering", len(recovered)
                 )
             await expire_results(worker)
+            await prune(worker)
         except Exception:
             worker.logger.exception("recovering expired leases failed")
         await asyncio.sleep(worker.recovery_interval)
@@ -42,6 +44,46 @@ async def expire_results(worker: Worker) -> None:
     count = await worker.backend.expire_results(worker.backend.clock() - ttl)
     if count:
         worker.logger.log(worker.log_level, "expired the results of %d tasks (result_ttl)", count)
+
+
+#: Batches of `sitq.retention.PRUNE_BATCH` tasks in one pass at most; what is left waits for
+#: the next pass.
+PRUNE_MAX_BATCHES = 200
+
+
+async def prune(worker: Worker) -> int:
+    """Delete finished tasks older than ``retention`` (succeeded, cancelled) or
+    ``failed_retention`` (failed, dead), in batches (`sitq.retention.prune_in_batches`), at
+    most once per ``prune_interval``; then let the backend give the space back. Returns how
+    many went.
+
+    Every worker prunes: the backends make concurrent pruning safe, and a worker finding
+    nothing left costs one indexed query per pass. A backend without `Capability.PRUNE`
+    keeps everything (logged once).
+    """
+    cutoffs = retention_cutoffs(
+        worker.backend.clock(), worker.retention, worker.failed_retention
+    )
+    if not cutoffs:
+        return 0
+    now = time.monotonic()
+    if worker._pruned_at is not None and now < worker._pruned_at + worker.prune_interval:
+        return 0
+    first = worker._pruned_at is None
+    worker._pruned_at = now
+    if not worker.backend.supports(Capability.PRUNE):
+        if first:
+            worker.logger.info(
+                "%s cannot prune old tasks: they are kept until purged (retention is ignored)",
+                type(worker.backend).__name__,
+            )
+        return 0
+    deleted = await prune_in_batches(worker.backend, cutoffs, max_batches=PRUNE_MAX_BATCHES)
+    if deleted:
+        worker.logger.log(
+            worker.log_level, "deleted %d finished tasks past their retention", deleted
+        )
+    return deleted
 
 
 async def log_performance(worker: Worker) -> None:
