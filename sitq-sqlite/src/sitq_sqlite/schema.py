@@ -146,4 +146,3 @@ def incremental_vacuum(pages: int) -> str:
     """The statement giving ``pages`` free pages back to the operating system (run with
     ``executescript``: it frees one page per step, and only a script runs every step)."""
     return f"PRAGMA incremental_vacuum({int(pages)})"
-

@@ -242,4 +242,3 @@ class Statements:
             f"WHERE status IN ({placeholders(statuses)}) AND finished_at < ? "
             "LIMIT ?)"
         )
-

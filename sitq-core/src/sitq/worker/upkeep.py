@@ -61,9 +61,7 @@ async def prune(worker: Worker) -> int:
     nothing left costs one indexed query per pass. A backend without `Capability.PRUNE`
     keeps everything (logged once).
     """
-    cutoffs = retention_cutoffs(
-        worker.backend.clock(), worker.retention, worker.failed_retention
-    )
+    cutoffs = retention_cutoffs(worker.backend.clock(), worker.retention, worker.failed_retention)
     if not cutoffs:
         return 0
     now = time.monotonic()
