@@ -55,18 +55,17 @@ def parse_duration(text: str) -> float | str:
 
 
 def check_retention(name: str, value: object) -> float | None:
-    """A retention: seconds > 0, or None. A `timedelta` counts in seconds, a duration text
-    (``"7d"``) is parsed, and 0 means "keep forever", as None does."""
+    """A retention: seconds > 0, or None. A `timedelta` counts in seconds, and 0 means "keep
+    forever", as None does. (Text such as ``"7d"`` is parsed where settings are read:
+    `parse_duration`.)"""
     if value is None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    elif isinstance(value, str):
-        value = parse_duration(value)
-    if isinstance(value, str) or not is_number(value):
+    if not is_number(value):
         raise ConfigurationError(
-            f"{name} must be a number of seconds >= 0, a timedelta or a duration such as "
-            f"{DURATION_FORMS} (0 or None: keep forever), got {value!r}"
+            f"{name} must be a number of seconds >= 0 or a timedelta (0 or None: keep "
+            f"forever; {DURATION_FORMS} in settings), got {value!r}"
         )
     seconds = check_seconds(name, value, allow_zero=True)
     return seconds or None
