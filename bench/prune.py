@@ -96,6 +96,7 @@ async def main() -> None:
         return
     try:
         import asyncpg
+
         from sitq_postgres import PostgresBackend
     except ImportError:
         print("postgres   skipped: sitq-postgres is not installed", file=sys.stderr)
