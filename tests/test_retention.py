@@ -171,7 +171,8 @@ def test_sqlite_file_stays_bounded_under_pruning(tmp_path: Path) -> None:
             await _run_tasks(backend, 5000, now - 2 * DAY)
             first = _file_size(path)
             for _ in range(total // 5000 - 1):
-                assert await prune_in_batches(backend, {TaskStatus.SUCCEEDED: now - DAY}) == 5000
+                done = await prune_in_batches(backend, {TaskStatus.SUCCEEDED: now - DAY})
+                assert done == (5000, True)
                 await _run_tasks(backend, 5000, now - 2 * DAY)
             grown = _file_size(path)
             await prune_in_batches(backend, {TaskStatus.SUCCEEDED: now - DAY})
@@ -183,6 +184,25 @@ def test_sqlite_file_stays_bounded_under_pruning(tmp_path: Path) -> None:
     first, grown, emptied = asyncio.run(main())
     assert grown <= 2 * first, f"{grown} bytes after {total} tasks, {first} after 5,000"
     assert emptied < first / 2, f"pruning everything left {emptied} bytes ({first} at 5,000)"
+
+
+def test_a_pass_stops_at_its_time_limit_and_says_so(tmp_path: Path) -> None:
+    """A pass with no time left deletes one batch and reports the backlog; the next one goes
+    on from there."""
+
+    async def main() -> None:
+        backend = SQLiteBackend(tmp_path / "tasks.db")
+        try:
+            now = time.time()
+            await _run_tasks(backend, 2000, now - 2 * DAY)
+            cutoff = {TaskStatus.SUCCEEDED: now - DAY}
+            assert await prune_in_batches(backend, cutoff, max_seconds=0) == (1000, False)
+            assert await prune_in_batches(backend, cutoff) == (1000, True)
+            assert await prune_in_batches(backend, cutoff) == (0, True)
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
 
 
 # -- the commands ------------------------------------------------------------------------------

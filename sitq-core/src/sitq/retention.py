@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigurationError
 from .task import FINAL_STATUSES, TaskStatus
@@ -86,25 +86,37 @@ def retention_cutoffs(
     return cutoffs
 
 
+class PrunePass(NamedTuple):
+    """What one pass of `prune_in_batches` did."""
+
+    #: Tasks deleted.
+    deleted: int
+    #: False if the pass stopped at its time limit with expired tasks left.
+    complete: bool
+
+
 async def prune_in_batches(
-    backend: Backend, cutoffs: Mapping[TaskStatus, float], *, max_batches: int | None = None
-) -> int:
-    """Delete every task past its cutoff through `Backend.prune`, `PRUNE_BATCH` at a time
-    with a short pause between batches (at most ``max_batches`` of them; None: until none is
-    left); then let the backend give the space back. Returns how many went."""
+    backend: Backend, cutoffs: Mapping[TaskStatus, float], *, max_seconds: float | None = None
+) -> PrunePass:
+    """Delete the tasks past their cutoff through `Backend.prune`, `PRUNE_BATCH` at a time
+    with a short pause between batches, until none is left or ``max_seconds`` have passed
+    (None: no limit); then let the backend give the space back."""
+    loop = asyncio.get_running_loop()
+    deadline = None if max_seconds is None else loop.time() + max_seconds
     deleted = 0
-    batch = 0
-    while max_batches is None or batch < max_batches:
-        if batch:
-            await asyncio.sleep(PRUNE_PAUSE)
+    complete = False
+    while True:
         count = await backend.prune(cutoffs, PRUNE_BATCH)
         deleted += count
-        batch += 1
         if count < PRUNE_BATCH:
+            complete = True
             break
+        if deadline is not None and loop.time() >= deadline:
+            break
+        await asyncio.sleep(PRUNE_PAUSE)
     if deleted:
         await backend.reclaim_space()
-    return deleted
+    return PrunePass(deleted, complete)
 
 
 def check_prune_args(
@@ -146,6 +158,7 @@ __all__ = [
     "KEPT_FOR_RETENTION",
     "PRUNE_BATCH",
     "PRUNE_PAUSE",
+    "PrunePass",
     "check_prune_args",
     "check_retention",
     "parse_duration",

@@ -229,7 +229,7 @@ def prune_command(
                     "--older-than instead"
                 )
             cutoffs = retention_cutoffs(queue.backend.clock(), keep, keep_failed)
-            return await prune_in_batches(queue.backend, cutoffs) if cutoffs else 0
+            return (await prune_in_batches(queue.backend, cutoffs)).deleted if cutoffs else 0
 
     deleted = asyncio.run(change())
     kept = {"retention": _duration_text(keep), "failed_retention": _duration_text(keep_failed)}

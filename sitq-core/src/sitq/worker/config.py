@@ -205,9 +205,9 @@ class WorkerConfig:
         tombstone stays, so ``get_result`` raises `ResultExpired` rather than `TaskNotFound`.
         None (the default) keeps them until purged.
     :param retention: how long succeeded and cancelled tasks are kept after they finish, in
-        seconds (a `timedelta`, or a duration such as ``"7d"``, is accepted); older ones are
-        deleted by the workers, a batch at a time, every ``prune_interval`` (see
-        `sitq.retention`). Default 7 days; None or 0 keeps them until purged.
+        seconds or as a `timedelta` (``7d`` in settings); older ones are deleted by the
+        workers, a batch at a time, every ``prune_interval`` (see `sitq.retention`). Default
+        7 days; None or 0 keeps them until purged.
     :param failed_retention: the same for failed and dead tasks; default 30 days.
     :param prune_interval: seconds between pruning passes (default 60).
     :param secret_key: the key payload signatures are checked with and results signed with

@@ -25,9 +25,12 @@ async def recover(worker: Worker) -> None:
                     "recovered %d tasks whose worker stopped answering", len(recovered)
                 )
             await expire_results(worker)
-            await prune(worker)
         except Exception:
             worker.logger.exception("recovering expired leases failed")
+        try:
+            await prune(worker)
+        except Exception:
+            worker.logger.exception("deleting tasks past their retention failed")
         await asyncio.sleep(worker.recovery_interval)
 
 
@@ -46,16 +49,16 @@ async def expire_results(worker: Worker) -> None:
         worker.logger.log(worker.log_level, "expired the results of %d tasks (result_ttl)", count)
 
 
-#: Batches of `sitq.retention.PRUNE_BATCH` tasks in one pass at most; what is left waits for
-#: the next pass.
-PRUNE_MAX_BATCHES = 200
+#: Seconds one pruning pass may take; a backlog is worked off over the following recovery
+#: passes, so that recovering the tasks of dead workers never waits long behind pruning.
+PRUNE_PASS_SECONDS = 1.0
 
 
 async def prune(worker: Worker) -> int:
     """Delete finished tasks older than ``retention`` (succeeded, cancelled) or
-    ``failed_retention`` (failed, dead), in batches (`sitq.retention.prune_in_batches`), at
-    most once per ``prune_interval``; then let the backend give the space back. Returns how
-    many went.
+    ``failed_retention`` (failed, dead), in batches (`sitq.retention.prune_in_batches`) for
+    at most `PRUNE_PASS_SECONDS`, once per ``prune_interval`` (or at the next recovery pass
+    while a backlog is left); the backend then gives the space back. Returns how many went.
 
     Every worker prunes: the backends make concurrent pruning safe, and a worker finding
     nothing left costs one indexed query per pass. A backend without `Capability.PRUNE`
@@ -76,12 +79,14 @@ async def prune(worker: Worker) -> int:
                 type(worker.backend).__name__,
             )
         return 0
-    deleted = await prune_in_batches(worker.backend, cutoffs, max_batches=PRUNE_MAX_BATCHES)
-    if deleted:
+    done = await prune_in_batches(worker.backend, cutoffs, max_seconds=PRUNE_PASS_SECONDS)
+    if not done.complete:
+        worker._pruned_at = now - worker.prune_interval  # go on at the next recovery pass
+    if done.deleted:
         worker.logger.log(
-            worker.log_level, "deleted %d finished tasks past their retention", deleted
+            worker.log_level, "deleted %d finished tasks past their retention", done.deleted
         )
-    return deleted
+    return done.deleted
 
 
 async def log_performance(worker: Worker) -> None:
