@@ -234,6 +234,21 @@ def test_sitq_prune_deletes_by_retention(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a duration" in bad.output
 
 
+def test_sitq_prune_reads_retention_from_pyproject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _old_tasks(tmp_path / "tasks.db", 1000, 3 * DAY)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sitq]\nbackend_url = "sqlite:///tasks.db"\nretention = "2d"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SITQ_RETENTION", raising=False)
+    monkeypatch.delenv("SITQ_BACKEND_URL", raising=False)
+    result = CliRunner().invoke(cli, ["prune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"deleted": 1000' in result.output and '"retention": "2d"' in result.output
+
+
 def test_purge_and_vacuum_shrink_the_file(tmp_path: Path) -> None:
     """``sitq purge`` gives the space back at once on a new file; ``sitq vacuum`` shrinks a
     file made without incremental auto-vacuum and turns it on."""
