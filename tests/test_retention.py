@@ -157,6 +157,22 @@ async def _run_tasks(backend: SQLiteBackend, count: int, finished_at: float) -> 
         assert all(await backend.finish(outcomes))
 
 
+def test_a_new_sqlite_file_has_incremental_vacuum_and_prunes_by_index(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+
+    async def main() -> None:
+        backend = SQLiteBackend(path)
+        await backend.connect()
+        await backend.close()
+
+    asyncio.run(main())
+    sql = SQLiteBackend(path)._sql.prune(2)  # the statement as the backend sends it
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}", ["succeeded", "cancelled", 1.0, 10])
+        assert "sitq_tasks_finished" in " ".join(str(row) for row in plan.fetchall())
+
+
 def test_sqlite_file_stays_bounded_under_pruning(tmp_path: Path) -> None:
     """50,000 tasks (500,000 with ``SITQ_SOAK=1``) run through a file pruned as workers prune it:
     the file ends no larger than twice its size after the first 5,000."""
