@@ -115,6 +115,9 @@ NUMBERS = {
     "recovery_interval": "recovery_interval must be a number of seconds > 0 and finite",
     "max_attempts": "max_attempts must be an int >= 1",
     "result_ttl": "result_ttl must be a number of seconds > 0 and finite",
+    "retention": "retention must be a number of seconds >= 0",
+    "failed_retention": "failed_retention must be a number of seconds >= 0",
+    "prune_interval": "prune_interval must be a number of seconds > 0 and finite",
     "log_level": "log_level must be an int >= 0",
     "performance_interval": "performance_interval must be a number of seconds > 0 and finite",
 }
@@ -138,6 +141,9 @@ OUT_OF_RANGE = {
     "recovery_interval": 0,
     "max_attempts": 0,
     "result_ttl": -3,
+    "retention": -1,
+    "failed_retention": -0.5,
+    "prune_interval": 0,
     "log_level": -1,
     "performance_interval": 0,
 }
@@ -150,6 +156,8 @@ def test_every_numeric_option_refuses_bad_values(option: str, bad: Any) -> None:
     if bad is None:
         if WorkerConfig.__dataclass_fields__[option].default is None:
             return  # None is the default of optional options
+        if option in ("retention", "failed_retention"):
+            return  # None turns retention off (tested in test_retention.py)
         value: Any = None
     elif bad == "range":
         value = OUT_OF_RANGE[option]

@@ -12,6 +12,7 @@ The life of a stored task::
                   └───────────────────────────────────────────────┘
     pending | running ──cancel──► cancelled        failed | dead | cancelled ──requeue──► pending
     succeeded | failed | dead | cancelled ──expire_results──► the same, as a tombstone
+    succeeded | failed | dead | cancelled ──prune (finished long enough ago)──► deleted
 
 Every write after a claim is *fenced* by the claim's lease token: a worker that lost its lease
 (because it stalled and another worker recovered the task, or the task was cancelled) can no
@@ -186,6 +187,8 @@ class Capability(enum.Enum):
     CROSS_PROCESS_WAKEUPS = "cross_process_wakeups"
     #: `Backend.set_progress` stores what running tasks report (``set_progress``).
     PROGRESS = "progress"
+    #: `Backend.prune` deletes old finished tasks in small batches (``retention``).
+    PRUNE = "prune"
 
 
 class Backend(ABC):
@@ -463,6 +466,42 @@ class Backend(ABC):
         Never deletes running tasks unless RUNNING is asked for explicitly. ``statuses`` is
         checked as `list_tasks` checks it (one status alone is a list of one): use
         `sitq.rules.purge_statuses`."""
+
+    async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
+        """Delete at most ``limit`` finished tasks that finished before their status's cutoff;
+        return how many.
+
+        ``finished_before`` maps final statuses to epoch seconds (a status left out is not
+        pruned); one number is the cutoff of every final status. A task goes if its status is
+        in the mapping and ``finished_at < finished_before[status]``; pending and running
+        tasks never go, nor does a task without ``finished_at``. Tombstones of
+        `expire_results` go like any finished task. Check the arguments with
+        `sitq.retention.check_prune_args` (a status that is not final, a limit < 1 or a cutoff
+        that is not a finite number is a `ConfigurationError`).
+
+        Workers call it in a loop (``retention``): one short write per call, so a store shared
+        with busy workers is never locked for long; several workers pruning at once must
+        neither fail nor block each other for long (PostgreSQL skips rows another pruner
+        holds). Which of the expired tasks go first is the backend's choice.
+
+        Optional: a backend that implements it declares `Capability.PRUNE`; the default raises
+        `ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot prune old tasks (retention); implement "
+            "Backend.prune, or set retention=0 and purge old tasks by hand"
+        )
+
+    async def reclaim_space(self, *, full: bool = False) -> None:  # noqa: B027
+        """Give the space of deleted tasks back to the operating system, if the store keeps
+        it otherwise. Workers call it after a pass of `prune` deleted tasks; a backend whose
+        `purge` leaves space behind calls it from there itself.
+
+        ``full=True`` (``sitq vacuum``) may rewrite the whole store and hold it for a while;
+        the default is quick and may give back only part of the space. The default does
+        nothing: a database server such as PostgreSQL reuses the space of deleted rows by
+        itself (autovacuum).
+        """
 
     # -- wake-ups ----------------------------------------------------------------------------
 

@@ -82,7 +82,11 @@ def _log_level(where: str, value: Any) -> str:
     return check_choice(where, value.upper() if isinstance(value, str) else value, LOG_LEVELS)
 
 
-_READERS = ("worker", "status", "inspect", "failed", "retry", "cancel", "purge")
+_READERS = (
+    "worker", "status", "inspect", "failed", "retry", "cancel", "purge", "prune", "vacuum",
+)  # fmt: skip
+#: Worker settings that ``sitq prune`` reads too.
+_PRUNE_SETTINGS = ("retention", "failed_retention")
 
 #: Every setting, in the order the docs list them: the worker's come from the fields of
 #: `sitq.worker.WorkerConfig` (see `sitq.worker.settings.cli_options`).
@@ -91,7 +95,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "backend_url", _READERS, "the backend URL (overrides the app's)", _text, param="backend"
     ),
-    *(Setting(o.name, ("worker",), o.info.help, o.read) for o in cli_options()),
+    *(
+        Setting(
+            o.name,
+            ("worker", "prune") if o.name in _PRUNE_SETTINGS else ("worker",),
+            o.info.help,
+            o.read,
+        )
+        for o in cli_options()
+    ),
     Setting(
         "duration",
         ("worker",),

@@ -22,6 +22,7 @@ from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
+from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
     attempts_spent,
@@ -79,7 +80,12 @@ class MemoryBackend(Backend):
 
     url_schemes = ("memory",)
     capabilities = frozenset(
-        {Capability.EXPIRE_RESULTS, Capability.HEARTBEAT_BACKEND, Capability.PROGRESS}
+        {
+            Capability.EXPIRE_RESULTS,
+            Capability.HEARTBEAT_BACKEND,
+            Capability.PROGRESS,
+            Capability.PRUNE,
+        }
     )
 
     def __init__(self, name: str | None = None) -> None:
@@ -455,9 +461,28 @@ class MemoryBackend(Backend):
                     or (r.finished_at if r.finished_at is not None else r.created_at) < older_than
                 )
             ]
-            for r in doomed:
-                self._release_dedupe(r)
-                del self._store.tasks[r.id]
-                self._store.seq.pop(r.id, None)
-                self._store.order.pop(r.id, None)
+            self._delete(doomed)
         return len(doomed)
+
+    async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
+        """Delete up to ``limit`` tasks finished before their status's cutoff."""
+        cutoffs = check_prune_args(finished_before, limit)
+        with self._store.lock:
+            expired = (
+                r
+                for r in self._store.tasks.values()
+                if r.status in cutoffs
+                and r.finished_at is not None
+                and r.finished_at < cutoffs[r.status]
+            )
+            doomed = list(itertools.islice(expired, limit))
+            self._delete(doomed)
+        return len(doomed)
+
+    def _delete(self, records: Iterable[TaskRecord]) -> None:
+        """Forget ``records`` (the store's lock held)."""
+        for r in records:
+            self._release_dedupe(r)
+            del self._store.tasks[r.id]
+            self._store.seq.pop(r.id, None)
+            self._store.order.pop(r.id, None)

@@ -27,6 +27,7 @@ from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
 from sitq.errors import ConfigurationError, QueueClosed
 from sitq.progress import Progress
+from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
@@ -87,6 +88,7 @@ class PostgresBackend(Backend):
             Capability.ENQUEUE_IN,
             Capability.CROSS_PROCESS_WAKEUPS,
             Capability.PROGRESS,
+            Capability.PRUNE,
         }
     )
 
@@ -487,6 +489,20 @@ class PostgresBackend(Backend):
 
         async def op(conn: asyncpg.Connection, attempt: int) -> int:
             status = await conn.execute(self._sql.purge, wanted, older_than)
+            return int(status.split()[-1])
+
+        return await self._run(op)
+
+    async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
+        """Delete up to ``limit`` tasks finished before their status's cutoff, in one
+        statement; rows locked by another pruner are skipped (``FOR UPDATE SKIP LOCKED``)."""
+        cutoffs = check_prune_args(finished_before, limit)
+        statuses = sorted(cutoffs, key=lambda s: s.value)
+        texts = [s.value for s in statuses]
+        befores = [cutoffs[s] for s in statuses]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> int:
+            status = await conn.execute(self._sql.prune, texts, befores, limit)
             return int(status.split()[-1])
 
         return await self._run(op)

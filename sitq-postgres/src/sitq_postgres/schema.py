@@ -115,8 +115,18 @@ ALTER TABLE {t}
 """
 
 
+def _v3(n: Names) -> str:
+    """The index pruning walks (``retention``): finished tasks by status and finish time;
+    only finished tasks have a ``finished_at``, so pending and running ones cost it nothing."""
+    t = n.tasks
+    return f"""
+CREATE INDEX IF NOT EXISTS {t}_finished ON {t} (status, finished_at)
+    WHERE finished_at IS NOT NULL;
+"""
+
+
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

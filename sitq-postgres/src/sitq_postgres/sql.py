@@ -310,6 +310,19 @@ SELECT id, {self._notify("x", "true", self.names.enqueued_channel)} FROM x"""
         )
 
     @cached_property
+    def prune(self) -> str:
+        """Delete at most ``$3`` tasks whose status is in ``$1`` and that finished before the
+        cutoff at the same place in ``$2``. Rows another pruner holds are skipped, not waited
+        for, so workers pruning at once share the work."""
+        return (
+            f"DELETE FROM {self.t} WHERE id IN ("
+            f"SELECT x.id FROM {self.t} AS x "
+            "JOIN unnest($1::text[], $2::float8[]) AS cut(status, before) "
+            "ON x.status = cut.status AND x.finished_at < cut.before "
+            "LIMIT $3 FOR UPDATE OF x SKIP LOCKED)"
+        )
+
+    @cached_property
     def db_clock(self) -> str:
         """The database clock, epoch seconds."""
         return "SELECT extract(epoch FROM clock_timestamp())::float8"

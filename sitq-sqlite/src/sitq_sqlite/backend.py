@@ -28,6 +28,7 @@ from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_r
 from sitq.errors import ConfigurationError, ForeignDatabase, QueueClosed
 from sitq.meta import encode_meta
 from sitq.progress import Progress
+from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
@@ -48,8 +49,11 @@ from .schema import (
     SCHEMA_VERSION,
     SYNCHRONOUS_MODES,
     ddl,
+    incremental_vacuum,
     pragmas,
+    prune_ddl,
     set_version,
+    space_pragmas,
     version_query,
 )
 from .sql import Statements
@@ -58,6 +62,9 @@ from .watch import PendingPeek, WalWatch
 _ENQUEUE_CHUNK = 2000  # rows per INSERT (14 parameters each; SQLite allows 32766)
 _FINISH_CHUNK = 1000
 _ID_CHUNK = 500
+#: Free pages (4 KiB each by default) a quick `reclaim_space` leaves in the file for the next
+#: writes, instead of giving them back and growing the file again at once.
+_SPARE_PAGES = 256
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -130,12 +137,13 @@ class SQLiteBackend(Backend):
         self._sql = Statements(table)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
-            frozenset({Capability.EXPIRE_RESULTS, Capability.PROGRESS})
+            frozenset({Capability.EXPIRE_RESULTS, Capability.PROGRESS, Capability.PRUNE})
             if self.in_memory
             else frozenset(
                 {
                     Capability.EXPIRE_RESULTS,
                     Capability.PROGRESS,
+                    Capability.PRUNE,
                     Capability.HEARTBEAT_BACKEND,
                     Capability.CROSS_PROCESS_WAKEUPS,
                 }
@@ -236,15 +244,19 @@ class SQLiteBackend(Backend):
             daemonize(pending)
             conn = await pending
             try:
-                for pragma in pragmas(
-                    in_memory=self.in_memory,
-                    synchronous=self.synchronous,
-                    busy_timeout=self.busy_timeout,
-                ):
+                for pragma in [
+                    *space_pragmas(),
+                    *pragmas(
+                        in_memory=self.in_memory,
+                        synchronous=self.synchronous,
+                        busy_timeout=self.busy_timeout,
+                    ),
+                ]:
                     await conn.execute(pragma)
                 # one transaction: a process checking the file meanwhile (`check_file`) never
                 # sees the tasks table without its version table beside it
                 await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(self.table)}COMMIT;")
+                await retry_locked(conn.execute, prune_ddl(self.table))
                 await _migrate(conn, self.table)
             except BaseException:
                 await conn.close()
@@ -541,7 +553,50 @@ class SQLiteBackend(Backend):
             return 0
         sql = self._sql.purge(len(wanted), older=older_than is not None)
         params = wanted if older_than is None else [*wanted, older_than]
-        return await self._execute(sql, params)
+        deleted = await self._execute(sql, params)
+        if deleted:
+            await self._give_back_space(spare=0)
+        return deleted
+
+    async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
+        """Delete up to ``limit`` tasks finished before their status's cutoff: one statement
+        per distinct cutoff (two with the worker's settings), each walking the index of
+        finished tasks."""
+        cutoffs = check_prune_args(finished_before, limit)
+        by_cutoff: dict[float, list[TaskStatus]] = {}
+        for status, cutoff in cutoffs.items():
+            by_cutoff.setdefault(cutoff, []).append(status)
+        deleted = 0
+        for cutoff, statuses in sorted(by_cutoff.items()):
+            if deleted >= limit:
+                break
+            params = [*status_texts(statuses), cutoff, limit - deleted]
+            deleted += await self._execute(self._sql.prune(len(statuses)), params)
+        return deleted
+
+    async def reclaim_space(self, *, full: bool = False) -> None:
+        """Shrink the file: give the free pages of deleted tasks back, keeping a few for the
+        next writes. ``full=True`` runs ``VACUUM``: it rewrites the whole file (holding the
+        write lock meanwhile, and needing as much free disk as the file takes) and turns on
+        incremental auto-vacuum for a file made before sitq-sqlite set it, so that quick
+        reclaims work on it from then on."""
+        if full:
+            db = await self._db()
+            async with self._mutex:
+                await retry_locked(db.execute, space_pragmas()[0])
+                await retry_locked(db.execute, "VACUUM")
+            return
+        await self._give_back_space(spare=_SPARE_PAGES)
+
+    async def _give_back_space(self, *, spare: int) -> None:
+        """Give back the free pages beyond ``spare`` (a no-op on a file without incremental
+        auto-vacuum: see `reclaim_space`)."""
+        free = int((await self._fetchall("PRAGMA freelist_count"))[0][0])
+        if free <= spare:
+            return
+        db = await self._db()
+        async with self._mutex:
+            await retry_locked(db.executescript, incremental_vacuum(free - spare))
 
 
 def _always() -> bool:

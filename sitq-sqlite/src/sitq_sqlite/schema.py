@@ -120,3 +120,29 @@ def pragmas(*, in_memory: bool, synchronous: str, busy_timeout: float) -> list[s
     found.append(f"PRAGMA synchronous={synchronous}")
     found.append(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     return found
+
+
+# -- giving space back (retention) -------------------------------------------------------------
+
+
+def space_pragmas() -> list[str]:
+    """The pragmas run on each new connection before any other: a new file is made with
+    incremental auto-vacuum, so the pages of deleted tasks can be given back to the operating
+    system (`incremental_vacuum`). It only takes before the first table exists (and before
+    WAL is set); an older file keeps its mode until one full ``VACUUM`` (``sitq vacuum``)."""
+    return ["PRAGMA auto_vacuum=INCREMENTAL"]
+
+
+def prune_ddl(table: str) -> str:
+    """The index pruning walks: finished tasks by status and finish time (idempotent; only
+    finished tasks have a ``finished_at``, so pending and running ones cost it nothing)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {table}_finished "
+        f"ON {table} (status, finished_at) WHERE finished_at IS NOT NULL"
+    )
+
+
+def incremental_vacuum(pages: int) -> str:
+    """The statement giving ``pages`` free pages back to the operating system (run with
+    ``executescript``: it frees one page per step, and only a script runs every step)."""
+    return f"PRAGMA incremental_vacuum({int(pages)})"

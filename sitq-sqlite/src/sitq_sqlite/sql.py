@@ -231,3 +231,14 @@ class Statements:
         if older:
             sql += " AND COALESCE(finished_at, created_at) < ?"
         return sql
+
+    def prune(self, statuses: int) -> str:
+        """Delete at most ``?`` tasks in ``statuses`` given statuses finished before ``?``
+        (parameters: the statuses, the cutoff, the limit), found through the ``_finished``
+        index (no ORDER BY: sorting every expired task to delete a thousand costs more than
+        it gives)."""
+        return (
+            f"DELETE FROM {self.t} WHERE rowid IN (SELECT rowid FROM {self.t} "
+            f"WHERE status IN ({placeholders(statuses)}) AND finished_at < ? "
+            "LIMIT ?)"
+        )

@@ -12,7 +12,13 @@ import click
 from .. import __version__
 from ..config import load_defaults
 from ..errors import ConfigurationError
-from .control import cancel_command, purge_command, retry_command
+from .control import (
+    cancel_command,
+    prune_command,
+    purge_command,
+    retry_command,
+    vacuum_command,
+)
 from .demo import demo_command
 from .monitor import failed_command, inspect_command, status_command
 from .plugins import plugins_command
@@ -46,6 +52,8 @@ for _command in (
     retry_command,
     cancel_command,
     purge_command,
+    prune_command,
+    vacuum_command,
     plugins_command,
     tasks_command,
     demo_command,

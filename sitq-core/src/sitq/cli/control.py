@@ -1,19 +1,27 @@
-"""``sitq retry``, ``sitq cancel`` and ``sitq purge``: changing stored tasks by hand."""
+"""``sitq retry``, ``sitq cancel``, ``sitq purge``, ``sitq prune`` and ``sitq vacuum``:
+changing stored tasks by hand, and giving their space back."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import click
 
+from ..backend import Capability
 from ..queue import TaskQueue
+from ..retention import (
+    DEFAULT_FAILED_RETENTION,
+    DEFAULT_RETENTION,
+    DURATION_FORMS,
+    check_retention,
+    parse_duration,
+    prune_in_batches,
+    retention_cutoffs,
+)
 from ..task import FINAL_STATUSES, TaskStatus
 from .app import from_command_line, queue_options, reading
 from .output import console, json_option, print_json
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class Age(click.ParamType):  # type: ignore[type-arg]
@@ -27,10 +35,10 @@ class Age(click.ParamType):  # type: ignore[type-arg]
         """Parse the duration or fail naming the accepted forms."""
         if isinstance(value, (int, float)):
             return float(value)
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration; write e.g. 90, 90s, 15m, 12h, 7d or 2w")
-        return float(match[1]) * _UNITS[match[2] or "s"]
+        seconds = parse_duration(str(value))
+        if isinstance(seconds, str):
+            self.fail(f"{value!r} is not a duration; write e.g. {DURATION_FORMS}")
+        return seconds
 
 
 async def _why_not(queue: TaskQueue, task_id: str, wanted: str) -> str:
@@ -169,4 +177,96 @@ def purge_command(
         console().print(f"deleted {deleted} task(s) ({what}{when})")
 
 
-__all__ = ["cancel_command", "purge_command", "retry_command"]
+def _duration_text(seconds: float | None) -> str:
+    if not seconds:
+        return "forever"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@click.command("prune")
+@click.option(
+    "--retention",
+    type=Age(),
+    default=DEFAULT_RETENTION,
+    envvar="SITQ_RETENTION",
+    show_envvar=True,
+    help="Delete succeeded and cancelled tasks finished longer ago than this (0: keep them) "
+    "[default: 7d].",
+)
+@click.option(
+    "--failed-retention",
+    type=Age(),
+    default=DEFAULT_FAILED_RETENTION,
+    envvar="SITQ_FAILED_RETENTION",
+    show_envvar=True,
+    help="Delete failed and dead tasks finished longer ago than this (0: keep them) "
+    "[default: 30d].",
+)
+@queue_options
+@json_option
+@click.pass_context
+def prune_command(
+    ctx: click.Context,
+    retention: float,
+    failed_retention: float,
+    app: str | None,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    """Delete finished tasks past their retention now, as workers do every prune_interval:
+    in small batches, then give the space back."""
+    keep = check_retention("retention", retention)
+    keep_failed = check_retention("failed_retention", failed_retention)
+
+    async def change() -> int:
+        async with reading(app, backend, from_command_line(ctx, "backend")) as queue:
+            if not queue.backend.supports(Capability.PRUNE):
+                raise click.ClickException(
+                    f"{type(queue.backend).__name__} cannot prune old tasks; use sitq purge "
+                    "--older-than instead"
+                )
+            cutoffs = retention_cutoffs(queue.backend.clock(), keep, keep_failed)
+            return (await prune_in_batches(queue.backend, cutoffs)).deleted if cutoffs else 0
+
+    deleted = asyncio.run(change())
+    kept = {"retention": _duration_text(keep), "failed_retention": _duration_text(keep_failed)}
+    if as_json:
+        print_json({"deleted": deleted, **kept})
+    else:
+        console().print(
+            f"deleted {deleted} task(s) (succeeded and cancelled older than "
+            f"{kept['retention']}, failed and dead older than {kept['failed_retention']})"
+        )
+
+
+@click.command("vacuum")
+@queue_options
+@click.pass_context
+def vacuum_command(ctx: click.Context, app: str | None, backend: str | None) -> None:
+    """Give the space of deleted tasks back to the operating system, in full.
+
+    On SQLite this rewrites the whole file (VACUUM): workers wait meanwhile, and it needs as
+    much free disk as the file takes. Run it once on a file made before sitq-sqlite turned on
+    incremental auto-vacuum; from then on, pruning and purging shrink the file by
+    themselves. PostgreSQL reuses the space of deleted rows by itself (autovacuum): nothing
+    to do there.
+    """
+
+    async def change() -> None:
+        async with reading(app, backend, from_command_line(ctx, "backend")) as queue:
+            await queue.backend.reclaim_space(full=True)
+
+    asyncio.run(change())
+    console().print("space given back")
+
+
+__all__ = [
+    "cancel_command",
+    "prune_command",
+    "purge_command",
+    "retry_command",
+    "vacuum_command",
+]

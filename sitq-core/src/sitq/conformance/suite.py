@@ -34,6 +34,7 @@ from .kit import (
     LifecycleTests,
     MetaTests,
     ProgressTests,
+    PruneTests,
     PurgeTests,
     ReadingTests,
     RecoveryTests,
@@ -58,6 +59,7 @@ class BackendConformance(
     ProgressTests,
     WakeupTests,
     ExpireResultsTests,
+    PruneTests,
     HeartbeatBackendTests,
     TransactionalEnqueueTests,
 ):

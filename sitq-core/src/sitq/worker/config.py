@@ -22,6 +22,12 @@ from ..errors import ConfigurationError
 from ..limits import ResourceLimits
 from ..plugins import PluginManager
 from ..registry import Serializer, SerializerType
+from ..retention import (
+    DEFAULT_FAILED_RETENTION,
+    DEFAULT_RETENTION,
+    check_retention,
+    parse_duration,
+)
 from ..retry import RetryPolicy
 from ..signing import SecretKey
 from ..validation import (
@@ -125,6 +131,7 @@ _SECONDS = {"parse": _parse_number, "metavar": "SECONDS"}
 _COUNT = {"parse": _parse_number, "metavar": "N"}
 _NAMES = {"parse": _parse_names, "metavar": "NAMES"}
 _FLAG = {"parse": _parse_flag, "flag": True}
+_RETENTION = {"parse": parse_duration, "metavar": "DURATION"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +208,12 @@ class WorkerConfig:
         (checked on recovery passes, at least once a minute) they are dropped and a
         tombstone stays, so ``get_result`` raises `ResultExpired` rather than `TaskNotFound`.
         None (the default) keeps them until purged.
+    :param retention: how long succeeded and cancelled tasks are kept after they finish, in
+        seconds or as a `timedelta` (``7d`` in settings); older ones are deleted by the
+        workers, a batch at a time, every ``prune_interval`` (see `sitq.retention`). Default
+        7 days; None or 0 keeps them until purged.
+    :param failed_retention: the same for failed and dead tasks; default 30 days.
+    :param prune_interval: seconds between pruning passes (default 60).
     :param secret_key: the key payload signatures are checked with and results signed with
         (see `sitq.signing`); default: the queue's (``TaskQueue(secret_key=...)`` or
         ``$SITQ_SECRET_KEY``). Unsigned or badly signed payloads go dead undecoded.
@@ -404,6 +417,27 @@ class WorkerConfig:
             _seconds(),
             **_SECONDS,
         ),
+    )
+    retention: float | None = field(
+        default=DEFAULT_RETENTION,
+        metadata=_info(
+            "how long succeeded and cancelled tasks are kept (90s, 12h, 7d; 0: forever) "
+            "[default: 7d]",
+            check_retention,
+            **_RETENTION,
+        ),
+    )
+    failed_retention: float | None = field(
+        default=DEFAULT_FAILED_RETENTION,
+        metadata=_info(
+            "how long failed and dead tasks are kept (0: forever) [default: 30d]",
+            check_retention,
+            **_RETENTION,
+        ),
+    )
+    prune_interval: float = field(
+        default=60.0,
+        metadata=_info("seconds between passes deleting old tasks", _seconds(), **_SECONDS),
     )
     secret_key: SecretKey | None = field(
         default=None,

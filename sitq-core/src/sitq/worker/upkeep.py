@@ -1,5 +1,5 @@
-"""A running worker's background duties: recovery passes, result expiry, throughput logs,
-and the drain when it stops."""
+"""A running worker's background duties: recovery passes, result expiry, pruning of old
+finished tasks, throughput logs, and the drain when it stops."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from ..backend import Outcome
+from ..backend import Capability, Outcome
+from ..retention import prune_in_batches, retention_cutoffs
 
 if TYPE_CHECKING:
     from .worker import Worker
 
 
 async def recover(worker: Worker) -> None:
-    """Every ``recovery_interval``: put back tasks whose worker stopped answering, and drop
-    results older than ``result_ttl``."""
+    """Every ``recovery_interval``: put back tasks whose worker stopped answering, drop
+    results older than ``result_ttl`` and delete tasks older than their retention."""
     while True:
         try:
             recovered = await worker.backend.recover_expired(max_attempts=worker.max_attempts)
@@ -26,6 +27,10 @@ async def recover(worker: Worker) -> None:
             await expire_results(worker)
         except Exception:
             worker.logger.exception("recovering expired leases failed")
+        try:
+            await prune(worker)
+        except Exception:
+            worker.logger.exception("deleting tasks past their retention failed")
         await asyncio.sleep(worker.recovery_interval)
 
 
@@ -42,6 +47,46 @@ async def expire_results(worker: Worker) -> None:
     count = await worker.backend.expire_results(worker.backend.clock() - ttl)
     if count:
         worker.logger.log(worker.log_level, "expired the results of %d tasks (result_ttl)", count)
+
+
+#: Seconds one pruning pass may take; a backlog is worked off over the following recovery
+#: passes, so that recovering the tasks of dead workers never waits long behind pruning.
+PRUNE_PASS_SECONDS = 1.0
+
+
+async def prune(worker: Worker) -> int:
+    """Delete finished tasks older than ``retention`` (succeeded, cancelled) or
+    ``failed_retention`` (failed, dead), in batches (`sitq.retention.prune_in_batches`) for
+    at most `PRUNE_PASS_SECONDS`, once per ``prune_interval`` (or at the next recovery pass
+    while a backlog is left); the backend then gives the space back. Returns how many went.
+
+    Every worker prunes: the backends make concurrent pruning safe, and a worker finding
+    nothing left costs one indexed query per pass. A backend without `Capability.PRUNE`
+    keeps everything (logged once).
+    """
+    cutoffs = retention_cutoffs(worker.backend.clock(), worker.retention, worker.failed_retention)
+    if not cutoffs:
+        return 0
+    now = time.monotonic()
+    if worker._pruned_at is not None and now < worker._pruned_at + worker.prune_interval:
+        return 0
+    first = worker._pruned_at is None
+    worker._pruned_at = now
+    if not worker.backend.supports(Capability.PRUNE):
+        if first:
+            worker.logger.info(
+                "%s cannot prune old tasks: they are kept until purged (retention is ignored)",
+                type(worker.backend).__name__,
+            )
+        return 0
+    done = await prune_in_batches(worker.backend, cutoffs, max_seconds=PRUNE_PASS_SECONDS)
+    if not done.complete:
+        worker._pruned_at = now - worker.prune_interval  # go on at the next recovery pass
+    if done.deleted:
+        worker.logger.log(
+            worker.log_level, "deleted %d finished tasks past their retention", done.deleted
+        )
+    return done.deleted
 
 
 async def log_performance(worker: Worker) -> None:

@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from ..backend import Backend, Capability
@@ -33,6 +34,7 @@ from ..payload import AllowList, FunctionAllowList
 from ..plugins import Lifecycle, PluginManager
 from ..queue import TaskQueue
 from ..registry import Serializer, SerializerType
+from ..retention import DEFAULT_FAILED_RETENTION, DEFAULT_RETENTION
 from ..signing import SecretKey
 from ..sync import SyncTaskQueue
 from ..task import Result, Task, TaskStatus
@@ -102,6 +104,9 @@ class Worker:
     lease_seconds = _Option[float]()
     max_attempts = _Option[int]()
     result_ttl = _Option["float | None"]()
+    retention = _Option["float | None"]()
+    failed_retention = _Option["float | None"]()
+    prune_interval = _Option[float]()
     log_level = _Option[int]()
     log_tasks = _Option[bool]()
     log_errors = _Option[bool]()
@@ -139,6 +144,9 @@ class Worker:
         recovery_interval: float | None = None,
         max_attempts: int = 5,
         result_ttl: float | None = None,
+        retention: float | timedelta | None = DEFAULT_RETENTION,
+        failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION,
+        prune_interval: float = 60.0,
         secret_key: SecretKey | None = None,
         allowed_functions: Iterable[str] | None = None,
         logger: logging.Logger | None = None,
@@ -205,6 +213,7 @@ class Worker:
         self._leases = LeaseTable()
         self._keeper: LeaseKeeper | None = None
         self._expired_at: float | None = None  # monotonic time of the last expire_results
+        self._pruned_at: float | None = None  # monotonic time of the last pruning pass
         self._throttled: str | None = None
         self._retries_due: list[float] = []  # heap: when retries we scheduled become due
         self._claimed_at = 0.0

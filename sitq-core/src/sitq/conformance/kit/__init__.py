@@ -19,6 +19,7 @@ from .leases import LeaseTests
 from .lifecycle import LifecycleTests
 from .meta import MetaTests
 from .progress import ProgressTests
+from .prune import PruneTests
 from .purge import PurgeTests
 from .reading import ReadingTests
 from .recovery import RecoveryTests
@@ -38,6 +39,7 @@ __all__ = [
     "LifecycleTests",
     "MetaTests",
     "ProgressTests",
+    "PruneTests",
     "PurgeTests",
     "ReadingTests",
     "RecoveryTests",
