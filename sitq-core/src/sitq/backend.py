@@ -1,4 +1,7 @@
-"""The storage contract every backend implements: `Backend`, `TaskRecord` and `Outcome`.
+"""The storage contract every backend implements: `Backend` and its optional `Capability`.
+
+`TaskRecord` and `Outcome`, the data the contract exchanges, live in `sitq.records` and are
+imported from here.
 
 A backend stores encoded tasks and their outcomes; it never decodes a payload or runs a task.
 All methods are coroutines. A backend passes the conformance kit in `sitq.conformance` unchanged.
@@ -25,150 +28,19 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .errors import ConfigurationError
-from .meta import decode_meta
-from .progress import Progress, progress_from_row
+from .progress import Progress
+from .records import Outcome, TaskRecord, record_from_row
 from .rules import (
     ALL_STATUSES,
     LIST_ORDERS,
-    STATUS_BY_TEXT,
     check_list_args,
     fold_queue_counts,
 )
 from .signals import Signal, channel
-from .task import DEFAULT_QUEUE, TaskStatus
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    """A task as a backend stores it: the encoded call plus its bookkeeping.
-
-    Times are epoch seconds (floats). ``payload`` and ``result`` are opaque bytes encoded with
-    the serializer named in ``serializer``; ``function`` is the ``module:qualname`` of the call,
-    kept in clear for routing, listing and logs. ``meta`` holds the task's headers (checked
-    by `sitq.meta.check_meta` before they reach a backend; stored as JSON text), ``progress``
-    what the running task last reported through `Backend.set_progress` (None: never).
-    """
-
-    id: str
-    function: str
-    payload: bytes
-    serializer: str
-    queue: str = DEFAULT_QUEUE
-    priority: int = 0
-    available_at: float = 0.0
-    max_retries: int | None = None
-    timeout: float | None = None
-    dedupe_key: str | None = None
-    status: TaskStatus = TaskStatus.PENDING
-    attempts: int = 0
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    worker_id: str | None = None
-    lease_token: str | None = None
-    lease_expires_at: float | None = None
-    result: bytes | None = None
-    error: str | None = None
-    traceback: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    progress: Progress | None = None
-
-    @property
-    def expired(self) -> bool:
-        """True for a tombstone: a finished task whose payload, result and traceback were
-        dropped by `Backend.expire_results` (its payload is then empty). Its id, status,
-        error and times are kept, so "expired" can be told apart from "unknown"."""
-        return self.status.is_final and not self.payload
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a worker reports for a claimed task; applied by `Backend.finish`.
-
-    Build one with `succeeded`, `failed`, `dead`, `retry` or `release`.
-    ``status`` is the state the task moves to: SUCCEEDED, FAILED and DEAD are final;
-    PENDING puts it back in the queue at ``available_at`` (a retry), and with
-    ``count_attempt=False`` also gives back the attempt counted at claim (a release).
-    """
-
-    task_id: str
-    lease_token: str
-    status: TaskStatus
-    result: bytes | None = None
-    error: str | None = None
-    traceback: str | None = None
-    available_at: float | None = None
-    count_attempt: bool = True
-    finished_at: float = field(default_factory=time.time)
-
-    @classmethod
-    def succeeded(cls, task_id: str, lease_token: str, result: bytes | None) -> Outcome:
-        """The task returned; ``result`` is its encoded return value."""
-        return cls(task_id, lease_token, TaskStatus.SUCCEEDED, result=result)
-
-    @classmethod
-    def failed(
-        cls, task_id: str, lease_token: str, error: str, traceback: str | None = None
-    ) -> Outcome:
-        """The task raised and will not be retried."""
-        return cls(task_id, lease_token, TaskStatus.FAILED, error=error, traceback=traceback)
-
-    @classmethod
-    def dead(
-        cls, task_id: str, lease_token: str, error: str, traceback: str | None = None
-    ) -> Outcome:
-        """The task can never run (undecodable payload, too many attempts)."""
-        return cls(task_id, lease_token, TaskStatus.DEAD, error=error, traceback=traceback)
-
-    @classmethod
-    def retry(
-        cls,
-        task_id: str,
-        lease_token: str,
-        available_at: float,
-        error: str | None = None,
-        traceback: str | None = None,
-    ) -> Outcome:
-        """The task raised and runs again at ``available_at``; the attempt stays counted."""
-        return cls(
-            task_id,
-            lease_token,
-            TaskStatus.PENDING,
-            error=error,
-            traceback=traceback,
-            available_at=available_at,
-        )
-
-    @classmethod
-    def release(cls, task_id: str, lease_token: str, available_at: float | None = None) -> Outcome:
-        """Hand the task back unrun (declined, or the worker is shutting down)."""
-        return cls(
-            task_id,
-            lease_token,
-            TaskStatus.PENDING,
-            available_at=available_at,
-            count_attempt=False,
-        )
-
-
-#: How many stored values come before the headers in a row `record_from_row` reads.
-_PLAIN_VALUES = 21
-
-
-def record_from_row(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from stored values in its field order, the status as its stored text
-    (what a SQL backend selects): the 21 plain columns, then the headers as JSON text, then
-    the progress as three columns (fraction, message, updated_at)."""
-    record = TaskRecord(*row[:_PLAIN_VALUES])
-    record.status = STATUS_BY_TEXT[row[10]]
-    if len(row) > _PLAIN_VALUES:
-        record.meta = decode_meta(row[_PLAIN_VALUES])
-        record.progress = progress_from_row(*row[_PLAIN_VALUES + 1 : _PLAIN_VALUES + 4])
-    return record
+from .task import TaskStatus
 
 
 class Capability(enum.Enum):
