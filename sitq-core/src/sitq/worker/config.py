@@ -1,10 +1,10 @@
 """`WorkerConfig`: every option of a worker, declared once and checked once.
 
-Each field carries an `OptionInfo` (see ``options.py``) in its metadata: its help text, how to check a value, and
-whether (and under which name) the ``sitq worker`` command exposes it. That one declaration
-drives `Worker`'s checks, the command's click options (``--lease-seconds``), their
-environment variables (``SITQ_LEASE_SECONDS``) and the ``[tool.sitq]`` keys of
-``pyproject.toml`` (``lease_seconds = 60``); see ``settings.py``.
+Each field carries an `OptionInfo` (see ``options.py``) in its metadata: its help text, how
+to check a value, and whether (and under which name) the ``sitq worker`` command exposes it.
+That one declaration drives `Worker`'s checks, the command's click options
+(``--lease-seconds``), their environment variables (``SITQ_LEASE_SECONDS``) and the
+``[tool.sitq]`` keys of ``pyproject.toml`` (``lease_seconds = 60``); see ``settings.py``.
 
 A value is refused with a `ConfigurationError` that names the option, what it must be, and
 what it got: ``lease_seconds must be a number of seconds > 0 and finite, got nan``.
