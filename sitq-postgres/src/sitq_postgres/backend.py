@@ -6,7 +6,8 @@ token set, in the same statement; a finish applies every outcome a worker gather
 last write. Statements run on pooled connections (`database`) and are retried on a fresh
 connection after the server restarts or a connection is killed; the few operations that cannot
 simply run twice first look for what a lost attempt committed. Wake-ups travel by
-LISTEN/NOTIFY (`listener`), backed by polling.
+LISTEN/NOTIFY (`listener`), backed by polling. The reading methods (records, counts,
+listings) are in `reading`.
 
 Time: in production the database clock decides due times and leases (``statement_timestamp()``
 in each statement), and `PostgresBackend.clock` — which the core uses for ``available_at`` and
@@ -24,15 +25,12 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sitq import TaskStatus
-from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
+from sitq.backend import Backend, Capability, Outcome, TaskRecord
 from sitq.errors import ConfigurationError, QueueClosed
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
-    check_list_args,
-    fold_counts,
-    fold_queue_counts,
     purge_statuses,
     status_texts,
 )
@@ -43,6 +41,7 @@ from .finishes import apply_round, recognize_applied, rounds_of
 from .inserts import enqueue_args, insert
 from .listener import Listener
 from .options import Options, options_from_url
+from .reading import Reading, record_of
 from .schema import Names, migrate
 from .sql import Statements
 from .wakeups import Wakeups
@@ -50,18 +49,13 @@ from .wakeups import Wakeups
 T = TypeVar("T")
 
 
-def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
-    return record_from_row(row[1:])
-
-
 def _claimed(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
     """Claimed rows in claim order: priority, due time, enqueue order."""
     ordered = sorted(rows, key=lambda row: (-row[6], row[7], row[0]))
-    return [_record(row) for row in ordered]
+    return [record_of(row) for row in ordered]
 
 
-class PostgresBackend(Backend):
+class PostgresBackend(Reading, Backend):
     """Tasks in a PostgreSQL database, shared by workers on any number of machines.
 
     :param dsn: ``postgresql://user:password@host:5432/dbname``; sitq's own options below may
@@ -293,7 +287,7 @@ class PostgresBackend(Backend):
             rows = await conn.fetch(self._sql.claimed_with, token) if attempt else []
             if not rows:
                 rows = await conn.fetch(self._sql.claim_by_id, *args)
-            return _record(rows[0]) if rows else None
+            return record_of(rows[0]) if rows else None
 
         return await self._run(op)
 
@@ -433,51 +427,7 @@ class PostgresBackend(Backend):
             side.clock = self.clock  # type: ignore[method-assign]
         return side
 
-    # -- reading -----------------------------------------------------------------------------
-
-    async def get_task(self, task_id: str) -> TaskRecord | None:
-        """The stored record, or None."""
-        self._wakeups.looked_for_finish()
-
-        async def op(conn: asyncpg.Connection, attempt: int) -> TaskRecord | None:
-            row = await conn.fetchrow(self._sql.get_task, task_id)
-            return None if row is None else _record(row)
-
-        return await self._run(op)
-
-    async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
-        """Tasks per status."""
-
-        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
-            return list(await conn.fetch(self._sql.counts, queue))
-
-        return fold_counts(await self._run(op))
-
-    async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
-        """Tasks per queue and status, in one aggregate query."""
-
-        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
-            return list(await conn.fetch(self._sql.queue_counts))
-
-        return fold_queue_counts(await self._run(op))
-
-    async def list_tasks(
-        self,
-        *,
-        statuses: Iterable[TaskStatus] | None = None,
-        queue: str | None = None,
-        limit: int | None = 100,
-        order: str = "oldest",
-    ) -> list[TaskRecord]:
-        """Stored records for monitoring, oldest (or newest) first."""
-        wanted = check_list_args(statuses, limit, order)
-        args = [None if wanted is None else status_texts(wanted), queue, limit]
-        sql = self._sql.list_tasks(newest=order == "newest")
-
-        async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
-            return [_record(row) for row in await conn.fetch(sql, *args)]
-
-        return await self._run(op)
+    # -- retention ---------------------------------------------------------------------------
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None

@@ -7,8 +7,9 @@ over every outcome reported since the last one. A single statement in autocommit
 transaction and takes the write lock up front, so claims are atomic across processes and the
 busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transactions).
 
-The statement text is in `sql`, the table and the pragmas in `schema`, the care of the
-aiosqlite connection in `database`, and wake-ups from other processes in `watch`.
+The statement text is in `sql`, the table and the pragmas in `schema`, opening the connection
+in `opening`, its care in `database`, storing new tasks in `inserts`, and wake-ups from other
+processes in `watch`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import aiosqlite
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
-from sitq.errors import ConfigurationError, ForeignDatabase, QueueClosed
-from sitq.meta import encode_meta
+from sitq.errors import ConfigurationError, QueueClosed
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
 from sitq.rules import (
@@ -42,26 +42,15 @@ from sitq.rules import (
 )
 from sitq.signals import AsyncMutex
 
-from .database import create_private, daemonize, retry_locked, settled
+from .database import create_private, retry_locked, settled
+from .inserts import first_taken_id, insert, resolve_conflicts
+from .opening import open_connection
 from .preflight import check_file, warn_if_shared
-from .schema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SYNCHRONOUS_MODES,
-    ddl,
-    incremental_vacuum,
-    pragmas,
-    prune_ddl,
-    set_version,
-    space_pragmas,
-    version_query,
-)
+from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .watch import PendingPeek, WalWatch
 
-_ENQUEUE_CHUNK = 2000  # rows per INSERT (14 parameters each; SQLite allows 32766)
 _FINISH_CHUNK = 1000
-_ID_CHUNK = 500
 #: Free pages (4 KiB each by default) a quick `reclaim_space` leaves in the file for the next
 #: writes, instead of giving them back and growing the file again at once.
 _SPARE_PAGES = 256
@@ -70,35 +59,6 @@ _SPARE_PAGES = 256
 def _record(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from a row selected as `sql.SELECT`."""
     return record_from_row(row)
-
-
-async def _stored_version(conn: aiosqlite.Connection, table: str) -> int:
-    rows = list(await retry_locked(conn.execute_fetchall, version_query(table)))
-    return int(rows[0][0]) if rows else SCHEMA_VERSION
-
-
-async def _migrate(conn: aiosqlite.Connection, table: str) -> None:
-    """Bring a table made by an older sitq-sqlite up to `SCHEMA_VERSION`, once: under the
-    write lock, the version read again (another process may have migrated meanwhile)."""
-    found = await _stored_version(conn, table)
-    if found > SCHEMA_VERSION:  # written between `check_file` and this connection
-        raise ForeignDatabase(
-            f"table {table!r} is at schema version {found}, newer than this sitq-sqlite knows "
-            f"({SCHEMA_VERSION}); upgrade sitq-sqlite"
-        )
-    if found == SCHEMA_VERSION:
-        return
-    await retry_locked(conn.execute, "BEGIN IMMEDIATE")
-    try:
-        for version in range(await _stored_version(conn, table), SCHEMA_VERSION):
-            for statement in MIGRATIONS[version](table):
-                await settled(conn.execute(statement))
-            await settled(conn.execute(set_version(table, version + 1)))
-        await settled(conn.execute("COMMIT"))
-    except BaseException:
-        if conn.in_transaction:
-            await settled(conn.execute("ROLLBACK"))
-        raise
 
 
 class SQLiteBackend(Backend):
@@ -240,28 +200,13 @@ class SQLiteBackend(Backend):
                 check_file(self.path, self.table, self.busy_timeout)  # before any write
                 warn_if_shared(self.path)
                 create_private(self.path)
-            pending = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-            daemonize(pending)
-            conn = await pending
-            try:
-                for pragma in [
-                    *space_pragmas(),
-                    *pragmas(
-                        in_memory=self.in_memory,
-                        synchronous=self.synchronous,
-                        busy_timeout=self.busy_timeout,
-                    ),
-                ]:
-                    await conn.execute(pragma)
-                # one transaction: a process checking the file meanwhile (`check_file`) never
-                # sees the tasks table without its version table beside it
-                await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(self.table)}COMMIT;")
-                await retry_locked(conn.execute, prune_ddl(self.table))
-                await _migrate(conn, self.table)
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
+            self._conn = await open_connection(
+                self.path,
+                self.table,
+                in_memory=self.in_memory,
+                synchronous=self.synchronous,
+                busy_timeout=self.busy_timeout,
+            )
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -300,65 +245,16 @@ class SQLiteBackend(Backend):
         if repeated is not None:
             raise repeated_id_error(repeated)
         db = await self._db()
-        rows = [
-            (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
-             r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
-             encode_meta(r.meta))
-            for r in records
-        ]  # fmt: skip
-        inserted: set[str] = set()
         try:
             async with self._mutex:
-                chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
-                if len(chunks) > 1:
-                    await retry_locked(db.execute, "BEGIN IMMEDIATE")
-                try:
-                    for chunk in chunks:
-                        sql = self._sql.enqueue(len(chunk))
-                        params = [v for row in chunk for v in row]
-                        found = await retry_locked(db.execute_fetchall, sql, params)
-                        inserted.update(row[0] for row in found)
-                    if len(chunks) > 1:
-                        await settled(db.execute("COMMIT"))
-                except BaseException:
-                    if len(chunks) > 1 and db.in_transaction:
-                        await settled(db.execute("ROLLBACK"))
-                    raise
+                inserted = await insert(db, self._sql, records)
         except sqlite3.IntegrityError:  # nothing of the batch was stored
-            raise taken_id_error(await self._first_taken_id(records)) from None
+            raise taken_id_error(await first_taken_id(self._fetchall, self._sql, records)) from None
         ids = [r.id for r in records]
         if len(inserted) != len(records):
-            ids = await self._resolve_conflicts(records, inserted)
+            ids = await resolve_conflicts(self._fetchall, self._sql, records, inserted)
         if inserted:
             self.notify_enqueued()
-        return ids
-
-    async def _first_taken_id(self, records: Sequence[TaskRecord]) -> str:
-        for i in range(0, len(records), _ID_CHUNK):
-            chunk = [r.id for r in records[i : i + _ID_CHUNK]]
-            found = await self._fetchall(self._sql.stored_ids(len(chunk)), chunk)
-            if found:
-                return str(found[0][0])
-        return records[0].id
-
-    async def _resolve_conflicts(
-        self, records: Sequence[TaskRecord], inserted: set[str]
-    ) -> list[str]:
-        """Ids for the records skipped as dedupe hits: the task holding their key."""
-        ids = []
-        for r in records:
-            if r.id in inserted:
-                ids.append(r.id)
-                continue
-            found = await self._fetchall(self._sql.active_dedupe_owner, (r.dedupe_key,))
-            if not found:  # it was active at insert time and has finished since
-                found = await self._fetchall(self._sql.latest_dedupe_owner, (r.dedupe_key,))
-            if not found:
-                raise ConfigurationError(
-                    f"the task holding dedupe key {r.dedupe_key!r} was deleted while "
-                    f"enqueueing {r.id!r}; enqueue it again"
-                )
-            ids.append(found[0][0])
         return ids
 
     # -- claim and leases --------------------------------------------------------------------
