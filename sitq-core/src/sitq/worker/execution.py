@@ -97,7 +97,7 @@ class TaskExecution:
         """Check the payload's signature, then decode it (raises `PayloadError` or
         `LookupError` for a payload that must not or cannot run)."""
         w, record = self.worker, self.record
-        return w._envelope.open_call(record, w._allow, w._queue.tasks.resolve)
+        return w._envelope.open_call(record, w._allow, w._resolve)
 
     def route(self, call: OpenedCall) -> bool:
         """False if `Worker.should_process_task` declines the task (or raises)."""

@@ -41,7 +41,7 @@ class ProgressRelay:
 
     def track(self, task_id: str, token: str) -> None:
         """Accept progress for ``task_id`` under lease ``token`` (call on the worker's loop)."""
-        self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()  # a worker may run again on another loop
         with self._lock:
             self._tokens[task_id] = token
 
@@ -78,6 +78,8 @@ class ProgressRelay:
     async def settle(self, task_id: str) -> None:
         """Write ``task_id``'s last unwritten value now (before its outcome is reported), after
         any batch already on its way (which may hold an older value of it)."""
+        if not self._writes and not self._unwritten:
+            return  # the common case: the task reported no progress (its function returned)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         with self._lock:

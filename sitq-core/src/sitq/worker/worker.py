@@ -175,6 +175,8 @@ class Worker:
         self.limits = config.resource_limits()
         self.retry_policy = config.retry_policy()
         self._allow = _allow_list(config.allowed_functions, self._queue)
+        # the queue's registry (one object; tasks declared later join it): names first
+        self._resolve = self._queue.tasks.resolve
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
         self._progress = ProgressRelay(self._queue.backend, self.logger)
