@@ -36,10 +36,10 @@ from .task import (
     Task,
     TaskStatus,
     call_or_task,
+    check_task,
     function_name,
     new_task_id,
     to_timestamp,
-    validate_options,
 )
 
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
@@ -226,7 +226,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
                 dedupe_key=dedupe_key,
             )
         await self.connect()
-        record = self._task_record(task, self.backend.clock())
+        record = self._task_record(task, self.backend.clock(), checked=task is not function)
         if connection is None:
             task_id = await self._enqueuer().submit(record)
         else:
@@ -283,17 +283,11 @@ class TaskQueue(DeclaresTasks[Blueprint]):
                 await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
         return ids
 
-    def _task_record(self, task: Task, now: float) -> TaskRecord:
-        """The record of a `Task`, its options checked again (they may have changed since)."""
-        validate_options(
-            queue=task.queue,
-            priority=task.priority,
-            max_retries=task.max_retries,
-            timeout=task.timeout,
-            dedupe_key=task.dedupe_key,
-            task_id=task.id,
-            function=task.function,
-        )
+    def _task_record(self, task: Task, now: float, *, checked: bool = False) -> TaskRecord:
+        """The record of a `Task`, its options checked again (they may have changed since it
+        was built) unless ``checked``: the queue built it just now."""
+        if not checked:
+            check_task(task)
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)

@@ -200,16 +200,7 @@ class Task:
             # Read back from a store (`task_from_record`): shown as stored, even a value an
             # older version let in. Enqueueing it again checks it (`TaskQueue._task_record`).
             return
-        validate_options(
-            queue=self.queue,
-            priority=self.priority,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            dedupe_key=self.dedupe_key,
-            eta=self.eta,
-            task_id=self.id,
-            function=self.function,
-        )
+        check_task(self)
 
     @property
     def function_name(self) -> str:
@@ -220,6 +211,21 @@ class Task:
 
 #: ``module:qualname`` or ``module.name``: dotted identifiers, with a ``:`` or at least one dot.
 _IMPORT_PATH = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*(:[^\W\d]\w*(\.[^\W\d]\w*)*|\.[^\W\d]\w*)")
+
+
+def check_task(task: Task) -> None:
+    """The rules every stored task meets, for `Task` and for the queue's check at enqueue (a
+    `Task` is mutable: its options may have changed since it was built)."""
+    validate_options(
+        queue=task.queue,
+        priority=task.priority,
+        max_retries=task.max_retries,
+        timeout=task.timeout,
+        dedupe_key=task.dedupe_key,
+        eta=task.eta,
+        task_id=task.id,
+        function=task.function,
+    )
 
 
 def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
