@@ -47,7 +47,8 @@ current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
 class TaskExecution:
     """Runs one claimed task of ``worker`` and stores its outcome (`run`)."""
 
-    def __init__(self, worker: Worker, record: TaskRecord) -> None:
+    def __init__(self, worker: Worker, record: TaskRecord, lease: Lease | None = None) -> None:
+        """``lease``: the claim's lease if the claim loop holds it already."""
         assert record.lease_token is not None
         assert worker._lifecycle is not None and worker._executor is not None
         self.worker = worker
@@ -58,11 +59,12 @@ class TaskExecution:
         self.logger = worker.logger
         self.task: Task | None = None
         self.call: OpenedCall | None = None
+        self.held = lease
 
     async def run(self) -> Outcome:
         """Every stage, in order; returns the outcome (reported, or not stored at all)."""
         w = self.worker
-        lease = w._leases.hold(self.record.id, self.token)
+        lease = self.held or w._leases.hold(self.record.id, self.token)
         reset = current_worker.set(w)
         try:
             try:

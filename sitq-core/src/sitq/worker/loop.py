@@ -162,7 +162,7 @@ def idle_wait(worker: Worker) -> float:
 async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -> None:
     """Run one claimed task to its outcome; whatever happens, free its slot and lease."""
     try:
-        outcome = await TaskExecution(worker, record).run()
+        outcome = await TaskExecution(worker, record, lease).run()
         if outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD) and not worker.continue_on_error:
             worker.logger.log(
                 worker.log_level, "worker %s stops: continue_on_error=False", worker.worker_id
