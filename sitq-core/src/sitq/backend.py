@@ -6,16 +6,18 @@ imported from here.
 A backend stores encoded tasks and their outcomes; it never decodes a payload or runs a task.
 All methods are coroutines. A backend passes the conformance kit in `sitq.conformance` unchanged.
 
-The life of a stored task::
+The life of a stored task:
 
-    enqueue ─► pending ──claim──► running ──finish──► succeeded | failed | dead
-                  ▲ ▲                │  └──finish(retry/release)──┐
-                  │ └──────────────── recover_expired (lease lapsed)
-                  │                                               │
-                  └───────────────────────────────────────────────┘
-    pending | running ──cancel──► cancelled        failed | dead | cancelled ──requeue──► pending
-    succeeded | failed | dead | cancelled ──expire_results──► the same, as a tombstone
-    succeeded | failed | dead | cancelled ──prune (finished long enough ago)──► deleted
+```text
+enqueue ─► pending ──claim──► running ──finish──► succeeded | failed | dead
+              ▲ ▲                │  └──finish(retry/release)──┐
+              │ └──────────────── recover_expired (lease lapsed)
+              │                                               │
+              └───────────────────────────────────────────────┘
+pending | running ──cancel──► cancelled        failed | dead | cancelled ──requeue──► pending
+succeeded | failed | dead | cancelled ──expire_results──► the same, as a tombstone
+succeeded | failed | dead | cancelled ──prune (finished long enough ago)──► deleted
+```
 
 Every write after a claim is *fenced* by the claim's lease token: a worker that lost its lease
 (because it stalled and another worker recovered the task, or the task was cancelled) can no

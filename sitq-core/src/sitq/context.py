@@ -2,13 +2,15 @@
 
 A task may run more than once (delivery is at least once: after its worker dies, or loses its
 lease, another worker runs it again). Use ``current_task().task_id`` as an idempotency key for
-side effects (it is the same for every attempt) and ``attempt`` to tell attempts apart::
+side effects (it is the same for every attempt) and ``attempt`` to tell attempts apart:
 
-    import sitq
+```python
+import sitq
 
-    async def charge(order_id: str, cents: int) -> None:
-        task = sitq.current_task()
-        await payments.charge(order_id, cents, idempotency_key=task.task_id)
+async def charge(order_id: str, cents: int) -> None:
+    task = sitq.current_task()
+    await payments.charge(order_id, cents, idempotency_key=task.task_id)
+```
 
 The worker sets it around each execution in a `contextvars.ContextVar`, so it is seen by a
 coroutine function on the worker's loop, by a function the worker runs in a thread (the

@@ -3,11 +3,13 @@
 For tests and local scripts: the code under test calls ``enqueue`` as in production, and the
 task has run (through its retries) by the time ``enqueue`` returns. Nothing is faked: the
 task is stored, claimed, run and finished by a real `Worker`, so results, hooks, retries and
-``get_result`` behave as they do with a separate worker::
+``get_result`` behave as they do with a separate worker:
 
-    queue = EagerTaskQueue("memory://")
-    task_id = await queue.enqueue(add, 2, 3)
-    assert (await queue.get_result(task_id, timeout=0)).value == 5
+```python
+queue = EagerTaskQueue("memory://")
+task_id = await queue.enqueue(add, 2, 3)
+assert (await queue.get_result(task_id, timeout=0)).value == 5
+```
 
 Differences from a real worker, on purpose: ``eta`` is ignored (the task runs now), retries
 wait ``retry_delay`` (0 by default) instead of the worker's 1 s, and an enqueue made inside a

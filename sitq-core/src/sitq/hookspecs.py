@@ -1,10 +1,12 @@
 """Every hook a sitq plugin can implement.
 
 A plugin is any module or object with functions named like these hooks and marked with
-``@sitq.hookimpl``. Install it as a distribution with an entry point in the ``sitq`` group::
+``@sitq.hookimpl``. Install it as a distribution with an entry point in the ``sitq`` group:
 
-    [project.entry-points.sitq]
-    myplugin = "my_package.sitq_plugin"
+```toml
+[project.entry-points.sitq]
+myplugin = "my_package.sitq_plugin"
+```
 
 and sitq loads it when a queue or worker starts (never at import). Set
 ``SITQ_DISABLE_PLUGIN_AUTOLOAD=1`` to load none, or ``SITQ_PLUGINS=name1,name2`` to load only
@@ -58,13 +60,15 @@ def sitq_backends() -> list[BackendType]:  # type: ignore[empty-body]
 
     Return a list of `sitq.registry.BackendType` records, each naming a URL scheme and the
     `Backend` subclass that opens it (or a zero-argument function returning the class, to keep
-    imports lazy)::
+    imports lazy):
 
-        from sitq.registry import BackendType
+    ```python
+    from sitq.registry import BackendType
 
-        @sitq.hookimpl
-        def sitq_backends():
-            return [BackendType("redis", load=lambda: RedisBackend)]
+    @sitq.hookimpl
+    def sitq_backends():
+        return [BackendType("redis", load=lambda: RedisBackend)]
+    ```
 
     Called once per plugin manager. A scheme registered twice is a `sitq.errors.PluginError`.
     """
@@ -89,11 +93,13 @@ def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
 
     Return a list of `sitq.registry.ExecutorType` records, each naming a ``worker_type`` and
     the `sitq.executors.Executor` subclass that implements it (or a zero-argument function
-    returning the class, to keep imports lazy)::
+    returning the class, to keep imports lazy):
 
-        @sitq.hookimpl
-        def sitq_executors():
-            return [ExecutorType("trio", load=lambda: TrioExecutor)]
+    ```python
+    @sitq.hookimpl
+    def sitq_executors():
+        return [ExecutorType("trio", load=lambda: TrioExecutor)]
+    ```
 
     The worker builds one executor per run as ``cls(max_workers, max_memory_mb=...)``, awaits
     its ``start()``, awaits ``run(call)`` once per task attempt (at most ``max_workers`` at
@@ -117,11 +123,13 @@ def sitq_enqueue_headers(task: Task) -> Mapping[str, Any] | None:
     (declared tasks' ``.enqueue`` and ``.options().enqueue`` included), in the enqueuing code's
     thread and context, before the task's record is built: the place to copy what that context
     knows (a trace context, a request id, a tenant) into the task, for the worker's middleware
-    to read back as ``task.meta``::
+    to read back as ``task.meta``:
 
-        @sitq.hookimpl
-        def sitq_enqueue_headers(task):
-            return {"request_id": request_id.get()}
+    ```python
+    @sitq.hookimpl
+    def sitq_enqueue_headers(task):
+        return {"request_id": request_id.get()}
+    ```
 
     :param task: the task being enqueued; ``task.meta`` holds the headers its caller set.
         Read it, do not change it.
@@ -144,12 +152,12 @@ def sitq_task_wrap(
 ) -> Awaitable[Any] | Any:
     """Middleware: wrap the run of every task in a worker (docs/guides/middleware.md).
 
-    ::
-
-        @sitq.hookimpl
-        async def sitq_task_wrap(task, call_next):
-            async with database.session() as session:
-                return await call_next()
+    ```python
+    @sitq.hookimpl
+    async def sitq_task_wrap(task, call_next):
+        async with database.session() as session:
+            return await call_next()
+    ```
 
     :param task: the running task, decoded: ``task.id``, ``task.function_name``,
         ``task.queue``, ``task.attempts`` (this attempt counted) and ``task.meta`` (its

@@ -3,11 +3,14 @@
 sitq never configures logging by itself when used as a library; its records carry their
 context in ``extra`` fields (``task_id``, ``function``, ``attempt``, ``duration``, ``queue``,
 ``worker_id``) so any formatter can pick them up. `JSONFormatter` writes one JSON object per
-line with every such field::
+line with every such field:
 
-    {"time": "2024-05-01T12:00:00.123+00:00", "level": "INFO", "logger": "sitq.worker",
-     "message": "task 3f… app:send succeeded in 0.012 s", "task_id": "3f…",
-     "function": "app:send", "attempt": 1, "duration": 0.012}
+```json
+{"time": "2024-05-01T12:00:00.123+00:00", "level": "INFO", "logger": "sitq.worker",
+ "message": "task 3f… app:send succeeded in 0.012 s", "task_id": "3f…",
+ "function": "app:send", "attempt": 1, "duration": 0.012}
+```
+
 """
 
 from __future__ import annotations

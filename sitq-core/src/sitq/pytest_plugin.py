@@ -2,17 +2,20 @@
 through the ``pytest11`` entry point; fixtures only, nothing runs unless a test asks).
 
 * ``sitq_backend_url``: where test tasks are stored: a fresh SQLite file in the test's
-  ``tmp_path``. Override it in your ``conftest.py`` to use another backend::
-
-      @pytest.fixture
-      def sitq_backend_url():
-          return "memory://"
-
+  ``tmp_path`` (override it to use another backend, below);
 * ``sitq_queue``: a `sitq.testing.SitqTestQueue` (a `SyncTaskQueue` with ``enqueued()``,
   ``assert_enqueued()``, ``assert_not_enqueued()``, ``assert_nothing_enqueued()``);
 * ``sitq_worker``: a `sitq.testing.SitqTestWorker` on that queue (no retry delay, fast polls)
   whose ``drain()`` runs everything pending and returns the results;
 * ``sitq_eager_queue``: a `sitq.eager.EagerSyncTaskQueue`: tasks run as they are enqueued.
+
+Override ``sitq_backend_url`` in your ``conftest.py`` to use another backend:
+
+```python
+@pytest.fixture
+def sitq_backend_url():
+    return "memory://"
+```
 
 sitq is imported only when a fixture is used, so the plugin costs nothing otherwise.
 """

@@ -3,9 +3,11 @@
 Unpickling runs code: whoever can write a pickled payload into the database can run code on
 every worker that decodes it. With a secret key (``TaskQueue(secret_key=...)``,
 ``Worker(secret_key=...)`` or ``$SITQ_SECRET_KEY``), every payload and every result is stored
-as::
+as:
 
-    b"sitq\\x01" + HMAC-SHA256(key, "call", task id, function, serializer, body) + body
+```text
+b"sitq\\x01" + HMAC-SHA256(key, "call", task id, function, serializer, body) + body
+```
 
 and the reader checks the tag *before* it decodes a single byte of the body. A payload that is
 unsigned, altered, moved from another task (the task id is signed) or signed with another key

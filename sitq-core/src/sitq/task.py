@@ -160,9 +160,11 @@ def from_timestamp(ts: float | None) -> datetime | None:
 class Task:
     """One call to run later: a function, its arguments and how to run it.
 
-    Build one to pass options that would clash with the function's own keyword arguments::
+    Build one to pass options that would clash with the function's own keyword arguments:
 
-        await queue.enqueue(Task(function=send, kwargs={"priority": "high"}, priority=5))
+    ```python
+    await queue.enqueue(Task(function=send, kwargs={"priority": "high"}, priority=5))
+    ```
 
     ``priority``: higher numbers run first; equal priorities run first-in, first-out.
     ``eta``: an aware ``datetime`` or a ``timedelta`` from now; the task does not run before it.

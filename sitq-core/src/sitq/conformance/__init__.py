@@ -1,12 +1,14 @@
 """The conformance kit: the tests every sitq backend passes unchanged.
 
-For backend authors (and sitq's own backends)::
+For backend authors (and sitq's own backends):
 
-    from sitq.conformance import BackendConformance
+```python
+from sitq.conformance import BackendConformance
 
-    class TestMyBackend(BackendConformance):
-        async def make_backend(self, tmp_path):
-            return MyBackend(tmp_path / "store")
+class TestMyBackend(BackendConformance):
+    async def make_backend(self, tmp_path):
+        return MyBackend(tmp_path / "store")
+```
 
 The suite is composed of one mixin per part of the contract (`sitq.conformance.kit`); tests of
 an optional part run for a backend declaring its `sitq.backend.Capability`.

@@ -1,13 +1,15 @@
 """`BackendConformance`: the pytest suite every `Backend` passes unchanged.
 
-Subclass it in a test module and say how to build an empty backend::
+Subclass it in a test module and say how to build an empty backend:
 
-    from sitq.conformance import BackendConformance
-    from sitq_memory import MemoryBackend
+```python
+from sitq.conformance import BackendConformance
+from sitq_memory import MemoryBackend
 
-    class TestMemoryConformance(BackendConformance):
-        async def make_backend(self, tmp_path):
-            return MemoryBackend()
+class TestMemoryConformance(BackendConformance):
+    async def make_backend(self, tmp_path):
+        return MemoryBackend()
+```
 
 Every test gets a fresh backend from ``make_backend`` with its ``clock`` replaced by a
 `FakeClock`, so due times and leases are tested without sleeping. Tests are plain functions
