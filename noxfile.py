@@ -6,14 +6,17 @@
   with that one plugin, in a venv of its own: the package's own tests plus the top-level tests
   marked for no other plugin (``-m "not needs_memory and ..."``). They prove each plugin works
   with the core alone and the core with none.
-* ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build and every doc
-  example run), ``bench`` (the quick benchmark run; it prints ratios and never fails on them).
+* ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build, the rendered
+  pages checked and every doc example run), ``docs_screenshots`` (headless-Chromium pictures of
+  the built site for the README), ``bench`` (the quick benchmark run; it prints ratios and never
+  fails on them).
 
 Extra arguments go to the tool: ``nox -s tests -- -k plugins -x``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -144,12 +147,51 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs with every warning an error, then run every code example in them."""
+    """Build the docs with every warning an error and check the rendered pages
+    (tests/test_docs_render.py), then run every code example in them (tests/test_docs.py)."""
     install(session, *PACKAGES)
     session.install("-r", str(ROOT / "docs" / "requirements.txt"), *TEST_TOOLS)
-    site = session.create_tmp()
-    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(site) / "site"))
-    session.run("pytest", "tests/test_docs.py", *session.posargs)
+    session.chdir(ROOT)
+    session.run("pytest", "tests/test_docs_render.py", "tests/test_docs.py", *session.posargs)
+
+
+#: Chromium from the distribution's packages (``apt-get install -y chromium``).
+CHROMIUM = "/usr/bin/chromium"
+
+#: What ``docs_screenshots`` photographs: a page of the built site → its picture in docs/images/,
+#: with the extra Chromium flags of that picture.
+SCREENSHOTS = {
+    "index.html": ("home.png", ()),
+    "guides/declared-tasks/index.html": ("guide.png", ()),
+    "reference/api/worker/index.html": ("reference.png", ()),
+    "migrate/from-celery/index.html": ("migrate-dark.png", ("--force-dark-mode",)),
+}
+
+
+@nox.session(name="docs_screenshots")
+def docs_screenshots(session: nox.Session) -> None:
+    """Build the site and take headless-Chromium screenshots of the home page, a guide, a
+    reference page and a migration page in dark mode into docs/images/ (shown in the README).
+
+    Needs Chromium at /usr/bin/chromium (``apt-get update && apt-get install -y chromium``).
+    The pages are opened from the built files: the site loads nothing from the network."""
+    if not Path(CHROMIUM).is_file():
+        session.error(f"no {CHROMIUM}: apt-get update && apt-get install -y chromium")
+    install(session, *PACKAGES)
+    session.install("-r", str(ROOT / "docs" / "requirements.txt"))
+    site = Path(session.create_tmp()).resolve() / "site"
+    session.chdir(ROOT)
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site))
+    images = ROOT / "docs" / "images"
+    images.mkdir(exist_ok=True)
+    # Chromium refuses to run as root inside its sandbox.
+    sandbox = ("--no-sandbox",) if os.geteuid() == 0 else ()
+    for page, (image, flags) in SCREENSHOTS.items():
+        session.run(
+            CHROMIUM, "--headless", "--disable-gpu", "--hide-scrollbars", *sandbox, *flags,
+            "--window-size=1280,900", f"--screenshot={images / image}", (site / page).as_uri(),
+            external=True,
+        )  # fmt: skip
 
 
 @nox.session
