@@ -24,7 +24,9 @@ longer change the task.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,6 +43,7 @@ from .rules import (
 )
 from .signals import Signal, channel
 from .task import TaskStatus
+from .urls import redact_url
 
 
 class Capability(enum.Enum):
@@ -75,21 +78,62 @@ class Backend(ABC):
     must be safe for that. Claims must be atomic across processes for shared stores.
     """
 
-    #: URL schemes this class opens, e.g. ``("sqlite",)``. Used in error messages.
     url_schemes: ClassVar[tuple[str, ...]] = ()
+    """The URL schemes this class opens, e.g. ``("sqlite",)``; error messages name them.
 
-    #: The optional parts of the contract this backend has (see `Capability`). Declared, never
-    #: guessed: a backend that implements `expire_results`, `heartbeat_backend` or
-    #: `enqueue_in` lists it here, and may set it per instance (a store that cannot open a
-    #: second connection has no heartbeat backend). The conformance kit tests what is listed.
+    The scheme a plugin registers (``BackendType("scratch", ...)`` in its ``sitq_backends``
+    hook) is what routes ``TaskQueue("scratch://...")`` here: list the same ones.
+    """
+
     capabilities: frozenset[Capability] = frozenset()
+    """The optional parts of the contract this backend has (see `Capability`).
 
-    #: The clock used for ``available_at`` and leases (epoch seconds). Tests may replace it.
+    Declared, never guessed: a backend that implements `expire_results`, `heartbeat_backend`,
+    `enqueue_in`, `set_progress` or `prune` lists it here, and may set it per instance (a store
+    that cannot open a second connection has no heartbeat backend). The conformance kit tests
+    what is listed.
+    """
+
     clock: Callable[[], float] = staticmethod(time.time)
+    """The backend's time, in epoch seconds: every time of the contract is a ``clock()`` reading.
+
+    Read ``self.clock()``, never ``time.time()``, wherever the contract speaks of the current
+    time: whether a task is due (``available_at <= clock()``), ``started_at``,
+    ``lease_expires_at = clock() + lease_seconds``, the expiry of leases in `recover_expired`,
+    the ``available_at`` of a recovery, a requeue or an outcome that names none, and the
+    ``finished_at`` of a cancel or a recovered task gone dead (an `Outcome` brings its own
+    ``finished_at``, stored as given). Tests and the
+    conformance kit replace it (``backend.clock = FakeClock()``) to move time without sleeping;
+    a backend reading the wall clock fails the kit's time checks. A heartbeat backend shares it.
+    """
+
+    url: str | None = None
+    """The URL this backend was opened from: `from_url` sets it unless the backend set it
+    itself; None for a backend built directly. `repr` shows it, password hidden (worker
+    banners, ``sitq status``); another process opens the same store with
+    ``from_url(backend.url)``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make each subclass's own `from_url` record, in `url`, the URL it opened."""
+        super().__init_subclass__(**kwargs)
+        opener = cls.__dict__.get("from_url")
+        if isinstance(opener, classmethod):
+            cls.from_url = classmethod(_recording_url(opener.__func__))  # type: ignore[method-assign,assignment]
+
+    def __repr__(self) -> str:
+        """``<ClassName url>``: the class and the URL it was opened from (password hidden)."""
+        where = f" {redact_url(self.url)}" if self.url else ""
+        return f"<{type(self).__qualname__}{where}>"
 
     @classmethod
     def from_url(cls, url: str) -> Backend:
-        """Build a backend from a URL such as ``sqlite:///tasks.db``."""
+        """Build a backend from a URL such as ``sqlite:///tasks.db``.
+
+        Every backend a plugin registers overrides it (``TaskQueue("scheme://...")`` and
+        ``sitq worker --backend`` open backends only through it), raising `ConfigurationError`
+        for a URL it cannot open; the default refuses every URL. The URL opened is kept, its
+        password hidden, in `url`.
+        """
         raise ConfigurationError(
             f"{cls.__name__} cannot be built from a URL ({url!r}); pass an instance instead"
         )
@@ -248,8 +292,15 @@ class Backend(ABC):
     async def requeue(self, task_id: str) -> bool:
         """Put a failed, dead or cancelled task back to pending, due now, attempts reset.
 
-        False if it is in no such state, if its dedupe key is held by an active task, or if it
-        is an expired tombstone (`TaskRecord.expired`: nothing left to run).
+        The task runs again as if new: ``status`` pending, ``attempts`` 0, ``available_at =
+        clock()``, and ``result``, ``error``, ``traceback``, ``started_at``, ``finished_at``,
+        ``worker_id`` and the lease (``lease_token``, ``lease_expires_at``) cleared to None; its
+        payload, queue, priority, headers (``meta``) and progress stay.
+        Its dedupe key is taken again. Fire `notify_enqueued` after committing.
+
+        False, changing nothing, if it is in no such state, if its dedupe key is held by an
+        active task, or if it is an expired tombstone (`TaskRecord.expired`: nothing left to
+        run).
         """
 
     async def expire_results(self, finished_before: float) -> int:
@@ -412,6 +463,26 @@ class Backend(ABC):
     async def wait_for_finish(self, timeout: float) -> None:
         """Return when some task may have finished, or after ``timeout`` seconds."""
         await self.finished_signal.wait(timeout)
+
+
+OpenFromUrl = Callable[[type[Backend], str], Backend]
+
+
+def _recording_url(open_url: OpenFromUrl) -> OpenFromUrl:
+    """Wrap a `Backend.from_url` so that the backend it returns knows its `url`."""
+    if getattr(open_url, "records_url", False):
+        return open_url
+
+    @functools.wraps(open_url)
+    def from_url(cls: type[Backend], url: str) -> Backend:
+        backend = open_url(cls, url)
+        if isinstance(backend, Backend) and backend.url is None:
+            with contextlib.suppress(AttributeError):  # a class with __slots__ and no `url`
+                backend.url = url
+        return backend
+
+    from_url.records_url = True  # type: ignore[attr-defined]
+    return from_url
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from hypothesis import settings
 from .kit import (
     ClaimTests,
     ControlTests,
+    CrossProcessClaimTests,
     EnqueueTests,
     ExpireResultsTests,
     FinishTests,
@@ -38,17 +39,21 @@ from .kit import (
     PurgeTests,
     ReadingTests,
     RecoveryTests,
+    TimeTests,
     TransactionalEnqueueTests,
     WakeupTests,
     backend_test,
 )
+from .kit.diagnosis import explain, fresh_backend_hint
 from .statemachine import run_backend_state_machine
 
 
 class BackendConformance(
     LifecycleTests,
+    TimeTests,
     EnqueueTests,
     ClaimTests,
+    CrossProcessClaimTests,
     LeaseTests,
     FinishTests,
     RecoveryTests,
@@ -75,7 +80,11 @@ class BackendConformance(
 
     def test_state_machine(self) -> None:
         """Random operation sequences agree with a pure-Python model of the queue."""
-        run_backend_state_machine(self.make_backend, self.state_machine_settings)
+        try:
+            run_backend_state_machine(self.make_backend, self.state_machine_settings)
+        except AssertionError as error:
+            explain(error, fresh_backend_hint(self.make_backend))
+            raise
 
 
 __all__ = ["BackendConformance", "backend_test"]
