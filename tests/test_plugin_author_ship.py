@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDES = ROOT / "docs" / "guides"
 #: The guides with a "Ship it" section → the import package each ships.
 SHIPPING = {"backend-plugin.md": "sitq_scratch", "hook-plugin.md": "sitq_audit"}
+#: The guides → the distribution each ships.
+DISTRIBUTIONS = {"backend-plugin.md": "sitq-scratch", "hook-plugin.md": "sitq-audit"}
 SHIPPED = re.compile(
     r"^<!-- docs-test: [^\n]*?\bship=(\S+)[^\n]*-->\n```[^\n]*\n(.*?)^```\s*$",
     re.DOTALL | re.MULTILINE,
@@ -43,8 +45,9 @@ def shipped_files(guide: str) -> dict[str, str]:
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with no ``SITQ_*`` settings nor ``PYTHONPATH``; fail with its output."""
-    done = subprocess.run(command, cwd=cwd, env=clean_environment(), capture_output=True,
-                          text=True, timeout=STEP_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    env = clean_environment(COLUMNS="200")  # `sitq plugins` prints a table: no wrapped names
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=STEP_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -86,6 +89,8 @@ def test_shipped_files_install_and_pass_their_tests(
     where = run([str(venv_python), "-c", f"import {package}; print({package}.__file__)"],
                 cwd=tmp_path).stdout.strip()  # fmt: skip
     assert Path(where).is_relative_to(venv_python.parents[1]), f"{package} is not installed"
+    listed = run([str(venv_python), "-m", "sitq", "plugins"], cwd=tmp_path).stdout
+    assert DISTRIBUTIONS[guide] in listed, f"`sitq plugins` does not list it:\n{listed}"
     tests = run([str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                 cwd=project)  # fmt: skip
     assert " passed" in tests.stdout and "failed" not in tests.stdout, tests.stdout

@@ -15,6 +15,11 @@ driving their own event loop: no pytest-asyncio needed. The suite is composed of
 part of the contract (`sitq.conformance.kit`); tests of an optional part run only for a backend
 declaring its `Capability` and are skipped, naming it, otherwise. The suite ends with
 `BackendStateMachine`, random operation sequences checked against a model of the queue.
+
+A failing test's message names the part of the contract it checks, and says so when the
+backend reads the wall clock rather than ``self.clock()``. `CrossProcessClaimTests` claims
+from other processes that open ``from_url(backend.url)``: build the backend with ``from_url``
+in ``make_backend`` for it to run (it is skipped, saying why, otherwise).
 """
 
 from __future__ import annotations
