@@ -5,19 +5,22 @@ and the reference renders the contract's attributes."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import clean_environment
 
-from sitq.backend import Backend
+from sitq.backend import Backend, TaskRecord
 from sitq.conformance import FakeClock
 from sitq.conformance.kit import CrossProcessClaimTests
 from sitq.conformance.kit.diagnosis import reads_wall_clock, wall_clock_message
+from sitq.task import TaskStatus
 from sitq.urls import redact_url
 from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
@@ -97,6 +100,35 @@ def test_a_store_private_to_one_process_is_skipped_saying_why(tmp_path: Path) ->
         MemoryAcrossProcesses().test_processes_never_claim_one_task_twice(tmp_path)
     with pytest.raises(pytest.skip.Exception, match=r"built without a URL: return MemoryB"):
         MemoryWithoutUrl().test_processes_never_claim_one_task_twice(tmp_path)
+
+
+class PhantomClaimBackend(SQLiteBackend):
+    """An SQLite backend whose claim hands out pending tasks without taking them: every
+    process gets the same ones."""
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[TaskRecord]:
+        pending = await self.list_tasks(statuses=[TaskStatus.PENDING], limit=limit)
+        return [dataclasses.replace(r, lease_token="phantom") for r in pending]
+
+
+class PhantomAcrossProcesses(CrossProcessClaimTests):
+    """The phantom claims, from three processes."""
+
+    async def make_backend(self, tmp_path: Path) -> Backend:
+        return PhantomClaimBackend.from_url(f"sqlite:///{tmp_path / 'tasks.db'}")
+
+
+def test_claims_that_are_not_atomic_across_processes_fail_the_kit(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="a claim is not atomic across processes"):
+        PhantomAcrossProcesses().test_processes_never_claim_one_task_twice(tmp_path)
 
 
 class DefaultReprBackend(MemoryBackend):

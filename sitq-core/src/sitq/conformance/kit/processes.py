@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from typing import Any
 
 import pytest
 
@@ -28,50 +30,68 @@ TASKS = 240
 PROCESS_TIMEOUT = 120.0
 
 
-def start_claimer(backend: Backend, worker_id: str) -> subprocess.Popen[str]:
-    """A `sitq.conformance.claimer` process on ``backend``'s store, seeing this sys.path."""
-    cls = type(backend)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    command = [sys.executable, "-m", "sitq.conformance.claimer", cls.__module__,
-               cls.__qualname__, str(backend.url), worker_id]  # fmt: skip
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+class Claimer:
+    """One `sitq.conformance.claimer` process on ``backend``'s store, seeing this sys.path."""
 
+    def __init__(self, backend: Backend, worker_id: str) -> None:
+        cls = type(backend)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        command = [sys.executable, "-m", "sitq.conformance.claimer", cls.__module__,
+                   cls.__qualname__, str(backend.url), worker_id]  # fmt: skip
+        # a file, not a pipe, so that a chatty process never blocks; closed by `stop`
+        self.errors = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors, text=True, env=env)  # fmt: skip
 
-def report(process: subprocess.Popen[str], line: str, key: str) -> object:
-    """The value of ``key`` in one JSON line a claimer printed (failing with its stderr)."""
-    if not line.strip():
-        _, err = process.communicate(timeout=PROCESS_TIMEOUT)
-        raise AssertionError(f"a claiming process failed (exit {process.returncode}):\n{err}")
-    return json.loads(line)[key]
+    def pending_seen(self) -> int:
+        """How many pending tasks the process saw once it opened the store."""
+        assert self.process.stdout is not None
+        return int(self.reported(self.process.stdout.readline(), "pending"))
+
+    def tell(self, order: str) -> None:
+        """Send ``order`` ("go" or "stop")."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(order + "\n")
+        self.process.stdin.flush()
+
+    def claimed(self) -> list[str]:
+        """The ids the process claimed, once it has exited."""
+        out, _ = self.process.communicate(timeout=PROCESS_TIMEOUT)
+        lines = out.strip().splitlines() if self.process.returncode == 0 else []
+        return [str(task_id) for task_id in self.reported(lines[-1] if lines else "", "claimed")]
+
+    def reported(self, line: str, key: str) -> Any:
+        """The value of ``key`` in a JSON line the process printed; fails, with what the
+        process wrote to stderr, if it printed none."""
+        if not line.strip():
+            self.process.wait(PROCESS_TIMEOUT)
+            self.errors.seek(0)
+            raise AssertionError(
+                f"a claiming process failed (exit {self.process.returncode}):\n{self.errors.read()}"
+            )
+        return json.loads(line)[key]
+
+    def stop(self) -> None:
+        """Kill the process if it still runs; release its files."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+        self.errors.close()
 
 
 def run_claimers(backend: Backend) -> list[list[str]] | None:
     """Start the claimers; once every one has opened the store and seen its pending tasks,
     let them claim at the same moment. Their claimed ids, or None if a process saw none of
     the pending tasks (the store is not shared with other processes)."""
-    processes = [start_claimer(backend, f"process-{i}") for i in range(PROCESSES)]
+    claimers = [Claimer(backend, f"process-{i}") for i in range(PROCESSES)]
     try:
-        assert all(p.stdout and p.stdin for p in processes)
-        seen = [report(p, p.stdout.readline(), "pending") for p in processes]  # type: ignore[union-attr]
-        order = "go\n" if all(seen) else "stop\n"
-        for p in processes:
-            p.stdin.write(order)  # type: ignore[union-attr]
-            p.stdin.flush()  # type: ignore[union-attr]
-        if order != "go\n":
-            return None
-        claimed = []
-        for p in processes:
-            out, err = p.communicate(timeout=PROCESS_TIMEOUT)
-            assert p.returncode == 0, f"a claiming process failed:\n{err}"
-            ids = report(p, out.strip().splitlines()[-1] if out.strip() else "", "claimed")
-            claimed.append([str(i) for i in ids])  # type: ignore[attr-defined]
-        return claimed
+        shared = all([claimer.pending_seen() for claimer in claimers])
+        for claimer in claimers:
+            claimer.tell("go" if shared else "stop")
+        return [claimer.claimed() for claimer in claimers] if shared else None
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        for claimer in claimers:
+            claimer.stop()
 
 
 class CrossProcessClaimTests(KitBase):
