@@ -50,20 +50,25 @@ class Capability(enum.Enum):
     """An optional part of the contract; a backend lists those it has in
     `Backend.capabilities`, and callers ask `Backend.supports` instead of probing."""
 
-    #: `Backend.expire_results` turns old finished tasks into tombstones (``result_ttl``).
     EXPIRE_RESULTS = "expire_results"
-    #: `Backend.heartbeat_backend` returns a backend a worker's heartbeat thread may use.
+    """`Backend.expire_results` turns old finished tasks into tombstones (``result_ttl``)."""
+
     HEARTBEAT_BACKEND = "heartbeat_backend"
-    #: `Backend.enqueue_in` stores tasks inside the caller's own database transaction.
+    """`Backend.heartbeat_backend` returns a backend a worker's heartbeat thread may use."""
+
     ENQUEUE_IN = "enqueue_in"
-    #: `Backend.wait_for_work` and `wait_for_finish` also wake on commits made by other
-    #: processes (otherwise only this process's enqueues and finishes wake them, and other
-    #: processes' work is found by polling).
+    """`Backend.enqueue_in` stores tasks inside the caller's own database transaction."""
+
     CROSS_PROCESS_WAKEUPS = "cross_process_wakeups"
-    #: `Backend.set_progress` stores what running tasks report (``set_progress``).
+    """`Backend.wait_for_work` and `wait_for_finish` also wake on commits made by other processes
+    (otherwise only this process's enqueues and finishes wake them, and other processes' work is
+    found by polling)."""
+
     PROGRESS = "progress"
-    #: `Backend.prune` deletes old finished tasks in small batches (``retention``).
+    """`Backend.set_progress` stores what running tasks report (``set_progress``)."""
+
     PRUNE = "prune"
+    """`Backend.prune` deletes old finished tasks in small batches (``retention``)."""
 
 
 class Backend(ABC):
@@ -75,7 +80,8 @@ class Backend(ABC):
 
     Concurrency: one backend object may be used by several coroutines at once, on one event
     loop or several (the synchronous facade runs its own loop in a thread); implementations
-    must be safe for that. Claims must be atomic across processes for shared stores.
+    must be safe for that. Claims must be atomic across processes for shared stores (the
+    kit's `CrossProcessClaimTests` checks it).
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ()
@@ -102,16 +108,17 @@ class Backend(ABC):
     ``lease_expires_at = clock() + lease_seconds``, the expiry of leases in `recover_expired`,
     the ``available_at`` of a recovery, a requeue or an outcome that names none, and the
     ``finished_at`` of a cancel or a recovered task gone dead (an `Outcome` brings its own
-    ``finished_at``, stored as given). Tests and the
-    conformance kit replace it (``backend.clock = FakeClock()``) to move time without sleeping;
-    a backend reading the wall clock fails the kit's time checks. A heartbeat backend shares it.
+    ``finished_at``, stored as given). Tests and the conformance kit replace it
+    (``backend.clock = FakeClock()``) to move time without sleeping; a backend reading the
+    wall clock fails the kit's time checks, told so. A heartbeat backend shares it.
     """
 
     url: str | None = None
     """The URL this backend was opened from: `from_url` sets it unless the backend set it
-    itself; None for a backend built directly. `repr` shows it, password hidden (worker
-    banners, ``sitq status``); another process opens the same store with
-    ``from_url(backend.url)``."""
+    itself; None for a backend built directly. Another process opens the same store with
+    ``from_url(backend.url)`` (the conformance kit's cross-process test does). It may hold a
+    password: show `repr` (worker banners, ``sitq status``) or `sitq.urls.redact_url`,
+    which hide it, never the URL itself."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make each subclass's own `from_url` record, in `url`, the URL it opened."""
@@ -131,8 +138,8 @@ class Backend(ABC):
 
         Every backend a plugin registers overrides it (``TaskQueue("scheme://...")`` and
         ``sitq worker --backend`` open backends only through it), raising `ConfigurationError`
-        for a URL it cannot open; the default refuses every URL. The URL opened is kept, its
-        password hidden, in `url`.
+        for a URL it cannot open; the default refuses every URL. The URL opened is kept in
+        `url`.
         """
         raise ConfigurationError(
             f"{cls.__name__} cannot be built from a URL ({url!r}); pass an instance instead"
