@@ -6,6 +6,7 @@ and the reference renders the contract's attributes."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ from sitq_memory import MemoryBackend
 from sitq_sqlite import SQLiteBackend
 
 pytestmark = [pytest.mark.needs_memory, pytest.mark.needs_sqlite]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WALL_CLOCK_KIT = '''
 import time
@@ -171,8 +174,7 @@ def test_redact_url_hides_only_the_password(url: str, shown: str) -> None:
 
 def test_the_reference_renders_clock_url_schemes_and_capabilities() -> None:
     griffe = pytest.importorskip("griffe")
-    root = Path(__file__).resolve().parents[1]
-    module = griffe.load("sitq.backend", search_paths=[str(root / "sitq-core" / "src")])
+    module = griffe.load("sitq.backend", search_paths=[str(ROOT / "sitq-core" / "src")])
     backend = module["Backend"]
     for name in ("clock", "url_schemes", "capabilities", "url"):
         docstring = backend.members[name].docstring
@@ -189,3 +191,28 @@ def test_the_hint_names_the_field_and_both_clocks() -> None:
     told = wall_clock_message(MemoryBackend(), "started_at", now, clock)
     assert told.startswith(f"MemoryBackend stored started_at={now!r}: that is the wall clock")
     assert f"clock() is {clock()!r}" in told and "read self.clock()" in told
+
+
+#: Methods of `Backend` a backend calls (never overrides), and conveniences built on the
+#: contract it may override only for speed: the skeleton names them in its text, not its code.
+CALLED_NOT_WRITTEN = {"supports", "notify_enqueued", "notify_finished", "enqueued_signal",
+                      "finished_signal"}  # fmt: skip
+CONVENIENCES = {"enqueue", "complete", "fail", "retry", "release", "get_result"}
+ATTRIBUTES = {"url_schemes", "capabilities", "clock", "url"}
+
+
+def test_the_skeleton_lists_every_method_a_backend_writes() -> None:
+    guide = (ROOT / "docs" / "guides" / "backend-plugin.md").read_text()
+    source = guide.split("<!-- docs-test: file=sitq_mystore.py -->\n```python\n", 1)[1]
+    namespace: dict[str, object] = {"__name__": "sitq_mystore"}
+    exec(source.split("\n```\n", 1)[0], namespace)
+    skeleton = namespace["MyStoreBackend"]
+    assert isinstance(skeleton, type) and issubclass(skeleton, Backend)
+    assert not inspect.isabstract(skeleton), "the skeleton leaves an abstract method out"
+    public = {name for name in vars(Backend) if not name.startswith("_")}
+    to_write = public - CALLED_NOT_WRITTEN - CONVENIENCES - ATTRIBUTES
+    missing = sorted(to_write - set(vars(skeleton)))
+    assert not missing, f"the skeleton in backend-plugin.md lacks {missing}"
+    unnamed = sorted(n for n in CALLED_NOT_WRITTEN | CONVENIENCES if f"`{n}`" not in guide)
+    assert not unnamed, f"the skeleton's text does not name {unnamed}"
+    assert public >= CALLED_NOT_WRITTEN | CONVENIENCES | ATTRIBUTES, "a name left Backend"
