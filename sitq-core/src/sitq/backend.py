@@ -26,7 +26,9 @@ longer change the task.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,26 +45,32 @@ from .rules import (
 )
 from .signals import Signal, channel
 from .task import TaskStatus
+from .urls import redact_url
 
 
 class Capability(enum.Enum):
     """An optional part of the contract; a backend lists those it has in
     `Backend.capabilities`, and callers ask `Backend.supports` instead of probing."""
 
-    #: `Backend.expire_results` turns old finished tasks into tombstones (``result_ttl``).
     EXPIRE_RESULTS = "expire_results"
-    #: `Backend.heartbeat_backend` returns a backend a worker's heartbeat thread may use.
+    """`Backend.expire_results` turns old finished tasks into tombstones (``result_ttl``)."""
+
     HEARTBEAT_BACKEND = "heartbeat_backend"
-    #: `Backend.enqueue_in` stores tasks inside the caller's own database transaction.
+    """`Backend.heartbeat_backend` returns a backend a worker's heartbeat thread may use."""
+
     ENQUEUE_IN = "enqueue_in"
-    #: `Backend.wait_for_work` and `wait_for_finish` also wake on commits made by other
-    #: processes (otherwise only this process's enqueues and finishes wake them, and other
-    #: processes' work is found by polling).
+    """`Backend.enqueue_in` stores tasks inside the caller's own database transaction."""
+
     CROSS_PROCESS_WAKEUPS = "cross_process_wakeups"
-    #: `Backend.set_progress` stores what running tasks report (``set_progress``).
+    """`Backend.wait_for_work` and `wait_for_finish` also wake on commits made by other processes
+    (otherwise only this process's enqueues and finishes wake them, and other processes' work is
+    found by polling)."""
+
     PROGRESS = "progress"
-    #: `Backend.prune` deletes old finished tasks in small batches (``retention``).
+    """`Backend.set_progress` stores what running tasks report (``set_progress``)."""
+
     PRUNE = "prune"
+    """`Backend.prune` deletes old finished tasks in small batches (``retention``)."""
 
 
 class Backend(ABC):
@@ -74,24 +82,67 @@ class Backend(ABC):
 
     Concurrency: one backend object may be used by several coroutines at once, on one event
     loop or several (the synchronous facade runs its own loop in a thread); implementations
-    must be safe for that. Claims must be atomic across processes for shared stores.
+    must be safe for that. Claims must be atomic across processes for shared stores (the
+    kit's `CrossProcessClaimTests` checks it).
     """
 
-    #: URL schemes this class opens, e.g. ``("sqlite",)``. Used in error messages.
     url_schemes: ClassVar[tuple[str, ...]] = ()
+    """The URL schemes this class opens, e.g. ``("sqlite",)``; error messages name them.
 
-    #: The optional parts of the contract this backend has (see `Capability`). Declared, never
-    #: guessed: a backend that implements `expire_results`, `heartbeat_backend` or
-    #: `enqueue_in` lists it here, and may set it per instance (a store that cannot open a
-    #: second connection has no heartbeat backend). The conformance kit tests what is listed.
+    The scheme a plugin registers (``BackendType("scratch", ...)`` in its ``sitq_backends``
+    hook) is what routes ``TaskQueue("scratch://...")`` here: list the same ones.
+    """
+
     capabilities: frozenset[Capability] = frozenset()
+    """The optional parts of the contract this backend has (see `Capability`).
 
-    #: The clock used for ``available_at`` and leases (epoch seconds). Tests may replace it.
+    Declared, never guessed: a backend that implements `expire_results`, `heartbeat_backend`,
+    `enqueue_in`, `set_progress` or `prune` lists it here, and may set it per instance (a store
+    that cannot open a second connection has no heartbeat backend). The conformance kit tests
+    what is listed.
+    """
+
     clock: Callable[[], float] = staticmethod(time.time)
+    """The backend's time, in epoch seconds: every time of the contract is a ``clock()`` reading.
+
+    Read ``self.clock()``, never ``time.time()``, wherever the contract speaks of the current
+    time: whether a task is due (``available_at <= clock()``), ``started_at``,
+    ``lease_expires_at = clock() + lease_seconds``, the expiry of leases in `recover_expired`,
+    the ``available_at`` of a recovery, a requeue or an outcome that names none, and the
+    ``finished_at`` of a cancel or a recovered task gone dead (an `Outcome` brings its own
+    ``finished_at``, stored as given). Tests and the conformance kit replace it
+    (``backend.clock = FakeClock()``) to move time without sleeping; a backend reading the
+    wall clock fails the kit's time checks, told so. A heartbeat backend shares it.
+    """
+
+    url: str | None = None
+    """The URL this backend was opened from: `from_url` sets it unless the backend set it
+    itself; None for a backend built directly. Another process opens the same store with
+    ``from_url(backend.url)`` (the conformance kit's cross-process test does). It may hold a
+    password: show `repr` (worker banners, ``sitq status``) or `sitq.urls.redact_url`,
+    which hide it, never the URL itself."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make each subclass's own `from_url` record, in `url`, the URL it opened."""
+        super().__init_subclass__(**kwargs)
+        opener = cls.__dict__.get("from_url")
+        if isinstance(opener, classmethod):
+            cls.from_url = classmethod(_recording_url(opener.__func__))  # type: ignore[method-assign,assignment]
+
+    def __repr__(self) -> str:
+        """``<ClassName url>``: the class and the URL it was opened from (password hidden)."""
+        where = f" {redact_url(self.url)}" if self.url else ""
+        return f"<{type(self).__qualname__}{where}>"
 
     @classmethod
     def from_url(cls, url: str) -> Backend:
-        """Build a backend from a URL such as ``sqlite:///tasks.db``."""
+        """Build a backend from a URL such as ``sqlite:///tasks.db``.
+
+        Every backend a plugin registers overrides it (``TaskQueue("scheme://...")`` and
+        ``sitq worker --backend`` open backends only through it), raising `ConfigurationError`
+        for a URL it cannot open; the default refuses every URL. The URL opened is kept in
+        `url`.
+        """
         raise ConfigurationError(
             f"{cls.__name__} cannot be built from a URL ({url!r}); pass an instance instead"
         )
@@ -250,8 +301,15 @@ class Backend(ABC):
     async def requeue(self, task_id: str) -> bool:
         """Put a failed, dead or cancelled task back to pending, due now, attempts reset.
 
-        False if it is in no such state, if its dedupe key is held by an active task, or if it
-        is an expired tombstone (`TaskRecord.expired`: nothing left to run).
+        The task runs again as if new: ``status`` pending, ``attempts`` 0, ``available_at =
+        clock()``, and ``result``, ``error``, ``traceback``, ``started_at``, ``finished_at``,
+        ``worker_id`` and the lease (``lease_token``, ``lease_expires_at``) cleared to None; its
+        payload, queue, priority, headers (``meta``) and progress stay.
+        Its dedupe key is taken again. Fire `notify_enqueued` after committing.
+
+        False, changing nothing, if it is in no such state, if its dedupe key is held by an
+        active task, or if it is an expired tombstone (`TaskRecord.expired`: nothing left to
+        run).
         """
 
     async def expire_results(self, finished_before: float) -> int:
@@ -414,6 +472,26 @@ class Backend(ABC):
     async def wait_for_finish(self, timeout: float) -> None:
         """Return when some task may have finished, or after ``timeout`` seconds."""
         await self.finished_signal.wait(timeout)
+
+
+OpenFromUrl = Callable[[type[Backend], str], Backend]
+
+
+def _recording_url(open_url: OpenFromUrl) -> OpenFromUrl:
+    """Wrap a `Backend.from_url` so that the backend it returns knows its `url`."""
+    if getattr(open_url, "records_url", False):
+        return open_url
+
+    @functools.wraps(open_url)
+    def from_url(cls: type[Backend], url: str) -> Backend:
+        backend = open_url(cls, url)
+        if isinstance(backend, Backend) and backend.url is None:
+            with contextlib.suppress(AttributeError):  # a class with __slots__ and no `url`
+                backend.url = url
+        return backend
+
+    from_url.records_url = True  # type: ignore[attr-defined]
+    return from_url
 
 
 __all__ = [

@@ -17,6 +17,11 @@ driving their own event loop: no pytest-asyncio needed. The suite is composed of
 part of the contract (`sitq.conformance.kit`); tests of an optional part run only for a backend
 declaring its `Capability` and are skipped, naming it, otherwise. The suite ends with
 `BackendStateMachine`, random operation sequences checked against a model of the queue.
+
+A failing test's message names the part of the contract it checks, and says so when the
+backend reads the wall clock rather than ``self.clock()``. `CrossProcessClaimTests` claims
+from other processes that open ``from_url(backend.url)``: build the backend with ``from_url``
+in ``make_backend`` for it to run (it is skipped, saying why, otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hypothesis import settings
 from .kit import (
     ClaimTests,
     ControlTests,
+    CrossProcessClaimTests,
     EnqueueTests,
     ExpireResultsTests,
     FinishTests,
@@ -40,17 +46,21 @@ from .kit import (
     PurgeTests,
     ReadingTests,
     RecoveryTests,
+    TimeTests,
     TransactionalEnqueueTests,
     WakeupTests,
     backend_test,
 )
+from .kit.diagnosis import explain, fresh_backend_hint
 from .statemachine import run_backend_state_machine
 
 
 class BackendConformance(
     LifecycleTests,
+    TimeTests,
     EnqueueTests,
     ClaimTests,
+    CrossProcessClaimTests,
     LeaseTests,
     FinishTests,
     RecoveryTests,
@@ -77,7 +87,11 @@ class BackendConformance(
 
     def test_state_machine(self) -> None:
         """Random operation sequences agree with a pure-Python model of the queue."""
-        run_backend_state_machine(self.make_backend, self.state_machine_settings)
+        try:
+            run_backend_state_machine(self.make_backend, self.state_machine_settings)
+        except AssertionError as error:
+            explain(error, fresh_backend_hint(self.make_backend))
+            raise
 
 
 __all__ = ["BackendConformance", "backend_test"]

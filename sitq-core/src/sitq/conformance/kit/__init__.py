@@ -18,18 +18,21 @@ from .heartbeat import HeartbeatBackendTests
 from .leases import LeaseTests
 from .lifecycle import LifecycleTests
 from .meta import MetaTests
+from .processes import CrossProcessClaimTests
 from .progress import ProgressTests
 from .prune import PruneTests
 from .purge import PurgeTests
 from .reading import ReadingTests
 from .recovery import RecoveryTests
 from .support import KitBase, backend_test, requires
+from .times import TimeTests
 from .transactional import TransactionalEnqueueTests
 from .wakeups import WakeupTests
 
 __all__ = [
     "ClaimTests",
     "ControlTests",
+    "CrossProcessClaimTests",
     "EnqueueTests",
     "ExpireResultsTests",
     "FinishTests",
@@ -43,6 +46,7 @@ __all__ = [
     "PurgeTests",
     "ReadingTests",
     "RecoveryTests",
+    "TimeTests",
     "TransactionalEnqueueTests",
     "WakeupTests",
     "backend_test",

@@ -69,10 +69,16 @@ class ControlTests(KitBase):
             clock.advance(1)
             assert await b.requeue(task_id), f"requeue of a {status} task"
             got = await stored(b, task_id)
-            assert got.status is TaskStatus.PENDING and got.attempts == 0
-            assert got.available_at == clock(), "requeued tasks are due now"
-            assert got.error is None and got.traceback is None and got.result is None
-            assert got.finished_at is None and got.lease_token is None
+            assert got.status is TaskStatus.PENDING and got.attempts == 0, (
+                "Backend.requeue: the task is pending again, attempts reset to 0"
+            )
+            assert got.available_at == clock(), "Backend.requeue: due now (clock())"
+            assert got.error is None and got.traceback is None and got.result is None, (
+                "Backend.requeue clears result, error and traceback: the task runs as if new"
+            )
+            assert got.finished_at is None and got.lease_token is None, (
+                "Backend.requeue clears finished_at and the lease"
+            )
             assert ids_of(await claim(b)) == [task_id]
             assert not await b.requeue(task_id), "requeue of a running task"
 

@@ -19,6 +19,7 @@ from ...task import TaskStatus
 from ..clock import FakeClock
 from ..records import make_record
 from ..runner import LoopRunner
+from .diagnosis import contract_of, explain, wall_clock_hint
 
 #: Bound, in seconds, on waiting for a wake-up that should come at once.
 WAKE_BOUND = 10.0
@@ -46,7 +47,9 @@ def backend_test(body: BackendTestBody) -> Callable[[Any, Path], None]:
     """Turn ``async def test_x(self, backend, clock)`` into a pytest test.
 
     The test gets a fresh, connected backend from ``self.make_backend(tmp_path)`` whose clock
-    is a `FakeClock`, runs on a private event loop and closes the backend afterwards.
+    is a `FakeClock`, runs on a private event loop and closes the backend afterwards. A failed
+    assertion's message starts with the part of the contract the test checks, and with a hint
+    if the backend reads the wall clock rather than its ``clock``.
     """
 
     def test(self: KitBase, tmp_path: Path) -> None:
@@ -57,6 +60,10 @@ def backend_test(body: BackendTestBody) -> Callable[[Any, Path], None]:
             try:
                 runner.run(backend.connect())
                 runner.run(body(self, backend, clock))
+            except AssertionError as error:
+                hint = runner.run(wall_clock_hint(backend, clock))
+                explain(error, contract_of(self, body.__qualname__), hint)
+                raise
             finally:
                 runner.run(backend.close())
 
