@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-from .backend import Backend
+from .backend import Backend, Capability
 from .blueprints import DeclaresTasks, SyncBlueprint
 from .bridge import Portal, forbid_running_loop
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
@@ -56,6 +56,8 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             max_payload_bytes=max_payload_bytes,
         )
         self._portal = Portal("sitq-sync-queue")
+        #: True if the backend stores tasks in the calling thread (no hop to the portal).
+        self._blocking = self.backend.supports(Capability.BLOCKING_ENQUEUE)
 
     def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
         """The async queue this facade drives; a subclass may build another kind."""
@@ -98,27 +100,59 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         dedupe_key: str | None = None,
         **kwargs: Any,
     ) -> str:
-        """Store a call to run later; return its id (see `TaskQueue.enqueue`)."""
-        return self._run(
-            "enqueue",
-            self.async_queue.enqueue(
-                function,
-                *args,
-                eta=eta,
-                priority=priority,
-                queue=queue,
-                max_retries=max_retries,
-                timeout=timeout,
-                dedupe_key=dedupe_key,
-                **kwargs,
-            ),
-        )
+        """Store a call to run later; return its id (see `TaskQueue.enqueue`).
+
+        On a backend with `Capability.BLOCKING_ENQUEUE` the task is stored in the calling
+        thread; else through the queue's event loop.
+        """
+        options: dict[str, Any] = {
+            "eta": eta,
+            "priority": priority,
+            "queue": queue,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "dedupe_key": dedupe_key,
+        }
+        if not self._blocking:
+            return self._run(
+                "enqueue", self.async_queue.enqueue(function, *args, **options, **kwargs)
+            )
+        forbid_running_loop("SyncTaskQueue.enqueue()", "`await TaskQueue.enqueue()`")
+        core = self.async_queue
+        task = core._task_of(function, args, kwargs, **options)
+        self._connect()
+        record = core._task_record(task, self.backend.clock(), checked=task is not function)
+        (task_id,) = self.backend.enqueue_many_blocking([record])
+        self._announce(core._enqueued([task], [task_id]))
+        return task_id
 
     def enqueue_many(
         self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
     ) -> list[str]:
         """Store many calls in one transaction (see `TaskQueue.enqueue_many`)."""
-        return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
+        if not self._blocking:
+            return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
+        forbid_running_loop("SyncTaskQueue.enqueue_many()", "`await TaskQueue.enqueue_many()`")
+        core = self.async_queue
+        calls = core._calls_of(items)
+        if not calls:
+            return []
+        self._connect()
+        ids = self.backend.enqueue_many_blocking(core._records_of(calls, self.backend.clock()))
+        self._announce(core._enqueued(calls, ids))
+        return ids
+
+    def _connect(self) -> None:
+        """Connect the queue through its loop once (the backend creates its schema there), or
+        raise `QueueClosed` if it was closed; afterwards a cheap check."""
+        if not self.async_queue.connected:
+            self._run("connect", self.async_queue.connect())
+
+    def _announce(self, tasks: list[Task]) -> None:
+        """Fire ``sitq_task_enqueued`` for ``tasks`` on the queue's loop, where plugins expect
+        it (nothing to do, and no hop, when no plugin listens)."""
+        if tasks:
+            self._run("enqueue", self.async_queue._announce(tasks))
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Result:
         """Block until the task finishes (see `TaskQueue.get_result`).
