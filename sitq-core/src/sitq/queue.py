@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -269,6 +269,16 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         """Fire ``sitq_task_enqueued`` for each of ``tasks`` (see `_enqueued`)."""
         for task in tasks:
             await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
+
+    def _announce_blocking(
+        self, tasks: Sequence[Task], run: Callable[[Coroutine[Any, Any, Any]], Any]
+    ) -> None:
+        """`_announce` from plain code: plain implementations are called in this thread, what
+        async ones return is awaited through ``run`` (see `Lifecycle.emit_blocking`)."""
+        for task in tasks:
+            self._lifecycle.emit_blocking(
+                "sitq_task_enqueued", run, task=task, backend=self.backend
+            )
 
     def _enqueuer(self) -> Coalescer[TaskRecord, str]:
         """Concurrent `enqueue` calls on this loop share `Backend.enqueue_many` round trips."""

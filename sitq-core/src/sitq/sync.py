@@ -123,7 +123,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         self._connect()
         record = core._task_record(task, self.backend.clock(), checked=task is not function)
         (task_id,) = self.backend.enqueue_many_blocking([record])
-        self._announce(core._enqueued([task], [task_id]))
+        core._announce_blocking(core._enqueued([task], [task_id]), self._portal.run)
         return task_id
 
     def enqueue_many(
@@ -139,7 +139,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             return []
         self._connect()
         ids = self.backend.enqueue_many_blocking(core._records_of(calls, self.backend.clock()))
-        self._announce(core._enqueued(calls, ids))
+        core._announce_blocking(core._enqueued(calls, ids), self._portal.run)
         return ids
 
     def _connect(self) -> None:
@@ -147,12 +147,6 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         raise `QueueClosed` if it was closed; afterwards a cheap check."""
         if not self.async_queue.connected:
             self._run("connect", self.async_queue.connect())
-
-    def _announce(self, tasks: list[Task]) -> None:
-        """Fire ``sitq_task_enqueued`` for ``tasks`` on the queue's loop, where plugins expect
-        it (nothing to do, and no hop, when no plugin listens)."""
-        if tasks:
-            self._run("enqueue", self.async_queue._announce(tasks))
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Result:
         """Block until the task finishes (see `TaskQueue.get_result`).

@@ -99,6 +99,11 @@ class ThreadConnections:
             self._held.add(held)
             return held
 
+    def open_count(self) -> int:
+        """How many threads' connections are open now."""
+        with self._lock:
+            return sum(1 for held in self._held if held.conn is not None)
+
     def close(self) -> None:
         """Close every thread's connection (idempotent); later calls raise `QueueClosed`."""
         with self._lock:

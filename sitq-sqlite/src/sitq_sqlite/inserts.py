@@ -46,6 +46,8 @@ def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
          encode_meta(r.meta))
         for r in records
     ]  # fmt: skip
+    if len(rows) == 1:
+        return [(sql.enqueue_one, rows[0])]
     chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
     return [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
 
