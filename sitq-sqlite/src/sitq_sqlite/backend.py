@@ -32,19 +32,23 @@ from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
-    first_repeated_id,
     fold_counts,
     fold_queue_counts,
     purge_statuses,
-    repeated_id_error,
     status_texts,
-    taken_id_error,
 )
 from sitq.signals import AsyncMutex
 
 from .blocking import ThreadConnections
 from .database import create_private, retry_locked, retry_locked_blocking, settled
-from .inserts import answer, answer_blocking, dedupe_owners, insert, insert_blocking, taken_id
+from .inserts import (
+    answer,
+    answer_blocking,
+    enqueued_ids,
+    insert,
+    insert_blocking,
+    refuse_repeated,
+)
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
@@ -247,20 +251,15 @@ class SQLiteBackend(Backend):
         """Insert records in one transaction; dedupe keys map to the existing active task."""
         if not records:
             return []
-        repeated = first_repeated_id(r.id for r in records)
-        if repeated is not None:
-            raise repeated_id_error(repeated)
+        refuse_repeated(records)
         db = await self._db()
+        inserted: set[str] | None = None
         try:
             async with self._mutex:
                 inserted = await insert(db, self._sql, records)
         except sqlite3.IntegrityError:  # nothing of the batch was stored
-            raise taken_id_error(
-                await answer(taken_id(self._sql, records), self._fetchall)
-            ) from None
-        ids = [r.id for r in records]
-        if len(inserted) != len(records):
-            ids = await answer(dedupe_owners(self._sql, records, inserted), self._fetchall)
+            pass
+        ids = await answer(enqueued_ids(self._sql, records, inserted), self._fetchall)
         if inserted:
             self.notify_enqueued()
         return ids
@@ -276,25 +275,22 @@ class SQLiteBackend(Backend):
                 f"{self!r} is not connected; call await backend.connect() before "
                 "enqueue_many_blocking (SyncTaskQueue does)"
             )
+        if not records:
+            return []
+        refuse_repeated(records)
         return self._threads.run(lambda conn: self._enqueue_on(conn, records))
 
     def _enqueue_on(self, conn: sqlite3.Connection, records: Sequence[TaskRecord]) -> list[str]:
-        if not records:
-            return []
-        repeated = first_repeated_id(r.id for r in records)
-        if repeated is not None:
-            raise repeated_id_error(repeated)
+        inserted: set[str] | None = None
+        try:
+            inserted = insert_blocking(conn, self._sql, records)
+        except sqlite3.IntegrityError:  # nothing of the batch was stored
+            pass
 
         def fetchall(sql: str, params: Sequence[Any]) -> list[Any]:
             return retry_locked_blocking(lambda: conn.execute(sql, params).fetchall())
 
-        try:
-            inserted = insert_blocking(conn, self._sql, records)
-        except sqlite3.IntegrityError:  # nothing of the batch was stored
-            raise taken_id_error(answer_blocking(taken_id(self._sql, records), fetchall)) from None
-        ids = [r.id for r in records]
-        if len(inserted) != len(records):
-            ids = answer_blocking(dedupe_owners(self._sql, records, inserted), fetchall)
+        ids = answer_blocking(enqueued_ids(self._sql, records, inserted), fetchall)
         if inserted:
             self.notify_enqueued()
         return ids

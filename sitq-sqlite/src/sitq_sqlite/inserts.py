@@ -4,7 +4,8 @@ report when an id is taken or a dedupe key is held.
 Two drivers run the same statements: `insert` on the backend's aiosqlite connection, and
 `insert_blocking` on a calling thread's own `sqlite3` connection (`sitq_sqlite.blocking`). The
 follow-up queries after an insert (`taken_id`, `dedupe_owners`) are written once, as steps
-that yield each query and receive its rows; `answer` and `answer_blocking` run them.
+that yield each query and receive its rows (`enqueued_ids`); `answer` and `answer_blocking`
+run them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import aiosqlite
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
 from sitq.meta import encode_meta
+from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .database import retry_locked, retry_locked_blocking, settled
 from .sql import Statements
@@ -98,6 +100,26 @@ def insert_blocking(
 
 def _fetchall(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> list[Any]:
     return conn.execute(statement, params).fetchall()
+
+
+def refuse_repeated(records: Sequence[TaskRecord]) -> None:
+    """`ConfigurationError` if an id appears twice in ``records`` (checked before storing)."""
+    repeated = first_repeated_id(r.id for r in records)
+    if repeated is not None:
+        raise repeated_id_error(repeated)
+
+
+def enqueued_ids(
+    sql: Statements, records: Sequence[TaskRecord], inserted: set[str] | None
+) -> Steps[list[str]]:
+    """What an enqueue of ``records`` returns once its insert ran: their ids, a dedupe hit's
+    being the id of the task holding its key. ``inserted`` is what the insert returned, None
+    if it raised `sqlite3.IntegrityError` (an id is taken: `ConfigurationError` naming it)."""
+    if inserted is None:
+        raise taken_id_error((yield from taken_id(sql, records)))
+    if len(inserted) == len(records):
+        return [r.id for r in records]
+    return (yield from dedupe_owners(sql, records, inserted))
 
 
 def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:
