@@ -56,8 +56,13 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             max_payload_bytes=max_payload_bytes,
         )
         self._portal = Portal("sitq-sync-queue")
-        #: True if the backend stores tasks in the calling thread (no hop to the portal).
-        self._blocking = self.backend.supports(Capability.BLOCKING_ENQUEUE)
+        #: True if enqueues store in the calling thread, with no hop to the portal: the
+        #: backend can, and the async queue enqueues as `TaskQueue` does (an `EagerTaskQueue`
+        #: also runs the task: its own ``enqueue`` is the one to call).
+        self._blocking = self.backend.supports(Capability.BLOCKING_ENQUEUE) and all(
+            getattr(type(self.async_queue), name) is getattr(TaskQueue, name)
+            for name in ("enqueue", "enqueue_many")
+        )
 
     def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
         """The async queue this facade drives; a subclass may build another kind."""
