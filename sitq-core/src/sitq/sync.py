@@ -33,8 +33,10 @@ _ANSWER_MARGIN = 1.0
 class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
-    Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
-    running event loop raises `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The
+    Its coroutines run on a private event loop in a daemon thread; on a backend with
+    `Capability.BLOCKING_ENQUEUE` enqueues store in the calling thread instead (no hop to that
+    thread and back). Calling it from inside a running event loop raises
+    `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The
     arguments are `TaskQueue`'s, and so is the rule of who closes the backend: `close` closes a
     backend the queue opened from a URL, never one handed in (its owner closes that).
     """
