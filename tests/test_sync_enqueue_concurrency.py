@@ -19,11 +19,11 @@ from sitq import SyncTaskQueue, TaskQueue
 from sitq.backend import Capability
 from sitq.task import TaskStatus
 
-pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_postgres]
+pytestmark = [pytest.mark.needs_sqlite]
 
 PROCESSES = 8
 THREADS = 4
-PER_THREAD = 40
+PER_THREAD = 30
 PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -48,7 +48,7 @@ async def _drop(prefix: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.needs_postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store: a SQLite file, or tables under a fresh PostgreSQL prefix."""
     if request.param == "sqlite":
