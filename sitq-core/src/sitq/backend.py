@@ -134,7 +134,8 @@ class Backend(ABC):
 
         Optional: a backend that implements it declares `Capability.BLOCKING_ENQUEUE` (and
         frees whatever it holds per thread in `close`); the default raises
-        `ConfigurationError`.
+        `ConfigurationError`. A subclass that changes `enqueue_many` changes this too, or
+        leaves the capability out: `SyncTaskQueue` calls only this one.
         """
         raise ConfigurationError(
             f"{type(self).__name__} cannot enqueue without its event loop "

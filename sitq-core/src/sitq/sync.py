@@ -36,9 +36,9 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     Its coroutines run on a private event loop in a daemon thread; on a backend with
     `Capability.BLOCKING_ENQUEUE` enqueues store in the calling thread instead (no hop to that
     thread and back). Calling it from inside a running event loop raises
-    `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The
-    arguments are `TaskQueue`'s, and so is the rule of who closes the backend: `close` closes a
-    backend the queue opened from a URL, never one handed in (its owner closes that).
+    `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The arguments are `TaskQueue`'s,
+    and so is the rule of who closes the backend: `close` closes a backend the queue opened
+    from a URL, never one handed in (its owner closes that).
     """
 
     def __init__(
