@@ -128,8 +128,8 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         core = self.async_queue
         task = core._task_of(function, args, kwargs, **options)
         self._connect()
-        record = core._task_record(task, self.backend.clock(), checked=task is not function)
-        (task_id,) = self.backend.enqueue_many_blocking([record])
+        record = core._task_record(task, core.backend.clock(), checked=task is not function)
+        (task_id,) = core.backend.enqueue_many_blocking([record])
         core._announce_blocking(core._enqueued([task], [task_id]), self._portal.run)
         return task_id
 
@@ -145,7 +145,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         if not calls:
             return []
         self._connect()
-        ids = self.backend.enqueue_many_blocking(core._records_of(calls, self.backend.clock()))
+        ids = core.backend.enqueue_many_blocking(core._records_of(calls, core.backend.clock()))
         core._announce_blocking(core._enqueued(calls, ids), self._portal.run)
         return ids
 
