@@ -72,6 +72,10 @@ class Capability(enum.Enum):
     PRUNE = "prune"
     """`Backend.prune` deletes old finished tasks in small batches (``retention``)."""
 
+    BLOCKING_ENQUEUE = "blocking_enqueue"
+    """`Backend.enqueue_many_blocking` stores tasks from plain code in the calling thread, with
+    no event loop in between (`SyncTaskQueue` then enqueues without a thread hop)."""
+
 
 class Backend(ABC):
     """The async storage contract of sitq.
@@ -174,6 +178,23 @@ class Backend(ABC):
     async def enqueue(self, record: TaskRecord) -> str:
         """Store one record (see `enqueue_many`)."""
         return (await self.enqueue_many([record]))[0]
+
+    def enqueue_many_blocking(self, records: Sequence[TaskRecord]) -> list[str]:
+        """`enqueue_many`, blocking, in the calling thread: the same contract (atomic batch,
+        dedupe keys, refused ids, `notify_enqueued` after committing), for callers without an
+        event loop. `SyncTaskQueue` calls it after `connect` (the schema exists), from any
+        thread but never from inside a running event loop; several threads (and processes)
+        may call it at once.
+
+        Optional: a backend that implements it declares `Capability.BLOCKING_ENQUEUE` (and
+        frees whatever it holds per thread in `close`); the default raises
+        `ConfigurationError`. A subclass that changes `enqueue_many` changes this too, or
+        leaves the capability out: `SyncTaskQueue` calls only this one.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot enqueue without its event loop "
+            "(Capability.BLOCKING_ENQUEUE); use await backend.enqueue_many(records)"
+        )
 
     async def enqueue_in(self, connection: Any, records: Sequence[TaskRecord]) -> list[str]:
         """Store ``records`` through the caller's own database ``connection``, inside the

@@ -17,7 +17,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -338,13 +338,45 @@ class Lifecycle:
 
     async def emit(self, name: str, **kwargs: Any) -> None:
         """Call every implementation of hook ``name``; never raises."""
+        for outcome, plugin_name in self._called(name, kwargs):
+            if inspect.isawaitable(outcome):
+                try:
+                    await outcome
+                except Exception:
+                    _log_failure(name, plugin_name)
+
+    def emit_blocking(
+        self, name: str, run: Callable[[Coroutine[Any, Any, Any]], Any], **kwargs: Any
+    ) -> None:
+        """`emit` from plain code: each implementation is called in this thread, and what an
+        async one returns is awaited through ``run`` (a blocking call on some event loop,
+        such as `sitq.bridge.Portal.run`); never raises."""
+        for outcome, plugin_name in self._called(name, kwargs):
+            if inspect.isawaitable(outcome):
+                try:
+                    run(_awaited(outcome))
+                except Exception:
+                    _log_failure(name, plugin_name)
+
+    def _called(self, name: str, kwargs: dict[str, Any]) -> Iterator[tuple[Any, str]]:
+        """Call each implementation of hook ``name`` in turn (the next one once the caller
+        has dealt with what the last returned); yield what it returned and its plugin's name.
+        An implementation that raises is logged and skipped."""
         for function, argnames, plugin_name in self._impls[name]:
             try:
                 outcome = function(**{arg: kwargs[arg] for arg in argnames})
-                if inspect.isawaitable(outcome):
-                    await outcome
             except Exception:
-                logger.exception("sitq hook %s of plugin %r raised; ignored", name, plugin_name)
+                _log_failure(name, plugin_name)
+                continue
+            yield outcome, plugin_name
+
+
+def _log_failure(hook: str, plugin_name: str) -> None:
+    logger.exception("sitq hook %s of plugin %r raised; ignored", hook, plugin_name)
+
+
+async def _awaited(outcome: Awaitable[Any]) -> Any:
+    return await outcome
 
 
 _default: PluginManager | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -45,6 +45,9 @@ from .task import (
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
 ENV_BACKEND_URL = "SITQ_BACKEND_URL"
+
+#: A plain call of ``enqueue_many``: ``(function, args, kwargs)``, as `call_or_task` gives it.
+Call = tuple[Any, tuple[Any, ...], Mapping[str, Any]]
 
 _POLL_START = 0.005
 _POLL_MAX = 0.1
@@ -165,6 +168,11 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         """True once `close` was called."""
         return self._closed
 
+    @property
+    def connected(self) -> bool:
+        """True once `connect` succeeded and until `close`."""
+        return self._connected and not self._closed
+
     async def __aenter__(self) -> TaskQueue:
         await self.connect()
         return self
@@ -202,39 +210,75 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         if that rolls back; see `Backend.enqueue_in`). To pass a keyword argument with one of
         those names to the function itself, build a `Task`.
         """
-        if isinstance(function, Task):
-            if args or kwargs:
-                raise ConfigurationError(
-                    "enqueue(Task(...)) takes no other arguments; put them in the Task"
-                )
-            task = function
-        else:
-            if not (callable(function) or isinstance(function, str)):
-                raise ConfigurationError(
-                    f"enqueue() needs a function to call, got {type(function).__name__} "
-                    f"{function!r}. Write queue.enqueue(my_function, arg1, arg2)."
-                )
-            task = Task(
-                function=function,
-                args=args,
-                kwargs=kwargs,
-                eta=eta,
-                priority=priority,
-                queue=queue,
-                max_retries=max_retries,
-                timeout=timeout,
-                dedupe_key=dedupe_key,
-            )
+        task = self._task_of(
+            function,
+            args,
+            kwargs,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            dedupe_key=dedupe_key,
+        )
         await self.connect()
         record = self._task_record(task, self.backend.clock(), checked=task is not function)
         if connection is None:
             task_id = await self._enqueuer().submit(record)
         else:
             (task_id,) = await self.backend.enqueue_in(connection, [record])
-        task.id = task_id
-        if self._lifecycle.has("sitq_task_enqueued"):
-            await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
+        await self._announce(self._enqueued([task], [task_id]))
         return task_id
+
+    def _task_of(
+        self,
+        function: Callable[..., Any] | Task | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        **options: Any,
+    ) -> Task:
+        """The `Task` an ``enqueue(function, *args, **options, **kwargs)`` call stores: the
+        one handed in, or one built (and so checked) here. Every enqueue path starts here."""
+        if isinstance(function, Task):
+            if args or kwargs:
+                raise ConfigurationError(
+                    "enqueue(Task(...)) takes no other arguments; put them in the Task"
+                )
+            return function
+        if not (callable(function) or isinstance(function, str)):
+            raise ConfigurationError(
+                f"enqueue() needs a function to call, got {type(function).__name__} "
+                f"{function!r}. Write queue.enqueue(my_function, arg1, arg2)."
+            )
+        return Task(function=function, args=args, kwargs=kwargs, **options)
+
+    def _enqueued(self, calls: Sequence[Task | Call], ids: Sequence[str]) -> list[Task]:
+        """Give each `Task` of ``calls`` its stored id; return the tasks to announce through
+        ``sitq_task_enqueued`` (none when no plugin listens, the common case)."""
+        for call, task_id in zip(calls, ids, strict=True):
+            if isinstance(call, Task):
+                call.id = task_id
+        if not self._lifecycle.has("sitq_task_enqueued"):
+            return []
+        return [
+            call if isinstance(call, Task) else Task(*call, id=task_id)
+            for call, task_id in zip(calls, ids, strict=True)
+        ]
+
+    async def _announce(self, tasks: Sequence[Task]) -> None:
+        """Fire ``sitq_task_enqueued`` for each of ``tasks`` (see `_enqueued`)."""
+        for task in tasks:
+            await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
+
+    def _announce_blocking(
+        self, tasks: Sequence[Task], run: Callable[[Coroutine[Any, Any, Any]], Any]
+    ) -> None:
+        """`_announce` from plain code: plain implementations are called in this thread, what
+        async ones return is awaited through ``run`` (see `Lifecycle.emit_blocking`)."""
+        for task in tasks:
+            self._lifecycle.emit_blocking(
+                "sitq_task_enqueued", run, task=task, backend=self.backend
+            )
 
     def _enqueuer(self) -> Coalescer[TaskRecord, str]:
         """Concurrent `enqueue` calls on this loop share `Backend.enqueue_many` round trips."""
@@ -255,33 +299,37 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         Each item is a `Task`, a function (called with no arguments), or a tuple
         ``(function, args)`` / ``(function, args, kwargs)``. ``connection``: as in `enqueue`.
         """
-        # Plain calls (functions, tuples) become records directly; a `Task` object is built
-        # for them only if a plugin listens to sitq_task_enqueued.
-        calls = [call_or_task(item) for item in items]
-        if self._lifecycle.headers is not None:  # plugins add headers to Task objects
-            calls = [c if isinstance(c, Task) else Task(*c) for c in calls]
+        calls = self._calls_of(items)
         if not calls:
             return []
         await self.connect()
-        now = self.backend.clock()
-        records = [
+        records = self._records_of(calls, self.backend.clock())
+        if connection is None:
+            ids = await self.backend.enqueue_many(records)
+        else:
+            ids = await self.backend.enqueue_in(connection, records)
+        await self._announce(self._enqueued(calls, ids))
+        return ids
+
+    def _calls_of(
+        self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
+    ) -> list[Task | Call]:
+        """The items of an ``enqueue_many``: plain calls (functions, tuples) stay tuples and
+        become records directly; a `Task` object is built for them only if a plugin adds
+        headers (to Task objects)."""
+        calls = [call_or_task(item) for item in items]
+        if self._lifecycle.headers is not None:
+            calls = [c if isinstance(c, Task) else Task(*c) for c in calls]
+        return calls
+
+    def _records_of(self, calls: Sequence[Task | Call], now: float) -> list[TaskRecord]:
+        """The records of `_calls_of`'s calls, stored at ``now``."""
+        return [
             self._task_record(c, now)
             if isinstance(c, Task)
             else self._record(new_task_id(), *c, now)
             for c in calls
         ]
-        if connection is None:
-            ids = await self.backend.enqueue_many(records)
-        else:
-            ids = await self.backend.enqueue_in(connection, records)
-        for call, task_id in zip(calls, ids, strict=True):
-            if isinstance(call, Task):
-                call.id = task_id
-        if self._lifecycle.has("sitq_task_enqueued"):
-            for call, task_id in zip(calls, ids, strict=True):
-                task = call if isinstance(call, Task) else Task(*call, id=task_id)
-                await self._lifecycle.emit("sitq_task_enqueued", task=task, backend=self.backend)
-        return ids
 
     def _task_record(self, task: Task, now: float, *, checked: bool = False) -> TaskRecord:
         """The record of a `Task`, its options checked again (they may have changed since it

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-from .backend import Backend
+from .backend import Backend, Capability
 from .blueprints import DeclaresTasks, SyncBlueprint
 from .bridge import Portal, forbid_running_loop
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
@@ -33,10 +33,12 @@ _ANSWER_MARGIN = 1.0
 class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     """The same surface as `TaskQueue`, blocking. Safe to call from several threads.
 
-    Its coroutines run on a private event loop in a daemon thread. Calling it from inside a
-    running event loop raises `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The
-    arguments are `TaskQueue`'s, and so is the rule of who closes the backend: `close` closes a
-    backend the queue opened from a URL, never one handed in (its owner closes that).
+    Its coroutines run on a private event loop in a daemon thread; on a backend with
+    `Capability.BLOCKING_ENQUEUE` enqueues store in the calling thread instead (no hop to that
+    thread and back). Calling it from inside a running event loop raises
+    `sitq.errors.EventLoopMisuse`: use `TaskQueue` there. The arguments are `TaskQueue`'s,
+    and so is the rule of who closes the backend: `close` closes a backend the queue opened
+    from a URL, never one handed in (its owner closes that).
     """
 
     def __init__(
@@ -56,6 +58,13 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             max_payload_bytes=max_payload_bytes,
         )
         self._portal = Portal("sitq-sync-queue")
+        #: True if enqueues store in the calling thread, with no hop to the portal: the
+        #: backend can, and the async queue enqueues as `TaskQueue` does (an `EagerTaskQueue`
+        #: also runs the task: its own ``enqueue`` is the one to call).
+        self._blocking = self.backend.supports(Capability.BLOCKING_ENQUEUE) and all(
+            getattr(type(self.async_queue), name) is getattr(TaskQueue, name)
+            for name in ("enqueue", "enqueue_many")
+        )
 
     def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
         """The async queue this facade drives; a subclass may build another kind."""
@@ -98,27 +107,53 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         dedupe_key: str | None = None,
         **kwargs: Any,
     ) -> str:
-        """Store a call to run later; return its id (see `TaskQueue.enqueue`)."""
-        return self._run(
-            "enqueue",
-            self.async_queue.enqueue(
-                function,
-                *args,
-                eta=eta,
-                priority=priority,
-                queue=queue,
-                max_retries=max_retries,
-                timeout=timeout,
-                dedupe_key=dedupe_key,
-                **kwargs,
-            ),
-        )
+        """Store a call to run later; return its id (see `TaskQueue.enqueue`).
+
+        On a backend with `Capability.BLOCKING_ENQUEUE` the task is stored in the calling
+        thread; else through the queue's event loop.
+        """
+        options: dict[str, Any] = {
+            "eta": eta,
+            "priority": priority,
+            "queue": queue,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "dedupe_key": dedupe_key,
+        }
+        if not self._blocking:
+            return self._run(
+                "enqueue", self.async_queue.enqueue(function, *args, **options, **kwargs)
+            )
+        forbid_running_loop("SyncTaskQueue.enqueue()", "`await TaskQueue.enqueue()`")
+        core = self.async_queue
+        task = core._task_of(function, args, kwargs, **options)
+        self._connect()
+        record = core._task_record(task, core.backend.clock(), checked=task is not function)
+        (task_id,) = core.backend.enqueue_many_blocking([record])
+        core._announce_blocking(core._enqueued([task], [task_id]), self._portal.run)
+        return task_id
 
     def enqueue_many(
         self, items: Iterable[Task | Callable[..., Any] | tuple[Any, ...]]
     ) -> list[str]:
         """Store many calls in one transaction (see `TaskQueue.enqueue_many`)."""
-        return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
+        if not self._blocking:
+            return self._run("enqueue_many", self.async_queue.enqueue_many(list(items)))
+        forbid_running_loop("SyncTaskQueue.enqueue_many()", "`await TaskQueue.enqueue_many()`")
+        core = self.async_queue
+        calls = core._calls_of(items)
+        if not calls:
+            return []
+        self._connect()
+        ids = core.backend.enqueue_many_blocking(core._records_of(calls, core.backend.clock()))
+        core._announce_blocking(core._enqueued(calls, ids), self._portal.run)
+        return ids
+
+    def _connect(self) -> None:
+        """Connect the queue through its loop once (the backend creates its schema there), or
+        raise `QueueClosed` if it was closed; afterwards a cheap check."""
+        if not self.async_queue.connected:
+            self._run("connect", self.async_queue.connect())
 
     def get_result(self, task_id: str, timeout: float | None = None) -> Result:
         """Block until the task finishes (see `TaskQueue.get_result`).

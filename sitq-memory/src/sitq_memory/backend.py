@@ -85,6 +85,7 @@ class MemoryBackend(Backend):
             Capability.HEARTBEAT_BACKEND,
             Capability.PROGRESS,
             Capability.PRUNE,
+            Capability.BLOCKING_ENQUEUE,
         }
     )
 
@@ -168,6 +169,10 @@ class MemoryBackend(Backend):
 
     async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
         """Store records as pending; dedupe keys map to the existing active task."""
+        return self.enqueue_many_blocking(records)
+
+    def enqueue_many_blocking(self, records: Sequence[TaskRecord]) -> list[str]:
+        """`enqueue_many` in the calling thread: the store is in-process, under its lock."""
         ids = []
         with self._store.lock:
             seen: set[str] = set()

@@ -36,6 +36,7 @@ from sitq.rules import (
 )
 from sitq.signals import AsyncMutex
 
+from .blocking import ThreadLoops
 from .database import Database, Operation
 from .finishes import apply_round, recognize_applied, rounds_of
 from .inserts import enqueue_args, insert
@@ -83,6 +84,7 @@ class PostgresBackend(Reading, Backend):
             Capability.CROSS_PROCESS_WAKEUPS,
             Capability.PROGRESS,
             Capability.PRUNE,
+            Capability.BLOCKING_ENQUEUE,
         }
     )
 
@@ -118,6 +120,7 @@ class PostgresBackend(Reading, Backend):
         self.names = Names(self.options.table_prefix)
         self._sql = Statements(self.names)
         self._db = Database(self.options)
+        self._threads = ThreadLoops()
         self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
         if self.options.listens:
             self._wakeups.listener = Listener(
@@ -190,9 +193,11 @@ class PostgresBackend(Reading, Backend):
     async def close(self) -> None:
         """Stop listening and close every pool (idempotent)."""
         self._closed = self._wakeups.closed = True
+        self._threads.stop()
         if self._wakeups.listener is not None:
             await self._wakeups.listener.close()
         await self._db.close()
+        self._threads.close()
 
     async def _run(self, operation: Operation[T]) -> T:
         if not self._connected:
@@ -217,6 +222,10 @@ class PostgresBackend(Reading, Backend):
         if stored_any:
             self.notify_enqueued()
         return ids
+
+    def enqueue_many_blocking(self, records: Sequence[TaskRecord]) -> list[str]:
+        """`enqueue_many` on the calling thread's own event loop (`sitq_postgres.blocking`)."""
+        return self._threads.run(lambda: self.enqueue_many(records))
 
     async def enqueue_in(self, connection: Any, records: Sequence[TaskRecord]) -> list[str]:
         """Store records through ``connection``, an asyncpg connection of the caller, inside

@@ -32,18 +32,23 @@ from sitq.retention import check_prune_args
 from sitq.rules import (
     LOST_WORKER_ERROR,
     check_list_args,
-    first_repeated_id,
     fold_counts,
     fold_queue_counts,
     purge_statuses,
-    repeated_id_error,
     status_texts,
-    taken_id_error,
 )
 from sitq.signals import AsyncMutex
 
-from .database import create_private, retry_locked, settled
-from .inserts import first_taken_id, insert, resolve_conflicts
+from .blocking import ThreadConnections
+from .database import create_private, retry_locked, retry_locked_blocking, settled
+from .inserts import (
+    answer,
+    answer_blocking,
+    enqueued_ids,
+    insert,
+    insert_blocking,
+    refuse_repeated,
+)
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
@@ -106,6 +111,7 @@ class SQLiteBackend(Backend):
                     Capability.PRUNE,
                     Capability.HEARTBEAT_BACKEND,
                     Capability.CROSS_PROCESS_WAKEUPS,
+                    Capability.BLOCKING_ENQUEUE,
                 }
             )
         )
@@ -114,6 +120,9 @@ class SQLiteBackend(Backend):
         self._closed = False
         self._watch = WalWatch(path)
         self._peek = PendingPeek(path, table, lambda: self.clock())
+        self._threads = ThreadConnections(
+            path, synchronous=self.synchronous, busy_timeout=busy_timeout
+        )
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -212,6 +221,7 @@ class SQLiteBackend(Backend):
         """Close the connection (idempotent)."""
         self._closed = True
         self._peek.close()
+        self._threads.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -241,18 +251,46 @@ class SQLiteBackend(Backend):
         """Insert records in one transaction; dedupe keys map to the existing active task."""
         if not records:
             return []
-        repeated = first_repeated_id(r.id for r in records)
-        if repeated is not None:
-            raise repeated_id_error(repeated)
+        refuse_repeated(records)
         db = await self._db()
+        inserted: set[str] | None = None
         try:
             async with self._mutex:
                 inserted = await insert(db, self._sql, records)
         except sqlite3.IntegrityError:  # nothing of the batch was stored
-            raise taken_id_error(await first_taken_id(self._fetchall, self._sql, records)) from None
-        ids = [r.id for r in records]
-        if len(inserted) != len(records):
-            ids = await resolve_conflicts(self._fetchall, self._sql, records, inserted)
+            pass
+        ids = await answer(enqueued_ids(self._sql, records, inserted), self._fetchall)
+        if inserted:
+            self.notify_enqueued()
+        return ids
+
+    def enqueue_many_blocking(self, records: Sequence[TaskRecord]) -> list[str]:
+        """`enqueue_many` on the calling thread's own connection (`sitq_sqlite.blocking`);
+        the backend must be connected (its schema exists). Not for ``:memory:``, which
+        cannot have a second connection."""
+        if self.in_memory:
+            return super().enqueue_many_blocking(records)
+        if self._conn is None and not self._closed:
+            raise ConfigurationError(
+                f"{self!r} is not connected; call await backend.connect() before "
+                "enqueue_many_blocking (SyncTaskQueue does)"
+            )
+        if not records:
+            return []
+        refuse_repeated(records)
+        return self._threads.run(lambda conn: self._enqueue_on(conn, records))
+
+    def _enqueue_on(self, conn: sqlite3.Connection, records: Sequence[TaskRecord]) -> list[str]:
+        inserted: set[str] | None = None
+        try:
+            inserted = insert_blocking(conn, self._sql, records)
+        except sqlite3.IntegrityError:  # nothing of the batch was stored
+            pass
+
+        def fetchall(sql: str, params: Sequence[Any]) -> list[Any]:
+            return retry_locked_blocking(lambda: conn.execute(sql, params).fetchall())
+
+        ids = answer_blocking(enqueued_ids(self._sql, records, inserted), fetchall)
         if inserted:
             self.notify_enqueued()
         return ids

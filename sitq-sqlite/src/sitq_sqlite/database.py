@@ -10,6 +10,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,11 @@ T = TypeVar("T")
 
 #: How often a statement is tried while another process holds the lock past the busy timeout.
 LOCKED_RETRIES = 20
+#: The wait after each failed try, doubling from 10 ms to 1 s; None after the last: give up.
+_RETRY_DELAYS: tuple[float | None, ...] = (
+    *(min(0.01 * 2**n, 1.0) for n in range(LOCKED_RETRIES - 1)),
+    None,
+)
 
 
 async def settled(call: Awaitable[T]) -> T:
@@ -50,18 +56,31 @@ async def settled(call: Awaitable[T]) -> T:
 async def retry_locked(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """Run ``fn(*args)`` (settled), retrying if another process held the lock past the busy
     timeout."""
-    delay = 0.01
-    for attempt in range(LOCKED_RETRIES):
+    for delay in _RETRY_DELAYS:
         try:
             return await settled(fn(*args))
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not _locked(exc) or delay is None:
                 raise
-            if attempt == LOCKED_RETRIES - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def retry_locked_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """`retry_locked` for a blocking call (a `sqlite3` connection's) in the calling thread."""
+    for delay in _RETRY_DELAYS:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc) or delay is None:
+                raise
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """True if ``exc`` says another connection held the lock."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def daemonize(conn: aiosqlite.Connection) -> None:

@@ -1,25 +1,57 @@
 """Storing a batch of new tasks in SQLite: chunked inserts in one transaction, and what to
-report when an id is taken or a dedupe key is held."""
+report when an id is taken or a dedupe key is held.
+
+Two drivers run the same statements: `insert` on the backend's aiosqlite connection, and
+`insert_blocking` on a calling thread's own `sqlite3` connection (`sitq_sqlite.blocking`). The
+follow-up queries after an insert (`taken_id`, `dedupe_owners`) are written once, as steps
+that yield each query and receive its rows (`enqueued_ids`); `answer` and `answer_blocking`
+run them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+import sqlite3
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
 from sitq.meta import encode_meta
+from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
-from .database import retry_locked, settled
+from .database import retry_locked, retry_locked_blocking, settled
 from .sql import Statements
+
+T = TypeVar("T")
 
 _ENQUEUE_CHUNK = 2000  # rows per INSERT (14 parameters each; SQLite allows 32766)
 _ID_CHUNK = 500
 
+#: One query and its parameters.
+Query = tuple[str, Sequence[Any]]
+#: Steps of a lookup: each query is yielded, its rows are sent back; the answer is returned.
+Steps = Generator[Query, list[Any], T]
 #: Runs one query and returns its rows (the backend's, under its mutex).
 FetchAll = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+#: The same, blocking.
+FetchAllBlocking = Callable[[str, Sequence[Any]], list[Any]]
+
+
+def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
+    """The INSERT statements storing ``records``, one per chunk, with their parameters; more
+    than one must run in one transaction."""
+    rows = [
+        (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
+         r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
+         encode_meta(r.meta))
+        for r in records
+    ]  # fmt: skip
+    if len(rows) == 1:
+        return [(sql.enqueue_one, rows[0])]
+    chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
+    return [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
 
 
 async def insert(
@@ -28,53 +60,91 @@ async def insert(
     """Insert ``records`` (all of them or none: one transaction over several chunks) and
     return the ids stored; records skipped as dedupe hits are missing from it. The caller
     holds the connection's mutex; `sqlite3.IntegrityError` means an id is taken."""
-    rows = [
-        (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
-         r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
-         encode_meta(r.meta))
-        for r in records
-    ]  # fmt: skip
+    plan = insert_plan(sql, records)
     inserted: set[str] = set()
-    chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
-    if len(chunks) > 1:
+    if len(plan) > 1:
         await retry_locked(db.execute, "BEGIN IMMEDIATE")
     try:
-        for chunk in chunks:
-            statement = sql.enqueue(len(chunk))
-            params = [v for row in chunk for v in row]
+        for statement, params in plan:
             found = await retry_locked(db.execute_fetchall, statement, params)
             inserted.update(row[0] for row in found)
-        if len(chunks) > 1:
+        if len(plan) > 1:
             await settled(db.execute("COMMIT"))
     except BaseException:
-        if len(chunks) > 1 and db.in_transaction:
+        if len(plan) > 1 and db.in_transaction:
             await settled(db.execute("ROLLBACK"))
         raise
     return inserted
 
 
-async def first_taken_id(fetchall: FetchAll, sql: Statements, records: Sequence[TaskRecord]) -> str:
+def insert_blocking(
+    conn: sqlite3.Connection, sql: Statements, records: Sequence[TaskRecord]
+) -> set[str]:
+    """`insert` on a `sqlite3` connection in autocommit mode, in the calling thread."""
+    plan = insert_plan(sql, records)
+    inserted: set[str] = set()
+    if len(plan) > 1:
+        retry_locked_blocking(conn.execute, "BEGIN IMMEDIATE")
+    try:
+        for statement, params in plan:
+            found = retry_locked_blocking(_fetchall, conn, statement, params)
+            inserted.update(row[0] for row in found)
+        if len(plan) > 1:
+            conn.execute("COMMIT")
+    except BaseException:
+        if len(plan) > 1 and conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+def _fetchall(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(statement, params).fetchall()
+
+
+def refuse_repeated(records: Sequence[TaskRecord]) -> None:
+    """`ConfigurationError` if an id appears twice in ``records`` (checked before storing)."""
+    repeated = first_repeated_id(r.id for r in records)
+    if repeated is not None:
+        raise repeated_id_error(repeated)
+
+
+def enqueued_ids(
+    sql: Statements, records: Sequence[TaskRecord], inserted: set[str] | None
+) -> Steps[list[str]]:
+    """What an enqueue of ``records`` returns once its insert ran: their ids, a dedupe hit's
+    being the id of the task holding its key. ``inserted`` is what the insert returned, None
+    if it raised `sqlite3.IntegrityError` (an id is taken: `ConfigurationError` naming it)."""
+    if inserted is None:
+        raise taken_id_error((yield from taken_id(sql, records)))
+    if len(inserted) == len(records):
+        return [r.id for r in records]
+    return (yield from dedupe_owners(sql, records, inserted))
+
+
+def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:
     """The first id of ``records`` already stored (for the error of a refused batch)."""
     for i in range(0, len(records), _ID_CHUNK):
         chunk = [r.id for r in records[i : i + _ID_CHUNK]]
-        found = await fetchall(sql.stored_ids(len(chunk)), chunk)
+        found = yield sql.stored_ids(len(chunk)), chunk
         if found:
             return str(found[0][0])
     return records[0].id
 
 
-async def resolve_conflicts(
-    fetchall: FetchAll, sql: Statements, records: Sequence[TaskRecord], inserted: set[str]
-) -> list[str]:
-    """Ids for the records skipped as dedupe hits: the task holding their key."""
+def dedupe_owners(
+    sql: Statements, records: Sequence[TaskRecord], inserted: set[str]
+) -> Steps[list[str]]:
+    """The ids to return for ``records``: their own if stored, else (a dedupe hit) the id of
+    the task holding their key."""
     ids = []
     for r in records:
         if r.id in inserted:
             ids.append(r.id)
             continue
-        found = await fetchall(sql.active_dedupe_owner, (r.dedupe_key,))
+        found = yield sql.active_dedupe_owner, (r.dedupe_key,)
         if not found:  # it was active at insert time and has finished since
-            found = await fetchall(sql.latest_dedupe_owner, (r.dedupe_key,))
+            found = yield sql.latest_dedupe_owner, (r.dedupe_key,)
         if not found:
             raise ConfigurationError(
                 f"the task holding dedupe key {r.dedupe_key!r} was deleted while "
@@ -82,3 +152,23 @@ async def resolve_conflicts(
             )
         ids.append(found[0][0])
     return ids
+
+
+async def answer(steps: Steps[T], fetchall: FetchAll) -> T:
+    """Run ``steps`` with ``fetchall`` answering each query; return what they return."""
+    try:
+        query = next(steps)
+        while True:
+            query = steps.send(await fetchall(*query))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def answer_blocking(steps: Steps[T], fetchall: FetchAllBlocking) -> T:
+    """`answer`, blocking."""
+    try:
+        query = next(steps)
+        while True:
+            query = steps.send(fetchall(*query))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

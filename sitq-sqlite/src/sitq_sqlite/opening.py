@@ -1,4 +1,5 @@
-"""Opening the aiosqlite connection to the tasks file: pragmas, schema and migrations."""
+"""Opening the aiosqlite connection to the tasks file: pragmas, schema and migrations; and the
+pragmas every other connection to it gets (`sitq_sqlite.blocking`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from .schema import (
 )
 
 
+def connection_pragmas(*, in_memory: bool, synchronous: str, busy_timeout: float) -> list[str]:
+    """The pragmas every connection of a backend runs first, in order."""
+    return [
+        *space_pragmas(),
+        *pragmas(in_memory=in_memory, synchronous=synchronous, busy_timeout=busy_timeout),
+    ]
+
+
 async def open_connection(
     path: str, table: str, *, in_memory: bool, synchronous: str, busy_timeout: float
 ) -> aiosqlite.Connection:
@@ -28,10 +37,9 @@ async def open_connection(
     daemonize(pending)
     conn = await pending
     try:
-        for pragma in [
-            *space_pragmas(),
-            *pragmas(in_memory=in_memory, synchronous=synchronous, busy_timeout=busy_timeout),
-        ]:
+        for pragma in connection_pragmas(
+            in_memory=in_memory, synchronous=synchronous, busy_timeout=busy_timeout
+        ):
             await conn.execute(pragma)
         # one transaction: a process checking the file meanwhile (`check_file`) never
         # sees the tasks table without its version table beside it

@@ -49,6 +49,11 @@ class Statements:
             f" AND status IN {ACTIVE} DO NOTHING RETURNING id"
         )
 
+    @cached_property
+    def enqueue_one(self) -> str:
+        """`enqueue` of one record (a single enqueue, the common case), built once."""
+        return self.enqueue(1)
+
     def stored_ids(self, count: int) -> str:
         """The ids among ``count`` given ones that are stored."""
         return f"SELECT id FROM {self.t} WHERE id IN ({placeholders(count)})"
