@@ -101,9 +101,9 @@ class Backend(ABC):
     """The optional parts of the contract this backend has (see `Capability`).
 
     Declared, never guessed: a backend that implements `expire_results`, `heartbeat_backend`,
-    `enqueue_in`, `enqueue_many_blocking`, `set_progress` or `prune` lists it here, and may set it per instance (a store
-    that cannot open a second connection has no heartbeat backend). The conformance kit tests
-    what is listed.
+    `enqueue_in`, `enqueue_many_blocking`, `set_progress` or `prune` lists it here, and may set
+    it per instance (a store that cannot open a second connection has no heartbeat backend).
+    The conformance kit tests what is listed.
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
