@@ -43,7 +43,7 @@ from .rules import (
     check_list_args,
     fold_queue_counts,
 )
-from .signals import Signal, channel
+from .signals import Signal, channel, notify
 from .task import TaskStatus
 from .urls import redact_url
 
@@ -475,11 +475,11 @@ class Backend(ABC):
 
     def notify_enqueued(self) -> None:
         """Wake in-process waiters for work. Call after an enqueue commits."""
-        self.enqueued_signal.notify()
+        notify(self.notify_key, "enqueued")
 
     def notify_finished(self) -> None:
         """Wake in-process waiters for results. Call after a finish commits."""
-        self.finished_signal.notify()
+        notify(self.notify_key, "finished")
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when work may be available, or after ``timeout`` seconds.

@@ -13,6 +13,7 @@ import io
 import json
 import pickle
 import sys
+import weakref
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
@@ -78,6 +79,25 @@ _by_reference: Any = getattr(
 )
 
 
+# What `_by_reference` said of each function, while no module is registered by value (which
+# would change its answers): asking costs more than pickling the function.
+_by_reference_seen: weakref.WeakKeyDictionary[FunctionType, bool] = weakref.WeakKeyDictionary()
+_by_value_modules: Any = getattr(
+    getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None
+)
+
+
+def _pickles_by_reference(function: FunctionType) -> bool:
+    """cloudpickle's `_should_pickle_by_reference`, remembered per function."""
+    if _by_value_modules is None or _by_value_modules:
+        return bool(_by_reference(function))
+    try:
+        return _by_reference_seen[function]
+    except KeyError:
+        answer = _by_reference_seen[function] = bool(_by_reference(function))
+        return answer
+
+
 def plain_for_pickle(obj: Any) -> bool:
     """True if standard pickle encodes ``obj`` exactly as cloudpickle would.
 
@@ -110,7 +130,7 @@ def plain_for_pickle(obj: Any) -> bool:
                 stack.extend(item)
             continue
         if kind is FunctionType:
-            if not _by_reference(item):
+            if not _pickles_by_reference(item):
                 return False
             continue
         if kind is BuiltinFunctionType and isinstance(item.__self__, ModuleType):

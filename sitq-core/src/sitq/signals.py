@@ -76,6 +76,15 @@ def channel(key: str, kind: str) -> Signal:
         return sig
 
 
+def notify(key: str, kind: str) -> None:
+    """Fire the signal of ``channel(key, kind)`` if anyone holds it; otherwise do nothing
+    (no `Signal` is made for an event nobody waits on: enqueues from plain code call this
+    once per task)."""
+    sig = _channels.get((key, kind))
+    if sig is not None:
+        sig.notify()
+
+
 class AsyncMutex:
     """A mutex that coroutines on different event loops (and threads) can share.
 
