@@ -9,13 +9,14 @@ busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transact
 
 The statement text is in `sql`, the table and the pragmas in `schema`, opening the connection
 in `opening`, its care in `database`, storing new tasks in `inserts`, and wake-ups from other
-processes in `watch`.
+processes in `wake` (sockets), or `watch` (polling the WAL) where sockets cannot be used.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from sitq.rules import (
     status_texts,
     taken_id_error,
 )
-from sitq.signals import AsyncMutex
+from sitq.signals import AsyncMutex, Signal
 
 from .database import create_private, retry_locked, settled
 from .inserts import first_taken_id, insert, resolve_conflicts
@@ -48,6 +49,7 @@ from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
+from .wake import FINISHED, WORK, WakeListener, WakeSender, listeners, wake_dir
 from .watch import PendingPeek, WalWatch
 
 _FINISH_CHUNK = 1000
@@ -114,6 +116,9 @@ class SQLiteBackend(Backend):
         self._closed = False
         self._watch = WalWatch(path)
         self._peek = PendingPeek(path, table, lambda: self.clock())
+        self._waker = None if self.in_memory else WakeSender(wake_dir(path))
+        self._listeners: dict[str, WakeListener | None] = {}  # None: cannot listen here
+        self._listeners_lock = threading.Lock()
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -169,19 +174,45 @@ class SQLiteBackend(Backend):
     # -- wake-ups from other processes --------------------------------------------------------
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Return on an enqueue in this process, within ~10 ms of another process committing
-        due work to the file (its WAL changed: see `sitq_sqlite.watch`), or after
-        ``timeout``."""
+        """Return on an enqueue in this process or another (a datagram: see
+        `sitq_sqlite.wake`; where sockets cannot be used, within ~50 ms of another process
+        committing due work: see `sitq_sqlite.watch`), or after ``timeout``."""
         if self.in_memory:
             return await super().wait_for_work(timeout)
+        listener = self._listener(WORK, self.enqueued_signal)
+        if listener is not None:
+            return await listener.wait(timeout)
         await self._watch.wait(self.enqueued_signal, timeout, self._peek)
 
     async def wait_for_finish(self, timeout: float) -> None:
-        """Return on a finish in this process, within ~10 ms of any commit by another process
-        to the file, or after ``timeout``."""
+        """Return on a finish in this process or another (as `wait_for_work`), or after
+        ``timeout``."""
         if self.in_memory:
             return await super().wait_for_finish(timeout)
+        listener = self._listener(FINISHED, self.finished_signal)
+        if listener is not None:
+            return await listener.wait(timeout)
         await self._watch.wait(self.finished_signal, timeout, _always)
+
+    def notify_enqueued(self) -> None:
+        """Wake the waiters for work of this process and of the others."""
+        super().notify_enqueued()
+        if self._waker is not None:
+            self._waker.send(WORK)
+
+    def notify_finished(self) -> None:
+        """Wake the waiters for results of this process and of the others."""
+        super().notify_finished()
+        if self._waker is not None:
+            self._waker.send(FINISHED)
+
+    def _listener(self, kind: str, signal: Signal) -> WakeListener | None:
+        """This process's wake-up socket for ``kind``, bound on the first wait (None where
+        none can be: then the caller polls the WAL)."""
+        with self._listeners_lock:
+            if kind not in self._listeners and not self._closed:
+                self._listeners[kind] = listeners.acquire(wake_dir(self.path), kind, signal)
+            return self._listeners.get(kind)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -212,6 +243,13 @@ class SQLiteBackend(Backend):
         """Close the connection (idempotent)."""
         self._closed = True
         self._peek.close()
+        with self._listeners_lock:
+            bound, self._listeners = list(self._listeners.values()), {}
+        for listener in bound:
+            if listener is not None:
+                listeners.release(listener)
+        if self._waker is not None:
+            self._waker.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
