@@ -7,7 +7,7 @@ finished task) binds a socket named ``<kind>.<pid>.<token>`` in ``<db>.sitq-wake
 daemon thread blocks on it: no CPU while nothing happens. A process that commits such an
 event sends one byte, without blocking, to every socket of that kind but its own; the thread
 receiving it fires the process's in-process `Signal` for the database, which wakes every
-waiter on any event loop.
+waiter on any event loop. The last socket unbound removes the directory.
 
 A datagram is a hint, never the only way work is found: a sender of an older sitq-sqlite
 sends none, a full socket buffer drops one, and a process killed leaves its socket file behind
@@ -125,69 +125,94 @@ def _sending_socket() -> socket.socket:
 class WakeSender:
     """Sends the wake-ups of one database; thread-safe, a few microseconds a call.
 
-    The directory is listed again only when its mtime changed (a socket was bound or
-    removed), so a send to no one is one ``stat``.
+    The directory is listed again only when it changed (a socket was bound or removed, or
+    the directory made anew), so a send to no one is one ``stat``.
     """
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        self._dir_fd: int | None = None
-        self._dir_opened = False
-        self._listed: tuple[int, int, list[str]] | None = None  # mtime, when, names
+        self._listing: _Listing | None = None
 
     def send(self, kind: str) -> None:
         """Wake the processes waiting for ``kind`` (`WORK` or `FINISHED`); never raises."""
         try:
             with self._lock:
-                for name in self._names():
+                listing = self._current()
+                if listing is None:
+                    return
+                for name in listing.names:
                     if name[0] == kind and not name.endswith(_token):
-                        self._send(name)
+                        self._send(listing, name)
         except OSError as exc:  # a wake-up is a hint: waiters poll anyway
             logger.debug("wake-up through %s failed: %s", self.directory, exc)
 
     def close(self) -> None:
-        """Forget the listing and close the directory descriptor, if one was opened
-        (idempotent; a later `send` opens it again)."""
+        """Forget the listing (idempotent; a later `send` lists again)."""
         with self._lock:
-            fd, self._dir_fd = self._dir_fd, None
-            self._dir_opened = False
-            self._listed = None
-        if fd is not None:
-            os.close(fd)
+            listing, self._listing = self._listing, None
+        if listing is not None:
+            listing.close()
 
-    def _names(self) -> list[str]:
+    def _current(self) -> _Listing | None:
         try:
-            mtime = os.stat(self.directory).st_mtime_ns
-        except FileNotFoundError:  # no process ever waited here
-            return []
-        listed = self._listed
-        if listed is not None and listed[0] == mtime and listed[1] - mtime > _RACY_NS:
-            return listed[2]
-        now = time.time_ns()
-        names = [n for n in os.listdir(self.directory) if n[:2] in ("w.", "f.")]
-        self._listed = (mtime, now, names)
-        return names
+            info = os.stat(self.directory)
+        except FileNotFoundError:  # no process waits here
+            return None
+        version = (info.st_ino, info.st_mtime_ns)
+        listing = self._listing
+        if listing is not None and listing.still_valid(version):
+            return listing
+        if listing is not None:
+            listing.close()
+        self._listing = _Listing(self.directory, version)
+        return self._listing
 
-    def _send(self, name: str) -> None:
-        if not self._dir_opened:
-            self._dir_fd = _open_dir(self.directory)
-            self._dir_opened = True
-        address = _socket_address(self.directory, name, self._dir_fd)
+    def _send(self, listing: _Listing, name: str) -> None:
         try:
-            _sending_socket().sendto(b"\x01", address)
-        except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
-            self._forget(name)
+            _sending_socket().sendto(b"\x01", listing.address(name))
+        except ConnectionRefusedError:  # a socket file bound by no one: its process died
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+            self._forget()
+        except FileNotFoundError:  # unbound since the listing
+            self._forget()
         except OSError as exc:
             if exc.errno not in _BENIGN_SEND_ERRORS:  # full: it has a wake-up waiting
                 raise
 
-    def _forget(self, name: str) -> None:
-        try:
-            os.unlink(os.path.join(self.directory, name))
-        except FileNotFoundError:
-            pass
-        self._listed = None
+    def _forget(self) -> None:
+        if self._listing is not None:
+            self._listing.close()
+            self._listing = None
+
+
+class _Listing:
+    """The sockets in a wake-up directory as listed at one time, and a descriptor of that
+    directory where socket paths are too long (see `_socket_address`)."""
+
+    def __init__(self, directory: str, version: tuple[int, int]) -> None:
+        self.directory = directory
+        self.version = version
+        self.listed_at = time.time_ns()
+        self.names = [n for n in os.listdir(directory) if n[:2] in ("w.", "f.")]
+        self._dir_fd = _open_dir(directory)
+
+    def still_valid(self, version: tuple[int, int]) -> bool:
+        """True if the directory, now at ``version`` (inode, mtime), holds the same names."""
+        return version == self.version and self.listed_at - version[1] > _RACY_NS
+
+    def address(self, name: str) -> str:
+        """Where to send to socket ``name``."""
+        return _socket_address(self.directory, name, self._dir_fd)
+
+    def close(self) -> None:
+        """Close the directory descriptor (idempotent)."""
+        fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class WakeListener:
@@ -212,27 +237,38 @@ class WakeListener:
         if not supported():
             return False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        dir_fd = None
         try:
-            if not _own_dir(self.directory):
-                sock.close()
-                return False
-            dir_fd = _open_dir(self.directory)
-            sock.bind(_socket_address(self.directory, self._name, dir_fd))
+            bound = self._bind(sock)
         except OSError as exc:
-            sock.close()
             logger.warning("cannot bind a wake-up socket in %s (%s); polling instead",
                            self.directory, exc)  # fmt: skip
+            bound = False
+        if not bound:
+            sock.close()
             return False
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
         self._socket = sock
         self._thread = threading.Thread(
             target=self._receive, name=f"sitq-wake-{self.kind}", daemon=True
         )
         self._thread.start()
         return True
+
+    def _bind(self, sock: socket.socket) -> bool:
+        for attempt in range(3):  # the last listener of another process may remove the folder
+            if not _own_dir(self.directory):
+                return False
+            dir_fd = _open_dir(self.directory)
+            try:
+                sock.bind(_socket_address(self.directory, self._name, dir_fd))
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+            else:
+                return True
+            finally:
+                if dir_fd is not None:
+                    os.close(dir_fd)
+        return False
 
     async def wait(self, timeout: float) -> None:
         """Return at once if a datagram came since the last wait, else on the next one (or any
@@ -255,7 +291,8 @@ class WakeListener:
         self._stopping = True
         try:
             os.unlink(os.path.join(self.directory, self._name))
-        except FileNotFoundError:
+            os.rmdir(self.directory)  # fails while another process has a socket there
+        except OSError:
             pass
         try:
             sock.shutdown(socket.SHUT_RDWR)  # ends the thread's recv
@@ -282,9 +319,10 @@ def _received(sock: socket.socket) -> bool:
         while sock.recv(16, socket.MSG_DONTWAIT):
             pass
     except BlockingIOError:
-        return True
+        pass
     except OSError:
         return False
+    return True
 
 
 class _Listeners:
