@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -53,6 +53,8 @@ from .wake import FINISHED, WORK, WakeListener, WakeSender, listeners, wake_dir
 from .watch import PendingPeek, WalWatch
 
 _FINISH_CHUNK = 1000
+#: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
+_MAX_REMEMBERED = 100_000
 #: Free pages (4 KiB each by default) a quick `reclaim_space` leaves in the file for the next
 #: writes, instead of giving them back and growing the file again at once.
 _SPARE_PAGES = 256
@@ -119,6 +121,7 @@ class SQLiteBackend(Backend):
         self._waker = None if self.in_memory else WakeSender(wake_dir(path))
         self._listeners: dict[str, WakeListener | None] = {}  # None: cannot listen here
         self._listeners_lock = threading.Lock()
+        self._claimed_rowids: dict[str, int] = {}  # task id -> rowid, until its outcome
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -324,6 +327,10 @@ class SQLiteBackend(Backend):
             sql, [worker_id, now, token, now + lease_seconds, *params, limit]
         )
         rows.sort(key=lambda row: (-row[6], row[7], row[0]))
+        rowids = self._claimed_rowids
+        if len(rowids) > _MAX_REMEMBERED:  # outcomes that never came (leases lost at exit)
+            rowids.clear()
+        rowids.update((row[1], row[0]) for row in rows)
         return [_record(row[1:]) for row in rows]
 
     async def claim_by_id(
@@ -374,30 +381,51 @@ class SQLiteBackend(Backend):
             return [(await self.finish([o]))[0] for o in outcomes]
         done = [o for o in outcomes if o.status is not TaskStatus.PENDING]
         again = [o for o in outcomes if o.status is TaskStatus.PENDING]
-        applied: set[str] = set()
         now = self.clock()
-        for i in range(0, len(done), _FINISH_CHUNK):
-            chunk = done[i : i + _FINISH_CHUNK]
-            rows = await self._fetchall(
-                self._sql.finish_final(len(chunk)),
-                [v for o in chunk for v in (o.task_id, o.lease_token, o.status.value, o.result,
-                                             o.error, o.traceback, o.finished_at)],
-            )  # fmt: skip
-            applied.update(row[0] for row in rows)
-        for i in range(0, len(again), _FINISH_CHUNK):
-            chunk = again[i : i + _FINISH_CHUNK]
-            rows = await self._fetchall(
-                self._sql.finish_pending(len(chunk)),
-                [v for o in chunk for v in (
-                    o.task_id, o.lease_token, now if o.available_at is None else o.available_at,
-                    o.error, o.traceback, 0 if o.count_attempt else 1)],
-            )  # fmt: skip
-            applied.update(row[0] for row in rows)
+
+        def final(o: Outcome) -> tuple[Any, ...]:
+            return (o.status.value, o.result, o.error, o.traceback, o.finished_at)
+
+        def pending(o: Outcome) -> tuple[Any, ...]:
+            available_at = now if o.available_at is None else o.available_at
+            return (available_at, o.error, o.traceback, 0 if o.count_attempt else 1)
+
+        applied = await self._apply(self._sql.finish_final, done, final)
+        applied |= await self._apply(self._sql.finish_pending, again, pending)
         if done:
             self.notify_finished()
         if again:
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
+
+    async def _apply(
+        self,
+        statement: Callable[[int, bool], str],
+        outcomes: Sequence[Outcome],
+        values: Callable[[Outcome], tuple[Any, ...]],
+    ) -> set[str]:
+        """Run ``statement`` over ``outcomes`` in chunks (each row: [rowid,] id, lease token,
+        then ``values``); the ids applied. Tasks this backend claimed are found by rowid; the
+        others, and any a rowid missed, by id."""
+        rowids = self._claimed_rowids
+        known = [(o, rowids.pop(o.task_id, None)) for o in outcomes]
+        by_rowid = [(o, rowid) for o, rowid in known if rowid is not None]
+        by_id = [o for o, rowid in known if rowid is None]
+        applied: set[str] = set()
+        for i in range(0, len(by_rowid), _FINISH_CHUNK):
+            chunk = by_rowid[i : i + _FINISH_CHUNK]
+            params = [
+                v for o, rowid in chunk for v in (rowid, o.task_id, o.lease_token, *values(o))
+            ]
+            rows = await self._fetchall(statement(len(chunk), True), params)
+            applied.update(row[0] for row in rows)
+        by_id.extend(o for o, _ in by_rowid if o.task_id not in applied)  # lost, or vacuumed
+        for i in range(0, len(by_id), _FINISH_CHUNK):
+            rest = by_id[i : i + _FINISH_CHUNK]
+            params = [v for o in rest for v in (o.task_id, o.lease_token, *values(o))]
+            rows = await self._fetchall(statement(len(rest), False), params)
+            applied.update(row[0] for row in rows)
+        return applied
 
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
         """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed."""
