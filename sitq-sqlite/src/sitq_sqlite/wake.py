@@ -63,8 +63,8 @@ if hasattr(os, "register_at_fork"):  # a forked child is another process: its ow
 
 
 def supported() -> bool:
-    """True where Unix datagram sockets exist (not on Windows)."""
-    return hasattr(socket, "AF_UNIX")
+    """True where Unix datagram sockets and file owners exist (not on Windows)."""
+    return hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
 
 
 def wake_dir(db_path: str) -> str:
