@@ -205,3 +205,43 @@ async def _use(backend: SQLiteBackend) -> None:
     assert await backend.enqueue(record) == record.id
     assert (await backend.get_task(record.id)) is not None
     await backend.close()
+
+
+def test_outcomes_apply_to_their_own_tasks_when_rowids_change(tmp_path: Path) -> None:
+    """A finish finds the tasks its backend claimed by rowid, which a full VACUUM may change:
+    a rowid now naming another task never touches that task, and the outcome still applies."""
+    path = tmp_path / "q.db"
+
+    async def main() -> None:
+        backend = SQLiteBackend(path)
+        try:
+            await backend.enqueue_many([make_record() for _ in range(3)])
+            first, second, third = await backend.claim(worker_id="w", limit=3, lease_seconds=60)
+            # what a VACUUM may do: the first two tasks trade rowids
+            one, two = await _rowid(backend, first.id), await _rowid(backend, second.id)
+            move = "UPDATE sitq_tasks SET rowid = ? WHERE rowid = ?"
+            for new, old in ((-1, one), (one, two), (two, -1)):
+                await backend._execute(move, (new, old))
+            assert first.lease_token and third.lease_token
+            assert await backend.complete(first.id, first.lease_token, b"1")
+            untouched = await backend.get_task(second.id)
+            assert untouched is not None and untouched.status is TaskStatus.RUNNING
+            assert await backend.fail(third.id, third.lease_token, "boom")
+            done = await backend.get_task(first.id)
+            assert done is not None and done.status is TaskStatus.SUCCEEDED
+            assert done.result == b"1"
+            again = SQLiteBackend(path)  # claimed nothing: finds the task by id
+            try:
+                assert second.lease_token
+                assert await again.complete(second.id, second.lease_token, b"2")
+            finally:
+                await again.close()
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
+
+
+async def _rowid(backend: SQLiteBackend, task_id: str) -> int:
+    rows = await backend._fetchall("SELECT rowid FROM sitq_tasks WHERE id = ?", (task_id,))
+    return int(rows[0][0])

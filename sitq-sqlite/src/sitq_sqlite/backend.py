@@ -9,15 +9,16 @@ busy timeout applies (no ``SQLITE_BUSY_SNAPSHOT`` surprises of deferred transact
 
 The statement text is in `sql`, the table and the pragmas in `schema`, opening the connection
 in `opening`, its care in `database`, storing new tasks in `inserts`, and wake-ups from other
-processes in `watch`.
+processes in `wake` (sockets), or `watch` (polling the WAL) where sockets cannot be used.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,7 +38,7 @@ from sitq.rules import (
     purge_statuses,
     status_texts,
 )
-from sitq.signals import AsyncMutex
+from sitq.signals import AsyncMutex, Signal
 
 from .blocking import ThreadConnections
 from .database import create_private, retry_locked, retry_locked_blocking, settled
@@ -53,9 +54,12 @@ from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
+from .wake import FINISHED, WORK, WakeListener, WakeSender, listeners, wake_dir
 from .watch import PendingPeek, WalWatch
 
 _FINISH_CHUNK = 1000
+#: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
+_MAX_REMEMBERED = 100_000
 #: Free pages (4 KiB each by default) a quick `reclaim_space` leaves in the file for the next
 #: writes, instead of giving them back and growing the file again at once.
 _SPARE_PAGES = 256
@@ -123,6 +127,10 @@ class SQLiteBackend(Backend):
         self._threads = ThreadConnections(
             path, synchronous=self.synchronous, busy_timeout=busy_timeout
         )
+        self._waker = None if self.in_memory else WakeSender(wake_dir(path))
+        self._listeners: dict[str, WakeListener | None] = {}  # None: cannot listen here
+        self._listeners_lock = threading.Lock()
+        self._claimed_rowids: dict[str, int] = {}  # task id -> rowid, until its outcome
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
         )
@@ -178,19 +186,45 @@ class SQLiteBackend(Backend):
     # -- wake-ups from other processes --------------------------------------------------------
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Return on an enqueue in this process, within ~10 ms of another process committing
-        due work to the file (its WAL changed: see `sitq_sqlite.watch`), or after
-        ``timeout``."""
+        """Return on an enqueue in this process or another (a datagram: see
+        `sitq_sqlite.wake`; where sockets cannot be used, within ~50 ms of another process
+        committing due work: see `sitq_sqlite.watch`), or after ``timeout``."""
         if self.in_memory:
             return await super().wait_for_work(timeout)
+        listener = self._listener(WORK, self.enqueued_signal)
+        if listener is not None:
+            return await listener.wait(timeout)
         await self._watch.wait(self.enqueued_signal, timeout, self._peek)
 
     async def wait_for_finish(self, timeout: float) -> None:
-        """Return on a finish in this process, within ~10 ms of any commit by another process
-        to the file, or after ``timeout``."""
+        """Return on a finish in this process or another (as `wait_for_work`), or after
+        ``timeout``."""
         if self.in_memory:
             return await super().wait_for_finish(timeout)
+        listener = self._listener(FINISHED, self.finished_signal)
+        if listener is not None:
+            return await listener.wait(timeout)
         await self._watch.wait(self.finished_signal, timeout, _always)
+
+    def notify_enqueued(self) -> None:
+        """Wake the waiters for work of this process and of the others."""
+        super().notify_enqueued()
+        if self._waker is not None:
+            self._waker.send(WORK)
+
+    def notify_finished(self) -> None:
+        """Wake the waiters for results of this process and of the others."""
+        super().notify_finished()
+        if self._waker is not None:
+            self._waker.send(FINISHED)
+
+    def _listener(self, kind: str, signal: Signal) -> WakeListener | None:
+        """This process's wake-up socket for ``kind``, bound on the first wait (None where
+        none can be: then the caller polls the WAL)."""
+        with self._listeners_lock:
+            if kind not in self._listeners and not self._closed:
+                self._listeners[kind] = listeners.acquire(wake_dir(self.path), kind, signal)
+            return self._listeners.get(kind)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -222,6 +256,13 @@ class SQLiteBackend(Backend):
         self._closed = True
         self._peek.close()
         self._threads.close()
+        with self._listeners_lock:
+            bound, self._listeners = list(self._listeners.values()), {}
+        for listener in bound:
+            if listener is not None:
+                listeners.release(listener)
+        if self._waker is not None:
+            self._waker.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -324,6 +365,10 @@ class SQLiteBackend(Backend):
             sql, [worker_id, now, token, now + lease_seconds, *params, limit]
         )
         rows.sort(key=lambda row: (-row[6], row[7], row[0]))
+        rowids = self._claimed_rowids
+        if len(rowids) > _MAX_REMEMBERED:  # outcomes that never came (leases lost at exit)
+            rowids.clear()
+        rowids.update((row[1], row[0]) for row in rows)
         return [_record(row[1:]) for row in rows]
 
     async def claim_by_id(
@@ -374,30 +419,51 @@ class SQLiteBackend(Backend):
             return [(await self.finish([o]))[0] for o in outcomes]
         done = [o for o in outcomes if o.status is not TaskStatus.PENDING]
         again = [o for o in outcomes if o.status is TaskStatus.PENDING]
-        applied: set[str] = set()
         now = self.clock()
-        for i in range(0, len(done), _FINISH_CHUNK):
-            chunk = done[i : i + _FINISH_CHUNK]
-            rows = await self._fetchall(
-                self._sql.finish_final(len(chunk)),
-                [v for o in chunk for v in (o.task_id, o.lease_token, o.status.value, o.result,
-                                             o.error, o.traceback, o.finished_at)],
-            )  # fmt: skip
-            applied.update(row[0] for row in rows)
-        for i in range(0, len(again), _FINISH_CHUNK):
-            chunk = again[i : i + _FINISH_CHUNK]
-            rows = await self._fetchall(
-                self._sql.finish_pending(len(chunk)),
-                [v for o in chunk for v in (
-                    o.task_id, o.lease_token, now if o.available_at is None else o.available_at,
-                    o.error, o.traceback, 0 if o.count_attempt else 1)],
-            )  # fmt: skip
-            applied.update(row[0] for row in rows)
+
+        def final(o: Outcome) -> tuple[Any, ...]:
+            return (o.status.value, o.result, o.error, o.traceback, o.finished_at)
+
+        def pending(o: Outcome) -> tuple[Any, ...]:
+            available_at = now if o.available_at is None else o.available_at
+            return (available_at, o.error, o.traceback, 0 if o.count_attempt else 1)
+
+        applied = await self._apply(self._sql.finish_final, done, final)
+        applied |= await self._apply(self._sql.finish_pending, again, pending)
         if done:
             self.notify_finished()
         if again:
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
+
+    async def _apply(
+        self,
+        statement: Callable[[int, bool], str],
+        outcomes: Sequence[Outcome],
+        values: Callable[[Outcome], tuple[Any, ...]],
+    ) -> set[str]:
+        """Run ``statement`` over ``outcomes`` in chunks (each row: [rowid,] id, lease token,
+        then ``values``); the ids applied. Tasks this backend claimed are found by rowid; the
+        others, and any a rowid missed, by id."""
+        rowids = self._claimed_rowids
+        known = [(o, rowids.pop(o.task_id, None)) for o in outcomes]
+        by_rowid = [(o, rowid) for o, rowid in known if rowid is not None]
+        by_id = [o for o, rowid in known if rowid is None]
+        applied: set[str] = set()
+        for i in range(0, len(by_rowid), _FINISH_CHUNK):
+            chunk = by_rowid[i : i + _FINISH_CHUNK]
+            params = [
+                v for o, rowid in chunk for v in (rowid, o.task_id, o.lease_token, *values(o))
+            ]
+            rows = await self._fetchall(statement(len(chunk), True), params)
+            applied.update(row[0] for row in rows)
+        by_id.extend(o for o, _ in by_rowid if o.task_id not in applied)  # lost, or vacuumed
+        for i in range(0, len(by_id), _FINISH_CHUNK):
+            rest = by_id[i : i + _FINISH_CHUNK]
+            params = [v for o in rest for v in (o.task_id, o.lease_token, *values(o))]
+            rows = await self._fetchall(statement(len(rest), False), params)
+            applied.update(row[0] for row in rows)
+        return applied
 
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
         """Requeue (or kill, past the attempt limit) running tasks whose lease lapsed."""

@@ -31,6 +31,12 @@ def placeholders(count: int, width: int = 1) -> str:
     return ",".join(["(" + ",".join("?" * width) + ")"] * count)
 
 
+def _outcome_key(by_rowid: bool) -> str:
+    """The leading columns of an outcome row: the task's id and lease token, after its rowid
+    if ``by_rowid``."""
+    return "rowid_, id, token" if by_rowid else "id, token"
+
+
 class Statements:
     """SQL text for one tasks table."""
 
@@ -120,35 +126,44 @@ class Statements:
             f"AND {t}.status = 'running' RETURNING id"
         )
 
-    def finish_final(self, count: int) -> str:
+    def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
-        finished_at), fenced by lease token; returns the ids applied."""
+        finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
+        the ids applied."""
         t = self.t
         return (
-            f"WITH o(id, token, status, result, error, traceback, finished_at) AS "
-            f"(VALUES {placeholders(count, 7)}) "
+            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
+            f"AS (VALUES {placeholders(count, 7 + by_rowid)}) "
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
             "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
-            f"lease_expires_at = NULL FROM o WHERE {t}.id = o.id AND {t}.lease_token = o.token "
-            f"AND {t}.status = 'running' RETURNING id"
+            f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
+            "RETURNING id"
         )
 
-    def finish_pending(self, count: int) -> str:
-        """Put back ``count`` tasks (id, token, available_at, error, traceback, uncount),
-        fenced by lease token; ``uncount`` 1 gives the attempt back and keeps the last error.
-        Returns the ids applied."""
+    def finish_pending(self, count: int, by_rowid: bool = False) -> str:
+        """Put back ``count`` tasks (id, token, available_at, error, traceback, uncount; each
+        after its rowid if ``by_rowid``), fenced by lease token; ``uncount`` 1 gives the
+        attempt back and keeps the last error. Returns the ids applied."""
         t = self.t
         return (
-            f"WITH o(id, token, available_at, error, traceback, uncount) AS "
-            f"(VALUES {placeholders(count, 6)}) "
+            f"WITH o({_outcome_key(by_rowid)}, available_at, error, traceback, uncount) AS "
+            f"(VALUES {placeholders(count, 6 + by_rowid)}) "
             f"UPDATE {t} SET status = 'pending', available_at = o.available_at, "
             f"attempts = MAX(0, {t}.attempts - o.uncount), "
             f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
             f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
-            f"lease_token = NULL, lease_expires_at = NULL FROM o WHERE {t}.id = o.id "
-            f"AND {t}.lease_token = o.token AND {t}.status = 'running' "
-            "RETURNING id"
+            f"lease_token = NULL, lease_expires_at = NULL FROM o "
+            f"WHERE {self._held_by_outcome(by_rowid)} RETURNING id"
         )
+
+    def _held_by_outcome(self, by_rowid: bool) -> str:
+        """The row of outcome ``o`` if it still runs under the outcome's lease. By rowid, the
+        row is found in the table itself instead of through the index of ids (a random page
+        of a large index per task); the id is still compared, as a full ``VACUUM`` may give
+        rows new rowids."""
+        t = self.t
+        found = f"{t}.rowid = o.rowid_ AND {t}.id = o.id" if by_rowid else f"{t}.id = o.id"
+        return f"{found} AND {t}.lease_token = o.token AND {t}.status = 'running'"
 
     @cached_property
     def recover_expired(self) -> str:
