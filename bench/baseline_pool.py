@@ -1,0 +1,13 @@
+"""The floor under a process pool: a bare ``ProcessPoolExecutor(2).map`` of `workloads.cpu_1ms`
+in a process of its own (pool start included, as for the queues' pools)."""
+
+from __future__ import annotations
+
+from harness import Sample
+from procs import run_child
+
+
+def pool_map(folder: str, n: int, workers: int) -> Sample:
+    """``n`` calls through ``ProcessPoolExecutor(workers).map``; CPU of the whole process tree."""
+    report = run_child(["pool-map", str(n), str(workers)], timeout=300)
+    return Sample(int(report["ops"]), float(report["seconds"]), cpu_seconds=report["cpu"])
