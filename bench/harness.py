@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import os
 import shutil
 import statistics
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Seconds between latency samples: the worker is idle when each task arrives.
 IDLE_GAP = 0.1
@@ -204,6 +206,18 @@ def scratch_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def lazy(target: str, **kwargs: Any) -> Callable[[str], Sample]:
+    """The subject ``"module:function"`` called with ``kwargs``, imported when it first runs:
+    listing the subjects (``--list``) needs none of the peers installed."""
+    module_name, _, name = target.partition(":")
+
+    def run(folder: str) -> Sample:
+        function = getattr(importlib.import_module(module_name), name)
+        return function(folder, **kwargs)  # type: ignore[no-any-return]
+
+    return run
 
 
 _TEMPLATES: dict[str, str] = {}

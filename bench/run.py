@@ -20,14 +20,13 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import baseline_huey
 import baseline_pool
 import baseline_redis
 import baseline_sqlite
 import declared_subjects as dq
 import pg_subjects as pg
 import sitq_subjects as sq
-from harness import Scenario, Target, run_rounds
+from harness import Scenario, Target, lazy, run_rounds
 from report import Workload, as_markdown, as_text, details, headline, machine
 
 GROUPS = (
@@ -99,12 +98,12 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario(rawn, "enqueue", "sqlite3: executemany in one transaction",
                  p(baseline_sqlite.enqueue_batch, n=n.enqueue_many), short="raw executemany"),
         Scenario(hs, "enqueue", "SqliteHuey (defaults: synchronous=FULL)",
-                 p(baseline_huey.enqueue, kind="sqlite", n=n.enqueue_slow)),
+                 lazy("baseline_huey:enqueue", kind="sqlite", n=n.enqueue_slow)),
         Scenario(hsn, "enqueue", "SqliteHuey (synchronous=NORMAL)",
-                 p(baseline_huey.enqueue, kind="sqlite-normal", n=n.enqueue),
+                 lazy("baseline_huey:enqueue", kind="sqlite-normal", n=n.enqueue),
                  short="Huey NORMAL"),
         Scenario(hm, "enqueue", "MemoryHuey",
-                 p(baseline_huey.enqueue, kind="memory", n=n.enqueue)),
+                 lazy("baseline_huey:enqueue", kind="memory", n=n.enqueue)),
         Scenario("sitq.sqlite.enq", "enqueue", "sitq-sqlite: await enqueue, one by one",
                  p(sq.enqueue_single, kind="sqlite", n=n.enqueue), (raw1, hsn)),
         Scenario("sitq.sqlite.enq.declared", "enqueue",
@@ -147,7 +146,7 @@ def scenarios(n: Sizes) -> list[Scenario]:
                  short="ProcessPoolExecutor.map"),
         Scenario("huey.pool", "pool",
                  f"SqliteHuey NORMAL, consumer -k process -w {POOL_WORKERS}",
-                 p(baseline_huey.process_pool, kind="sqlite-normal", n=n.pool,
+                 lazy("baseline_huey:process_pool", kind="sqlite-normal", n=n.pool,
                    workers=POOL_WORKERS), short="Huey -k process"),
         Scenario("sitq.pool", "pool",
                  f'sitq-sqlite: worker_type="process", {POOL_WORKERS} processes',
@@ -159,12 +158,12 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario(claim100, "process", "sqlite3: claim 100 rows + mark done, loop",
                  p(baseline_sqlite.process_batched, n=n.process), short="raw sqlite3, 100 a claim"),
         Scenario(hps, "process", "SqliteHuey defaults, consumer process",
-                 p(baseline_huey.process_sqlite, kind="sqlite", n=n.process_slow)),
+                 lazy("baseline_huey:process_sqlite", kind="sqlite", n=n.process_slow)),
         Scenario(hpsn, "process", "SqliteHuey synchronous=NORMAL, consumer process",
-                 p(baseline_huey.process_sqlite, kind="sqlite-normal", n=n.process),
+                 lazy("baseline_huey:process_sqlite", kind="sqlite-normal", n=n.process),
                  short="Huey NORMAL"),
         Scenario(hpm, "process", "MemoryHuey, consumer thread in-process",
-                 p(baseline_huey.process_memory, n=n.process), short="MemoryHuey"),
+                 lazy("baseline_huey:process_memory", n=n.process), short="MemoryHuey"),
         Scenario(
             "sitq.sqlite.backend", "process", "sitq-sqlite backend alone: claim 100 + finish 100",
             p(sq.process_backend, kind="sqlite", n=n.process), (claim100,),
@@ -243,7 +242,7 @@ def scenarios(n: Sizes) -> list[Scenario]:
                  targets=(Target("pickup", 0.005), Target("pickup", 0.020, q=0.99),
                           Target("result", 0.010))),
         Scenario("huey.sqlite.lat", "latency-remote", "SqliteHuey, consumer process (defaults)",
-                 p(baseline_huey.latency_sqlite, kind="sqlite", samples=n.latency_remote,
+                 lazy("baseline_huey:latency_sqlite", kind="sqlite", samples=n.latency_remote,
                    idle_seconds=n.idle_seconds), short="SqliteHuey"),
         Scenario("celery.lat", "latency-remote", "Celery on Redis, worker process (prefork, 1)",
                  p(baseline_redis.celery_latency, samples=n.latency_remote,
