@@ -1,16 +1,18 @@
 """sitq-postgres and procrastinate on a PostgreSQL server (``SITQ_BENCH_POSTGRES``).
 
 sitq works in tables under a prefix of its own per subject (``sbench_<random>_``), dropped
-afterwards; procrastinate, whose tables have fixed names, gets a throwaway database per subject
-(`postgres.procrastinate_database`). Enqueue: ``SyncTaskQueue.enqueue`` one at a time from
-plain code. Drain: N no-op tasks stored first, one worker process with its defaults; sitq's
-time runs from starting the worker to its N-th task (as on SQLite), procrastinate's from its
-first start to its last success (read from its events table: it has no ``max_tasks``).
+afterwards; procrastinate, whose tables have fixed names, gets a throwaway database for the
+run (`postgres.procrastinate_database`), emptied after each round and dropped at exit.
+Enqueue: ``SyncTaskQueue.enqueue`` one at a time from plain code. Drain: N no-op tasks stored
+first, one worker process with its defaults; sitq's time runs from starting the worker to its
+N-th task (as on SQLite), procrastinate's from its first start to its last success (read from
+its events table: it has no ``max_tasks``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import uuid
 
@@ -106,18 +108,26 @@ def drain(folder: str, n: int) -> Sample:
         asyncio.run(drop_tables(prefix))
 
 
-def procrastinate_drain(folder: str, n: int) -> Sample:
-    """n no-op jobs deferred first, then one procrastinate worker process drains them."""
+_procrastinate_dsn: list[str] = []
+
+
+def procrastinate_dsn() -> str:
+    """procrastinate's throwaway database of this run: made at first use, dropped at exit."""
     import postgres
 
-    async def main() -> float:
-        dsn = await postgres.procrastinate_database(URL)
-        try:
-            return await postgres.procrastinate_throughput(dsn, n, 1)
-        finally:
-            await postgres.drop_database(URL, dsn)
+    if not _procrastinate_dsn:
+        dsn = asyncio.run(postgres.procrastinate_database(URL))
+        atexit.register(lambda: asyncio.run(postgres.drop_database(URL, dsn)))
+        _procrastinate_dsn.append(dsn)
+    return _procrastinate_dsn[0]
 
-    rate = asyncio.run(main())
+
+def procrastinate_drain(folder: str, n: int) -> Sample:
+    """n no-op jobs deferred first, then one procrastinate worker process drains them (its
+    jobs and events are emptied afterwards, for the next round)."""
+    import postgres
+
+    rate = asyncio.run(postgres.procrastinate_throughput(procrastinate_dsn(), n, 1))
     return Sample(n, n / rate)
 
 
