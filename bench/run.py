@@ -50,6 +50,8 @@ TARGET_ENQUEUE_MANY = 200_000
 TARGET_MEMORY_PROCESS = 100_000
 TARGET_PG_SYNC_ENQUEUE = 3_000
 POOL_WORKERS = 2
+#: Tasks a process pool runs before the timing starts (its processes started and warm).
+POOL_WARM = 10
 
 
 @dataclass(frozen=True)
@@ -142,15 +144,16 @@ def scenarios(n: Sizes) -> list[Scenario]:
                  (Target("rate", TARGET_PG_SYNC_ENQUEUE),), needs="postgres"),
         # process pools
         Scenario("pool.map", "pool", f"ProcessPoolExecutor({POOL_WORKERS}).map",
-                 p(baseline_pool.pool_map, n=n.pool, workers=POOL_WORKERS),
+                 p(baseline_pool.pool_map, n=n.pool, workers=POOL_WORKERS, warm=POOL_WARM),
                  short="ProcessPoolExecutor.map"),
         Scenario("huey.pool", "pool",
                  f"SqliteHuey NORMAL, consumer -k process -w {POOL_WORKERS}",
                  lazy("baseline_huey:process_pool", kind="sqlite-normal", n=n.pool,
-                   workers=POOL_WORKERS), short="Huey -k process"),
+                   workers=POOL_WORKERS, warm=POOL_WARM), short="Huey -k process"),
         Scenario("sitq.pool", "pool",
                  f'sitq-sqlite: worker_type="process", {POOL_WORKERS} processes',
-                 p(sq.process_pool, n=n.pool, workers=POOL_WORKERS), ("huey.pool", "pool.map"),
+                 p(sq.process_pool, n=n.pool, workers=POOL_WORKERS, warm=POOL_WARM),
+                 ("huey.pool", "pool.map"),
                  (Target("ratio", 1.0, "huey.pool"), Target("ratio", 0.9, "pool.map"))),
         # processing
         Scenario(claim1, "process", "sqlite3: claim 1 row + mark done, loop",

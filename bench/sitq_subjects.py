@@ -177,17 +177,19 @@ def process_child(folder: str, fn: str, n: int) -> Sample:
     return Sample(int(report["ops"]), float(report["seconds"]), cpu_seconds=report["cpu"])
 
 
-def process_pool(folder: str, n: int, workers: int) -> Sample:
-    """n ~1 ms CPU tasks (`workloads.cpu_1ms`) enqueued first, then a worker process with
-    ``worker_type="process"`` and ``max_workers=workers`` runs them; CPU of its process tree."""
+def process_pool(folder: str, n: int, workers: int, warm: int) -> Sample:
+    """``warm`` + n ~1 ms CPU tasks (`workloads.cpu_1ms`) enqueued first, then a worker process
+    with ``worker_type="process"`` and ``max_workers=workers`` runs them; the n after the pool
+    is warm are timed, with the CPU of its whole process tree."""
     path = db_path(folder)
 
     async def fill() -> None:
         async with TaskQueue(make_backend("sqlite", folder)) as queue:
-            await _fill(queue, workloads.cpu_1ms, n)
+            await _fill(queue, workloads.cpu_1ms, warm + n)
 
     asyncio.run(fill())
-    report = run_child(["sitq-drain", path, str(n), "process", str(workers)], timeout=300)
+    command = ["sitq-drain", path, str(warm + n), "process", str(workers), str(warm)]
+    report = run_child(command, timeout=300)
     return Sample(int(report["ops"]), float(report["seconds"]), cpu_seconds=report["cpu"])
 
 
