@@ -327,12 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     skipped = unavailable(chosen)
     notes = [f"{need} rows skipped: {why}" for need, why in skipped.items()]
     chosen = [s for s in chosen if s.needs not in skipped]
-    for note in notes:
-        print(note, file=sys.stderr, flush=True)
 
     def progress(line: str) -> None:
         if not args.quiet:
             print(f"[{time.perf_counter() - began:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    for note in notes:
+        progress(note)
 
     measured = run_rounds(chosen, args.rounds, progress=progress)
     tables = [headline(measured, workloads(sizes)), *details(measured, GROUPS)]
