@@ -1,4 +1,5 @@
-"""Measurement plumbing shared by every bench module: scenarios, rounds, medians, the table.
+"""Measurement plumbing shared by every bench module: scenarios, rounds, medians, paired
+ratios and targets (`report` draws the tables).
 
 A `Scenario` is one measured subject (``"sitq-sqlite enqueue_many"``) with a function that runs
 it once and returns a `Sample` (operations and seconds, or latencies). `run_rounds` runs every
@@ -57,7 +58,7 @@ class Sample:
 
     @property
     def cpu_rate(self) -> float:
-        """Operations per CPU second of this process (0 if not measured)."""
+        """Operations per CPU second (0 if not measured)."""
         return self.ops / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
