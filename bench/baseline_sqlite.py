@@ -13,7 +13,7 @@ import sqlite3
 import time
 import uuid
 
-from harness import Sample
+from harness import Clock, Sample, from_template
 
 from sitq_sqlite.schema import INSERT_COLUMNS, ddl
 
@@ -56,25 +56,25 @@ def enqueue_each(folder: str, n: int) -> Sample:
     """INSERT + commit per row."""
     conn = connect(folder)
     rows = _rows(n)
-    began = time.perf_counter()
+    clock = Clock()
     for row in rows:
         conn.execute(_INSERT, row)
-    took = time.perf_counter() - began
+    sample = clock.sample(n)
     conn.close()
-    return Sample(n, took)
+    return sample
 
 
 def enqueue_batch(folder: str, n: int) -> Sample:
     """All rows in one transaction (``executemany``)."""
     conn = connect(folder)
     rows = _rows(n)
-    began = time.perf_counter()
+    clock = Clock()
     conn.execute("BEGIN")
     conn.executemany(_INSERT, rows)
     conn.execute("COMMIT")
-    took = time.perf_counter() - began
+    sample = clock.sample(n)
     conn.close()
-    return Sample(n, took)
+    return sample
 
 
 _CLAIM_ONE = (
@@ -95,7 +95,7 @@ def process_each(folder: str, n: int) -> Sample:
     conn = connect(folder)
     fill(conn, n)
     done = 0
-    began = time.perf_counter()
+    clock = Clock()
     while True:
         now = time.time()
         token = uuid.uuid4().hex
@@ -104,24 +104,48 @@ def process_each(folder: str, n: int) -> Sample:
             break
         conn.execute(_DONE_ONE, (b"N.", time.time(), row[0], token))
         done += 1
-    took = time.perf_counter() - began
+    sample = clock.sample(done)
     conn.close()
-    return Sample(done, took)
+    return sample
 
 
 def process_batched(folder: str, n: int, batch: int = 100) -> Sample:
-    """Claim ``batch`` rows in one statement, mark them done in one statement."""
+    """Claim ``batch`` rows in one statement, mark them done in one statement; repeat until
+    the queue is empty."""
     conn = connect(folder)
     fill(conn, n)
-    claim = _CLAIM_ONE.replace("rowid = (SELECT", "rowid IN (SELECT").replace(
-        "LIMIT 1", f"LIMIT {batch}"
-    )
+    sample = _drain_batched(conn, n, batch)
+    conn.close()
+    return sample
+
+
+def process_backlog(folder: str, depth: int, n: int, batch: int = 100) -> Sample:
+    """`process_batched` for ``n`` rows out of ``depth`` pending (the database is filled once
+    per run and copied for each round)."""
+
+    def build(where: str) -> None:
+        conn = connect(where)
+        for start in range(0, depth, 100_000):
+            fill(conn, min(100_000, depth - start))
+        conn.close()
+
+    from_template(f"raw-backlog-{depth}", folder, build)
+    conn = sqlite3.connect(os.path.join(folder, "raw.db"), isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    sample = _drain_batched(conn, n, batch)
+    conn.close()
+    return sample
+
+
+def _drain_batched(conn: sqlite3.Connection, n: int, batch: int) -> Sample:
+    claim = _CLAIM_ONE.replace("rowid = (SELECT", "rowid IN (SELECT")
     done = 0
-    began = time.perf_counter()
-    while True:
+    clock = Clock()
+    while done < n:
         now = time.time()
         token = uuid.uuid4().hex
-        rows = conn.execute(claim, ("w", now, token, now + 30, now)).fetchall()
+        limited = claim.replace("LIMIT 1", f"LIMIT {min(batch, n - done)}")
+        rows = conn.execute(limited, ("w", now, token, now + 30, now)).fetchall()
         if not rows:
             break
         finished = time.time()
@@ -134,6 +158,4 @@ def process_batched(folder: str, n: int, batch: int = 100) -> Sample:
             [*params, b"N.", finished],
         )
         done += len(rows)
-    took = time.perf_counter() - began
-    conn.close()
-    return Sample(done, took)
+    return clock.sample(done)

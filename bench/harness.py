@@ -1,4 +1,5 @@
-"""Measurement plumbing shared by every bench module: scenarios, rounds, medians, the table.
+"""Measurement plumbing shared by every bench module: scenarios, rounds, medians, paired
+ratios and targets (`report` draws the tables).
 
 A `Scenario` is one measured subject (``"sitq-sqlite enqueue_many"``) with a function that runs
 it once and returns a `Sample` (operations and seconds, or latencies). `run_rounds` runs every
@@ -8,16 +9,18 @@ every subject alike; the report keeps the median of the rounds.
 
 from __future__ import annotations
 
+import atexit
 import gc
+import importlib
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Seconds between latency samples: the worker is idle when each task arrives.
 IDLE_GAP = 0.1
@@ -28,9 +31,11 @@ class Sample:
     """One run of a scenario: ``ops`` operations in ``seconds``, or latencies in seconds.
 
     ``pickups``: enqueue → the task starts; ``latencies``: enqueue → its result is available.
-    ``cpu_seconds``: this process's CPU time over the same span, when the subject measures it
-    (all its work in this process): other work on a shared machine moves it much less than
-    the wall clock. ``round``: which round it is from (set by `run_rounds`).
+    ``cpu_seconds``: CPU time over the same span, when the subject measures it: this
+    process's when all the work is in it, the worker's process tree's (psutil) when a worker
+    runs in other processes; other work on a shared machine moves it much less than the wall
+    clock. ``idle_cpu_percent``: CPU % of one core an idle worker's process tree used over a
+    few seconds (latency subjects). ``round``: which round it is from (set by `run_rounds`).
     """
 
     ops: int = 0
@@ -38,6 +43,7 @@ class Sample:
     latencies: list[float] = field(default_factory=list)
     pickups: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    idle_cpu_percent: float | None = None
     round: int = 0
 
     @property
@@ -46,8 +52,13 @@ class Sample:
         return self.ops / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def cpu_us_per_op(self) -> float | None:
+        """CPU microseconds per operation (None if not measured)."""
+        return self.cpu_seconds / self.ops * 1e6 if self.cpu_seconds > 0 and self.ops else None
+
+    @property
     def cpu_rate(self) -> float:
-        """Operations per CPU second of this process (0 if not measured)."""
+        """Operations per CPU second (0 if not measured)."""
         return self.ops / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
@@ -65,6 +76,39 @@ class Clock:
         )
 
 
+@dataclass(frozen=True)
+class Target:
+    """A goal for one subject: a rate, a ratio to another subject of the same run, or a
+    latency quantile, checked against the medians of the run.
+
+    :param kind: ``"rate"`` (ops/s at least), ``"ratio"`` (paired ratio to ``baseline`` at
+        least), ``"pickup"`` or ``"result"`` (that latency's ``q`` quantile at most, seconds).
+    """
+
+    kind: str
+    value: float
+    baseline: str = ""
+    q: float = 0.5
+
+    def check(self, mine: Measured, measured: dict[str, Measured]) -> str | None:
+        """``"≥ 1.00x SqliteHuey NORMAL: met"``, or None when the run has nothing to check."""
+        if self.kind == "rate":
+            got, goal = mine.rate, f"≥ {fmt_rate(self.value)}/s"
+            ok = got is not None and got >= self.value
+        elif self.kind == "ratio":
+            other = measured.get(self.baseline)
+            got = None if other is None else mine.ratio_to(other)
+            goal = f"≥ {self.value:.2f}x {other.scenario.name if other else self.baseline}"
+            ok = got is not None and got >= self.value
+        else:
+            got = mine.latency(self.q, pickup=self.kind == "pickup")
+            goal = f"{self.kind} p{round(self.q * 100)} ≤ {self.value * 1e3:g} ms"
+            ok = got is not None and got <= self.value
+        if got is None:
+            return None
+        return f"{goal}: {'met' if ok else 'MISSED'}"
+
+
 @dataclass
 class Scenario:
     """A measured subject.
@@ -73,8 +117,11 @@ class Scenario:
     :param group: the table section it is printed in (``"enqueue"``, ``"process"``, …).
     :param label: what the row shows.
     :param run: runs the subject once in a fresh temporary folder and returns a `Sample`.
-    :param baseline: key of the scenario this one is compared to (same run), if any.
-    :param target: ops/s the project aims for, if any.
+    :param baseline: keys of the scenarios this one is compared to (same run), if any.
+    :param targets: what the project aims for (issue 12), printed met/MISSED beside the row.
+    :param short: the name in the headline table (default: ``label``).
+    :param needs: the service it runs on besides this machine (``"postgres"``, ``"redis"``):
+        without it the subject is skipped, with a line saying why.
     """
 
     key: str
@@ -82,7 +129,14 @@ class Scenario:
     label: str
     run: Callable[[str], Sample]
     baseline: tuple[str, ...] = ()
-    target: float | None = None
+    targets: tuple[Target, ...] = ()
+    short: str = ""
+    needs: str = ""
+
+    @property
+    def name(self) -> str:
+        """The short name, or the label."""
+        return self.short or self.label
 
 
 @dataclass
@@ -118,6 +172,18 @@ class Measured:
                 ratios.append(a / b)
         return statistics.median(ratios) if ratios else None
 
+    @property
+    def cpu_us(self) -> float | None:
+        """Median CPU µs per operation over the rounds that measured it."""
+        values = [v for s in self.samples if (v := s.cpu_us_per_op) is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def idle_cpu(self) -> float | None:
+        """Median idle CPU % of the worker over the rounds that measured it."""
+        values = [s.idle_cpu_percent for s in self.samples if s.idle_cpu_percent is not None]
+        return statistics.median(values) if values else None
+
     def latency(self, q: float, *, pickup: bool = False) -> float | None:
         """Median over the rounds of each round's ``q`` quantile (0.5 is p50) of the result
         latencies (or of the pickup latencies)."""
@@ -141,6 +207,34 @@ def scratch_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def lazy(target: str, **kwargs: Any) -> Callable[[str], Sample]:
+    """The subject ``"module:function"`` called with ``kwargs``, imported when it first runs:
+    listing the subjects (``--list``) needs none of the peers installed."""
+    module_name, _, name = target.partition(":")
+
+    def run(folder: str) -> Sample:
+        function = getattr(importlib.import_module(module_name), name)
+        return function(folder, **kwargs)  # type: ignore[no-any-return]
+
+    return run
+
+
+_TEMPLATES: dict[str, str] = {}
+
+
+def from_template(key: str, folder: str, build: Callable[[str], None]) -> None:
+    """Copy into ``folder`` the files that ``build(template_folder)`` wrote the first time
+    ``key`` was asked for in this run: a deep backlog is filled once per run, not per round."""
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = tempfile.mkdtemp(prefix="sitq-bench-template-")
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        build(template)
+        _TEMPLATES[key] = template
+    for name in os.listdir(template):
+        shutil.copy2(os.path.join(template, name), folder)
 
 
 def run_rounds(
@@ -189,56 +283,11 @@ def fmt_rate(rate: float | None) -> str:
 
 def fmt_ms(seconds: float | None) -> str:
     """Seconds as milliseconds."""
-    return "—" if seconds is None else f"{seconds * 1e3:.2f} ms"
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 0.01 else f"{seconds * 1e3:.2f} ms"
 
 
-def render(measured: dict[str, Measured], groups: Sequence[tuple[str, str]]) -> str:
-    """The result table: per group, each subject's median rate, spread, ratios and target."""
-    lines: list[str] = []
-    for group, title in groups:
-        rows = [m for m in measured.values() if m.scenario.group == group]
-        if not rows:
-            continue
-        lines.append("")
-        lines.append(f"## {title}")
-        if group == "latency":
-            lines.append(
-                f"{'subject':<52} {'pickup p50':>11} {'result p50':>11} {'result p90':>11}"
-            )
-            for m in rows:
-                err = f"  ERROR {m.errors[0]}" if m.errors and not m.samples else ""
-                lines.append(
-                    f"{m.scenario.label:<52} {fmt_ms(m.latency(0.5, pickup=True)):>11} "
-                    f"{fmt_ms(m.latency(0.5)):>11} {fmt_ms(m.latency(0.9)):>11}{err}"
-                )
-            continue
-        lines.append(f"{'subject':<52} {'ops/s':>8} {'min-max':>15}  {'ratios / target'}")
-        for m in rows:
-            rates = m.rates
-            spread = f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))}" if rates else ""
-            notes = []
-            for base in m.scenario.baseline:
-                other = measured.get(base)
-                ratio = None if other is None else m.ratio_to(other)
-                if other is not None and ratio is not None:
-                    cpu = m.ratio_to(other, cpu=True)
-                    by_cpu = "" if cpu is None else f" (CPU time: {cpu:.2f}x)"
-                    notes.append(f"{ratio:.2f}x{by_cpu} {other.scenario.label}")
-            if m.scenario.target is not None and m.rate is not None:
-                verdict = "met" if m.rate >= m.scenario.target else "MISSED"
-                notes.append(f"target {fmt_rate(m.scenario.target)}: {verdict}")
-            if m.errors and not m.samples:
-                notes.append(f"ERROR {m.errors[0]}")
-            lines.append(
-                f"{m.scenario.label:<52} {fmt_rate(m.rate):>8} {spread:>15}  {'; '.join(notes)}"
-            )
-    return "\n".join(lines)
-
-
-def machine_line() -> str:
-    """One line about where this ran."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {load:.2f}, "
-        f"sqlite {__import__('sqlite3').sqlite_version}"
-    )
+def fmt_us(us: float | None) -> str:
+    """CPU microseconds per operation."""
+    return "—" if us is None else f"{us:,.0f} µs"

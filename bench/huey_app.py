@@ -7,8 +7,9 @@ calls `make_huey` with the same arguments as the bench.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
+import workloads
 from huey import MemoryHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
@@ -22,8 +23,18 @@ class NormalSyncStorage(SqliteStorage):
         return conn
 
 
-def make_huey(kind: str, path: str | None = None) -> tuple[Any, Any, Any]:
-    """``(huey, noop, stamp)`` for ``kind`` ``memory``, ``sqlite`` or ``sqlite-normal``."""
+class HueyApp(NamedTuple):
+    """A Huey instance and its tasks: ``noop``, ``stamp`` (returns when it started) and
+    ``cpu`` (`workloads.cpu_1ms`)."""
+
+    huey: Any
+    noop: Any
+    stamp: Any
+    cpu: Any
+
+
+def make_huey(kind: str, path: str | None = None) -> HueyApp:
+    """Huey and its tasks for ``kind`` ``memory``, ``sqlite`` or ``sqlite-normal``."""
     if kind == "memory":
         huey: Any = MemoryHuey("bench", immediate=False)
     elif kind == "sqlite":
@@ -42,4 +53,9 @@ def make_huey(kind: str, path: str | None = None) -> tuple[Any, Any, Any]:
         """Returns when it started."""
         return time.time()
 
-    return huey, noop, stamp
+    @huey.task()
+    def cpu() -> int:
+        """About 1 ms of CPU."""
+        return workloads.cpu_1ms()
+
+    return HueyApp(huey, noop, stamp, cpu)

@@ -1,17 +1,30 @@
-"""Running the workers that live in their own process (`child.py`)."""
+"""Running the workers that live in their own process (`child.py`), and their CPU time."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHILD = os.path.join(HERE, "child.py")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of worker processes: the bench folder importable (``workloads`` is
+    found by the worker's own pool processes too)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _command(args: list[str]) -> list[str]:
@@ -21,7 +34,12 @@ def _command(args: list[str]) -> list[str]:
 def run_child(args: list[str], *, timeout: float) -> dict[str, Any]:
     """Run ``child.py args`` to the end; return the JSON report it prints last."""
     done = subprocess.run(
-        _command(args), capture_output=True, text=True, timeout=timeout, check=False
+        _command(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=child_env(),
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -37,6 +55,7 @@ def start_child(args: list[str], *, ready_timeout: float = 60.0) -> Iterator[sub
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=child_env(),
     )
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -55,3 +74,47 @@ def start_child(args: list[str], *, ready_timeout: float = 60.0) -> Iterator[sub
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@contextmanager
+def start_process(command: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a peer's worker command (output discarded); SIGTERM, then SIGKILL, on exit."""
+    proc = subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+        cwd=HERE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds used so far by a process and every descendant: those alive, and those
+    already ended and waited for (their time is in their parent's ``children_*``)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def idle_cpu_percent(pid: int, seconds: float) -> float:
+    """CPU % of one core that process ``pid`` and its descendants use over ``seconds``."""
+    before = tree_cpu_seconds(pid)
+    time.sleep(seconds)
+    return (tree_cpu_seconds(pid) - before) / seconds * 100

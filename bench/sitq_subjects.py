@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import workloads
-from harness import IDLE_GAP, Clock, Sample
-from procs import run_child, start_child
+from harness import IDLE_GAP, Clock, Sample, from_template
+from procs import idle_cpu_percent, run_child, start_child
 
 from sitq import SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.backend import Backend
@@ -70,12 +70,12 @@ def enqueue_concurrent(folder: str, kind: str, n: int) -> Sample:
     async def main() -> Sample:
         async with TaskQueue(make_backend(kind, folder)) as queue:
             await queue.enqueue(workloads.async_noop)
-            began = time.perf_counter()
+            clock = Clock()
             for _ in range(0, n, CONCURRENT):
                 await asyncio.gather(
                     *(queue.enqueue(workloads.async_noop) for _ in range(CONCURRENT))
                 )
-            return Sample(n - n % CONCURRENT or n, time.perf_counter() - began)
+            return clock.sample(n - n % CONCURRENT or n)
 
     return asyncio.run(main())
 
@@ -87,11 +87,11 @@ def enqueue_many(folder: str, kind: str, n: int) -> Sample:
         async with TaskQueue(make_backend(kind, folder)) as queue:
             await queue.enqueue(workloads.async_noop)
             batch = [workloads.async_noop] * ENQUEUE_BATCH
-            began = time.perf_counter()
+            clock = Clock()
             done = 0
             while done < n:
                 done += len(await queue.enqueue_many(batch))
-            return Sample(done, time.perf_counter() - began)
+            return clock.sample(done)
 
     return asyncio.run(main())
 
@@ -148,13 +148,13 @@ def process_backend(folder: str, kind: str, n: int, batch: int = 100) -> Sample:
             await _fill(queue, workloads.async_noop, n)
             backend = queue.backend
             result = queue.codec.encode_result(None)
-            began = time.perf_counter()
+            clock = Clock()
             while records := await backend.claim(worker_id="w", limit=batch, lease_seconds=30):
                 outcomes = [Outcome.succeeded(r.id, r.lease_token or "", result) for r in records]
                 await backend.finish(outcomes)
-            took = time.perf_counter() - began
+            sample = clock.sample(n)
             await check_done(queue, n)
-            return Sample(n, took)
+            return sample
 
     return asyncio.run(main())
 
@@ -174,7 +174,46 @@ def process_child(folder: str, fn: str, n: int) -> Sample:
     asyncio.run(fill())
     report = run_child(["sitq-drain", path, str(n)], timeout=300)
     asyncio.run(check())
-    return Sample(int(report["ops"]), float(report["seconds"]))
+    return Sample(int(report["ops"]), float(report["seconds"]), cpu_seconds=report["cpu"])
+
+
+def process_pool(folder: str, n: int, workers: int, warm: int) -> Sample:
+    """``warm`` + n ~1 ms CPU tasks (`workloads.cpu_1ms`) enqueued first, then a worker process
+    with ``worker_type="process"`` and ``max_workers=workers`` runs them; the n after the pool
+    is warm are timed, with the CPU of its whole process tree."""
+    path = db_path(folder)
+
+    async def fill() -> None:
+        async with TaskQueue(make_backend("sqlite", folder)) as queue:
+            await _fill(queue, workloads.cpu_1ms, warm + n)
+
+    asyncio.run(fill())
+    command = ["sitq-drain", path, str(warm + n), "process", str(workers), str(warm)]
+    report = run_child(command, timeout=300)
+    return Sample(int(report["ops"]), float(report["seconds"]), cpu_seconds=report["cpu"])
+
+
+def process_backlog(folder: str, depth: int, n: int) -> Sample:
+    """``depth`` no-op tasks pending, then one `Worker` (defaults) in this process runs ``n``
+    of them: how the claim holds up as the backlog deepens (compare ``depth == n``). The
+    database is filled once per run and copied for each round."""
+
+    async def fill(where: str) -> None:
+        async with TaskQueue(make_backend("sqlite", where)) as queue:
+            await _fill(queue, workloads.async_noop, depth)
+
+    from_template(f"sitq-backlog-{depth}", folder, lambda where: asyncio.run(fill(where)))
+
+    async def main() -> Sample:
+        async with TaskQueue(make_backend("sqlite", folder)) as queue:
+            worker = Worker(queue, max_tasks=n)
+            clock = Clock()
+            await worker.start()
+            sample = clock.sample(n)
+            await check_done(queue, n)
+            return sample
+
+    return asyncio.run(main())
 
 
 # -- latency -------------------------------------------------------------------------------------
@@ -209,12 +248,18 @@ def latency_inline(folder: str, kind: str, samples: int) -> Sample:
     return asyncio.run(main())
 
 
-def latency_child(folder: str, samples: int) -> Sample:
-    """Idle worker (defaults) in another process on the same file."""
+def latency_child(folder: str, samples: int, idle_seconds: float, url: str = "") -> Sample:
+    """Idle worker (defaults) in another process, on the same SQLite file (or on ``url``);
+    then the CPU % the idle worker uses over ``idle_seconds``."""
 
     async def main() -> Sample:
-        async with TaskQueue(make_backend("sqlite", folder)) as queue:
-            with start_child(["sitq-serve", db_path(folder)]):
-                return await _latency_samples(queue, samples)
+        async with TaskQueue(url or make_backend("sqlite", folder)) as queue:
+            with start_child(["sitq-serve", url or db_path(folder)]) as proc:
+                await queue.get_result(await queue.enqueue(workloads.stamp), timeout=60)  # warm
+                sample = await _latency_samples(queue, samples)
+                sample.idle_cpu_percent = await asyncio.to_thread(
+                    idle_cpu_percent, proc.pid, idle_seconds
+                )
+                return sample
 
     return asyncio.run(main())

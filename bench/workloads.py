@@ -37,3 +37,16 @@ async def async_task() -> None:
 @sync_declared.task()
 def sync_task() -> None:
     """`sync_noop`, declared."""
+
+
+#: Loop turns of `cpu_1ms`: about 1 ms of CPU on the 2-core machine the bench was written on.
+CPU_TURNS = 25_000
+
+
+def cpu_1ms(_: object = None) -> int:
+    """About 1 ms of pure-Python CPU work (a fixed amount, so load does not change it); the
+    argument is ignored (``ProcessPoolExecutor.map`` hands one)."""
+    total = 0
+    for i in range(CPU_TURNS):
+        total += i * i
+    return total
