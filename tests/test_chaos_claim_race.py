@@ -36,6 +36,7 @@ CLAIMER = textwrap.dedent(
         rng = random.Random(seed)
         backend = SQLiteBackend(db)
         await backend.connect()
+        open(f"{go}.ready{seed}", "w").close()
         while not os.path.exists(go):
             time.sleep(0.005)
         claimed, errors, empty = [], [], 0
@@ -108,7 +109,18 @@ def test_processes_claiming_from_one_sqlite_file(tmp_path: Path, processes: int)
         )
         for seed in range(processes)
     ]
-    time.sleep(0.2)
+    # Start the race only once every claimer is connected: a claimer still importing when
+    # the others have emptied the store would make no race at all on a loaded machine.
+    deadline = time.monotonic() + 60
+    try:
+        while not all((tmp_path / f"go.ready{seed}").exists() for seed in range(processes)):
+            assert all(p.poll() is None for p in procs), "a claimer exited before the race"
+            assert time.monotonic() < deadline, "the claimers did not connect within 60 s"
+            time.sleep(0.01)
+    except AssertionError:
+        for p in procs:
+            p.kill()
+        raise
     go.touch()
     claims, errors = [], []
     for p in procs:
