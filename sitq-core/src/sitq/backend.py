@@ -39,6 +39,7 @@ from .rules import (
     check_list_args,
     fold_queue_counts,
 )
+from .schedule_state import ScheduleState
 from .signals import Signal, channel
 from .task import TaskStatus
 
@@ -61,6 +62,9 @@ class Capability(enum.Enum):
     PROGRESS = "progress"
     #: `Backend.prune` deletes old finished tasks in small batches (``retention``).
     PRUNE = "prune"
+    #: `Backend.enqueue_fire` and the other schedule methods store periodic schedules' fires
+    #: exactly once (``@queue.periodic``, `sitq.schedules`).
+    SCHEDULES = "schedules"
 
 
 class Backend(ABC):
@@ -375,6 +379,45 @@ class Backend(ABC):
         itself (autovacuum).
         """
 
+    # -- periodic schedules (optional: Capability.SCHEDULES) -----------------------------------
+
+    async def add_schedules(self, names: Sequence[str]) -> None:
+        """Create the state of each schedule in ``names`` that has none: not paused, its fires
+        decided up to ``clock()`` (a new schedule catches up nothing). Existing states are
+        left as they are. Optional, like every schedule method: a backend that implements
+        them declares `Capability.SCHEDULES`; the defaults raise `ConfigurationError`."""
+        raise _no_schedules(self)
+
+    async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
+        """Store ``record`` as the task of one fire of ``schedule``, exactly once.
+
+        In one transaction: refuse (return None) if the schedule is paused, if the fire is
+        stale (`sitq.schedule_state.fire_is_stale` against its ``decided_until``) or if a row
+        for ``(schedule, fire_time)`` exists; else write that unique row, store ``record`` as
+        `enqueue_many` would (a dedupe hit stores nothing and the fire points to the task
+        holding the key), set ``decided_until`` and ``last_fire`` to at least ``fire_time``
+        (``last_task_id`` follows ``last_fire``), and return the task id. A schedule without
+        a state gets one (decided up to ``fire_time``). Fire `notify_enqueued` after
+        committing. Rows older than `sitq.schedule_state.FIRE_MEMORY` behind
+        ``decided_until`` may be deleted.
+        """
+        raise _no_schedules(self)
+
+    async def skip_fires(self, schedule: str, until: float) -> None:
+        """Record that the fire times of ``schedule`` up to ``until`` are decided (a catch-up
+        policy dropped them): ``decided_until`` becomes at least ``until``."""
+        raise _no_schedules(self)
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """The stored state of every schedule, by name."""
+        raise _no_schedules(self)
+
+    async def pause_schedule(self, schedule: str, paused: bool) -> bool:
+        """Pause (no fire is stored while paused) or resume ``schedule``; False if it has no
+        stored state. Resuming sets ``decided_until`` to at least ``clock()``: the fire times
+        of the pause are never run."""
+        raise _no_schedules(self)
+
     # -- wake-ups ----------------------------------------------------------------------------
 
     @property
@@ -414,12 +457,21 @@ class Backend(ABC):
         await self.finished_signal.wait(timeout)
 
 
+def _no_schedules(backend: Backend) -> ConfigurationError:
+    return ConfigurationError(
+        f"{type(backend).__name__} cannot store periodic schedules; use a backend that "
+        "declares Capability.SCHEDULES (sqlite, postgresql, memory), or implement "
+        "Backend.enqueue_fire and the other schedule methods"
+    )
+
+
 __all__ = [
     "ALL_STATUSES",
     "LIST_ORDERS",
     "Backend",
     "Capability",
     "Outcome",
+    "ScheduleState",
     "TaskRecord",
     "check_list_args",
     "record_from_row",

@@ -28,6 +28,7 @@ from .meta import check_meta
 from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
+from .schedules import Schedule
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey, Signer
 from .task import (
@@ -331,6 +332,17 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             created_at=now,
             **options,
         )
+
+    # -- periodic schedules (sitq.schedules; declared with ``periodic`` and ``schedule``) -------
+
+    async def enqueue_fire(self, schedule: Schedule, fire_time: float) -> str | None:
+        """Store the task of one fire of ``schedule`` at ``fire_time`` (epoch seconds), exactly
+        once across every process on the store; its id, or None if that fire was stored
+        already or the schedule is paused (see `Backend.enqueue_fire`). Schedulers call it."""
+        await self.connect()
+        task = schedule.task_for(fire_time)
+        record = self._task_record(task, self.backend.clock())
+        return await self.backend.enqueue_fire(schedule.name, fire_time, record)
 
     # -- reading -----------------------------------------------------------------------------
 
