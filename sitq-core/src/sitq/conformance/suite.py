@@ -38,6 +38,7 @@ from .kit import (
     PurgeTests,
     ReadingTests,
     RecoveryTests,
+    ScheduleTests,
     TransactionalEnqueueTests,
     WakeupTests,
     backend_test,
@@ -62,6 +63,7 @@ class BackendConformance(
     PruneTests,
     HeartbeatBackendTests,
     TransactionalEnqueueTests,
+    ScheduleTests,
 ):
     """The conformance suite; subclass it and implement `make_backend`.
 

@@ -23,6 +23,7 @@ from .prune import PruneTests
 from .purge import PurgeTests
 from .reading import ReadingTests
 from .recovery import RecoveryTests
+from .schedules import ScheduleTests
 from .support import KitBase, backend_test, requires
 from .transactional import TransactionalEnqueueTests
 from .wakeups import WakeupTests
@@ -43,6 +44,7 @@ __all__ = [
     "PurgeTests",
     "ReadingTests",
     "RecoveryTests",
+    "ScheduleTests",
     "TransactionalEnqueueTests",
     "WakeupTests",
     "backend_test",
