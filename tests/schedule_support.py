@@ -15,6 +15,7 @@ import pytest
 
 from sitq import TaskQueue
 from sitq.backend import Backend
+from sitq.plugins import get_plugin_manager
 from sitq.schedules import FIRED_AT_HEADER, SCHEDULE_HEADER
 
 PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -56,31 +57,31 @@ async def _drop(prefix: str) -> None:
 
 
 @asynccontextmanager
-async def store(kind: str, tmp_path: Path) -> AsyncIterator[Callable[[], Backend]]:
-    """A new empty store of backend ``kind``; yields a function opening another backend
-    object on it (what a second process would open)."""
+async def store_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a new empty store of backend ``kind`` (its PostgreSQL tables are dropped
+    afterwards; the test is skipped if PostgreSQL is down, and fails in CI)."""
     if kind == "memory":
-        from sitq_memory import MemoryBackend
-
-        name = f"schedules-{uuid.uuid4().hex}"
-        yield lambda: MemoryBackend(name)
+        yield f"memory://schedules-{uuid.uuid4().hex}"
     elif kind == "sqlite":
-        from sitq_sqlite import SQLiteBackend
-
-        path = tmp_path / "schedules.db"
-        yield lambda: SQLiteBackend(path)
+        yield f"sqlite:///{tmp_path / 'schedules.db'}"
     else:
-        from sitq_postgres import PostgresBackend
-
         if not await _postgres_reachable():
             if os.environ.get("CI"):
                 pytest.fail(f"PostgreSQL is not reachable at {PG_URL}")
             pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
         prefix = f"sitqtest_sched_{uuid.uuid4().hex[:10]}_"
         try:
-            yield lambda: PostgresBackend.from_url(f"{PG_URL}?table_prefix={prefix}")
+            yield f"{PG_URL}?table_prefix={prefix}"
         finally:
             await _drop(prefix)
+
+
+@asynccontextmanager
+async def store(kind: str, tmp_path: Path) -> AsyncIterator[Callable[[], Backend]]:
+    """A new empty store of backend ``kind``; yields a function opening another backend
+    object on it (what a second process would open)."""
+    async with store_url(kind, tmp_path) as url:
+        yield lambda: get_plugin_manager().backend_from_url(url)
 
 
 async def fired(queue: TaskQueue, schedule: str) -> list[datetime]:
