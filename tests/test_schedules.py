@@ -276,6 +276,8 @@ def test_bad_declarations_fail_where_they_are_written() -> None:
 
     with pytest.raises(ConfigurationError, match="not a cron expression"):
         queue.periodic(cron="every day")(lambda: None)
+    with pytest.raises(ConfigurationError, match="not a bare @queue"):
+        queue.periodic(job)  # type: ignore[call-arg, arg-type]
     with pytest.raises(ConfigurationError, match="catch_up"):
         queue.schedule(job, every=60, catch_up="some")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="declared task"):

@@ -160,6 +160,7 @@ def _declare(
 
 def _periodic(
     kind: type[TaskT],
+    function: object,
     name: str | None,
     arguments: Mapping[str, Any],
     add: Callable[[TaskT], None],
@@ -167,13 +168,13 @@ def _periodic(
 ) -> Callable[[Callable[..., Any]], TaskT]:
     """``@x.periodic(...)``: declare a ``kind`` task (options from ``arguments``) and its
     schedule (the `ScheduleFields` in ``arguments``), both named ``name``."""
-    fields = {k: v for k, v in arguments.items() if k in SCHEDULE_FIELDS}
-    options = {k: v for k, v in arguments.items() if k not in SCHEDULE_FIELDS}
-    if callable(name):
+    if function is not None:
         raise ConfigurationError(
             "periodic needs its schedule: write @queue.periodic(cron='*/5 * * * *') or "
             "@queue.periodic(every=timedelta(seconds=10)), not a bare @queue.periodic"
         )
+    fields = {k: v for k, v in arguments.items() if k in SCHEDULE_FIELDS}
+    options = {k: v for k, v in arguments.items() if k not in SCHEDULE_FIELDS}
     declare = _declare(kind, None, name, options, lambda task: None)
 
     def decorate(fn: Callable[..., Any]) -> TaskT:
@@ -210,11 +211,11 @@ class _Blueprint(Generic[TaskT]):
         self._tasks.append(task)
 
     def periodic(
-        self, /, *, name: str | None = None, **fields: Any
+        self, function: None = None, /, *, name: str | None = None, **fields: Any
     ) -> Callable[[Callable[..., Any]], TaskT]:
         """Declare a task and its schedule; both go to the queue that registers this
         blueprint. Arguments as `DeclaresTasks.periodic`."""
-        return _periodic(self._kind, name, fields, self._add, self._schedules.append)
+        return _periodic(self._kind, function, name, fields, self._add, self._schedules.append)
 
     def schedule(
         self,
@@ -376,7 +377,9 @@ class DeclaresTasks(Generic[BlueprintT]):
         name: str | None = None,
         **arguments: Unpack[PeriodicFields],
     ) -> Callable[[Callable[P, R]], SyncTask[P, R]]: ...
-    def periodic(self, /, *, name: str | None = None, **arguments: Any) -> Any:
+    def periodic(
+        self, function: Any = None, /, *, name: str | None = None, **arguments: Any
+    ) -> Any:
         """Declare a task and its periodic schedule: ``@queue.periodic(cron="*/5 * * * *",
         tz="Europe/Berlin")`` or ``@queue.periodic(every=timedelta(seconds=10))``.
 
@@ -387,7 +390,8 @@ class DeclaresTasks(Generic[BlueprintT]):
         the task and the schedule (default: the task's ``module:qualname``). A function taking
         ``fired_at`` is given the fire time (an aware datetime).
         """
-        return _periodic(self._task_kind(), name, arguments, self._bind, self.schedules.add)
+        kind = self._task_kind()
+        return _periodic(kind, function, name, arguments, self._bind, self.schedules.add)
 
     def schedule(
         self,
