@@ -91,7 +91,7 @@ def demo_task(n: int) -> AsyncTask[[int], Any]:
     return checksum
 
 
-async def _first_heartbeat(job: asyncio.Task[Any], wait: float = 3.0) -> None:
+async def _first_heartbeat(job: asyncio.Task[Any], wait: float = 10.0) -> None:
     """Give the periodic task the time to fire once, if a short demo ended first."""
     deadline = time.monotonic() + wait
     # polled, not awaited on an event: the task runs wherever the worker's executor puts it
