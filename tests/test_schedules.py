@@ -5,6 +5,7 @@ racing, pause and resume, the hooks, and what a scheduled task is given."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,41 @@ def test_blueprint_schedules_join_the_queue_that_registers_them() -> None:
 
     assert list(sync.schedules) == [daily.name]
     sync.close()
+
+
+def test_a_schedule_that_cannot_be_stored_is_refused_before_it_runs() -> None:
+    """A schedule whose call cannot be encoded stops the worker (or scheduler) from starting,
+    naming the schedule and the fix; one added later is logged at every pass while the
+    others fire."""
+    queue = TaskQueue(MemoryBackend(), serializer="json")
+    declare(queue, every=timedelta(minutes=1))  # takes fired_at, a datetime json cannot encode
+    with pytest.raises(ConfigurationError, match="schedule 'job' cannot store its task") as found:
+        sitq.Worker(queue)
+    assert "current_task().meta['sitq.fired_at']" in str(found.value)
+    sitq.Worker(queue, scheduler=False)
+
+
+def test_a_schedule_that_fails_at_a_pass_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> list[datetime]:
+        clock = StepClock(START)
+        backend = MemoryBackend()
+        backend.clock = clock
+        queue = TaskQueue(backend)
+        declare(queue, every=timedelta(minutes=1))
+        scheduler = Scheduler(queue)
+
+        @queue.task
+        def takes(thing: object) -> None: ...
+
+        queue.schedule(takes, every=60, args=(threading.Lock(),), name="poisoned")
+        await scheduler.tick()
+        clock.now = START + minutes(2)
+        await scheduler.tick()
+        return await fired(queue, "job")
+
+    assert asyncio.run(main()) == [
+        datetime.fromtimestamp(START + minutes(m), timezone.utc) for m in (1, 2)
+    ]
+    assert "firing schedule 'poisoned' failed" in caplog.text

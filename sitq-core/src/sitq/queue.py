@@ -340,9 +340,13 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         once across every process on the store; its id, or None if that fire was stored
         already or the schedule is paused (see `Backend.enqueue_fire`). Schedulers call it."""
         await self.connect()
-        task = schedule.task_for(fire_time)
-        record = self._task_record(task, self.backend.clock())
+        record = self.fire_record(schedule, fire_time)
         return await self.backend.enqueue_fire(schedule.name, fire_time, record)
+
+    def fire_record(self, schedule: Schedule, fire_time: float) -> TaskRecord:
+        """The record `enqueue_fire` stores for one fire (encoded and checked like any
+        enqueue; its errors are the enqueue's)."""
+        return self._task_record(schedule.task_for(fire_time), self.backend.clock())
 
     # -- reading -----------------------------------------------------------------------------
 

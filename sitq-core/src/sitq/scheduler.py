@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .backend import Capability
 from .errors import ConfigurationError
-from .schedules import Schedule, plan_fires
+from .schedules import FIRED_AT_ARGUMENT, FIRED_AT_HEADER, Schedule, plan_fires
 
 if TYPE_CHECKING:
     from .plugins import Lifecycle
@@ -33,7 +33,8 @@ logger = logging.getLogger("sitq.scheduler")
 
 
 def check_scheduler(queue: TaskQueue) -> None:
-    """`ConfigurationError` if ``queue`` declares schedules its backend cannot store."""
+    """`ConfigurationError` if ``queue`` declares schedules its backend cannot store, or a
+    schedule whose task cannot be encoded (tried on one fire of each, now, before any)."""
     if queue.schedules and not queue.backend.supports(Capability.SCHEDULES):
         raise ConfigurationError(
             f"this app declares {len(queue.schedules)} periodic schedule(s), and "
@@ -41,6 +42,20 @@ def check_scheduler(queue: TaskQueue) -> None:
             "a backend that can (sqlite, postgresql, memory), or run workers with "
             "--no-scheduler (Worker(scheduler=False))"
         )
+    for schedule in queue.schedules.values():
+        try:
+            queue.fire_record(schedule, queue.backend.clock())
+        except Exception as exc:
+            hint = (
+                f" Its task takes {FIRED_AT_ARGUMENT!r}, given as a datetime: use a serializer "
+                "that encodes datetimes (cloudpickle, the default), or drop the argument and "
+                f"read current_task().meta[{FIRED_AT_HEADER!r}]."
+                if schedule.passes_fired_at
+                else ""
+            )
+            raise ConfigurationError(
+                f"schedule {schedule.name!r} cannot store its task: {str(exc).rstrip('.')}.{hint}"
+            ) from exc
 
 
 class Scheduler:

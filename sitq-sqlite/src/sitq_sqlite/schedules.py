@@ -114,6 +114,10 @@ async def store_fire(
     """Store ``record`` for fire ``(schedule, fire_time)`` in one write transaction, or
     nothing (None) if the schedule is paused, the fire stale or already stored. The caller
     holds the connection's mutex."""
+    # the common loser of a race (another scheduler stored this fire) learns it from a read,
+    # without queueing for the write lock that claims and finishes need
+    if await retry_locked(db.execute_fetchall, statements.fire_exists, (schedule, fire_time)):
+        return None
     await retry_locked(db.execute, "BEGIN IMMEDIATE")
     try:
         task_id = await _store_fire(db, sql, statements, schedule, fire_time, record)
