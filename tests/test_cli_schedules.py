@@ -138,12 +138,22 @@ def test_schedules_commands(tmp_path: Path) -> None:
     unknown = sitq("schedules", "pause", "nope", "-A", "app:queue", cwd=tmp_path)
     assert unknown.returncode == 1 and "no schedule named 'nope'" in unknown.stderr
 
+    (tmp_path / "app.py").write_text(APP.replace('"30 2 * * *"', '"45 3 * * *"'))
+    rows = {
+        row["name"]: row
+        for row in data(sitq("schedules", "-A", "app:queue", "--json", cwd=tmp_path))
+    }
+    assert rows["nightly"]["state"] == "changed", "the scheduler that ran has the old cron"
+    assert rows["nightly"]["stored_definition"] == "cron 30 2 * * * (Europe/Berlin)"
+    assert rows["nightly"]["when"] == "cron 45 3 * * *"
+
     (tmp_path / "app.py").write_text(APP_WITHOUT_TICK)
     rows = {
         row["name"]: row
         for row in data(sitq("schedules", "-A", "app:queue", "--json", cwd=tmp_path))
     }
     assert rows["tick"]["state"] == "removed" and rows["nightly"]["state"] == "active"
+    assert rows["tick"]["stored_definition"] == "every 0:00:01"
     table = sitq("schedules", "-A", "app:queue", cwd=tmp_path)
     assert "removed from the code" in " ".join(table.stdout.split())
 

@@ -381,11 +381,13 @@ class Backend(ABC):
 
     # -- periodic schedules (optional: Capability.SCHEDULES) -----------------------------------
 
-    async def add_schedules(self, names: Sequence[str]) -> None:
-        """Create the state of each schedule in ``names`` that has none: not paused, its fires
-        decided up to ``clock()`` (a new schedule catches up nothing). Existing states are
-        left as they are. Optional, like every schedule method: a backend that implements
-        them declares `Capability.SCHEDULES`; the defaults raise `ConfigurationError`."""
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the state of each schedule in ``definitions`` (name → definition text) that
+        has none: not paused, its fires decided up to ``clock()`` (a new schedule catches up
+        nothing). Store each one's definition, replacing the one stored; nothing else of an
+        existing state changes. Optional, like every schedule method: a backend that
+        implements them declares `Capability.SCHEDULES`; the defaults raise
+        `ConfigurationError`."""
         raise _no_schedules(self)
 
     async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:

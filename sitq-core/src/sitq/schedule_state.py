@@ -27,6 +27,8 @@ class ScheduleState:
         skipped, or before it was first seen or last resumed); schedulers look after it.
     :param last_fire: the latest fire time stored, or None.
     :param last_task_id: the task stored for ``last_fire``, or None.
+    :param definition: when it fires, as the scheduler started last described it
+        (``Schedule.describe``); None if no scheduler added it.
     """
 
     name: str
@@ -34,6 +36,7 @@ class ScheduleState:
     decided_until: float
     last_fire: float | None = None
     last_task_id: str | None = None
+    definition: str | None = None
 
 
 def fire_is_stale(fire_time: float, decided_until: float) -> bool:

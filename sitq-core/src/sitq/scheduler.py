@@ -95,7 +95,7 @@ class Scheduler:
             return None
         backend = self.queue.backend
         await self.queue.connect()
-        new = [s.name for s in schedules if s.name not in self._added]
+        new = {s.name: s.describe() for s in schedules if s.name not in self._added}
         if new:
             await backend.add_schedules(new)
             self._added.update(new)

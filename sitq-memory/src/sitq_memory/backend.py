@@ -209,10 +209,10 @@ class MemoryBackend(Backend):
 
     # -- periodic schedules --------------------------------------------------------------------
 
-    async def add_schedules(self, names: Sequence[str]) -> None:
-        """Create the missing schedule states, decided up to now."""
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
         with self._store.lock:
-            self._store.schedules.add(names, self.clock())
+            self._store.schedules.add(definitions, self.clock())
 
     async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
         """Store ``record`` for this fire unless paused, stale or stored (one lock hold)."""

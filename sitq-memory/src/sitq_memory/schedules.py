@@ -3,7 +3,7 @@ applied under the store's lock)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 
 from sitq.schedule_state import FIRE_MEMORY, ScheduleState, fire_is_stale
@@ -17,10 +17,12 @@ class ScheduleTable:
         self.states: dict[str, ScheduleState] = {}
         self.fires: dict[str, set[float]] = {}
 
-    def add(self, names: Sequence[str], now: float) -> None:
-        """Create a state, decided up to ``now``, for each name that has none."""
-        for name in names:
-            self.states.setdefault(name, ScheduleState(name, paused=False, decided_until=now))
+    def add(self, definitions: Mapping[str, str], now: float) -> None:
+        """Create a state, decided up to ``now``, for each name that has none; store each
+        one's definition."""
+        for name, definition in definitions.items():
+            state = self.states.get(name) or ScheduleState(name, paused=False, decided_until=now)
+            self.states[name] = replace(state, definition=definition)
 
     def claim_fire(self, schedule: str, fire_time: float) -> bool:
         """True if the fire ``(schedule, fire_time)`` may be stored now: not paused, not

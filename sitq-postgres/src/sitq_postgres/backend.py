@@ -244,12 +244,13 @@ class PostgresBackend(Reading, Backend):
 
     # -- periodic schedules (`schedules`) -------------------------------------------------------
 
-    async def add_schedules(self, names: Sequence[str]) -> None:
-        """Create the missing schedule states, decided up to now."""
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
         now = self.clock()
+        names, texts = list(definitions), list(definitions.values())
 
         async def op(conn: asyncpg.Connection, attempt: int) -> None:
-            await conn.execute(self._schedule_sql.add, list(names), now)
+            await conn.execute(self._schedule_sql.define, names, now, texts)
 
         await self._run(op)
 

@@ -37,10 +37,20 @@ class ScheduleStatements:
         )
 
     @property
+    def define(self) -> str:
+        """Create the states of schedules ``$1`` decided up to ``$2`` unless they have one,
+        and set their definitions to ``$3`` (in the order of ``$1``)."""
+        return (
+            f"INSERT INTO {self.names.schedules} (name, decided_until, definition) "
+            "SELECT n, $2::float8, d FROM unnest($1::text[], $3::text[]) AS s(n, d) "
+            "ON CONFLICT (name) DO UPDATE SET definition = excluded.definition"
+        )
+
+    @property
     def read(self) -> str:
         """Every state, by name."""
         return (
-            "SELECT name, paused, decided_until, last_fire, last_task_id "
+            "SELECT name, paused, decided_until, last_fire, last_task_id, definition "
             f"FROM {self.names.schedules} ORDER BY name"
         )
 
@@ -95,8 +105,10 @@ DELETE FROM {n.schedule_fires} WHERE schedule = $1 AND fire_time <= $4"""
 
 def state_from_row(row: Sequence[Any]) -> ScheduleState:
     """A `ScheduleState` from a row of `ScheduleStatements.read`."""
-    name, paused, decided_until, last_fire, last_task_id = row
-    return ScheduleState(name, bool(paused), float(decided_until), last_fire, last_task_id)
+    name, paused, decided_until, last_fire, last_task_id, definition = row
+    return ScheduleState(
+        name, bool(paused), float(decided_until), last_fire, last_task_id, definition
+    )
 
 
 async def store_fire(

@@ -144,7 +144,8 @@ CREATE TABLE {n.schedules} (
     paused        boolean NOT NULL DEFAULT false,
     decided_until double precision NOT NULL,
     last_fire     double precision,
-    last_task_id  text
+    last_task_id  text,
+    definition    text
 );
 CREATE TABLE {n.schedule_fires} (
     schedule  text NOT NULL,

@@ -276,11 +276,11 @@ class SQLiteBackend(Backend):
 
     # -- periodic schedules (`schedules`) -------------------------------------------------------
 
-    async def add_schedules(self, names: Sequence[str]) -> None:
-        """Create the missing schedule states, decided up to now."""
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
         now = self.clock()
-        for name in names:
-            await self._execute(self._schedule_sql.add, (name, now))
+        for name, definition in definitions.items():
+            await self._execute(self._schedule_sql.define, (name, now, definition))
 
     async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
         """Store ``record`` for this fire in one write transaction (see `schedules`)."""

@@ -40,11 +40,20 @@ class ScheduleStatements:
         )
 
     @property
+    def define(self) -> str:
+        """Create the state of schedule ``?1`` decided up to ``?2`` unless it has one, and
+        set its definition to ``?3``."""
+        return (
+            f"INSERT INTO {self.states} (name, decided_until, definition) VALUES (?1, ?2, ?3) "
+            "ON CONFLICT (name) DO UPDATE SET definition = excluded.definition"
+        )
+
+    @property
     def read(self) -> str:
         """Every state, by name."""
         return (
-            f"SELECT name, paused, decided_until, last_fire, last_task_id FROM {self.states} "
-            "ORDER BY name"
+            "SELECT name, paused, decided_until, last_fire, last_task_id, definition "
+            f"FROM {self.states} ORDER BY name"
         )
 
     @property
@@ -93,13 +102,14 @@ class ScheduleStatements:
 
 def state_from_row(row: tuple[object, ...]) -> ScheduleState:
     """A `ScheduleState` from a row of `ScheduleStatements.read`."""
-    name, paused, decided_until, last_fire, last_task_id = row
+    name, paused, decided_until, last_fire, last_task_id, definition = row
     return ScheduleState(
         name=str(name),
         paused=bool(paused),
         decided_until=float(decided_until),  # type: ignore[arg-type]
         last_fire=None if last_fire is None else float(last_fire),  # type: ignore[arg-type]
         last_task_id=None if last_task_id is None else str(last_task_id),
+        definition=None if definition is None else str(definition),
     )
 
 

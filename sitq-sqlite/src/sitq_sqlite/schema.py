@@ -103,7 +103,8 @@ def schedule_ddl(table: str) -> list[str]:
     paused        INTEGER NOT NULL DEFAULT 0,
     decided_until REAL NOT NULL,
     last_fire     REAL,
-    last_task_id  TEXT
+    last_task_id  TEXT,
+    definition    TEXT
 )""",
         f"""CREATE TABLE IF NOT EXISTS {table}_schedule_fires (
     schedule  TEXT NOT NULL,

@@ -53,7 +53,8 @@ def schedule_rows(
                 "when": schedule.trigger.describe(),
                 "tz": tz_name(schedule.tz),
                 "catch_up": schedule.catch_up,
-                "state": "paused" if state is not None and state.paused else "active",
+                "state": _state_of(schedule, state),
+                "stored_definition": state.definition if state else None,
                 "next_fire": None
                 if state is not None and state.paused
                 else _next(schedule, state, now),
@@ -71,6 +72,7 @@ def schedule_rows(
                 "tz": None,
                 "catch_up": None,
                 "state": "stored" if declared is None else "removed",
+                "stored_definition": state.definition,
                 "next_fire": None,
                 "last_fire": _iso(None, state.last_fire),
                 "last_task_id": state.last_task_id,
@@ -78,6 +80,16 @@ def schedule_rows(
             }
         )
     return rows
+
+
+def _state_of(schedule: Schedule, state: ScheduleState | None) -> str:
+    """``paused``, ``changed`` (the schedulers started last run another definition: they
+    have not been restarted with this code yet) or ``active``."""
+    if state is not None and state.paused:
+        return "paused"
+    if state is not None and state.definition not in (None, schedule.describe()):
+        return "changed"
+    return "active"
 
 
 def _next(schedule: Schedule, state: ScheduleState | None, now: float) -> str | None:
@@ -94,7 +106,8 @@ def schedules_command(
 ) -> None:
     """List periodic schedules: name, task, cron or interval, time zone, next and last fire,
     the last fire's outcome. With --app, schedules stored but no longer in the code show as
-    removed (they fire no more).
+    removed (they fire no more), and one whose cron or interval the running schedulers do not
+    have yet as changed.
 
     \b
     sitq schedules --app myapp.tasks:queue
@@ -137,14 +150,21 @@ def schedules_command(
             escape(row["task"] or "-"),
             escape(row["when"] or "-"),
             row["tz"] or "-",
-            {"removed": "[red]removed from the code[/]", "paused": "[yellow]paused[/]"}.get(
-                row["state"], row["state"]
-            ),
+            _state_text(row),
             row["next_fire"] or "-",
             row["last_fire"] or "-",
             status_text(TaskStatus(outcome)) if outcome else "-",
         )
     out.print(table)
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    state = row["state"]
+    if state == "removed":
+        return "[red]removed from the code[/]"
+    if state == "changed":
+        return f"[yellow]changed; schedulers still run {escape(row['stored_definition'])}[/]"
+    return "[yellow]paused[/]" if state == "paused" else str(state)
 
 
 def _check_capable(backend: Any) -> None:

@@ -40,9 +40,11 @@ class ScheduleTests(KitBase):
     async def test_a_fire_is_stored_once_with_its_task(self, b: Backend, clock: FakeClock) -> None:
         """The first write of a fire stores its task; a second one for the same fire time
         stores nothing and returns None."""
-        await b.add_schedules(["sweep"])
+        await b.add_schedules({"sweep": "every 0:01:00"})
         start = await _state(b, "sweep")
-        assert start == ScheduleState("sweep", paused=False, decided_until=clock())
+        assert start == ScheduleState(
+            "sweep", paused=False, decided_until=clock(), definition="every 0:01:00"
+        )
         fire = clock() + 60
         first = make_record(meta={"sitq.schedule": "sweep"})
         assert await b.enqueue_fire("sweep", fire, first) == first.id
@@ -60,7 +62,7 @@ class ScheduleTests(KitBase):
     async def test_racing_writers_store_each_fire_once(self, b: Backend, clock: FakeClock) -> None:
         """Many coroutines, and threads with their own event loops, racing for the same fire
         times: exactly one write per fire time wins."""
-        await b.add_schedules(["race"])
+        await b.add_schedules({"race": "every 0:00:01"})
         fires = [clock() + i for i in range(1, 6)]
 
         async def race(i: int) -> list[str | None]:
@@ -77,7 +79,7 @@ class ScheduleTests(KitBase):
     async def test_a_paused_schedule_stores_no_fire(self, b: Backend, clock: FakeClock) -> None:
         """Paused: every fire is refused. Resumed: the fires of the pause are decided (its
         ``decided_until`` is at least the resume time) and later fires are stored."""
-        await b.add_schedules(["p"])
+        await b.add_schedules({"p": "every 0:00:01"})
         assert await b.pause_schedule("p", True)
         assert (await _state(b, "p")).paused
         assert await b.enqueue_fire("p", clock() + 1, make_record()) is None
@@ -95,7 +97,7 @@ class ScheduleTests(KitBase):
         """A fire older than `FIRE_MEMORY` behind ``decided_until`` is refused (its row may be
         gone); a fire behind the latest but within it is stored, and ``last_fire`` stays the
         latest."""
-        await b.add_schedules(["s"])
+        await b.add_schedules({"s": "every 0:00:01"})
         now = clock()
         assert await b.enqueue_fire("s", now - FIRE_MEMORY - 1, make_record()) is None
         latest, earlier = make_record(), make_record()
@@ -109,15 +111,16 @@ class ScheduleTests(KitBase):
         self, b: Backend, clock: FakeClock
     ) -> None:
         """`skip_fires` raises ``decided_until``, never lowers it; adding a schedule again
-        leaves its state alone."""
-        await b.add_schedules(["s"])
+        replaces its definition and leaves the rest of its state alone."""
+        await b.add_schedules({"s": "every 0:00:01"})
         now = clock()
         await b.skip_fires("s", now + 50)
         await b.skip_fires("s", now + 20)
         assert (await _state(b, "s")).decided_until == now + 50
         clock.advance(1000)
-        await b.add_schedules(["s", "t"])
+        await b.add_schedules({"s": "cron 0 * * * * (UTC)", "t": "every 0:00:01"})
         assert (await _state(b, "s")).decided_until == now + 50
+        assert (await _state(b, "s")).definition == "cron 0 * * * * (UTC)"
         assert (await _state(b, "t")).decided_until == clock()
 
     @requires(Capability.SCHEDULES)
@@ -128,6 +131,7 @@ class ScheduleTests(KitBase):
         assert await b.enqueue_fire("new", clock() + 3, record) == record.id
         state = await _state(b, "new")
         assert (state.decided_until, state.last_fire) == (clock() + 3, clock() + 3)
+        assert state.definition is None
 
     @requires(Capability.SCHEDULES)
     async def test_a_fire_hitting_a_dedupe_key_points_to_its_holder(
