@@ -123,6 +123,7 @@ def check_exactly_once(found: list[datetime], seconds: float) -> None:
     missing = sorted(set(expected) - set(found))
     assert not missing, f"fire times missing while a scheduler lived: {missing}"
     assert len(found) >= seconds / 2, f"only {len(found)} fires in {seconds} s"
+    print(f"{len(found)} fire times, each stored once, none missing, from {first} to {last}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
