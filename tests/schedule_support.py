@@ -43,7 +43,8 @@ async def _postgres_reachable() -> bool:
     return True
 
 
-async def _drop(prefix: str) -> None:
+async def drop_postgres(prefix: str) -> None:
+    """Drop the tables sitq made under table prefix ``prefix``."""
     import asyncpg
 
     conn = await asyncpg.connect(PG_URL)
@@ -56,6 +57,16 @@ async def _drop(prefix: str) -> None:
         await conn.close()
 
 
+async def postgres_prefix() -> str:
+    """A new table prefix on the test server (the test is skipped if PostgreSQL is down,
+    and fails in CI)."""
+    if not await _postgres_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    return f"sitqtest_sched_{uuid.uuid4().hex[:10]}_"
+
+
 @asynccontextmanager
 async def store_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     """The URL of a new empty store of backend ``kind`` (its PostgreSQL tables are dropped
@@ -65,15 +76,11 @@ async def store_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'schedules.db'}"
     else:
-        if not await _postgres_reachable():
-            if os.environ.get("CI"):
-                pytest.fail(f"PostgreSQL is not reachable at {PG_URL}")
-            pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
-        prefix = f"sitqtest_sched_{uuid.uuid4().hex[:10]}_"
+        prefix = await postgres_prefix()
         try:
             yield f"{PG_URL}?table_prefix={prefix}"
         finally:
-            await _drop(prefix)
+            await drop_postgres(prefix)
 
 
 @asynccontextmanager

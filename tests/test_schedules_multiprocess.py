@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from schedule_support import fired, store_url
+from schedule_support import PG_URL, drop_postgres, fired, postgres_prefix
 
 from sitq import TaskQueue
 
@@ -128,13 +128,16 @@ def check_exactly_once(found: list[datetime], seconds: float) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty store the worker processes share."""
-    manager = store_url(request.param, tmp_path)
-    url = asyncio.run(manager.__aenter__())
+    """The URL of an empty store the worker processes share (PostgreSQL tables dropped
+    afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'schedules.db'}"
+        return
+    prefix = asyncio.run(postgres_prefix())
     try:
-        yield url
+        yield f"{PG_URL}?table_prefix={prefix}"
     finally:
-        asyncio.run(manager.__aexit__(None, None, None))
+        asyncio.run(drop_postgres(prefix))
 
 
 def test_three_schedulers_fire_each_second_once_while_one_is_killed(
