@@ -25,8 +25,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .errors import ConfigurationError
-from .schedule_times import Cron as Cron
-from .schedule_times import Trigger, trigger, tz_name
+from .schedule_times import Cron, Trigger, trigger, tz_name
 from .tasks import DeclaredTask, Enqueuer
 from .validation import check_choice, check_seconds, check_stored_text
 
