@@ -26,6 +26,9 @@ async def drop_tables(prefixes: list[str]) -> None:
     conn = await asyncpg.connect(PG_URL)
     try:
         for prefix in prefixes:
-            await conn.execute(f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version")
+            await conn.execute(
+                f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version, "
+                f"{prefix}schedules, {prefix}schedule_fires"
+            )
     finally:
         await conn.close()

@@ -95,6 +95,9 @@ async def use_migrated(pg_url: str) -> None:
         done = await backend.get_task("old")
         assert done is not None and done.status is TaskStatus.SUCCEEDED
         assert done.progress == progress
+        fire = make_record()  # version 4: the tables of periodic schedules
+        assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
+        assert [s.name for s in await backend.schedule_states()] == ["sweep"]
     finally:
         await backend.close()
 
@@ -102,9 +105,9 @@ async def use_migrated(pg_url: str) -> None:
 def test_version_1_tables_are_migrated(prefix: str, pg_url: str) -> None:
     asyncio.run(make_v1_tables(prefix))
     asyncio.run(use_migrated(pg_url))
-    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3]
+    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4]
     asyncio.run(use_again(pg_url))
-    assert asyncio.run(versions(prefix)) == [1, 2, 3]  # connecting again migrates nothing
+    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4]  # connecting again migrates nothing
 
 
 async def use_again(pg_url: str) -> None:

@@ -98,6 +98,9 @@ async def use_migrated(path: Path) -> None:
         done = await backend.get_task("old")
         assert done is not None and done.status is TaskStatus.SUCCEEDED
         assert done.progress == progress
+        fire = make_record()  # version 3: the tables of periodic schedules
+        assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
+        assert [s.name for s in await backend.schedule_states()] == ["sweep"]
     finally:
         await backend.close()
 
@@ -106,7 +109,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_database(path)
     asyncio.run(use_migrated(path))
-    assert stored_version(path) == SCHEMA_VERSION == 2
+    assert stored_version(path) == SCHEMA_VERSION == 3
     asyncio.run(SQLiteBackend(path).connect())  # opening again changes nothing
     assert stored_version(path) == SCHEMA_VERSION
 

@@ -32,6 +32,8 @@ number: int = send_email.enqueue("a", "b").result()  # E: assignment
 sync_queue.task(retry_delay=2.0)  # E: call-overload
 sync_queue.register(Blueprint())  # E: arg-type
 async_queue.register(SyncBlueprint())  # E: arg-type
+sync_queue.periodic(cron="* * * * *", catch_up="sometimes")  # E: arg-type
+sync_queue.periodic(cron="* * * * *", retry_delay=2.0)  # E: call-arg
 
 
 async def use_async_queue() -> None:

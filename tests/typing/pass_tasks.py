@@ -6,7 +6,7 @@ Checked by ``tests/test_task_typing.py`` with ``mypy --strict``; never run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from typing_extensions import assert_type
@@ -14,6 +14,7 @@ from typing_extensions import assert_type
 import sitq
 from sitq.blueprints import Blueprint, SyncBlueprint, TaskRegistry
 from sitq.handles import AsyncTaskHandle, TaskHandle
+from sitq.schedules import ScheduleBook
 from sitq.task import TaskStatus
 from sitq.tasks import SyncTask
 
@@ -72,6 +73,21 @@ assert_type(sync_queue.tasks, TaskRegistry)
 assert_type(sync_queue.tasks.resolve("x"), Callable[..., Any] | None)
 
 
+@sync_queue.periodic(cron="*/5 * * * *", tz="Europe/Berlin", catch_up="all", queue="sweeps")
+def sweep(fired_at: datetime) -> int:
+    return fired_at.minute
+
+
+@async_queue.periodic(every=timedelta(seconds=10))
+async def heartbeat() -> str:
+    return "alive"
+
+
+assert_type(sweep.enqueue(fired_at=datetime.now()).result(), int)
+assert_type(sync_queue.schedule(sweep.options(priority=1), every=60).name, str)
+assert_type(async_queue.schedules, ScheduleBook)
+
+
 async def use_async_queue() -> None:
     handle = await build_report.enqueue(3)
     assert_type(handle, AsyncTaskHandle[list[str]])
@@ -81,5 +97,6 @@ async def use_async_queue() -> None:
     assert_type(await (await notify.enqueue("ann", priority="high")).result(), str)
     assert_type(await notify.options(priority=5).enqueue("ann"), AsyncTaskHandle[str])
     assert_type(await ping.enqueue(1), AsyncTaskHandle[int])
+    assert_type(await heartbeat.enqueue(), AsyncTaskHandle[str])
     async_queue.register(library)
     sync_queue.register(sync_library)

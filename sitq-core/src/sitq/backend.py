@@ -43,6 +43,7 @@ from .rules import (
     check_list_args,
     fold_queue_counts,
 )
+from .schedule_state import ScheduleState
 from .signals import Signal, channel, notify
 from .task import TaskStatus
 from .urls import redact_url
@@ -75,6 +76,10 @@ class Capability(enum.Enum):
     BLOCKING_ENQUEUE = "blocking_enqueue"
     """`Backend.enqueue_many_blocking` stores tasks from plain code in the calling thread, with
     no event loop in between (`SyncTaskQueue` then enqueues without a thread hop)."""
+
+    SCHEDULES = "schedules"
+    """`Backend.enqueue_fire` and the other schedule methods store periodic schedules' fires
+    exactly once (``@queue.periodic``, `sitq.schedules`)."""
 
 
 class Backend(ABC):
@@ -456,6 +461,47 @@ class Backend(ABC):
         itself (autovacuum).
         """
 
+    # -- periodic schedules (optional: Capability.SCHEDULES) -----------------------------------
+
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the state of each schedule in ``definitions`` (name → definition text) that
+        has none: not paused, its fires decided up to ``clock()`` (a new schedule catches up
+        nothing). Store each one's definition, replacing the one stored; nothing else of an
+        existing state changes. Optional, like every schedule method: a backend that
+        implements them declares `Capability.SCHEDULES`; the defaults raise
+        `ConfigurationError`."""
+        raise _no_schedules(self)
+
+    async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
+        """Store ``record`` as the task of one fire of ``schedule``, exactly once.
+
+        In one transaction: refuse (return None) if the schedule is paused, if the fire is
+        stale (`sitq.schedule_state.fire_is_stale` against its ``decided_until``) or if a row
+        for ``(schedule, fire_time)`` exists; else write that unique row, store ``record`` as
+        `enqueue_many` would (a dedupe hit stores nothing and the fire points to the task
+        holding the key), set ``decided_until`` and ``last_fire`` to at least ``fire_time``
+        (``last_task_id`` follows ``last_fire``), and return the task id. A schedule without
+        a state gets one (decided up to ``fire_time``). Fire `notify_enqueued` after
+        committing. Rows older than `sitq.schedule_state.FIRE_MEMORY` behind
+        ``decided_until`` may be deleted.
+        """
+        raise _no_schedules(self)
+
+    async def skip_fires(self, schedule: str, until: float) -> None:
+        """Record that the fire times of ``schedule`` up to ``until`` are decided (a catch-up
+        policy dropped them): ``decided_until`` becomes at least ``until``."""
+        raise _no_schedules(self)
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """The stored state of every schedule, by name."""
+        raise _no_schedules(self)
+
+    async def pause_schedule(self, schedule: str, paused: bool) -> bool:
+        """Pause (no fire is stored while paused) or resume ``schedule``; False if it has no
+        stored state. Resuming sets ``decided_until`` to at least ``clock()``: the fire times
+        of the pause are never run."""
+        raise _no_schedules(self)
+
     # -- wake-ups ----------------------------------------------------------------------------
 
     @property
@@ -515,12 +561,21 @@ def _recording_url(open_url: OpenFromUrl) -> OpenFromUrl:
     return from_url
 
 
+def _no_schedules(backend: Backend) -> ConfigurationError:
+    return ConfigurationError(
+        f"{type(backend).__name__} cannot store periodic schedules; use a backend that "
+        "declares Capability.SCHEDULES (sqlite, postgresql, memory), or implement "
+        "Backend.enqueue_fire and the other schedule methods"
+    )
+
+
 __all__ = [
     "ALL_STATUSES",
     "LIST_ORDERS",
     "Backend",
     "Capability",
     "Outcome",
+    "ScheduleState",
     "TaskRecord",
     "check_list_args",
     "record_from_row",

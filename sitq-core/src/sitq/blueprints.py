@@ -13,14 +13,22 @@ and register on a `TaskQueue`; `SyncBlueprint` tasks block and register on a `Sy
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .errors import ConfigurationError, PayloadError
+from .schedules import (
+    SCHEDULE_FIELDS,
+    Schedule,
+    ScheduleBook,
+    ScheduleFields,
+    make_schedule,
+)
 from .task import function_name
 from .tasks import (
     AsyncTask,
     DeclaredTask,
+    Enqueuer,
     OptionFields,
     SyncTask,
     TaskOptions,
@@ -35,6 +43,12 @@ else:
     P = TypeVar("P")
 
 R = TypeVar("R")
+
+
+class PeriodicFields(OptionFields, ScheduleFields, total=False):
+    """The keyword arguments of ``periodic``: the schedule's and the task's options."""
+
+
 TaskT = TypeVar("TaskT", bound=DeclaredTask[Any, Any])
 
 
@@ -144,6 +158,35 @@ def _declare(
     return decorate if function is None else decorate(function)
 
 
+def _periodic(
+    kind: type[TaskT],
+    function: object,
+    name: str | None,
+    arguments: Mapping[str, Any],
+    add: Callable[[TaskT], None],
+    add_schedule: Callable[[Schedule], None],
+) -> Callable[[Callable[..., Any]], TaskT]:
+    """``@x.periodic(...)``: declare a ``kind`` task (options from ``arguments``) and its
+    schedule (the `ScheduleFields` in ``arguments``), both named ``name``."""
+    if function is not None:
+        raise ConfigurationError(
+            "periodic needs its schedule: write @queue.periodic(cron='*/5 * * * *') or "
+            "@queue.periodic(every=timedelta(seconds=10)), not a bare @queue.periodic"
+        )
+    fields = {k: v for k, v in arguments.items() if k in SCHEDULE_FIELDS}
+    options = {k: v for k, v in arguments.items() if k not in SCHEDULE_FIELDS}
+    declare = _declare(kind, None, name, options, lambda task: None)
+
+    def decorate(fn: Callable[..., Any]) -> TaskT:
+        task: TaskT = declare(fn)
+        schedule = make_schedule(task, name=name, **fields)  # checked before the task is added
+        add(task)
+        add_schedule(schedule)
+        return task
+
+    return decorate
+
+
 class _Blueprint(Generic[TaskT]):
     """Tasks declared before their queue exists; `DeclaresTasks.register` binds them."""
 
@@ -152,14 +195,43 @@ class _Blueprint(Generic[TaskT]):
 
     def __init__(self) -> None:
         self._tasks: list[TaskT] = []
+        self._schedules: list[Schedule] = []
 
     @property
     def tasks(self) -> tuple[TaskT, ...]:
         """The tasks declared on this blueprint, in order."""
         return tuple(self._tasks)
 
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        """The schedules declared on this blueprint, in order (`periodic`, `schedule`)."""
+        return tuple(self._schedules)
+
     def _add(self, task: TaskT) -> None:
         self._tasks.append(task)
+
+    def periodic(
+        self, function: None = None, /, *, name: str | None = None, **fields: Any
+    ) -> Callable[[Callable[..., Any]], TaskT]:
+        """Declare a task and its schedule; both go to the queue that registers this
+        blueprint. Arguments as `DeclaresTasks.periodic`."""
+        return _periodic(self._kind, function, name, fields, self._add, self._schedules.append)
+
+    def schedule(
+        self,
+        task: Any,
+        /,
+        *,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **fields: Unpack[ScheduleFields],
+    ) -> Schedule:
+        """Schedule a task declared already; added to the queue that registers this
+        blueprint. Arguments as `DeclaresTasks.schedule`."""
+        found = make_schedule(task, name=name, args=args, kwargs=kwargs, **fields)
+        self._schedules.append(found)
+        return found
 
 
 class Blueprint(_Blueprint[AsyncTask[Any, Any]]):
@@ -278,8 +350,69 @@ class DeclaresTasks(Generic[BlueprintT]):
         """
         return _declare(self._task_kind(), function, name, options, self._bind)
 
+    # -- periodic schedules (sitq.schedules) ------------------------------------------------
+
+    @property
+    def schedules(self) -> ScheduleBook:
+        """The periodic schedules of this queue by name (a read-only mapping)."""
+        core = self._core_queue()
+        book: ScheduleBook | None = core.__dict__.get("_schedules")
+        if book is None:
+            book = core.__dict__["_schedules"] = ScheduleBook()
+        return book
+
+    @overload
+    def periodic(
+        self: DeclaresTasks[Blueprint],
+        /,
+        *,
+        name: str | None = None,
+        **arguments: Unpack[PeriodicFields],
+    ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
+    @overload
+    def periodic(
+        self: DeclaresTasks[SyncBlueprint],
+        /,
+        *,
+        name: str | None = None,
+        **arguments: Unpack[PeriodicFields],
+    ) -> Callable[[Callable[P, R]], SyncTask[P, R]]: ...
+    def periodic(
+        self, function: Any = None, /, *, name: str | None = None, **arguments: Any
+    ) -> Any:
+        """Declare a task and its periodic schedule: ``@queue.periodic(cron="*/5 * * * *",
+        tz="Europe/Berlin")`` or ``@queue.periodic(every=timedelta(seconds=10))``.
+
+        Schedule arguments: ``cron`` (five fields, or six with leading seconds, or
+        ``@hourly``…) or ``every``; ``tz`` (cron only, default UTC); ``catch_up``
+        (``"latest"``, ``"all"``, ``"none"``), ``grace`` and ``backfill`` (see
+        `sitq.schedules`). Every other keyword is a task option as in `task`. ``name`` names
+        the task and the schedule (default: the task's ``module:qualname``). A function taking
+        ``fired_at`` is given the fire time (an aware datetime).
+        """
+        kind = self._task_kind()
+        return _periodic(kind, function, name, arguments, self._bind, self.schedules.add)
+
+    def schedule(
+        self,
+        task: Enqueuer[Any, Any],
+        /,
+        *,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **fields: Unpack[ScheduleFields],
+    ) -> Schedule:
+        """Run a declared task periodically: ``queue.schedule(report.options(queue="x"),
+        cron="0 6 * * MON-FRI", args=("daily",))``. ``name`` defaults to the task's name;
+        the other arguments are `periodic`'s."""
+        found = make_schedule(task, name=name, args=args, kwargs=kwargs, **fields)
+        self.schedules.add(found)
+        return found
+
     def register(self, blueprint: BlueprintT) -> None:
-        """Bind every task of ``blueprint`` to this queue and add it to `tasks`."""
+        """Bind every task of ``blueprint`` to this queue and add it to `tasks`, and its
+        schedules to `schedules`."""
         if not isinstance(blueprint, _Blueprint):
             raise ConfigurationError(
                 f"register() takes a sitq.Blueprint or sitq.SyncBlueprint, got {blueprint!r}"
@@ -293,6 +426,8 @@ class DeclaresTasks(Generic[BlueprintT]):
             )
         for task in blueprint.tasks:
             self._bind(task)
+        for schedule in blueprint.schedules:
+            self.schedules.add(schedule)
 
     def _bind(self, task: DeclaredTask[Any, Any]) -> None:
         bound = task._queue

@@ -19,8 +19,9 @@ Four kinds of hooks:
   time something needs what it registers (not at import), one implementation at a time in
   registration order; every implementation's records are collected, and two plugins
   registering the same name is a `sitq.errors.PluginError` naming both.
-* **Lifecycle hooks** (``sitq_task_*``, ``sitq_worker_*``) are notifications. Every
-  implementation is called, in pluggy's order (last registered first); return values are
+* **Lifecycle hooks** (``sitq_task_*``, ``sitq_worker_*``, ``sitq_schedule_*``) are
+  notifications. Every implementation is called, in pluggy's order (last registered first);
+  return values are
   ignored, except that an awaitable is awaited. An implementation that raises is logged on the
   ``sitq.plugins`` logger and skipped: it never breaks a worker or loses a task. They run on the
   worker's event loop, so a slow hook slows the worker: keep them quick or hand work off.
@@ -38,9 +39,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+    from datetime import datetime
 
     from .backend import Backend
     from .registry import BackendType, ExecutorType, SerializerType
+    from .schedules import Schedule
     from .task import Result, Task
     from .worker import Worker
 
@@ -264,6 +267,34 @@ def sitq_worker_stopped(worker: Worker) -> Any:
     """
 
 
+@hookspec
+def sitq_schedule_fired(schedule: Schedule, fired_at: datetime, task_id: str) -> Any:
+    """A scheduler stored the task of one fire of a periodic schedule (`sitq.schedules`).
+
+    Called once per fire time across every scheduler on the store: only the process whose
+    write won the fire's unique row calls it.
+
+    :param schedule: the `sitq.Schedule` (``schedule.name``, ``schedule.task_name``).
+    :param fired_at: the fire time, an aware datetime in the schedule's time zone.
+    :param task_id: the id of the task stored for it.
+    """
+
+
+@hookspec
+def sitq_schedule_skipped(schedule: Schedule, fired_at: datetime, reason: str) -> Any:
+    """A scheduler decided not to run a missed fire time of a periodic schedule.
+
+    Called when every scheduler was down past the schedule's ``grace`` and its ``catch_up``
+    policy drops what was missed (``"none"``, or ``"latest"`` for all but the last missed
+    time, or ``"all"`` beyond its ``backfill``). One call per decision, for the latest fire
+    time dropped; a paused schedule's fires are not reported.
+
+    :param schedule: the `sitq.Schedule`.
+    :param fired_at: the latest fire time dropped, an aware datetime in the schedule's zone.
+    :param reason: why, in words (``"missed by 12 min; catch_up='none'"``).
+    """
+
+
 #: Names of the lifecycle hooks (the notifications a worker or queue emits).
 LIFECYCLE_HOOKS = (
     "sitq_task_enqueued",
@@ -273,4 +304,6 @@ LIFECYCLE_HOOKS = (
     "sitq_task_retried",
     "sitq_worker_started",
     "sitq_worker_stopped",
+    "sitq_schedule_fired",
+    "sitq_schedule_skipped",
 )

@@ -28,6 +28,7 @@ from .meta import check_meta
 from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
 from .registry import Serializer, SerializerType
+from .schedules import Schedule
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey, Signer
 from .task import (
@@ -379,6 +380,21 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             created_at=now,
             **options,
         )
+
+    # -- periodic schedules (sitq.schedules; declared with ``periodic`` and ``schedule``) -------
+
+    async def enqueue_fire(self, schedule: Schedule, fire_time: float) -> str | None:
+        """Store the task of one fire of ``schedule`` at ``fire_time`` (epoch seconds), exactly
+        once across every process on the store; its id, or None if that fire was stored
+        already or the schedule is paused (see `Backend.enqueue_fire`). Schedulers call it."""
+        await self.connect()
+        record = self.fire_record(schedule, fire_time)
+        return await self.backend.enqueue_fire(schedule.name, fire_time, record)
+
+    def fire_record(self, schedule: Schedule, fire_time: float) -> TaskRecord:
+        """The record `enqueue_fire` stores for one fire (encoded and checked like any
+        enqueue; its errors are the enqueue's)."""
+        return self._task_record(schedule.task_for(fire_time), self.backend.clock())
 
     # -- reading -----------------------------------------------------------------------------
 

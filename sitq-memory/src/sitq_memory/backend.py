@@ -33,7 +33,10 @@ from sitq.rules import (
     repeated_id_error,
     taken_id_error,
 )
+from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
+
+from .schedules import ScheduleTable
 
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
 
@@ -62,6 +65,7 @@ class _Store:
         self.scheduled: list[tuple[float, int, str]] = []
         self.dedupe: dict[str, str] = {}
         self.counter = itertools.count()
+        self.schedules = ScheduleTable()
 
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
@@ -86,6 +90,7 @@ class MemoryBackend(Backend):
             Capability.PROGRESS,
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
+            Capability.SCHEDULES,
         }
     )
 
@@ -173,34 +178,72 @@ class MemoryBackend(Backend):
 
     def enqueue_many_blocking(self, records: Sequence[TaskRecord]) -> list[str]:
         """`enqueue_many` in the calling thread: the store is in-process, under its lock."""
-        ids = []
         with self._store.lock:
-            seen: set[str] = set()
-            for record in records:  # check everything first: a batch is stored whole or not at all
-                if record.id in seen:
-                    raise repeated_id_error(record.id)
-                if record.id in self._store.tasks:
-                    raise taken_id_error(record.id)
-                seen.add(record.id)
-            for record in records:
-                key = record.dedupe_key
-                if key is not None and key in self._store.dedupe:
-                    ids.append(self._store.dedupe[key])
-                    continue
-                stored = _copy(record)
-                stored.status, stored.attempts = TaskStatus.PENDING, 0
-                stored.started_at = stored.finished_at = stored.lease_expires_at = None
-                stored.worker_id = stored.lease_token = stored.error = stored.traceback = None
-                stored.result = stored.progress = None
-                stored.meta = decode_meta(encode_meta(record.meta))  # as a database stores it
-                self._store.tasks[stored.id] = stored
-                self._store.order[stored.id] = next(self._store.counter)
-                if key is not None:
-                    self._store.dedupe[key] = stored.id
-                self._push(stored)
-                ids.append(stored.id)
+            ids = self._insert(records)
         self.notify_enqueued()
         return ids
+
+    def _insert(self, records: Sequence[TaskRecord]) -> list[str]:
+        """`enqueue_many` under the lock (also storing a schedule's fire)."""
+        ids = []
+        seen: set[str] = set()
+        for record in records:  # check everything first: a batch is stored whole or not at all
+            if record.id in seen:
+                raise repeated_id_error(record.id)
+            if record.id in self._store.tasks:
+                raise taken_id_error(record.id)
+            seen.add(record.id)
+        for record in records:
+            key = record.dedupe_key
+            if key is not None and key in self._store.dedupe:
+                ids.append(self._store.dedupe[key])
+                continue
+            stored = _copy(record)
+            stored.status, stored.attempts = TaskStatus.PENDING, 0
+            stored.started_at = stored.finished_at = stored.lease_expires_at = None
+            stored.worker_id = stored.lease_token = stored.error = stored.traceback = None
+            stored.result = stored.progress = None
+            stored.meta = decode_meta(encode_meta(record.meta))  # as a database stores it
+            self._store.tasks[stored.id] = stored
+            self._store.order[stored.id] = next(self._store.counter)
+            if key is not None:
+                self._store.dedupe[key] = stored.id
+            self._push(stored)
+            ids.append(stored.id)
+        return ids
+
+    # -- periodic schedules --------------------------------------------------------------------
+
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
+        with self._store.lock:
+            self._store.schedules.add(definitions, self.clock())
+
+    async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
+        """Store ``record`` for this fire unless paused, stale or stored (one lock hold)."""
+        with self._store.lock:
+            table = self._store.schedules
+            if not table.claim_fire(schedule, fire_time):
+                return None
+            (task_id,) = self._insert([record])
+            table.record_fire(schedule, fire_time, task_id)
+        self.notify_enqueued()
+        return task_id
+
+    async def skip_fires(self, schedule: str, until: float) -> None:
+        """Fires of ``schedule`` up to ``until`` are decided."""
+        with self._store.lock:
+            self._store.schedules.skip(schedule, until)
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every stored schedule state, by name."""
+        with self._store.lock:
+            return sorted(self._store.schedules.states.values(), key=lambda s: s.name)
+
+    async def pause_schedule(self, schedule: str, paused: bool) -> bool:
+        """Pause or resume ``schedule``; False if it has no state."""
+        with self._store.lock:
+            return self._store.schedules.pause(schedule, paused, self.clock())
 
     async def claim(
         self,

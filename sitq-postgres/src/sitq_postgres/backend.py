@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sitq import TaskStatus
-from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.backend import Backend, Capability, Outcome, ScheduleState, TaskRecord
 from sitq.errors import ConfigurationError, QueueClosed
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
@@ -43,6 +43,7 @@ from .inserts import enqueue_args, insert
 from .listener import Listener
 from .options import Options, options_from_url
 from .reading import Reading, record_of
+from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import Names, migrate
 from .sql import Statements
 from .wakeups import Wakeups
@@ -78,6 +79,7 @@ class PostgresBackend(Reading, Backend):
     url_schemes = ("postgresql", "postgres")
     capabilities = frozenset(
         {
+            Capability.SCHEDULES,
             Capability.EXPIRE_RESULTS,
             Capability.HEARTBEAT_BACKEND,
             Capability.ENQUEUE_IN,
@@ -119,6 +121,7 @@ class PostgresBackend(Reading, Backend):
         )
         self.names = Names(self.options.table_prefix)
         self._sql = Statements(self.names)
+        self._schedule_sql = ScheduleStatements(self.names)
         self._db = Database(self.options)
         self._threads = ThreadLoops()
         self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
@@ -247,6 +250,65 @@ class PostgresBackend(Reading, Backend):
     def _enqueue_args(self, records: Sequence[TaskRecord]) -> list[Any]:
         """`inserts.enqueue_args` with this machine's clock reading in production."""
         return enqueue_args(records, None if self._now() is not None else self.clock())
+
+    # -- periodic schedules (`schedules`) -------------------------------------------------------
+
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
+        now = self.clock()
+        names, texts = list(definitions), list(definitions.values())
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> None:
+            await conn.execute(self._schedule_sql.define, names, now, texts)
+
+        await self._run(op)
+
+    async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
+        """Store ``record`` for this fire in one transaction (see `schedules`)."""
+        args = self._enqueue_args([record])
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> str | None:
+            return await store_fire(
+                conn,
+                self._sql,
+                self._schedule_sql,
+                schedule,
+                fire_time,
+                record,
+                args,
+                retried=attempt > 0,
+            )
+
+        task_id = await self._run(op)
+        if task_id is not None:
+            self.notify_enqueued()
+        return task_id
+
+    async def skip_fires(self, schedule: str, until: float) -> None:
+        """Fires of ``schedule`` up to ``until`` are decided."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> None:
+            await conn.execute(self._schedule_sql.skip, schedule, until)
+
+        await self._run(op)
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every stored schedule state, by name."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[ScheduleState]:
+            return [state_from_row(row) for row in await conn.fetch(self._schedule_sql.read)]
+
+        return await self._run(op)
+
+    async def pause_schedule(self, schedule: str, paused: bool) -> bool:
+        """Pause or resume ``schedule``; False if it has no state."""
+        now = self.clock()
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> bool:
+            status = await conn.execute(self._schedule_sql.pause, schedule, paused, now)
+            return bool(status != "UPDATE 0")
+
+        return await self._run(op)
 
     # -- claim and leases --------------------------------------------------------------------
 

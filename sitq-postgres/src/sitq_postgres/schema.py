@@ -49,6 +49,16 @@ class Names:
         return f"{self.prefix}finished"
 
     @property
+    def schedules(self) -> str:
+        """The table of periodic schedules' states."""
+        return f"{self.prefix}schedules"
+
+    @property
+    def schedule_fires(self) -> str:
+        """The table of stored fires, unique per ``(schedule, fire_time)``."""
+        return f"{self.prefix}schedule_fires"
+
+    @property
     def migrate_lock(self) -> int:
         """Advisory lock key held while migrating."""
         return _lock_key(f"sitq:{self.prefix}:migrate")
@@ -125,8 +135,29 @@ CREATE INDEX IF NOT EXISTS {t}_finished ON {t} (status, finished_at)
 """
 
 
+def _v4(n: Names) -> str:
+    """Periodic schedules (`sitq.schedule_state`): one state row per schedule, and one row per
+    stored fire, unique per ``(schedule, fire_time)``."""
+    return f"""
+CREATE TABLE {n.schedules} (
+    name          text PRIMARY KEY,
+    paused        boolean NOT NULL DEFAULT false,
+    decided_until double precision NOT NULL,
+    last_fire     double precision,
+    last_task_id  text,
+    definition    text
+);
+CREATE TABLE {n.schedule_fires} (
+    schedule  text NOT NULL,
+    fire_time double precision NOT NULL,
+    task_id   text NOT NULL,
+    PRIMARY KEY (schedule, fire_time)
+);
+"""
+
+
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,7 +26,14 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from sitq import TaskStatus
-from sitq.backend import Backend, Capability, Outcome, TaskRecord, record_from_row
+from sitq.backend import (
+    Backend,
+    Capability,
+    Outcome,
+    ScheduleState,
+    TaskRecord,
+    record_from_row,
+)
 from sitq.errors import ConfigurationError, QueueClosed
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
@@ -52,6 +59,7 @@ from .inserts import (
 )
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
+from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .wake import FINISHED, WORK, WakeListener, WakeSender, listeners, wake_dir
@@ -104,15 +112,24 @@ class SQLiteBackend(Backend):
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
         self._sql = Statements(table)
+        self._schedule_sql = ScheduleStatements(table)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
-            frozenset({Capability.EXPIRE_RESULTS, Capability.PROGRESS, Capability.PRUNE})
+            frozenset(
+                {
+                    Capability.EXPIRE_RESULTS,
+                    Capability.PROGRESS,
+                    Capability.PRUNE,
+                    Capability.SCHEDULES,
+                }
+            )
             if self.in_memory
             else frozenset(
                 {
                     Capability.EXPIRE_RESULTS,
                     Capability.PROGRESS,
                     Capability.PRUNE,
+                    Capability.SCHEDULES,
                     Capability.HEARTBEAT_BACKEND,
                     Capability.CROSS_PROCESS_WAKEUPS,
                     Capability.BLOCKING_ENQUEUE,
@@ -335,6 +352,37 @@ class SQLiteBackend(Backend):
         if inserted:
             self.notify_enqueued()
         return ids
+
+    # -- periodic schedules (`schedules`) -------------------------------------------------------
+
+    async def add_schedules(self, definitions: Mapping[str, str]) -> None:
+        """Create the missing schedule states, decided up to now; store the definitions."""
+        now = self.clock()
+        for name, definition in definitions.items():
+            await self._execute(self._schedule_sql.define, (name, now, definition))
+
+    async def enqueue_fire(self, schedule: str, fire_time: float, record: TaskRecord) -> str | None:
+        """Store ``record`` for this fire in one write transaction (see `schedules`)."""
+        db = await self._db()
+        async with self._mutex:
+            task_id = await store_fire(
+                db, self._sql, self._schedule_sql, schedule, fire_time, record
+            )
+        if task_id is not None:
+            self.notify_enqueued()
+        return task_id
+
+    async def skip_fires(self, schedule: str, until: float) -> None:
+        """Fires of ``schedule`` up to ``until`` are decided."""
+        await self._execute(self._schedule_sql.skip, (schedule, until))
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every stored schedule state, by name."""
+        return [state_from_row(row) for row in await self._fetchall(self._schedule_sql.read)]
+
+    async def pause_schedule(self, schedule: str, paused: bool) -> bool:
+        """Pause or resume ``schedule``; False if it has no state."""
+        return bool(await self._execute(self._schedule_sql.pause, (schedule, paused, self.clock())))
 
     # -- claim and leases --------------------------------------------------------------------
 

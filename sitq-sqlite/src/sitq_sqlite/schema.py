@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 #: The schema version this code creates and needs (stored in ``<table>_meta``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Columns of the tasks table, in the order `TaskRecord` rows are read.
 COLUMNS = (
@@ -79,6 +79,7 @@ CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, queue);
 CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
     ON {table} (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{";".join(schedule_ddl(table))};
 INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
@@ -93,9 +94,35 @@ def _v2(table: str) -> list[str]:
     ]
 
 
+def schedule_ddl(table: str) -> list[str]:
+    """The tables of periodic schedules (idempotent): one state row per schedule, and one
+    row per stored fire, unique per ``(schedule, fire_time)`` (`sitq.schedule_state`)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table}_schedules (
+    name          TEXT PRIMARY KEY,
+    paused        INTEGER NOT NULL DEFAULT 0,
+    decided_until REAL NOT NULL,
+    last_fire     REAL,
+    last_task_id  TEXT,
+    definition    TEXT
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {table}_schedule_fires (
+    schedule  TEXT NOT NULL,
+    fire_time REAL NOT NULL,
+    task_id   TEXT NOT NULL,
+    PRIMARY KEY (schedule, fire_time)
+) WITHOUT ROWID""",
+    ]
+
+
+def _v3(table: str) -> list[str]:
+    """Version 2 → 3: the tables of periodic schedules."""
+    return schedule_ddl(table)
+
+
 #: ``MIGRATIONS[v]`` brings a table from version ``v`` to ``v + 1``. Add, never edit: a new
 #: column goes both into `ddl` (new databases) and into a new migration (existing ones).
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2}
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3}
 
 
 def version_query(table: str) -> str:

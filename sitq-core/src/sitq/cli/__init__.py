@@ -22,6 +22,7 @@ from .control import (
 from .demo import demo_command
 from .monitor import failed_command, inspect_command, status_command
 from .plugins import plugins_command
+from .schedules import scheduler_command, schedules_command
 from .tasks import tasks_command
 from .worker import worker_command
 
@@ -56,6 +57,8 @@ for _command in (
     vacuum_command,
     plugins_command,
     tasks_command,
+    schedules_command,
+    scheduler_command,
     demo_command,
 ):
     cli.add_command(_command)

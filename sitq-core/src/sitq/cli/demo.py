@@ -2,7 +2,8 @@
 
 The tasks are declared here, on a `Blueprint` that `run_demo` registers on the demo's queue,
 so the worker (in this process) finds them: most compute a hash chain, some fail once and
-succeed on retry, a few fail on every attempt.
+succeed on retry, a few fail on every attempt; and one periodic task fires every second,
+from the scheduler the worker runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -31,12 +33,18 @@ from ..worker import Worker
 from .output import console, print_json
 
 DEMO_QUEUE = "sitq-demo"
+#: The queue of the demo's periodic task.
+PERIODIC_QUEUE = "sitq-demo-periodic"
 _FLAKY_EVERY = 20  # every 20th task fails once, then succeeds on its retry
 _BROKEN_EVERY = 100  # every 100th task fails on every attempt
 _MAX_RETRIES = 2
 _ENQUEUE_CHUNK = 500
 
 _failed_once: set[int] = set()
+#: The fire times `heartbeat` ran for, in this process.
+_heartbeats: list[str] = []
+#: The periodic task's schedule.
+HEARTBEAT = "sitq-demo-heartbeat"
 
 #: The demo's tasks: every call goes to the queue "sitq-demo" and may be retried twice.
 demo = Blueprint()
@@ -66,6 +74,14 @@ async def broken(n: int) -> str:
     raise ValueError(f"record {n} is malformed (the demo fails this one every time)")
 
 
+@demo.periodic(every=timedelta(seconds=1), name=HEARTBEAT, queue=PERIODIC_QUEUE)
+async def heartbeat(fired_at: datetime) -> str:
+    """A periodic task: the worker's scheduler stores one call per second, exactly once
+    however many workers run (see ``sitq schedules``)."""
+    _heartbeats.append(fired_at.isoformat())
+    return fired_at.isoformat()
+
+
 def demo_task(n: int) -> AsyncTask[[int], Any]:
     """The task of demo call ``n``: mostly `checksum`, some `flaky`, a few `broken`."""
     if n % _BROKEN_EVERY == _BROKEN_EVERY - 1:
@@ -73,6 +89,14 @@ def demo_task(n: int) -> AsyncTask[[int], Any]:
     if n % _FLAKY_EVERY == _FLAKY_EVERY - 1:
         return flaky
     return checksum
+
+
+async def _first_heartbeat(job: asyncio.Task[Any], wait: float = 10.0) -> None:
+    """Give the periodic task the time to fire once, if a short demo ended first."""
+    deadline = time.monotonic() + wait
+    # polled, not awaited on an event: the task runs wherever the worker's executor puts it
+    while not _heartbeats and not job.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
 
 
 def _progress() -> Progress:
@@ -101,7 +125,7 @@ async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[s
             enqueue_seconds = time.perf_counter() - began
         worker = Worker(
             queue,
-            queues=[DEMO_QUEUE],
+            queues=[DEMO_QUEUE, PERIODIC_QUEUE],
             max_workers=concurrency,
             retry_delay=0.05,
             poll_interval=0.05,
@@ -115,7 +139,7 @@ async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[s
                 while True:
                     s = worker.get_status()
                     failed = s.tasks_failed - s.tasks_retried
-                    done = s.tasks_succeeded + failed
+                    done = s.tasks_succeeded - len(_heartbeats) + failed
                     progress.update(
                         bar,
                         completed=done,
@@ -129,6 +153,7 @@ async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[s
                         raise SitqError("the demo worker stopped before finishing its tasks")
                     await asyncio.sleep(0.1)
                 process_seconds = time.perf_counter() - began
+                await _first_heartbeat(job)
             finally:
                 await worker.stop()
                 await job
@@ -137,7 +162,8 @@ async def run_demo(url: str, count: int, concurrency: int, show: bool) -> dict[s
         "backend": url,
         "queue": DEMO_QUEUE,
         "tasks": count,
-        "succeeded": status.tasks_succeeded,
+        "succeeded": status.tasks_succeeded - len(_heartbeats),
+        "periodic_fires": len(_heartbeats),
         "failed": status.tasks_failed - status.tasks_retried,
         "retried": status.tasks_retried,
         "attempts": status.tasks_processed,
@@ -194,7 +220,11 @@ def demo_command(db: str, count: int, concurrency: int, as_json: bool) -> None:
         f"{summary['tasks_per_second']:,.0f}",
     )
     out.print(table)
+    out.print(
+        f"The periodic task {HEARTBEAT!r} fired {summary['periodic_fires']} time(s), once a "
+        "second, from the worker's scheduler."
+    )
     where = "" if db == "sitq.db" else f" --backend {url}"
     out.print(f"The tasks are in {db}. Look around:")
-    for command in ("status", "failed", "retry --all-failed"):
+    for command in ("status", "failed", "retry --all-failed", "schedules"):
         out.print(f"  sitq {command}{where}")

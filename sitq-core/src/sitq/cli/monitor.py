@@ -12,6 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..schedules import FIRED_AT_HEADER, SCHEDULE_HEADER
 from ..task import TaskStatus
 from .app import from_command_line, queue_options, reading
 from .output import (
@@ -137,6 +138,9 @@ def inspect_command(
             table.add_row(key.replace("_", " "), escape(str(data[key])))
     if data["progress"] is not None:
         table.add_row("progress", escape(progress_text(data["progress"])))
+    if SCHEDULE_HEADER in data["meta"]:  # made by a periodic schedule (sitq.schedules)
+        fired_at = data["meta"].get(FIRED_AT_HEADER, "?")
+        table.add_row("schedule", escape(f"{data['meta'][SCHEDULE_HEADER]}, fired at {fired_at}"))
     if data["meta"]:
         table.add_row("meta", escape(json.dumps(data["meta"], ensure_ascii=False)))
     out.print(table)

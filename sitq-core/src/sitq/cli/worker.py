@@ -205,6 +205,16 @@ def served_tasks(worker: Worker) -> str:
     return ", ".join(names)
 
 
+def fired_schedules(worker: Worker) -> str:
+    """What the banner says of the app's periodic schedules and whether this worker fires
+    them (`sitq.scheduler`)."""
+    names = sorted(worker.queue.schedules)
+    if not names:
+        return "none"
+    fired = "fired here" if worker.scheduler else "not fired here (--no-scheduler)"
+    return f"{', '.join(names)} ({fired})"
+
+
 def _banner(worker: Worker, app: str, queues: list[str] | None) -> None:
     plugins = ", ".join(p.name for p in worker.plugins.list_plugins() if p.distribution) or "-"
     out = console(stderr=True)
@@ -214,11 +224,12 @@ def _banner(worker: Worker, app: str, queues: list[str] | None) -> None:
         ("backend", repr(worker.backend)),
         ("queues", ", ".join(queues) if queues else "all"),
         ("tasks", served_tasks(worker)),
+        ("schedules", fired_schedules(worker)),
         ("executor", f"{worker.worker_type}, {worker.max_workers} at once"),
         ("plugins", plugins),
     ]
     for name, value in rows:
-        out.print(f"  [dim]{name:<9}[/] {escape(value)}")
+        out.print(f"  [dim]{name:<10}[/] {escape(value)}")
     out.print(
         f"  [dim]Ctrl-C or SIGTERM stops gracefully (up to {worker.graceful_shutdown:g} s); "
         "a second one stops at once.[/]"

@@ -46,6 +46,7 @@ from .kit import (
     PurgeTests,
     ReadingTests,
     RecoveryTests,
+    ScheduleTests,
     TimeTests,
     TransactionalEnqueueTests,
     WakeupTests,
@@ -74,6 +75,7 @@ class BackendConformance(
     PruneTests,
     HeartbeatBackendTests,
     TransactionalEnqueueTests,
+    ScheduleTests,
 ):
     """The conformance suite; subclass it and implement `make_backend`.
 

@@ -87,6 +87,8 @@ class WorkerConfig:
         `sitq.retry.RetryPolicy`.
     :param retry_failed: False turns every retry off.
     :param continue_on_error: False stops the worker after a task fails for good.
+    :param scheduler: fire the queue's periodic schedules (`sitq.scheduler`) in this worker;
+        any number of workers may, each fire is stored once.
     :param on_error: ``on_error(task_id, error, retry_count)`` after each failed attempt:
         ``error`` is the exception, ``retry_count`` the attempt number (1 on first failure).
     :param on_success: ``on_success(task_id, value)`` after each success, with the returned
@@ -256,6 +258,10 @@ class WorkerConfig:
     )
     continue_on_error: bool = field(
         default=True, metadata=_info("keep going after a task fails for good", check_flag, **_FLAG)
+    )
+    scheduler: bool = field(
+        default=True,
+        metadata=_info("fire the app's periodic schedules in this worker", check_flag, **_FLAG),
     )
     on_error: Callable[[str, BaseException, int], Any] | None = field(
         default=None,

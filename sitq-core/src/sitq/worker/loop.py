@@ -64,6 +64,8 @@ async def serve(worker: Worker, started: threading.Event | None = None) -> None:
             background = [asyncio.create_task(upkeep.recover(worker))]
             if worker.log_performance:
                 background.append(asyncio.create_task(upkeep.log_performance(worker)))
+            if worker.scheduler and worker._queue.schedules:
+                background.append(asyncio.create_task(upkeep.schedule(worker)))
             try:
                 await claim_loop(worker)
             finally:

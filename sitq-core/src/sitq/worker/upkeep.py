@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..backend import Capability, Outcome
 from ..retention import prune_in_batches, retention_cutoffs
+from ..scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -32,6 +33,11 @@ async def recover(worker: Worker) -> None:
         except Exception:
             worker.logger.exception("deleting tasks past their retention failed")
         await asyncio.sleep(worker.recovery_interval)
+
+
+async def schedule(worker: Worker) -> None:
+    """Fire the queue's periodic schedules (`sitq.scheduler`) until cancelled."""
+    await Scheduler(worker._queue, lifecycle=worker._lifecycle, log=worker.logger).run()
 
 
 async def expire_results(worker: Worker) -> None:

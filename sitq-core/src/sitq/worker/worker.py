@@ -35,6 +35,7 @@ from ..plugins import Lifecycle, PluginManager
 from ..queue import TaskQueue
 from ..registry import Serializer, SerializerType
 from ..retention import DEFAULT_FAILED_RETENTION, DEFAULT_RETENTION
+from ..scheduler import check_scheduler
 from ..signing import SecretKey
 from ..sync import SyncTaskQueue
 from ..task import Result, Task, TaskStatus
@@ -99,6 +100,7 @@ class Worker:
     max_tasks = _Option["int | None"]()
     timeout = _Option["float | None"]()
     continue_on_error = _Option[bool]()
+    scheduler = _Option[bool]()
     queues = _Option["tuple[str, ...] | None"]()
     graceful_shutdown = _Option[float]()
     lease_seconds = _Option[float]()
@@ -132,6 +134,7 @@ class Worker:
         retry_jitter: bool | float = False,
         retry_failed: bool = True,
         continue_on_error: bool = True,
+        scheduler: bool = True,
         on_error: Callable[[str, BaseException, int], Any] | None = None,
         on_success: Callable[[str, Any], Any] | None = None,
         queues: Iterable[str] | None = None,
@@ -172,6 +175,8 @@ class Worker:
                 f"{type(self.backend).__name__} cannot; leave result_ttl out and purge "
                 "old tasks instead"
             )
+        if config.scheduler:
+            check_scheduler(self._queue)
         self.limits = config.resource_limits()
         self.retry_policy = config.retry_policy()
         self._allow = _allow_list(config.allowed_functions, self._queue)

@@ -24,6 +24,7 @@ from .prune import PruneTests
 from .purge import PurgeTests
 from .reading import ReadingTests
 from .recovery import RecoveryTests
+from .schedules import ScheduleTests
 from .support import KitBase, backend_test, requires
 from .times import TimeTests
 from .transactional import TransactionalEnqueueTests
@@ -46,6 +47,7 @@ __all__ = [
     "PurgeTests",
     "ReadingTests",
     "RecoveryTests",
+    "ScheduleTests",
     "TimeTests",
     "TransactionalEnqueueTests",
     "WakeupTests",
