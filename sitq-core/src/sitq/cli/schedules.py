@@ -38,10 +38,13 @@ def schedule_rows(
     states: list[ScheduleState],
     outcomes: dict[str, str],
     now: float,
+    functions: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready row per schedule the app declares or the store remembers. With the
     app's schedules (``declared``), a stored one it no longer declares is ``removed`` (it
-    fires no more); without them (no app given) stored ones are just ``stored``."""
+    fires no more); without them (no app given) stored ones are just ``stored``, shown with
+    the definition the schedulers last ran and the task of their last fire (``functions``:
+    task id -> task name)."""
     stored = {state.name: state for state in states}
     rows = []
     for schedule in declared or ():
@@ -67,8 +70,8 @@ def schedule_rows(
         rows.append(
             {
                 "name": state.name,
-                "task": None,
-                "when": None,
+                "task": (functions or {}).get(state.last_task_id or ""),
+                "when": state.definition,
                 "tz": None,
                 "catch_up": None,
                 "state": "stored" if declared is None else "removed",
@@ -123,14 +126,15 @@ def schedules_command(
         async with reading(app, backend, from_command_line(ctx, "backend")) as queue:
             _check_capable(queue.backend)
             states = await queue.backend.schedule_states()
-            outcomes = {}
+            outcomes, functions = {}, {}
             for state in states:
                 if state.last_task_id:
                     record = await queue.backend.get_task(state.last_task_id)
                     if record is not None:
                         outcomes[state.last_task_id] = record.status.value
+                        functions[state.last_task_id] = record.function
             declared = list(queue.schedules.values()) if app else None
-            return schedule_rows(declared, states, outcomes, queue.backend.clock())
+            return schedule_rows(declared, states, outcomes, queue.backend.clock(), functions)
 
     rows = asyncio.run(read())
     if as_json:
