@@ -62,6 +62,11 @@ def backends_in_this_process() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, Backend))
 
 
+def reversed_bytes(data: bytes) -> bytes:
+    """``data`` backwards (a reply as large as the call)."""
+    return data[::-1]
+
+
 def unpicklable_result() -> Any:
     """Returns something that cannot be pickled."""
     return threading.Lock()
@@ -232,6 +237,30 @@ def test_a_crashing_child_fails_its_task_and_the_worker_goes_on(tmp_path: Path) 
     assert crashed.status is TaskStatus.FAILED
     assert "ChildTaskError" in (crashed.error or "") and "exit code 3" in (crashed.error or "")
     assert fine.value == 4
+    queue.close()
+
+
+def test_large_calls_and_replies_and_any_value_cross_the_pipe_whole(tmp_path: Path) -> None:
+    queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
+    worker = Worker(queue, worker_type="process", max_workers=1)
+    big = os.urandom(4 * 2**20)  # far more than a pipe holds: sent from a thread, read in parts
+
+    class Local:  # defined here: its instances go back by value (cloudpickle)
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    ids = [
+        queue.enqueue(reversed_bytes, big),
+        queue.enqueue(reversed_bytes, b"small"),
+        queue.enqueue(lambda: {"nested": [1, 2.5, None]}),
+        queue.enqueue(lambda: Local(7)),
+        queue.enqueue(lambda: "text", timeout=30),
+    ]
+    large, small, nested, local, timed = worker.process_tasks(ids)
+    assert large.value == big[::-1] and small.value == b"llams"
+    assert nested.value == {"nested": [1, 2.5, None]}
+    assert type(local.value).__name__ == "Local" and local.value.n == 7
+    assert timed.value == "text"
     queue.close()
 
 

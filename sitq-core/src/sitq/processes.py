@@ -6,17 +6,21 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
 * the parent sends the task's stored payload bytes and the serializer that decodes them (the
   serializer object itself goes to a child once, the first time that child needs it), and the
   child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
-  back the value or the exception, pickled with cloudpickle;
+  back the value or the exception (plain pickle for a plain value, else cloudpickle);
+* the parent reads its children's pipes on the worker's event loop (``add_reader``), and sends
+  a call from there too unless it is larger than `INLINE_SEND_LIMIT`: no thread hand-off on
+  the way to a child or back;
 * ``set_progress`` in a child sends the value up the same pipe before the reply
   (`sitq.relay`); the parent hands it to the worker, which stores it;
 * on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
-  fresh one takes its place. The timeout counts from when the function starts in the child:
-  getting there (a fresh child starting, decoding the payload, importing the function's
-  module) may take `STARTUP_ALLOWANCE` seconds, or the timeout if that is longer;
-* with ``max_memory_mb``, the I/O thread waiting for a child's reply looks at the child's
-  resident memory (RSS) every `MEMORY_CHECK_INTERVAL` seconds: a child over the limit is
-  killed at once, its task fails with `ResourceLimitExceeded` naming the limit and what was
-  used, and a fresh child takes its place. A limit on the child itself
+  fresh one takes its place. The timeout counts from when the function starts in the child
+  (which tells the parent, for a call with a timeout): getting there (a fresh child starting,
+  decoding the payload, importing the function's module) may take `STARTUP_ALLOWANCE`
+  seconds, or the timeout if that is longer;
+* with ``max_memory_mb``, the event loop looks at a busy child's resident memory (RSS) every
+  `MEMORY_CHECK_INTERVAL` seconds: a child over the limit is killed at once, its task fails
+  with `ResourceLimitExceeded` naming the limit and what was used, and a fresh child takes
+  its place. A limit on the child itself
   (``setrlimit(RLIMIT_AS)``) would count address space that Python's allocator reserves and
   never touches, and fail innocent tasks with a bare `MemoryError`. A task that grows faster
   than the interval may go past the limit by what it allocates in that time before it is
@@ -43,7 +47,7 @@ import signal
 import threading
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -66,6 +70,9 @@ _STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: 
 STARTUP_ALLOWANCE = 30.0
 #: Seconds between looks at a busy child's resident memory, when ``max_memory_mb`` is set.
 MEMORY_CHECK_INTERVAL = 0.05
+#: Bytes of a call message sent from the event loop itself: an idle child's empty pipe takes
+#: that much at once. A larger message is sent from an I/O thread.
+INLINE_SEND_LIMIT = 32 * 1024
 
 
 def start_method() -> str:
@@ -117,13 +124,13 @@ def _child_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     codecs: dict[str, Codec] = {}
     progress = ChildProgress(conn.send_bytes)
+    started = functools.partial(conn.send_bytes, _STARTED)
     while True:
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        reply = _run_message(message, codecs, lambda: conn.send_bytes(_STARTED), progress)
-        conn.send_bytes(reply)
+        conn.send_bytes(_run_message(message, codecs, started, progress))
 
 
 def _run_message(
@@ -133,7 +140,7 @@ def _run_message(
     progress: ChildProgress,
 ) -> bytes:
     try:
-        name, entry_blob, data, context = pickle.loads(message)
+        name, entry_blob, data, context, timed = pickle.loads(message)
         if isinstance(context, TaskContext):  # set_progress goes to the parent over the pipe
             context = context.with_reporter(progress.report)
         if name == _CODE:
@@ -142,7 +149,8 @@ def _run_message(
             if entry_blob is not None:
                 codecs[name] = pickle.loads(entry_blob)
             function, args, kwargs = codecs[name].decode_call(data)
-        started()  # the timeout counts from here
+        if timed:
+            started()  # the timeout counts from here
         progress.open()
         try:
             with bind(context):  # what sitq.current_task() returns in the child
@@ -155,7 +163,7 @@ def _run_message(
     except Exception as exc:
         reply = ("error", exc, traceback.format_exc())
     try:
-        return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+        return _dumps(reply)
     except Exception as exc:
         if reply[0] == "ok":
             error: Exception = SerializationError(
@@ -166,12 +174,19 @@ def _run_message(
         else:
             error = ChildTaskError(f"{type(reply[1]).__name__}: {reply[1]}")
             tb = reply[2]
-        return cloudpickle.dumps(("error", error, tb))  # type: ignore[no-any-return]
+        return _dumps(("error", error, tb))
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+#: Types whose values plain pickle writes exactly as cloudpickle would, only faster.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _dumps(reply: tuple[Any, ...]) -> bytes:
+    """A reply as bytes: plain pickle for a plain value, cloudpickle for anything else (it
+    sends classes and functions of the child's ``__main__`` by value)."""
+    if reply[0] == "ok" and type(reply[1]) in _PLAIN:
+        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
 
 
 async def _await(awaitable: Any) -> Any:
@@ -193,38 +208,96 @@ class _Child:
         self.pid: int = self.process.pid
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
+        # the call in flight: its reply, timeout, and the timers of its deadline and memory
+        self._reply: asyncio.Future[bytes] | None = None
+        self._timeout: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.TimerHandle | None = None
 
-    def call(
+    async def call(
         self,
         message: bytes,
-        started: Callable[[], None],
+        timeout: float | None,
         progress: Callable[[bytes], None],
-        max_memory_mb: float | None = None,
+        max_memory_mb: float | None,
+        send_in_thread: Callable[[Callable[[], None]], Awaitable[None]],
     ) -> bytes:
-        """Send one call and wait for its reply, calling ``started()`` when the child says
-        the function started and ``progress(message)`` for each progress message it sends
-        (blocking; run in a thread). A child whose resident memory goes over
-        ``max_memory_mb`` meanwhile is killed, and `_OverMemory` raised."""
-        self.conn.send_bytes(message)
-        reply = self._receive(max_memory_mb)
-        if reply == _STARTED:
-            started()
-            reply = self._receive(max_memory_mb)
-            while reply[:1] == PROGRESS_TAG:  # progress comes before the reply
-                progress(reply)
-                reply = self._receive(max_memory_mb)
-        return reply
+        """Send one call and return the child's reply, reading the pipe on the event loop.
 
-    def _receive(self, max_memory_mb: float | None) -> bytes:
-        """The child's next message, watching its memory while waiting for it."""
-        if max_memory_mb is not None:
-            while not self.conn.poll(MEMORY_CHECK_INTERVAL):
-                used = self.memory_mb()
-                if used > max_memory_mb:
-                    with contextlib.suppress(Exception):
-                        self.process.kill()  # at once: it grows while we talk
-                    raise _OverMemory(used)
-        return self.conn.recv_bytes()
+        ``progress(message)`` is called for each progress message. `asyncio.TimeoutError`
+        if the function runs past ``timeout`` (counted from its start in the child); a child
+        whose resident memory goes over ``max_memory_mb`` is killed and `_OverMemory` raised;
+        `EOFError` or `OSError` if the child dies. A message too large to be sure the pipe
+        takes it at once goes through ``send_in_thread``, never blocking the loop.
+        """
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[bytes] = loop.create_future()
+        self._reply = reply
+        self._timeout = timeout
+        fd = self.conn.fileno()
+        loop.add_reader(fd, self._readable, progress)
+        try:
+            if len(message) <= INLINE_SEND_LIMIT:
+                self.conn.send_bytes(message)  # the child is idle: its pipe is empty
+            else:
+                await send_in_thread(functools.partial(self.conn.send_bytes, message))
+            if timeout is not None:
+                self._timer = loop.call_later(max(timeout, STARTUP_ALLOWANCE), self._expire)
+            if max_memory_mb is not None:
+                self._watch(loop, max_memory_mb)
+            return await reply
+        finally:
+            loop.remove_reader(fd)
+            for handle in (self._timer, self._watcher):
+                if handle is not None:
+                    handle.cancel()
+            self._reply = self._timer = self._watcher = None
+
+    def _readable(self, progress: Callable[[bytes], None]) -> None:
+        """The pipe has data (on the loop): read every message already there."""
+        reply = self._reply
+        if reply is None or reply.done():
+            return
+        try:
+            while True:
+                message = self.conn.recv_bytes()
+                if message == _STARTED:
+                    self._started()
+                elif message[:1] == PROGRESS_TAG:  # progress comes before the reply
+                    progress(message)
+                else:
+                    reply.set_result(message)
+                    return
+                if not self.conn.poll():
+                    return
+        except BaseException as exc:  # EOF (the child died), or a failing progress relay
+            reply.set_exception(exc)
+
+    def _started(self) -> None:
+        """The function started in the child: its timeout counts from now."""
+        if self._timer is not None and self._timeout is not None:
+            self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(asyncio.TimeoutError())
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, max_memory_mb: float) -> None:
+        """Look at the child's memory in `MEMORY_CHECK_INTERVAL` seconds, and so on."""
+        self._watcher = loop.call_later(
+            MEMORY_CHECK_INTERVAL, self._check_memory, loop, max_memory_mb
+        )
+
+    def _check_memory(self, loop: asyncio.AbstractEventLoop, max_memory_mb: float) -> None:
+        used = self.memory_mb()
+        if used <= max_memory_mb:
+            self._watch(loop, max_memory_mb)
+            return
+        with contextlib.suppress(Exception):
+            self.process.kill()  # at once: it grows while we talk
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(_OverMemory(used))
 
     def memory_mb(self) -> float:
         """Resident memory of the child, in MiB (0 if it is gone)."""
@@ -325,9 +398,16 @@ class ProcessExecutor(Executor):
         try:
             blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
             message = pickle.dumps(
-                (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
+                (name, blob, data, call.context, call.timeout is not None),
+                protocol=pickle.HIGHEST_PROTOCOL,
             )
-            reply = await self._call(child, message, call.timeout, call.context)
+            reply = await child.call(
+                message,
+                call.timeout,
+                functools.partial(_relay_progress, call.context),
+                self.max_memory_mb,
+                self._io,
+            )
             if blob is not None:
                 child.serializers.add(name)
         except asyncio.TimeoutError:
@@ -354,41 +434,6 @@ class ProcessExecutor(Executor):
         else:
             self._idle.put_nowait(child)
         return _unpack(reply)
-
-    async def _call(
-        self, child: _Child, message: bytes, timeout: float | None, context: TaskContext | None
-    ) -> bytes:
-        """Send ``message`` to ``child`` and return its reply; `asyncio.TimeoutError` if the
-        function runs past ``timeout`` (counted from its start in the child). Progress the
-        child reports goes to ``context`` (the worker's relay)."""
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
-
-        def on_started() -> None:  # in the I/O thread
-            loop.call_soon_threadsafe(_resolve, started)
-
-        def on_progress(raw: bytes) -> None:  # in the I/O thread
-            found = read_progress(raw)
-            if found is not None and context is not None:
-                context.relay_progress(found)
-
-        reply = self._io(child.call, message, on_started, on_progress, self.max_memory_mb)
-        if timeout is None:
-            return await reply  # type: ignore[no-any-return]
-        try:
-            await asyncio.wait(
-                {started, reply},
-                timeout=max(timeout, STARTUP_ALLOWANCE),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except asyncio.CancelledError:
-            reply.cancel()
-            raise
-        if not (started.done() or reply.done()):
-            reply.cancel()
-            raise asyncio.TimeoutError
-        started.cancel()
-        return await asyncio.wait_for(reply, timeout)
 
     def _memory_error(self, call: Call, used_mb: float) -> ResourceLimitExceeded:
         """The error of a task whose child went over ``max_memory_mb``."""
@@ -477,6 +522,13 @@ class ProcessExecutor(Executor):
         for child in list(self._children):
             child.kill()
         self._children.clear()
+
+
+def _relay_progress(context: TaskContext | None, message: bytes) -> None:
+    """Hand a child's progress message to the worker's relay, through the task's context."""
+    found = read_progress(message)
+    if found is not None and context is not None:
+        context.relay_progress(found)
 
 
 def _unpack(reply: bytes) -> Any:
