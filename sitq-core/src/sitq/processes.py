@@ -208,11 +208,26 @@ class _Child:
         self.pid: int = self.process.pid
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
-        # the call in flight: its reply, timeout, and the timers of its deadline and memory
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
+        # the call in flight: its reply, progress relay, timeout, and the timers of its
+        # deadline and memory watch
         self._reply: asyncio.Future[bytes] | None = None
+        self._progress: Callable[[bytes], None] | None = None
         self._timeout: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.TimerHandle | None = None
+
+    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the pipe on ``loop`` from now on, for every call (call on that loop)."""
+        self._loop = loop
+        loop.add_reader(self.conn.fileno(), self._readable)
+
+    def unlisten(self) -> None:
+        """Stop reading the pipe (call on the loop, before closing it)."""
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.conn.fileno())
+            self._loop = None
 
     async def call(
         self,
@@ -222,7 +237,7 @@ class _Child:
         max_memory_mb: float | None,
         send_in_thread: Callable[[Callable[[], None]], Awaitable[None]],
     ) -> bytes:
-        """Send one call and return the child's reply, reading the pipe on the event loop.
+        """Send one call and return the child's reply (on the loop given to `listen`).
 
         ``progress(message)`` is called for each progress message. `asyncio.TimeoutError`
         if the function runs past ``timeout`` (counted from its start in the child); a child
@@ -230,12 +245,11 @@ class _Child:
         `EOFError` or `OSError` if the child dies. A message too large to be sure the pipe
         takes it at once goes through ``send_in_thread``, never blocking the loop.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            raise EOFError("the child's pipe is closed")
         reply: asyncio.Future[bytes] = loop.create_future()
-        self._reply = reply
-        self._timeout = timeout
-        fd = self.conn.fileno()
-        loop.add_reader(fd, self._readable, progress)
+        self._reply, self._progress, self._timeout = reply, progress, timeout
         try:
             if len(message) <= INLINE_SEND_LIMIT:
                 self.conn.send_bytes(message)  # the child is idle: its pipe is empty
@@ -247,16 +261,16 @@ class _Child:
                 self._watch(loop, max_memory_mb)
             return await reply
         finally:
-            loop.remove_reader(fd)
             for handle in (self._timer, self._watcher):
                 if handle is not None:
                     handle.cancel()
-            self._reply = self._timer = self._watcher = None
+            self._reply = self._progress = self._timer = self._watcher = None
 
-    def _readable(self, progress: Callable[[bytes], None]) -> None:
+    def _readable(self) -> None:
         """The pipe has data (on the loop): read every message already there."""
-        reply = self._reply
-        if reply is None or reply.done():
+        reply, progress = self._reply, self._progress
+        if reply is None or reply.done() or progress is None:
+            self._drop()
             return
         try:
             while True:
@@ -272,6 +286,14 @@ class _Child:
                     return
         except BaseException as exc:  # EOF (the child died), or a failing progress relay
             reply.set_exception(exc)
+
+    def _drop(self) -> None:
+        """Read what a child sends outside a call (only when it dies, or after its call
+        timed out) and throw it away; stop reading at the end of the pipe."""
+        try:
+            self.conn.recv_bytes()
+        except Exception:
+            self.unlisten()
 
     def _started(self) -> None:
         """The function started in the child: its timeout counts from now."""
@@ -374,6 +396,7 @@ class ProcessExecutor(Executor):
         _live_executors.add(self)
         children = await asyncio.gather(*(self._io(self._spawn) for _ in range(self.max_workers)))
         for child in children:
+            child.listen(asyncio.get_running_loop())
             self._idle.put_nowait(child)
 
     def _io(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
@@ -472,6 +495,7 @@ class ProcessExecutor(Executor):
         """Kill ``child`` and start another in its place, in the background."""
         logger.info("replacing child process %d: %s", child.pid, why)
         child.dead = True
+        child.unlisten()
 
         async def replace() -> None:
             assert self._threads is not None and self._idle is not None
@@ -488,6 +512,7 @@ class ProcessExecutor(Executor):
                     delay = min(delay * 2, 5.0)
                     continue
                 if not fresh.dead:
+                    fresh.listen(asyncio.get_running_loop())
                     self._idle.put_nowait(fresh)
                 return
 
@@ -506,6 +531,8 @@ class ProcessExecutor(Executor):
             idle.add(self._idle.get_nowait())
         children = list(self._children)
         self._children.clear()
+        for child in children:
+            child.unlisten()
         if self._threads is not None:
             await asyncio.gather(
                 *(self._io(c.stop if c in idle else c.kill)
