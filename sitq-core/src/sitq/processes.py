@@ -7,9 +7,10 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
   serializer object itself goes to a child once, the first time that child needs it), and the
   child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
   back the value or the exception (plain pickle for a plain value, else cloudpickle);
-* the parent reads its children's pipes on the worker's event loop (``add_reader``), and sends
-  a call from there too unless it is larger than `INLINE_SEND_LIMIT`: no thread hand-off on
-  the way to a child or back;
+* the parent reads its children's pipes on the worker's event loop (``add_reader``) and sends
+  calls from there too: no thread hand-off on the way to a child or back. A call or reply
+  larger than `INLINE_LIMIT` goes through an I/O thread, so it never blocks the loop (a
+  child announces a large reply with a message of its own first);
 * ``set_progress`` in a child sends the value up the same pipe before the reply
   (`sitq.relay`); the parent hands it to the worker, which stores it;
 * on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
@@ -47,7 +48,7 @@ import signal
 import threading
 import traceback
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -70,9 +71,10 @@ _STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: 
 STARTUP_ALLOWANCE = 30.0
 #: Seconds between looks at a busy child's resident memory, when ``max_memory_mb`` is set.
 MEMORY_CHECK_INTERVAL = 0.05
-#: Bytes of a call message sent from the event loop itself: an idle child's empty pipe takes
-#: that much at once. A larger message is sent from an I/O thread.
-INLINE_SEND_LIMIT = 32 * 1024
+_LARGE = b"L"  # the next message, the reply, is larger than INLINE_LIMIT
+#: Bytes of a message the event loop sends or reads itself (an idle child's empty pipe takes
+#: that much at once); a larger one is sent or read by an I/O thread.
+INLINE_LIMIT = 32 * 1024
 
 
 def start_method() -> str:
@@ -108,6 +110,10 @@ class ChildTaskError(SitqError):
     """A task's child process died, or raised something that could not be sent back."""
 
 
+#: Runs a blocking call in an I/O thread; its future resolves on the event loop.
+_InThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
+
+
 class _OverMemory(Exception):
     """Raised in the I/O thread: the child went over its memory limit and was killed."""
 
@@ -130,7 +136,10 @@ def _child_main(conn: Connection) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send_bytes(_run_message(message, codecs, started, progress))
+        reply = _run_message(message, codecs, started, progress)
+        if len(reply) > INLINE_LIMIT:
+            conn.send_bytes(_LARGE)
+        conn.send_bytes(reply)
 
 
 def _run_message(
@@ -209,6 +218,7 @@ class _Child:
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
+        self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
         # the call in flight: its reply, progress relay, timeout, and the timers of its
         # deadline and memory watch
         self._reply: asyncio.Future[bytes] | None = None
@@ -217,9 +227,10 @@ class _Child:
         self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.TimerHandle | None = None
 
-    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Read the pipe on ``loop`` from now on, for every call (call on that loop)."""
-        self._loop = loop
+    def listen(self, loop: asyncio.AbstractEventLoop, in_thread: _InThread) -> None:
+        """Read the pipe on ``loop`` from now on, for every call (call on that loop); a
+        large message is sent or read with ``in_thread``, off the loop."""
+        self._loop, self._in_thread = loop, in_thread
         loop.add_reader(self.conn.fileno(), self._readable)
 
     def unlisten(self) -> None:
@@ -235,26 +246,24 @@ class _Child:
         timeout: float | None,
         progress: Callable[[bytes], None],
         max_memory_mb: float | None,
-        send_in_thread: Callable[[Callable[[], None]], Awaitable[None]],
     ) -> bytes:
         """Send one call and return the child's reply (on the loop given to `listen`).
 
         ``progress(message)`` is called for each progress message. `asyncio.TimeoutError`
         if the function runs past ``timeout`` (counted from its start in the child); a child
         whose resident memory goes over ``max_memory_mb`` is killed and `_OverMemory` raised;
-        `EOFError` or `OSError` if the child dies. A message too large to be sure the pipe
-        takes it at once goes through ``send_in_thread``, never blocking the loop.
+        `EOFError` or `OSError` if the child dies.
         """
-        loop = self._loop
-        if loop is None:
+        loop, in_thread = self._loop, self._in_thread
+        if loop is None or in_thread is None:
             raise EOFError("the child's pipe is closed")
         reply: asyncio.Future[bytes] = loop.create_future()
         self._reply, self._progress, self._timeout = reply, progress, timeout
         try:
-            if len(message) <= INLINE_SEND_LIMIT:
+            if len(message) <= INLINE_LIMIT:
                 self.conn.send_bytes(message)  # the child is idle: its pipe is empty
             else:
-                await send_in_thread(functools.partial(self.conn.send_bytes, message))
+                await in_thread(functools.partial(self.conn.send_bytes, message))
             if timeout is not None:
                 self._timer = loop.call_later(max(timeout, STARTUP_ALLOWANCE), self._expire)
             if max_memory_mb is not None:
@@ -279,6 +288,9 @@ class _Child:
                     self._started()
                 elif message[:1] == PROGRESS_TAG:  # progress comes before the reply
                     progress(message)
+                elif message == _LARGE:
+                    self._read_large(reply)
+                    return
                 else:
                     reply.set_result(message)
                     return
@@ -286,6 +298,27 @@ class _Child:
                     return
         except BaseException as exc:  # EOF (the child died), or a failing progress relay
             reply.set_exception(exc)
+
+    def _read_large(self, reply: asyncio.Future[bytes]) -> None:
+        """Read the large reply that follows in an I/O thread; the loop stops watching the
+        pipe meanwhile."""
+        assert self._loop is not None and self._in_thread is not None
+        self._loop.remove_reader(self.conn.fileno())
+        reading = self._in_thread(self.conn.recv_bytes)
+        reading.add_done_callback(functools.partial(self._large_read, reply))
+
+    def _large_read(self, reply: asyncio.Future[bytes], reading: asyncio.Future[Any]) -> None:
+        if self._loop is not None:  # not replaced meanwhile: watch the pipe again
+            with contextlib.suppress(Exception):
+                self._loop.add_reader(self.conn.fileno(), self._readable)
+        if reply.done():
+            return
+        if reading.cancelled():
+            reply.set_exception(EOFError("reading the child's reply was cancelled"))
+        elif (error := reading.exception()) is not None:
+            reply.set_exception(error)
+        else:
+            reply.set_result(reading.result())
 
     def _drop(self) -> None:
         """Read what a child sends outside a call (only when it dies, or after its call
@@ -396,7 +429,7 @@ class ProcessExecutor(Executor):
         _live_executors.add(self)
         children = await asyncio.gather(*(self._io(self._spawn) for _ in range(self.max_workers)))
         for child in children:
-            child.listen(asyncio.get_running_loop())
+            child.listen(asyncio.get_running_loop(), self._io)
             self._idle.put_nowait(child)
 
     def _io(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
@@ -429,7 +462,6 @@ class ProcessExecutor(Executor):
                 call.timeout,
                 functools.partial(_relay_progress, call.context),
                 self.max_memory_mb,
-                self._io,
             )
             if blob is not None:
                 child.serializers.add(name)
@@ -512,7 +544,7 @@ class ProcessExecutor(Executor):
                     delay = min(delay * 2, 5.0)
                     continue
                 if not fresh.dead:
-                    fresh.listen(asyncio.get_running_loop())
+                    fresh.listen(asyncio.get_running_loop(), self._io)
                     self._idle.put_nowait(fresh)
                 return
 
