@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ from test_worker_helpers import (
 
 from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.backend import Backend
+from sitq.executors import Call
+from sitq.processes import ProcessExecutor
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
@@ -262,6 +265,24 @@ def test_large_calls_and_replies_and_any_value_cross_the_pipe_whole(tmp_path: Pa
     assert type(local.value).__name__ == "Local" and local.value.n == 7
     assert timed.value == "text"
     queue.close()
+
+
+def test_a_child_killed_while_idle_is_replaced_before_it_gets_a_call() -> None:
+    async def main() -> None:
+        executor = ProcessExecutor(1)
+        await executor.start()
+        try:
+            [victim] = executor.pids
+            os.kill(victim, signal.SIGKILL)
+            give_up = time.monotonic() + 60
+            while executor.pids in ([victim], []):  # until its replacement is there
+                assert time.monotonic() < give_up, "the killed child was never replaced"
+                await asyncio.sleep(0.01)
+            assert await executor.run(Call(os.getpid, (), {})) == executor.pids[0] != victim
+        finally:
+            await executor.close()
+
+    asyncio.run(main())
 
 
 def test_exceptions_from_children_keep_their_type_and_remote_traceback(tmp_path: Path) -> None:

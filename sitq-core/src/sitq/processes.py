@@ -115,7 +115,7 @@ _InThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
 
 
 class _OverMemory(Exception):
-    """Raised in the I/O thread: the child went over its memory limit and was killed."""
+    """The child went over its memory limit during a call, and was killed."""
 
     def __init__(self, used_mb: float) -> None:
         super().__init__(used_mb)
@@ -219,6 +219,7 @@ class _Child:
         self.dead = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
         self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
+        self._died: Callable[[_Child], None] | None = None  # told when it dies while idle
         # the call in flight: its reply, progress relay, timeout, and the timers of its
         # deadline and memory watch
         self._reply: asyncio.Future[bytes] | None = None
@@ -227,18 +228,27 @@ class _Child:
         self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.TimerHandle | None = None
 
-    def listen(self, loop: asyncio.AbstractEventLoop, in_thread: _InThread) -> None:
+    def listen(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        in_thread: _InThread,
+        died: Callable[[_Child], None],
+    ) -> None:
         """Read the pipe on ``loop`` from now on, for every call (call on that loop); a
-        large message is sent or read with ``in_thread``, off the loop."""
-        self._loop, self._in_thread = loop, in_thread
+        large message is sent or read with ``in_thread``, off the loop; ``died(self)`` is
+        called if the child dies between calls."""
+        self._loop, self._in_thread, self._died = loop, in_thread, died
         loop.add_reader(self.conn.fileno(), self._readable)
 
     def unlisten(self) -> None:
-        """Stop reading the pipe (call on the loop, before closing it)."""
+        """Stop reading the pipe (call on the loop, before closing it); a call still waiting
+        for its reply gets `EOFError`."""
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self.conn.fileno())
             self._loop = None
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(EOFError("the child's pipe is no longer read"))
 
     async def call(
         self,
@@ -296,7 +306,7 @@ class _Child:
                     return
                 if not self.conn.poll():
                     return
-        except BaseException as exc:  # EOF (the child died), or a failing progress relay
+        except Exception as exc:  # EOF (the child died), or a failing progress relay
             reply.set_exception(exc)
 
     def _read_large(self, reply: asyncio.Future[bytes]) -> None:
@@ -322,11 +332,15 @@ class _Child:
 
     def _drop(self) -> None:
         """Read what a child sends outside a call (only when it dies, or after its call
-        timed out) and throw it away; stop reading at the end of the pipe."""
+        timed out, before it is replaced) and throw it away; stop reading at the end of the
+        pipe, or before a large message."""
         try:
-            self.conn.recv_bytes()
-        except Exception:
-            self.unlisten()
+            if self.conn.recv_bytes() != _LARGE:
+                return
+        except Exception:  # the end of the pipe: it died
+            if self._reply is None and self._died is not None and not self.dead:
+                self._died(self)
+        self.unlisten()
 
     def _started(self) -> None:
         """The function started in the child: its timeout counts from now."""
@@ -429,7 +443,7 @@ class ProcessExecutor(Executor):
         _live_executors.add(self)
         children = await asyncio.gather(*(self._io(self._spawn) for _ in range(self.max_workers)))
         for child in children:
-            child.listen(asyncio.get_running_loop(), self._io)
+            child.listen(asyncio.get_running_loop(), self._io, self._died_idle)
             self._idle.put_nowait(child)
 
     def _io(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
@@ -451,6 +465,8 @@ class ProcessExecutor(Executor):
         assert self._idle is not None and self._threads is not None
         name, data = self._encode(call)
         child = await self._idle.get()
+        while child.dead:  # died while idle: a fresh one comes in its place
+            child = await self._idle.get()
         try:
             blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
             message = pickle.dumps(
@@ -523,6 +539,10 @@ class ProcessExecutor(Executor):
                 f"cannot send the call of task {call.task_id} to a child process: {exc}"
             ) from exc
 
+    def _died_idle(self, child: _Child) -> None:
+        """A child died between calls (killed from outside): replace it before it gets one."""
+        self._replace(child, f"child process {child.pid} died while idle")
+
     def _replace(self, child: _Child, why: str) -> None:
         """Kill ``child`` and start another in its place, in the background."""
         logger.info("replacing child process %d: %s", child.pid, why)
@@ -544,7 +564,7 @@ class ProcessExecutor(Executor):
                     delay = min(delay * 2, 5.0)
                     continue
                 if not fresh.dead:
-                    fresh.listen(asyncio.get_running_loop(), self._io)
+                    fresh.listen(asyncio.get_running_loop(), self._io, self._died_idle)
                     self._idle.put_nowait(fresh)
                 return
 
