@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from test_worker_helpers import (
 
 from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.backend import Backend
+from sitq.errors import TaskTimeout
 from sitq.executors import Call
-from sitq.processes import ProcessExecutor
+from sitq.processes import ChildTaskError, ProcessExecutor
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
@@ -283,6 +285,36 @@ def test_a_child_killed_while_idle_is_replaced_before_it_gets_a_call() -> None:
             await executor.close()
 
     asyncio.run(main())
+
+
+class LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """An event loop that cannot watch file descriptors, like Windows' proactor loop."""
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]  # typeshed's is generic over *args
+        raise NotImplementedError
+
+
+def test_on_a_loop_that_cannot_watch_pipes_an_io_thread_reads_the_replies() -> None:
+    async def main() -> None:
+        executor = ProcessExecutor(1)
+        await executor.start()
+        try:
+            big = os.urandom(2**20)
+            assert await executor.run(Call(reversed_bytes, (big,), {})) == big[::-1]
+            assert await executor.run(Call(add, (2, 3), {}, timeout=30)) == 5
+            with pytest.raises(TaskTimeout):
+                await executor.run(Call(time.sleep, (30,), {}, timeout=0.2))
+            with pytest.raises(ChildTaskError):
+                await executor.run(Call(die, (), {}))
+            assert await executor.run(Call(add, (1, 1), {})) == 2  # in a fresh child
+        finally:
+            await executor.close()
+
+    loop = LoopWithoutReaders()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def test_exceptions_from_children_keep_their_type_and_remote_traceback(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import multiprocessing
 import pickle
 import signal
@@ -220,6 +221,7 @@ class _Child:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
         self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
         self._died: Callable[[_Child], None] | None = None  # told when it dies while idle
+        self._watched = False  # the loop watches the pipe (else an I/O thread reads a call's)
         # the call in flight: its reply, progress relay, timeout, and the timers of its
         # deadline and memory watch
         self._reply: asyncio.Future[bytes] | None = None
@@ -236,16 +238,23 @@ class _Child:
     ) -> None:
         """Read the pipe on ``loop`` from now on, for every call (call on that loop); a
         large message is sent or read with ``in_thread``, off the loop; ``died(self)`` is
-        called if the child dies between calls."""
+        called if the child dies between calls. A loop that cannot watch a pipe (Windows'
+        proactor loop) has each call's messages read by ``in_thread`` instead."""
         self._loop, self._in_thread, self._died = loop, in_thread, died
-        loop.add_reader(self.conn.fileno(), self._readable)
+        try:
+            loop.add_reader(self.conn.fileno(), self._readable)
+        except NotImplementedError:
+            self._watched = False
+        else:
+            self._watched = True
 
     def unlisten(self) -> None:
         """Stop reading the pipe (call on the loop, before closing it); a call still waiting
         for its reply gets `EOFError`."""
         if self._loop is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self.conn.fileno())
+            if self._watched:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self.conn.fileno())
             self._loop = None
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(EOFError("the child's pipe is no longer read"))
@@ -278,6 +287,8 @@ class _Child:
                 self._timer = loop.call_later(max(timeout, STARTUP_ALLOWANCE), self._expire)
             if max_memory_mb is not None:
                 self._watch(loop, max_memory_mb)
+            if not self._watched:
+                self._read_in_thread(loop, in_thread, reply)
             return await reply
         finally:
             for handle in (self._timer, self._watcher):
@@ -292,22 +303,54 @@ class _Child:
             self._drop()
             return
         try:
-            while True:
-                message = self.conn.recv_bytes()
-                if message == _STARTED:
-                    self._started()
-                elif message[:1] == PROGRESS_TAG:  # progress comes before the reply
-                    progress(message)
-                elif message == _LARGE:
-                    self._read_large(reply)
-                    return
-                else:
-                    reply.set_result(message)
-                    return
+            while not self._dispatch(self.conn.recv_bytes(), reply, progress):
                 if not self.conn.poll():
                     return
         except Exception as exc:  # EOF (the child died), or a failing progress relay
             reply.set_exception(exc)
+
+    def _dispatch(
+        self, message: bytes, reply: asyncio.Future[bytes], progress: Callable[[bytes], None]
+    ) -> bool:
+        """Handle one message of the call in flight (on the loop); True once the loop is to
+        read no more of them."""
+        if message == _STARTED:
+            self._started()
+            return False
+        if message[:1] == PROGRESS_TAG:  # progress comes before the reply
+            progress(message)
+            return False
+        if message == _LARGE:
+            self._read_large(reply)
+        else:
+            reply.set_result(message)
+        return True
+
+    def _read_in_thread(
+        self, loop: asyncio.AbstractEventLoop, in_thread: _InThread, reply: asyncio.Future[bytes]
+    ) -> None:
+        """Where the loop cannot watch the pipe: an I/O thread reads the call's messages
+        and hands each to the loop, up to the reply."""
+        progress = self._progress
+        assert progress is not None
+
+        def deliver(message: bytes) -> None:  # on the loop
+            if not reply.done():
+                try:
+                    self._dispatch(message, reply, progress)
+                except Exception as exc:
+                    reply.set_exception(exc)
+
+        def read() -> None:  # in the I/O thread
+            while True:
+                message = self.conn.recv_bytes()
+                if message != _LARGE:  # (the large reply that follows is read right here)
+                    loop.call_soon_threadsafe(deliver, message)
+                    if message != _STARTED and message[:1] != PROGRESS_TAG:
+                        return
+
+        # on the loop, after the last deliver: a failed read (EOF: the child died) fails the call
+        in_thread(read).add_done_callback(functools.partial(_fail_on_error, reply))
 
     def _read_large(self, reply: asyncio.Future[bytes]) -> None:
         """Read the large reply that follows in an I/O thread; the loop stops watching the
@@ -321,13 +364,7 @@ class _Child:
         if self._loop is not None:  # not replaced meanwhile: watch the pipe again
             with contextlib.suppress(Exception):
                 self._loop.add_reader(self.conn.fileno(), self._readable)
-        if reply.done():
-            return
-        if reading.cancelled():
-            reply.set_exception(EOFError("reading the child's reply was cancelled"))
-        elif (error := reading.exception()) is not None:
-            reply.set_exception(error)
-        else:
+        if not _fail_on_error(reply, reading) and not reply.done():
             reply.set_result(reading.result())
 
     def _drop(self) -> None:
@@ -509,8 +546,9 @@ class ProcessExecutor(Executor):
     def _memory_error(self, call: Call, used_mb: float) -> ResourceLimitExceeded:
         """The error of a task whose child went over ``max_memory_mb``."""
         limit = self.max_memory_mb or 0.0
+        used = math.ceil(used_mb)  # rounded up: a use just over the limit never reads as it
         return ResourceLimitExceeded(
-            f"task {call.task_id} used {used_mb:,.0f} MiB, over max_memory_mb={limit:g}: its "
+            f"task {call.task_id} used {used:,} MiB, over max_memory_mb={limit:g}: its "
             "child process was killed and replaced. Raise max_memory_mb, or make the task use "
             "less memory (process its data in chunks).",
             limit_mb=limit,
@@ -601,6 +639,20 @@ class ProcessExecutor(Executor):
         for child in list(self._children):
             child.kill()
         self._children.clear()
+
+
+def _fail_on_error(reply: asyncio.Future[bytes], reading: asyncio.Future[Any]) -> bool:
+    """Fail ``reply`` (if still open) when reading the child's pipe in a thread failed or was
+    cancelled; True if it did fail."""
+    if reading.cancelled():
+        error: BaseException | None = EOFError("reading the child's pipe was cancelled")
+    else:
+        error = reading.exception()
+    if error is None:
+        return False
+    if not reply.done():
+        reply.set_exception(error)
+    return True
 
 
 def _relay_progress(context: TaskContext | None, message: bytes) -> None:
