@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ from test_worker_helpers import (
 
 from sitq import SQLiteBackend, SyncTaskQueue, TaskQueue, TaskStatus, Worker
 from sitq.backend import Backend
+from sitq.errors import TaskTimeout
+from sitq.executors import Call
+from sitq.processes import ChildTaskError, ProcessExecutor
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
@@ -60,6 +65,11 @@ def backends_in_this_process() -> int:
     from sitq.backend import Backend
 
     return sum(1 for obj in gc.get_objects() if isinstance(obj, Backend))
+
+
+def reversed_bytes(data: bytes) -> bytes:
+    """``data`` backwards (a reply as large as the call)."""
+    return data[::-1]
 
 
 def unpicklable_result() -> Any:
@@ -233,6 +243,78 @@ def test_a_crashing_child_fails_its_task_and_the_worker_goes_on(tmp_path: Path) 
     assert "ChildTaskError" in (crashed.error or "") and "exit code 3" in (crashed.error or "")
     assert fine.value == 4
     queue.close()
+
+
+def test_large_calls_and_replies_and_any_value_cross_the_pipe_whole(tmp_path: Path) -> None:
+    queue = SyncTaskQueue(SQLiteBackend(tmp_path / "q.db"))
+    worker = Worker(queue, worker_type="process", max_workers=1)
+    big = os.urandom(4 * 2**20)  # far more than a pipe holds: sent from a thread, read in parts
+
+    class Local:  # defined here: its instances go back by value (cloudpickle)
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    ids = [
+        queue.enqueue(reversed_bytes, big),
+        queue.enqueue(reversed_bytes, b"small"),
+        queue.enqueue(lambda: {"nested": [1, 2.5, None]}),
+        queue.enqueue(lambda: Local(7)),
+        queue.enqueue(lambda: "text", timeout=30),
+    ]
+    large, small, nested, local, timed = worker.process_tasks(ids)
+    assert large.value == big[::-1] and small.value == b"llams"
+    assert nested.value == {"nested": [1, 2.5, None]}
+    assert type(local.value).__name__ == "Local" and local.value.n == 7
+    assert timed.value == "text"
+    queue.close()
+
+
+def test_a_child_killed_while_idle_is_replaced_before_it_gets_a_call() -> None:
+    async def main() -> None:
+        executor = ProcessExecutor(1)
+        await executor.start()
+        try:
+            [victim] = executor.pids
+            os.kill(victim, signal.SIGKILL)
+            give_up = time.monotonic() + 60
+            while executor.pids in ([victim], []):  # until its replacement is there
+                assert time.monotonic() < give_up, "the killed child was never replaced"
+                await asyncio.sleep(0.01)
+            assert await executor.run(Call(os.getpid, (), {})) == executor.pids[0] != victim
+        finally:
+            await executor.close()
+
+    asyncio.run(main())
+
+
+class LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """An event loop that cannot watch file descriptors, like Windows' proactor loop."""
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]  # typeshed's is generic over *args
+        raise NotImplementedError
+
+
+def test_on_a_loop_that_cannot_watch_pipes_an_io_thread_reads_the_replies() -> None:
+    async def main() -> None:
+        executor = ProcessExecutor(1)
+        await executor.start()
+        try:
+            big = os.urandom(2**20)
+            assert await executor.run(Call(reversed_bytes, (big,), {})) == big[::-1]
+            assert await executor.run(Call(add, (2, 3), {}, timeout=30)) == 5
+            with pytest.raises(TaskTimeout):
+                await executor.run(Call(time.sleep, (30,), {}, timeout=0.2))
+            with pytest.raises(ChildTaskError):
+                await executor.run(Call(die, (), {}))
+            assert await executor.run(Call(add, (1, 1), {})) == 2  # in a fresh child
+        finally:
+            await executor.close()
+
+    loop = LoopWithoutReaders()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def test_exceptions_from_children_keep_their_type_and_remote_traceback(tmp_path: Path) -> None:

@@ -6,17 +6,22 @@ A pool of ``max_workers`` child processes (``forkserver`` where the platform has
 * the parent sends the task's stored payload bytes and the serializer that decodes them (the
   serializer object itself goes to a child once, the first time that child needs it), and the
   child decodes the call, runs it (a coroutine function on an event loop of its own) and sends
-  back the value or the exception, pickled with cloudpickle;
+  back the value or the exception (plain pickle for a plain value, else cloudpickle);
+* the parent reads its children's pipes on the worker's event loop (``add_reader``) and sends
+  calls from there too: no thread hand-off on the way to a child or back. A call or reply
+  larger than `INLINE_LIMIT` goes through an I/O thread, so it never blocks the loop (a
+  child announces a large reply with a message of its own first);
 * ``set_progress`` in a child sends the value up the same pipe before the reply
   (`sitq.relay`); the parent hands it to the worker, which stores it;
 * on timeout, or when the worker gives up on the task at shutdown, the child is killed and a
-  fresh one takes its place. The timeout counts from when the function starts in the child:
-  getting there (a fresh child starting, decoding the payload, importing the function's
-  module) may take `STARTUP_ALLOWANCE` seconds, or the timeout if that is longer;
-* with ``max_memory_mb``, the I/O thread waiting for a child's reply looks at the child's
-  resident memory (RSS) every `MEMORY_CHECK_INTERVAL` seconds: a child over the limit is
-  killed at once, its task fails with `ResourceLimitExceeded` naming the limit and what was
-  used, and a fresh child takes its place. A limit on the child itself
+  fresh one takes its place. The timeout counts from when the function starts in the child
+  (which tells the parent, for a call with a timeout): getting there (a fresh child starting,
+  decoding the payload, importing the function's module) may take `STARTUP_ALLOWANCE`
+  seconds, or the timeout if that is longer;
+* with ``max_memory_mb``, the event loop looks at a busy child's resident memory (RSS) every
+  `MEMORY_CHECK_INTERVAL` seconds: a child over the limit is killed at once, its task fails
+  with `ResourceLimitExceeded` naming the limit and what was used, and a fresh child takes
+  its place. A limit on the child itself
   (``setrlimit(RLIMIT_AS)``) would count address space that Python's allocator reserves and
   never touches, and fail innocent tasks with a bare `MemoryError`. A task that grows faster
   than the interval may go past the limit by what it allocates in that time before it is
@@ -37,6 +42,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import multiprocessing
 import pickle
 import signal
@@ -66,6 +72,10 @@ _STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: 
 STARTUP_ALLOWANCE = 30.0
 #: Seconds between looks at a busy child's resident memory, when ``max_memory_mb`` is set.
 MEMORY_CHECK_INTERVAL = 0.05
+_LARGE = b"L"  # the next message, the reply, is larger than INLINE_LIMIT
+#: Bytes of a message the event loop sends or reads itself (an idle child's empty pipe takes
+#: that much at once); a larger one is sent or read by an I/O thread.
+INLINE_LIMIT = 32 * 1024
 
 
 def start_method() -> str:
@@ -101,8 +111,12 @@ class ChildTaskError(SitqError):
     """A task's child process died, or raised something that could not be sent back."""
 
 
+#: Runs a blocking call in an I/O thread; its future resolves on the event loop.
+_InThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
+
+
 class _OverMemory(Exception):
-    """Raised in the I/O thread: the child went over its memory limit and was killed."""
+    """The child went over its memory limit during a call, and was killed."""
 
     def __init__(self, used_mb: float) -> None:
         super().__init__(used_mb)
@@ -117,12 +131,15 @@ def _child_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     codecs: dict[str, Codec] = {}
     progress = ChildProgress(conn.send_bytes)
+    started = functools.partial(conn.send_bytes, _STARTED)
     while True:
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        reply = _run_message(message, codecs, lambda: conn.send_bytes(_STARTED), progress)
+        reply = _run_message(message, codecs, started, progress)
+        if len(reply) > INLINE_LIMIT:
+            conn.send_bytes(_LARGE)
         conn.send_bytes(reply)
 
 
@@ -133,7 +150,7 @@ def _run_message(
     progress: ChildProgress,
 ) -> bytes:
     try:
-        name, entry_blob, data, context = pickle.loads(message)
+        name, entry_blob, data, context, timed = pickle.loads(message)
         if isinstance(context, TaskContext):  # set_progress goes to the parent over the pipe
             context = context.with_reporter(progress.report)
         if name == _CODE:
@@ -142,7 +159,8 @@ def _run_message(
             if entry_blob is not None:
                 codecs[name] = pickle.loads(entry_blob)
             function, args, kwargs = codecs[name].decode_call(data)
-        started()  # the timeout counts from here
+        if timed:
+            started()  # the timeout counts from here
         progress.open()
         try:
             with bind(context):  # what sitq.current_task() returns in the child
@@ -155,7 +173,7 @@ def _run_message(
     except Exception as exc:
         reply = ("error", exc, traceback.format_exc())
     try:
-        return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+        return _dumps(reply)
     except Exception as exc:
         if reply[0] == "ok":
             error: Exception = SerializationError(
@@ -166,12 +184,19 @@ def _run_message(
         else:
             error = ChildTaskError(f"{type(reply[1]).__name__}: {reply[1]}")
             tb = reply[2]
-        return cloudpickle.dumps(("error", error, tb))  # type: ignore[no-any-return]
+        return _dumps(("error", error, tb))
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+#: Types whose values plain pickle writes exactly as cloudpickle would, only faster.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _dumps(reply: tuple[Any, ...]) -> bytes:
+    """A reply as bytes: plain pickle for a plain value, cloudpickle for anything else (it
+    sends classes and functions of the child's ``__main__`` by value)."""
+    if reply[0] == "ok" and type(reply[1]) in _PLAIN:
+        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
 
 
 async def _await(awaitable: Any) -> Any:
@@ -193,38 +218,192 @@ class _Child:
         self.pid: int = self.process.pid
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
+        self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
+        self._died: Callable[[_Child], None] | None = None  # told when it dies while idle
+        self._watched = False  # the loop watches the pipe (else an I/O thread reads a call's)
+        # the call in flight: its reply, progress relay, timeout, and the timers of its
+        # deadline and memory watch
+        self._reply: asyncio.Future[bytes] | None = None
+        self._progress: Callable[[bytes], None] | None = None
+        self._timeout: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.TimerHandle | None = None
 
-    def call(
+    def listen(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        in_thread: _InThread,
+        died: Callable[[_Child], None],
+    ) -> None:
+        """Read the pipe on ``loop`` from now on, for every call (call on that loop); a
+        large message is sent or read with ``in_thread``, off the loop; ``died(self)`` is
+        called if the child dies between calls. A loop that cannot watch a pipe (Windows'
+        proactor loop) has each call's messages read by ``in_thread`` instead."""
+        self._loop, self._in_thread, self._died = loop, in_thread, died
+        try:
+            loop.add_reader(self.conn.fileno(), self._readable)
+        except NotImplementedError:
+            self._watched = False
+        else:
+            self._watched = True
+
+    def unlisten(self) -> None:
+        """Stop reading the pipe (call on the loop, before closing it); a call still waiting
+        for its reply gets `EOFError`."""
+        if self._loop is not None:
+            if self._watched:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self.conn.fileno())
+            self._loop = None
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(EOFError("the child's pipe is no longer read"))
+
+    async def call(
         self,
         message: bytes,
-        started: Callable[[], None],
+        timeout: float | None,
         progress: Callable[[bytes], None],
-        max_memory_mb: float | None = None,
+        max_memory_mb: float | None,
     ) -> bytes:
-        """Send one call and wait for its reply, calling ``started()`` when the child says
-        the function started and ``progress(message)`` for each progress message it sends
-        (blocking; run in a thread). A child whose resident memory goes over
-        ``max_memory_mb`` meanwhile is killed, and `_OverMemory` raised."""
-        self.conn.send_bytes(message)
-        reply = self._receive(max_memory_mb)
-        if reply == _STARTED:
-            started()
-            reply = self._receive(max_memory_mb)
-            while reply[:1] == PROGRESS_TAG:  # progress comes before the reply
-                progress(reply)
-                reply = self._receive(max_memory_mb)
-        return reply
+        """Send one call and return the child's reply (on the loop given to `listen`).
 
-    def _receive(self, max_memory_mb: float | None) -> bytes:
-        """The child's next message, watching its memory while waiting for it."""
-        if max_memory_mb is not None:
-            while not self.conn.poll(MEMORY_CHECK_INTERVAL):
-                used = self.memory_mb()
-                if used > max_memory_mb:
-                    with contextlib.suppress(Exception):
-                        self.process.kill()  # at once: it grows while we talk
-                    raise _OverMemory(used)
-        return self.conn.recv_bytes()
+        ``progress(message)`` is called for each progress message. `asyncio.TimeoutError`
+        if the function runs past ``timeout`` (counted from its start in the child); a child
+        whose resident memory goes over ``max_memory_mb`` is killed and `_OverMemory` raised;
+        `EOFError` or `OSError` if the child dies.
+        """
+        loop, in_thread = self._loop, self._in_thread
+        if loop is None or in_thread is None:
+            raise EOFError("the child's pipe is closed")
+        reply: asyncio.Future[bytes] = loop.create_future()
+        self._reply, self._progress, self._timeout = reply, progress, timeout
+        try:
+            if len(message) <= INLINE_LIMIT:
+                self.conn.send_bytes(message)  # the child is idle: its pipe is empty
+            else:
+                await in_thread(functools.partial(self.conn.send_bytes, message))
+            if timeout is not None:
+                self._timer = loop.call_later(max(timeout, STARTUP_ALLOWANCE), self._expire)
+            if max_memory_mb is not None:
+                self._watch(loop, max_memory_mb)
+            if not self._watched:
+                self._read_in_thread(loop, in_thread, reply)
+            return await reply
+        finally:
+            for handle in (self._timer, self._watcher):
+                if handle is not None:
+                    handle.cancel()
+            self._reply = self._progress = self._timer = self._watcher = None
+
+    def _readable(self) -> None:
+        """The pipe has data (on the loop): read every message already there."""
+        reply, progress = self._reply, self._progress
+        if reply is None or reply.done() or progress is None:
+            self._drop()
+            return
+        try:
+            while not self._dispatch(self.conn.recv_bytes(), reply, progress):
+                if not self.conn.poll():
+                    return
+        except Exception as exc:  # EOF (the child died), or a failing progress relay
+            reply.set_exception(exc)
+
+    def _dispatch(
+        self, message: bytes, reply: asyncio.Future[bytes], progress: Callable[[bytes], None]
+    ) -> bool:
+        """Handle one message of the call in flight (on the loop); True once the loop is to
+        read no more of them."""
+        if message == _STARTED:
+            self._started()
+            return False
+        if message[:1] == PROGRESS_TAG:  # progress comes before the reply
+            progress(message)
+            return False
+        if message == _LARGE:
+            self._read_large(reply)
+        else:
+            reply.set_result(message)
+        return True
+
+    def _read_in_thread(
+        self, loop: asyncio.AbstractEventLoop, in_thread: _InThread, reply: asyncio.Future[bytes]
+    ) -> None:
+        """Where the loop cannot watch the pipe: an I/O thread reads the call's messages
+        and hands each to the loop, up to the reply."""
+        progress = self._progress
+        assert progress is not None
+
+        def deliver(message: bytes) -> None:  # on the loop
+            if not reply.done():
+                try:
+                    self._dispatch(message, reply, progress)
+                except Exception as exc:
+                    reply.set_exception(exc)
+
+        def read() -> None:  # in the I/O thread
+            while True:
+                message = self.conn.recv_bytes()
+                if message != _LARGE:  # (the large reply that follows is read right here)
+                    loop.call_soon_threadsafe(deliver, message)
+                    if message != _STARTED and message[:1] != PROGRESS_TAG:
+                        return
+
+        # on the loop, after the last deliver: a failed read (EOF: the child died) fails the call
+        in_thread(read).add_done_callback(functools.partial(_fail_on_error, reply))
+
+    def _read_large(self, reply: asyncio.Future[bytes]) -> None:
+        """Read the large reply that follows in an I/O thread; the loop stops watching the
+        pipe meanwhile."""
+        assert self._loop is not None and self._in_thread is not None
+        self._loop.remove_reader(self.conn.fileno())
+        reading = self._in_thread(self.conn.recv_bytes)
+        reading.add_done_callback(functools.partial(self._large_read, reply))
+
+    def _large_read(self, reply: asyncio.Future[bytes], reading: asyncio.Future[Any]) -> None:
+        if self._loop is not None:  # not replaced meanwhile: watch the pipe again
+            with contextlib.suppress(Exception):
+                self._loop.add_reader(self.conn.fileno(), self._readable)
+        if not _fail_on_error(reply, reading) and not reply.done():
+            reply.set_result(reading.result())
+
+    def _drop(self) -> None:
+        """Read what a child sends outside a call (only when it dies, or after its call
+        timed out, before it is replaced) and throw it away; stop reading at the end of the
+        pipe, or before a large message."""
+        try:
+            if self.conn.recv_bytes() != _LARGE:
+                return
+        except Exception:  # the end of the pipe: it died
+            if self._reply is None and self._died is not None and not self.dead:
+                self._died(self)
+        self.unlisten()
+
+    def _started(self) -> None:
+        """The function started in the child: its timeout counts from now."""
+        if self._timer is not None and self._timeout is not None:
+            self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(asyncio.TimeoutError())
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, max_memory_mb: float) -> None:
+        """Look at the child's memory in `MEMORY_CHECK_INTERVAL` seconds, and so on."""
+        self._watcher = loop.call_later(
+            MEMORY_CHECK_INTERVAL, self._check_memory, loop, max_memory_mb
+        )
+
+    def _check_memory(self, loop: asyncio.AbstractEventLoop, max_memory_mb: float) -> None:
+        used = self.memory_mb()
+        if used <= max_memory_mb:
+            self._watch(loop, max_memory_mb)
+            return
+        with contextlib.suppress(Exception):
+            self.process.kill()  # at once: it grows while we talk
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(_OverMemory(used))
 
     def memory_mb(self) -> float:
         """Resident memory of the child, in MiB (0 if it is gone)."""
@@ -301,6 +480,7 @@ class ProcessExecutor(Executor):
         _live_executors.add(self)
         children = await asyncio.gather(*(self._io(self._spawn) for _ in range(self.max_workers)))
         for child in children:
+            child.listen(asyncio.get_running_loop(), self._io, self._died_idle)
             self._idle.put_nowait(child)
 
     def _io(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
@@ -322,12 +502,20 @@ class ProcessExecutor(Executor):
         assert self._idle is not None and self._threads is not None
         name, data = self._encode(call)
         child = await self._idle.get()
+        while child.dead:  # died while idle: a fresh one comes in its place
+            child = await self._idle.get()
         try:
             blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
             message = pickle.dumps(
-                (name, blob, data, call.context), protocol=pickle.HIGHEST_PROTOCOL
+                (name, blob, data, call.context, call.timeout is not None),
+                protocol=pickle.HIGHEST_PROTOCOL,
             )
-            reply = await self._call(child, message, call.timeout, call.context)
+            reply = await child.call(
+                message,
+                call.timeout,
+                functools.partial(_relay_progress, call.context),
+                self.max_memory_mb,
+            )
             if blob is not None:
                 child.serializers.add(name)
         except asyncio.TimeoutError:
@@ -355,46 +543,12 @@ class ProcessExecutor(Executor):
             self._idle.put_nowait(child)
         return _unpack(reply)
 
-    async def _call(
-        self, child: _Child, message: bytes, timeout: float | None, context: TaskContext | None
-    ) -> bytes:
-        """Send ``message`` to ``child`` and return its reply; `asyncio.TimeoutError` if the
-        function runs past ``timeout`` (counted from its start in the child). Progress the
-        child reports goes to ``context`` (the worker's relay)."""
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
-
-        def on_started() -> None:  # in the I/O thread
-            loop.call_soon_threadsafe(_resolve, started)
-
-        def on_progress(raw: bytes) -> None:  # in the I/O thread
-            found = read_progress(raw)
-            if found is not None and context is not None:
-                context.relay_progress(found)
-
-        reply = self._io(child.call, message, on_started, on_progress, self.max_memory_mb)
-        if timeout is None:
-            return await reply  # type: ignore[no-any-return]
-        try:
-            await asyncio.wait(
-                {started, reply},
-                timeout=max(timeout, STARTUP_ALLOWANCE),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except asyncio.CancelledError:
-            reply.cancel()
-            raise
-        if not (started.done() or reply.done()):
-            reply.cancel()
-            raise asyncio.TimeoutError
-        started.cancel()
-        return await asyncio.wait_for(reply, timeout)
-
     def _memory_error(self, call: Call, used_mb: float) -> ResourceLimitExceeded:
         """The error of a task whose child went over ``max_memory_mb``."""
         limit = self.max_memory_mb or 0.0
+        used = math.ceil(used_mb)  # rounded up: a use just over the limit never reads as it
         return ResourceLimitExceeded(
-            f"task {call.task_id} used {used_mb:,.0f} MiB, over max_memory_mb={limit:g}: its "
+            f"task {call.task_id} used {used:,} MiB, over max_memory_mb={limit:g}: its "
             "child process was killed and replaced. Raise max_memory_mb, or make the task use "
             "less memory (process its data in chunks).",
             limit_mb=limit,
@@ -423,10 +577,15 @@ class ProcessExecutor(Executor):
                 f"cannot send the call of task {call.task_id} to a child process: {exc}"
             ) from exc
 
+    def _died_idle(self, child: _Child) -> None:
+        """A child died between calls (killed from outside): replace it before it gets one."""
+        self._replace(child, f"child process {child.pid} died while idle")
+
     def _replace(self, child: _Child, why: str) -> None:
         """Kill ``child`` and start another in its place, in the background."""
         logger.info("replacing child process %d: %s", child.pid, why)
         child.dead = True
+        child.unlisten()
 
         async def replace() -> None:
             assert self._threads is not None and self._idle is not None
@@ -443,6 +602,7 @@ class ProcessExecutor(Executor):
                     delay = min(delay * 2, 5.0)
                     continue
                 if not fresh.dead:
+                    fresh.listen(asyncio.get_running_loop(), self._io, self._died_idle)
                     self._idle.put_nowait(fresh)
                 return
 
@@ -461,6 +621,8 @@ class ProcessExecutor(Executor):
             idle.add(self._idle.get_nowait())
         children = list(self._children)
         self._children.clear()
+        for child in children:
+            child.unlisten()
         if self._threads is not None:
             await asyncio.gather(
                 *(self._io(c.stop if c in idle else c.kill)
@@ -477,6 +639,27 @@ class ProcessExecutor(Executor):
         for child in list(self._children):
             child.kill()
         self._children.clear()
+
+
+def _fail_on_error(reply: asyncio.Future[bytes], reading: asyncio.Future[Any]) -> bool:
+    """Fail ``reply`` (if still open) when reading the child's pipe in a thread failed or was
+    cancelled; True if it did fail."""
+    if reading.cancelled():
+        error: BaseException | None = EOFError("reading the child's pipe was cancelled")
+    else:
+        error = reading.exception()
+    if error is None:
+        return False
+    if not reply.done():
+        reply.set_exception(error)
+    return True
+
+
+def _relay_progress(context: TaskContext | None, message: bytes) -> None:
+    """Hand a child's progress message to the worker's relay, through the task's context."""
+    found = read_progress(message)
+    if found is not None and context is not None:
+        context.relay_progress(found)
 
 
 def _unpack(reply: bytes) -> Any:
