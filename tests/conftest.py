@@ -30,6 +30,7 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
+from subprocess_env import clean_environment
 
 #: Bound on any one subprocess a test starts (a hang fails the test, never the run).
 SUBPROCESS_TIMEOUT = 120
@@ -154,18 +155,6 @@ def _no_sitq_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("SITQ_") and not name.startswith(TEST_SWITCHES):
             monkeypatch.delenv(name)
     yield
-
-
-def clean_environment(path: Iterable[Path | str] = (), **extra: str) -> dict[str, str]:
-    """The environment for a subprocess: no ``SITQ_*`` variables, ``path`` as its
-    ``PYTHONPATH``, and ``extra`` set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SITQ_")}
-    env.pop("PYTHONPATH", None)
-    folders = [str(p) for p in path]
-    if folders:
-        env["PYTHONPATH"] = os.pathsep.join(folders)
-    env.update(extra)
-    return env
 
 
 PythonRun = Callable[..., subprocess.CompletedProcess[str]]

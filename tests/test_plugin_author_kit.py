@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import clean_environment
+from subprocess_env import clean_environment
 
 from sitq.backend import Backend, TaskRecord
 from sitq.conformance import FakeClock

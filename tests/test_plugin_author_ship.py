@@ -20,7 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import clean_environment
+from subprocess_env import clean_environment
 
 pytestmark = [pytest.mark.needs_memory]
 

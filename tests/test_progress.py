@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from subprocess_env import clean_environment
 from test_worker_helpers import wait_until
 
 import sitq
@@ -31,15 +32,6 @@ pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
 
 #: Bound on a subprocess of these tests (a hang fails the test, never the run).
 SUBPROCESS_TIMEOUT = 120
-
-
-def clean_environment(*path: Path) -> dict[str, str]:
-    """The environment of a subprocess: no ``SITQ_*`` settings, ``path`` as its PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SITQ_")}
-    env.pop("PYTHONPATH", None)
-    if path:
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
-    return env
 
 
 #: Gates the tasks below wait on, by name (the tasks run in this process).
@@ -164,7 +156,7 @@ def test_progress_is_seen_from_another_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "sitq", "worker", "progress_tasks:queue", "--worker-type", "thread",
          "--max-tasks", "1", "--poll-interval", "0.05"],
         cwd=tmp_path,
-        env=clean_environment(tmp_path),
+        env=clean_environment([tmp_path]),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
