@@ -86,6 +86,41 @@ def enqueue_sync(folder: str, n: int) -> Sample:
         asyncio.run(drop_tables(prefix))
 
 
+def raw_insert_each(folder: str, n: int) -> Sample:
+    """asyncpg alone: one INSERT (its own transaction, committed) per row into sitq's own
+    table, on one connection, from a loop run in this thread: the floor under a single
+    enqueue on this server (each commit waits for its WAL flush)."""
+    import pickle
+
+    import asyncpg
+
+    url, prefix = fresh_url()
+
+    async def run() -> Sample:
+        async with TaskQueue(url) as queue:  # sitq's tables, indexes and all
+            await queue.enqueue(workloads.sync_noop)
+        conn = await asyncpg.connect(URL)
+        try:
+            insert = (
+                f'INSERT INTO "{prefix}tasks" (id, function, payload, serializer, queue, '
+                "available_at, status, created_at) "
+                "VALUES ($1, 'workloads:sync_noop', $2, 'cloudpickle', 'default', $3, "
+                "'pending', $3)"
+            )
+            payload = pickle.dumps(((), {}))
+            clock = Clock()
+            for _ in range(n):
+                await conn.execute(insert, uuid.uuid4().hex, payload, 0.0)
+            return clock.sample(n)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        asyncio.run(drop_tables(prefix))
+
+
 def drain(folder: str, n: int) -> Sample:
     """n no-op tasks stored first, then one sitq worker process (defaults) runs them."""
     url, prefix = fresh_url()

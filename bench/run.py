@@ -139,8 +139,12 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario("dramatiq.enq", "remote", "Dramatiq on Redis: actor.send()",
                  p(baseline_redis.dramatiq_enqueue, n=n.enqueue_remote),
                  short="Dramatiq on Redis", needs="redis"),
+        Scenario("pg.raw_insert", "remote", "asyncpg: INSERT + commit per row (sitq's table)",
+                 p(pg.raw_insert_each, n=n.enqueue_remote), short="raw asyncpg insert+commit",
+                 needs="postgres"),
         Scenario("pg.enq_sync", "remote", "sitq-postgres: SyncTaskQueue.enqueue",
-                 p(pg.enqueue_sync, n=n.enqueue_remote), ("celery.enq", "dramatiq.enq"),
+                 p(pg.enqueue_sync, n=n.enqueue_remote),
+                 ("celery.enq", "dramatiq.enq", "pg.raw_insert"),
                  (Target("rate", TARGET_PG_SYNC_ENQUEUE),), needs="postgres"),
         # process pools
         Scenario("pool.map", "pool", f"ProcessPoolExecutor({POOL_WORKERS}).map",
