@@ -65,7 +65,8 @@ class TaskExecution:
         """Every stage, in order; returns the outcome (reported, or not stored at all)."""
         w = self.worker
         lease = self.held or w._leases.hold(self.record.id, self.token)
-        reset = current_worker.set(w)
+        # the claim loop's tasks inherit it from the loop; a one-off call sets it here
+        reset = current_worker.set(w) if current_worker.get() is not w else None
         try:
             try:
                 call = self.call = self.decode()
@@ -75,7 +76,8 @@ class TaskExecution:
                 return await self.decline()
             if self.task is not None:
                 await self.lifecycle.emit("sitq_task_started", task=self.task, worker=w)
-            self.log_task("task %s %s started (attempt %d)")
+            if w.config.log_tasks:
+                self.log_task("task %s %s started (attempt %d)")
             began = time.perf_counter()
             try:
                 outcome = await self.execute(call, lease)
@@ -91,7 +93,8 @@ class TaskExecution:
         finally:
             w._progress.forget(self.record.id, self.token)
             w._leases.release(lease)
-            current_worker.reset(reset)
+            if reset is not None:
+                current_worker.reset(reset)
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -121,9 +124,8 @@ class TaskExecution:
         """Run the function and encode what it returns; raises what it raised, or
         `_LeaseLost` if the lease was lost before it started."""
         w, record = self.worker, self.record
-        timeout = record.timeout if record.timeout is not None else w.config.timeout
-        w._leases.set_deadline(lease, timeout, w.config.lease_seconds)
-        w._progress.track(record.id, self.token)
+        config = w.config
+        timeout = record.timeout if record.timeout is not None else config.timeout
         context = TaskContext(
             record.id,
             record.attempts,
@@ -135,21 +137,24 @@ class TaskExecution:
         )
         current = set_current(context)
         try:
-            if not w._leases.running(lease, asyncio.current_task(), context):
+            job = asyncio.current_task()
+            if not w._leases.start(lease, job, context, timeout, config.lease_seconds):
                 raise _LeaseLost  # cancelled (or recovered elsewhere) before it started
             try:
-                value = await self.invoke(
-                    Call(
-                        call.function,
-                        call.args,
-                        call.kwargs,
-                        timeout,
-                        record.id,
-                        call.body,
-                        call.codec,
-                        context,
-                    )
+                run = Call(
+                    call.function,
+                    call.args,
+                    call.kwargs,
+                    timeout,
+                    record.id,
+                    call.body,
+                    call.codec,
+                    context,
                 )
+                if self.lifecycle.middleware is None:
+                    value = await self.executor.run(run)
+                else:
+                    value = await self.invoke(run)
             finally:
                 w._leases.finished(lease)
         finally:
@@ -157,8 +162,9 @@ class TaskExecution:
         return Outcome.succeeded(record.id, self.token, self.encode(value)), value
 
     async def invoke(self, call: Call) -> Any:
-        """The executor's run of ``call``, through the plugins' ``sitq_task_wrap`` middleware
-        when there is any (on this loop, in the task's context)."""
+        """The executor's run of ``call`` through the plugins' ``sitq_task_wrap`` middleware
+        (on this loop, in the task's context); `execute` calls the executor directly when
+        there is no middleware."""
         middleware = self.lifecycle.middleware
         if middleware is None:
             return await self.executor.run(call)
@@ -176,10 +182,12 @@ class TaskExecution:
         """Report a success, then emit ``sitq_task_succeeded``."""
         outcome, value = done
         w = self.worker
-        await w._progress.settle(self.record.id)  # the last progress, before the outcome
+        if w._progress.unsettled():
+            await w._progress.settle(self.record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=True, retried=False)
-        self.log_task("task %s %s succeeded in %.3f s", duration=duration)
+        if w.config.log_tasks:
+            self.log_task("task %s %s succeeded in %.3f s", duration=duration)
         if applied and self.lifecycle.has("sitq_task_succeeded"):
             result = result_of(w, self.record, outcome, value=value)
             await self.lifecycle.emit(
@@ -202,7 +210,8 @@ class TaskExecution:
             w._retry_scheduled(due)
         else:
             outcome = Outcome.failed(record.id, self.token, error, tb)
-        await w._progress.settle(record.id)  # the last progress, before the outcome
+        if w._progress.unsettled():
+            await w._progress.settle(record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=False, retried=will_retry)
         if w.config.log_errors:

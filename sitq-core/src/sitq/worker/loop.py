@@ -23,7 +23,7 @@ from ..errors import WorkerStateError
 from ..metrics import Counters
 from ..task import TaskStatus
 from . import upkeep
-from .execution import TaskExecution
+from .execution import TaskExecution, current_worker
 from .leases import Lease
 from .session import Session
 
@@ -64,9 +64,12 @@ async def serve(worker: Worker, started: threading.Event | None = None) -> None:
             background = [asyncio.create_task(upkeep.recover(worker))]
             if worker.log_performance:
                 background.append(asyncio.create_task(upkeep.log_performance(worker)))
+            # set once here: the task of each execution inherits it (see `current_worker`)
+            reset = current_worker.set(worker)
             try:
                 await claim_loop(worker)
             finally:
+                current_worker.reset(reset)
                 worker._state = "stopping"
                 await upkeep.drain(worker)
                 for job in background:
@@ -128,12 +131,22 @@ async def claim_loop(worker: Worker) -> None:
         if not records:
             await first(stop.wait(), worker.backend.wait_for_work(idle_wait(worker)))
             continue
-        for record in records:
-            worker._started_attempts += 1
-            lease = None
-            if record.lease_token is not None:  # the heartbeat keeps it from the claim on
-                lease = worker._leases.hold(record.id, record.lease_token)
-            worker._running[record.id] = asyncio.create_task(run_claimed(worker, record, lease))
+        start(worker, records)
+
+
+def start(worker: Worker, records: list[TaskRecord]) -> None:
+    """Run each claimed record in a task of its own, its lease held (and extended by the
+    heartbeat) from now on."""
+    loop = asyncio.get_running_loop()
+    leases = worker._leases.hold_all(
+        [(record.id, record.lease_token) for record in records if record.lease_token is not None]
+    )
+    worker._started_attempts += len(records)
+    running = worker._running
+    held = iter(leases)
+    for record in records:
+        lease = next(held) if record.lease_token is not None else None
+        running[record.id] = loop.create_task(run_claimed(worker, record, lease))
 
 
 def throttle(worker: Worker) -> bool:
@@ -160,10 +173,14 @@ def idle_wait(worker: Worker) -> float:
 
 
 async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -> None:
-    """Run one claimed task to its outcome; whatever happens, free its slot and lease."""
+    """Run one claimed task to its outcome (the execution releases its lease); whatever
+    happens, free its slot."""
     try:
         outcome = await TaskExecution(worker, record, lease).run()
-        if outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD) and not worker.continue_on_error:
+        status = outcome.status
+        if (status is TaskStatus.FAILED or status is TaskStatus.DEAD) and (
+            not worker.continue_on_error
+        ):
             worker.logger.log(
                 worker.log_level, "worker %s stops: continue_on_error=False", worker.worker_id
             )
@@ -179,8 +196,6 @@ async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -
                 worker.logger.exception("handing task %s back failed", record.id)
     finally:
         worker._running.pop(record.id, None)
-        if lease is not None:  # cancelled before it ran
-            worker._leases.release(lease)
         if worker._wake is not None:
             worker._wake.set()
 
