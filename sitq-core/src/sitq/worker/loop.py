@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import threading
 import time
@@ -174,9 +175,13 @@ def idle_wait(worker: Worker) -> float:
 
 async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -> None:
     """Run one claimed task to its outcome (the execution releases its lease); whatever
-    happens, free its slot."""
+    happens, free its slot once the outcome is stored (a success may still be on its way
+    when this returns: `after_stored` frees it then)."""
+    execution = TaskExecution(
+        worker, record, lease, then=functools.partial(after_stored, worker, record)
+    )
     try:
-        outcome = await TaskExecution(worker, record, lease).run()
+        outcome = await execution.run()
         status = outcome.status
         if (status is TaskStatus.FAILED or status is TaskStatus.DEAD) and (
             not worker.continue_on_error
@@ -187,17 +192,49 @@ async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -
             worker._request_stop()
     except asyncio.CancelledError:
         pass
-    except Exception:  # a bug of ours must not kill the loop or strand the task
-        worker.logger.exception("sitq worker error while handling task %s", record.id)
-        if record.lease_token is not None:
-            try:  # fenced: a no-op if its outcome was stored
-                await worker.backend.finish([Outcome.release(record.id, record.lease_token)])
-            except Exception:
-                worker.logger.exception("handing task %s back failed", record.id)
+    except Exception as exc:  # a bug of ours must not kill the loop or strand the task
+        await hand_back(worker, record, exc)
     finally:
-        worker._running.pop(record.id, None)
-        if worker._wake is not None:
-            worker._wake.set()
+        if not execution.handed_over:
+            free_slot(worker, record.id)
+
+
+def after_stored(worker: Worker, record: TaskRecord, error: BaseException | None) -> None:
+    """A success `run_claimed` handed over was written (or failed for good, ``error``):
+    free its slot (after handing the task back, if its write failed)."""
+    if error is None or isinstance(error, asyncio.CancelledError):
+        free_slot(worker, record.id)
+        return
+
+    async def give_back() -> None:
+        try:
+            await hand_back(worker, record, error)
+        finally:
+            free_slot(worker, record.id)
+
+    worker._running[record.id] = asyncio.ensure_future(give_back())
+
+
+async def hand_back(worker: Worker, record: TaskRecord, error: BaseException) -> None:
+    """Log a failure of the worker itself while it handled ``record``, and hand the task back
+    to the queue (fenced by its lease: a no-op if its outcome was stored)."""
+    worker.logger.error(
+        "sitq worker error while handling task %s",
+        record.id,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    if record.lease_token is not None:
+        try:
+            await worker.backend.finish([Outcome.release(record.id, record.lease_token)])
+        except Exception:
+            worker.logger.exception("handing task %s back failed", record.id)
+
+
+def free_slot(worker: Worker, task_id: str) -> None:
+    """The task ``task_id`` no longer takes a slot: wake the claim loop."""
+    worker._running.pop(task_id, None)
+    if worker._wake is not None:
+        worker._wake.set()
 
 
 async def first(*aws: Coroutine[Any, Any, Any]) -> None:
