@@ -95,7 +95,7 @@ class TaskExecution:
                 call = self.call = self.decode()
             except (PayloadError, LookupError) as exc:
                 return await self.undecodable(exc)
-            if not self.route(call):
+            if (w._routing or self.lifecycle.has("sitq_task_started")) and not self.route(call):
                 return await self.decline()
             if self.task is not None:
                 await self.lifecycle.emit("sitq_task_started", task=self.task, worker=w)
@@ -136,13 +136,13 @@ class TaskExecution:
         return w._envelope.open_call(record, w._allow, w._resolve)
 
     def route(self, call: OpenedCall) -> bool:
-        """False if `Worker.should_process_task` declines the task (or raises)."""
+        """False if `Worker.should_process_task` declines the task (or raises); builds the
+        `Task` that it and the ``sitq_task_started`` hook see (`run` calls it only when
+        either is there)."""
         w = self.worker
-        if w._routing or self.lifecycle.has("sitq_task_started"):
-            self.task = self.as_task(call)
+        self.task = self.as_task(call)
         if not w._routing:
             return True
-        assert self.task is not None
         try:
             return bool(w.should_process_task(self.task))
         except Exception:
