@@ -161,6 +161,65 @@ def test_a_flush_cancelled_with_its_loop_cancels_every_waiting_item() -> None:
     run(main())
 
 
+def test_an_item_handed_over_with_then_is_told_its_result_without_a_future() -> None:
+    async def main() -> None:
+        store = _Store()
+        batcher: Batcher[int, int] = Batcher(store.write_many, on_failure="retry")
+        told: list[tuple[int | None, BaseException | None]] = []
+        for i in (1, 2):
+            assert batcher.hand_over(i, lambda result, error: told.append((result, error))) is None
+        await batcher.wait_flushed()  # waits for a flush that has not started yet
+        assert told == [(10, None), (20, None)]
+        assert store.batches == [[1, 2]]
+
+    run(main())
+
+
+def test_then_is_told_a_permanent_error_and_a_cancelled_flush() -> None:
+    async def main() -> None:
+        store = _Store(failures=[QueueClosed("closed")])
+        batcher: Batcher[int, int] = Batcher(
+            store.write_many, on_failure="retry", logger=logging.getLogger("test.quiet")
+        )
+        told: list[BaseException | None] = []
+        batcher.hand_over(1, lambda result, error: told.append(error))
+        await batcher.wait_flushed()
+        assert len(told) == 1 and isinstance(told[0], QueueClosed)
+        store.failures = [OSError("down")] * 1000
+        batcher.hand_over(2, lambda result, error: told.append(error))
+        await asyncio.sleep(0.02)  # the flush is retrying
+        (flush,) = batcher._flushes
+        flush.cancel()
+        await batcher.wait_flushed()
+        assert len(told) == 2 and isinstance(told[1], asyncio.CancelledError)
+
+    logging.getLogger("test.quiet").disabled = True
+    run(main())
+
+
+def test_a_then_that_raises_is_logged_and_the_others_are_still_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        store = _Store()
+        batcher: Batcher[int, int] = Batcher(store.write_many, on_failure="retry", what="numbers")
+        told: list[int | None] = []
+
+        def broken(result: int | None, error: BaseException | None) -> None:
+            raise RuntimeError("a bug in a callback")
+
+        batcher.hand_over(1, broken)
+        batcher.hand_over(2, lambda result, error: told.append(result))
+        await batcher.wait_flushed()
+        assert told == [20]
+
+    with caplog.at_level(logging.ERROR, logger="sitq.batching"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records] == [
+        "a callback of the write of numbers raised; ignored"
+    ]
+
+
 def test_is_permanent_tells_a_closed_store_and_bugs_from_passing_failures() -> None:
     assert is_permanent(QueueClosed("closed"))
     assert is_permanent(TypeError("bad call"))

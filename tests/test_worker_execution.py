@@ -120,6 +120,27 @@ def test_async_timeout_cancels_the_coroutine(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+async def no_op() -> None:
+    """Does nothing, on the loop."""
+
+
+def test_a_worker_has_stored_every_success_when_it_stops(backend: Backend) -> None:
+    # a success goes to the outcome writer without its task waiting for the write; the
+    # worker still counts it, releases its lease and stores it before start() returns
+    async def main() -> None:
+        queue = TaskQueue(backend)
+        await queue.enqueue_many([no_op] * 30)
+        worker = Worker(queue, max_tasks=30, max_workers=4)
+        await asyncio.wait_for(worker.start(), 20)
+        assert (await queue.counts())[TaskStatus.SUCCEEDED] == 30
+        metrics = worker.get_metrics()
+        assert metrics.tasks_processed == 30 and metrics.success_rate == 1.0
+        assert len(worker._leases) == 0 and not worker._running
+        await queue.close()
+
+    asyncio.run(main())
+
+
 # -- threads ------------------------------------------------------------------------------------
 
 

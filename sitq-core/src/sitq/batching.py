@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, overload
 
 from .errors import QueueClosed
 
@@ -33,6 +33,11 @@ R = TypeVar("R")
 
 #: ``write_many(items) -> results``: one result per item, in order.
 WriteMany = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+
+#: ``then(result, error)``: told an item's fate once its batch is written (`Batcher.hand_over`);
+#: ``error`` is None on success (then ``result`` is the item's result), else what failed it
+#: (`asyncio.CancelledError` if the flush was cancelled).
+Then = Callable[[R | None, BaseException | None], None]
 
 #: Errors that another attempt of the same write cannot fix: a closed store, or a write that
 #: is wrong in itself (bad arguments, a bug), as opposed to a locked database or a lost
@@ -72,7 +77,9 @@ class Batcher(Generic[T, R]):
       left out of the batch;
     * `hand_over`: the item always goes out in a background flush that starts on the next
       turn of the event loop, so items handed over in the same turn share it, and it is
-      written even if its caller is cancelled meanwhile (`wait_flushed` waits for it).
+      written even if its caller is cancelled meanwhile (`wait_flushed` waits for it). Its
+      result comes as a future, or through a ``then`` callback: a caller that need not wait
+      for the write then costs no future and no wake-up of its own.
 
     :param write_many: writes a batch; returns one result per item, in order.
     :param on_failure: ``"split"`` or ``"retry"``, see the module docstring.
@@ -99,7 +106,7 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._logger = logger if logger is not None else logging.getLogger("sitq.batching")
         self._what = what
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, asyncio.Future[R] | Then[R]]] = []
         self._busy = False  # a write is in flight, or a flush is on its way
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -124,28 +131,39 @@ class Batcher(Generic[T, R]):
                 self._pending.remove(entry)
             raise
 
-    def hand_over(self, item: T) -> asyncio.Future[R]:
-        """Have ``item`` written by the next flush; await the returned future for its result
-        or error.
+    @overload
+    def hand_over(self, item: T) -> asyncio.Future[R]: ...
+    @overload
+    def hand_over(self, item: T, then: Then[R]) -> None: ...
+    def hand_over(self, item: T, then: Then[R] | None = None) -> asyncio.Future[R] | None:
+        """Have ``item`` written by the next flush. Without ``then``, await the returned
+        future for its result or error; with it, ``then(result, error)`` is called on this
+        loop once the batch is written (it must not raise; what it raises is logged).
 
         Cancelling that future (or the task awaiting it) does not take the item back: the
         flush writes it all the same. A future, not a coroutine, so the per-item cost stays
-        one future.
+        one future (or none, with ``then``).
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        waiter: asyncio.Future[R] | Then[R] = loop.create_future() if then is None else then
+        self._pending.append((item, waiter))
         if not self._busy:
             self._busy = True
             loop.call_soon(self._start_flush)
-        return future
+        return waiter if then is None else None  # type: ignore[return-value]
 
     async def wait_flushed(self) -> None:
-        """Wait for the flushes under way on this loop (items of cancelled callers included)."""
+        """Wait for the flushes under way on this loop (items of cancelled callers included),
+        and for items handed over whose flush has not started yet."""
         loop = asyncio.get_running_loop()
-        flushes = [t for t in self._flushes if t.get_loop() is loop]
-        if flushes:
-            await asyncio.gather(*flushes, return_exceptions=True)
+        while True:
+            flushes = [t for t in self._flushes if t.get_loop() is loop]
+            if flushes:
+                await asyncio.gather(*flushes, return_exceptions=True)
+            elif self._pending and self._busy:  # its flush starts on the next turn of the loop
+                await asyncio.sleep(0)
+            else:
+                return
 
     def _start_flush(self) -> None:
         self._busy = True
@@ -154,7 +172,7 @@ class Batcher(Generic[T, R]):
         task.add_done_callback(self._flushes.discard)
 
     async def _flush(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
+        batch: list[tuple[T, asyncio.Future[R] | Then[R]]] = []
         try:
             while self._pending:
                 if self._max_batch is None:
@@ -166,18 +184,18 @@ class Batcher(Generic[T, R]):
                     results = await self._attempt([item for item, _ in batch])
                 except Exception as exc:
                     if self._retry or len(batch) == 1 or fails_every_write(exc):
-                        _fail(batch, exc)
+                        for _, waiter in batch:
+                            self._deliver(waiter, None, exc)
                     else:  # one by one: each caller gets its own result or error
                         for entry in batch:
                             await self._write_alone(entry)
                 else:
-                    for (_, future), result in zip(batch, results, strict=True):
-                        if not future.done():
-                            future.set_result(result)
+                    for (_, waiter), result in zip(batch, results, strict=True):
+                        self._deliver(waiter, result, None)
             batch = []
         except BaseException:  # cancelled (the loop is closing): nobody waits in vain
-            for _, future in batch + self._pending:
-                future.cancel()
+            for _, waiter in batch + self._pending:
+                self._deliver(waiter, None, asyncio.CancelledError())
             self._pending.clear()
             raise
         finally:
@@ -199,19 +217,30 @@ class Batcher(Generic[T, R]):
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
 
-    async def _write_alone(self, entry: tuple[T, asyncio.Future[R]]) -> None:
-        item, future = entry
+    async def _write_alone(self, entry: tuple[T, asyncio.Future[R] | Then[R]]) -> None:
+        item, waiter = entry
         try:
             (result,) = await self._write_many([item])
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            self._deliver(waiter, None, exc)
         else:
-            if not future.done():
-                future.set_result(result)
+            self._deliver(waiter, result, None)
 
-
-def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: Exception) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
+    def _deliver(
+        self, waiter: asyncio.Future[R] | Then[R], result: R | None, error: BaseException | None
+    ) -> None:
+        """Give one waiter its result or error (a cancelled flush cancels a future)."""
+        if isinstance(waiter, asyncio.Future):
+            if waiter.done():
+                return
+            if error is None:
+                waiter.set_result(result)  # type: ignore[arg-type]
+            elif isinstance(error, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(error)
+            return
+        try:
+            waiter(result, error)
+        except Exception:
+            self._logger.exception("a callback of the write of %s raised; ignored", self._what)

@@ -41,7 +41,7 @@ ProgressReporter = Callable[[str, Progress], None]
 _logger = logging.getLogger("sitq.worker")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TaskContext:
     """The running task, as `current_task()` returns it.
 
@@ -66,6 +66,30 @@ class TaskContext:
     # from the worker's loop, read from any thread (list.append is atomic), and ~40 times
     # cheaper to create, once per task attempt
     _stop: list[bool] = field(default_factory=list, repr=False, compare=False, hash=False)
+
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        worker_id: str,
+        queue: str = "",
+        function: str = "",
+        meta: Mapping[str, Any] | None = None,
+        _report: ProgressReporter | None = None,
+        _stop: list[bool] | None = None,
+    ) -> None:
+        # the dataclass's own __init__ sets each field through object.__setattr__ (it is
+        # frozen): one update of __dict__ is several times cheaper, once per task attempt
+        self.__dict__.update(
+            task_id=task_id,
+            attempt=attempt,
+            worker_id=worker_id,
+            queue=queue,
+            function=function,
+            meta={} if meta is None else meta,
+            _report=_report,
+            _stop=[] if _stop is None else _stop,
+        )
 
     @property
     def cancelled(self) -> bool:

@@ -69,6 +69,7 @@ class Envelope:
         "_compatible",
         "_logger",
         "_plugins",
+        "_result_codecs",
         "codec",
         "decoder",
         "encoder",
@@ -97,6 +98,7 @@ class Envelope:
         self._logger = logger if logger is not None else logging.getLogger("sitq")
         self._codecs: dict[str, Codec] = {codec.name: codec}
         self._compatible: dict[str, bool] = {}  # a task's serializer → reads what encoder writes?
+        self._result_codecs: dict[str, Codec] = {}  # a task's serializer → `result_codec`
 
     @classmethod
     def from_options(
@@ -181,15 +183,19 @@ class Envelope:
         writes it only if that one reads it back; otherwise the task's own does. A serializer
         unknown here can only be written by the worker's own codecs.
         """
+        found = self._result_codecs.get(serializer)
+        if found is not None:
+            return found
         try:
             own = self.codec_for(serializer)
         except LookupError:
             fallback = self.encoder or self.decoder
             if fallback is None:
                 raise
-            return fallback
+            return fallback  # not remembered: a plugin registered later may know it
         encoder = self.encoder
         if encoder is None:
+            self._result_codecs[serializer] = own
             return own
         ok = self._compatible.get(serializer)
         if ok is None:
@@ -202,7 +208,8 @@ class Envelope:
                     own.name,
                     own.name,
                 )
-        return encoder if ok else own
+        found = self._result_codecs[serializer] = encoder if ok else own
+        return found
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -241,7 +248,9 @@ class Envelope:
         Raises `SignatureError`/`PayloadError` if it fails its signature check or cannot be
         decoded, `SerializerNotFound` (a `LookupError`) if its serializer is unknown here.
         """
-        codec = self.decoder or self.codec_for(record.serializer)
+        codec = (
+            self.decoder or self._codecs.get(record.serializer) or self.codec_for(record.serializer)
+        )
         # checked before a byte of it is decoded
         body = self.signer.open_call(record.id, record.function, record.serializer, record.payload)
         function, args, kwargs = codec.decode_call(body, allow, resolve)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from .backend import Backend, Outcome
-from .batching import Batcher
+from .batching import Batcher, Then
 
 
 class OutcomeWriter:
@@ -36,7 +36,17 @@ class OutcomeWriter:
 
         If the reporter is cancelled, the outcome is written all the same.
         """
-        applied = await self._batcher.hand_over(outcome)
+        return self.check_applied(outcome, await self._batcher.hand_over(outcome))
+
+    def hand_over(self, outcome: Outcome, then: Then[bool]) -> None:
+        """Queue ``outcome`` for the next group commit without waiting for it:
+        ``then(applied, error)`` is called on this loop once it is written (``error``: what
+        failed it for good, `asyncio.CancelledError` if the loop closed first). ``then``
+        should pass ``applied`` through `check_applied`."""
+        self._batcher.hand_over(outcome, then)
+
+    def check_applied(self, outcome: Outcome, applied: bool) -> bool:
+        """``applied``, logging a warning if the outcome was not stored (the lease was lost)."""
         if not applied:
             self.logger.warning(
                 "task %s: outcome %s not stored: this worker lost its lease (the task was "

@@ -10,7 +10,9 @@ The stages, in order (`TaskExecution.run`):
    the plugins' middleware if any (`invoke`, `sitq.middleware`);
 4. **encode** the returned value into a signed result, within ``max_payload_bytes``;
 5. **report** the outcome (success, retry or failure) to the worker's `OutcomeWriter`, count
-   it and log it;
+   it and log it; in the claim loop a success nobody needs to wait for is handed over
+   instead (`TaskExecution.hand_over`): its asyncio task ends there, and the write's
+   callback counts, logs and releases it, so a task costs one wake-up of the loop, not two;
 6. **emit** the matching plugin hooks once the outcome is stored.
 
 An execution whose lease the heartbeat found lost (the task was cancelled, or recovered by
@@ -25,6 +27,7 @@ import functools
 import logging
 import time
 import traceback as traceback_module
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Outcome, TaskRecord
@@ -47,8 +50,21 @@ current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
 class TaskExecution:
     """Runs one claimed task of ``worker`` and stores its outcome (`run`)."""
 
-    def __init__(self, worker: Worker, record: TaskRecord, lease: Lease | None = None) -> None:
-        """``lease``: the claim's lease if the claim loop holds it already."""
+    def __init__(
+        self,
+        worker: Worker,
+        record: TaskRecord,
+        lease: Lease | None = None,
+        then: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """``lease``: the claim's lease if the claim loop holds it already (else `run` takes
+        it).
+
+        ``then`` lets `run` return a success before it is stored (`handed_over` is then
+        True): ``then(error)`` is called once it is written and the lease released (``error``:
+        what failed the write for good, else None). Without ``then``, or when a
+        ``sitq_task_succeeded`` hook must know whether it was stored, `run` waits.
+        """
         assert record.lease_token is not None
         assert worker._lifecycle is not None and worker._executor is not None
         self.worker = worker
@@ -60,22 +76,31 @@ class TaskExecution:
         self.task: Task | None = None
         self.call: OpenedCall | None = None
         self.held = lease
+        self.then = then
+        #: the success went to the writer without waiting; `stored` ends the execution
+        self.handed_over = False
+        self.outcome: Outcome | None = None
+        self.duration = 0.0
 
     async def run(self) -> Outcome:
         """Every stage, in order; returns the outcome (reported, or not stored at all)."""
         w = self.worker
-        lease = self.held or w._leases.hold(self.record.id, self.token)
-        reset = current_worker.set(w)
+        if self.held is None:
+            self.held = w._leases.hold(self.record.id, self.token)
+        lease = self.held
+        # the claim loop's tasks inherit it from the loop; a one-off call sets it here
+        reset = current_worker.set(w) if current_worker.get() is not w else None
         try:
             try:
                 call = self.call = self.decode()
             except (PayloadError, LookupError) as exc:
                 return await self.undecodable(exc)
-            if not self.route(call):
+            if (w._routing or self.lifecycle.has("sitq_task_started")) and not self.route(call):
                 return await self.decline()
             if self.task is not None:
                 await self.lifecycle.emit("sitq_task_started", task=self.task, worker=w)
-            self.log_task("task %s %s started (attempt %d)")
+            if w.config.log_tasks:
+                self.log_task("task %s %s started (attempt %d)")
             began = time.perf_counter()
             try:
                 outcome = await self.execute(call, lease)
@@ -87,11 +112,20 @@ class TaskExecution:
                 return await self.lease_lost()
             except Exception as exc:
                 return await self.failed(exc, time.perf_counter() - began)
-            return await self.succeeded(outcome, time.perf_counter() - began)
+            duration = time.perf_counter() - began
+            if (
+                self.then is None
+                or self.lifecycle.has("sitq_task_succeeded")
+                or w._progress.unsettled()  # its last progress is written first
+            ):
+                return await self.succeeded(outcome, duration)
+            return self.hand_over(outcome[0], duration)
         finally:
-            w._progress.forget(self.record.id, self.token)
-            w._leases.release(lease)
-            current_worker.reset(reset)
+            if not self.handed_over:
+                w._progress.forget(self.record.id, self.token)
+                w._leases.release(lease)
+            if reset is not None:
+                current_worker.reset(reset)
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -102,13 +136,13 @@ class TaskExecution:
         return w._envelope.open_call(record, w._allow, w._resolve)
 
     def route(self, call: OpenedCall) -> bool:
-        """False if `Worker.should_process_task` declines the task (or raises)."""
+        """False if `Worker.should_process_task` declines the task (or raises); builds the
+        `Task` that it and the ``sitq_task_started`` hook see (`run` calls it only when
+        either is there)."""
         w = self.worker
-        if w._routing or self.lifecycle.has("sitq_task_started"):
-            self.task = self.as_task(call)
+        self.task = self.as_task(call)
         if not w._routing:
             return True
-        assert self.task is not None
         try:
             return bool(w.should_process_task(self.task))
         except Exception:
@@ -121,9 +155,8 @@ class TaskExecution:
         """Run the function and encode what it returns; raises what it raised, or
         `_LeaseLost` if the lease was lost before it started."""
         w, record = self.worker, self.record
-        timeout = record.timeout if record.timeout is not None else w.config.timeout
-        w._leases.set_deadline(lease, timeout, w.config.lease_seconds)
-        w._progress.track(record.id, self.token)
+        config = w.config
+        timeout = record.timeout if record.timeout is not None else config.timeout
         context = TaskContext(
             record.id,
             record.attempts,
@@ -135,21 +168,24 @@ class TaskExecution:
         )
         current = set_current(context)
         try:
-            if not w._leases.running(lease, asyncio.current_task(), context):
+            job = asyncio.current_task()
+            if not w._leases.start(lease, job, context, timeout, config.lease_seconds):
                 raise _LeaseLost  # cancelled (or recovered elsewhere) before it started
             try:
-                value = await self.invoke(
-                    Call(
-                        call.function,
-                        call.args,
-                        call.kwargs,
-                        timeout,
-                        record.id,
-                        call.body,
-                        call.codec,
-                        context,
-                    )
+                run = Call(
+                    call.function,
+                    call.args,
+                    call.kwargs,
+                    timeout,
+                    record.id,
+                    call.body,
+                    call.codec,
+                    context,
                 )
+                if self.lifecycle.middleware is None:
+                    value = await self.executor.run(run)
+                else:
+                    value = await self.invoke(run)
             finally:
                 w._leases.finished(lease)
         finally:
@@ -157,8 +193,9 @@ class TaskExecution:
         return Outcome.succeeded(record.id, self.token, self.encode(value)), value
 
     async def invoke(self, call: Call) -> Any:
-        """The executor's run of ``call``, through the plugins' ``sitq_task_wrap`` middleware
-        when there is any (on this loop, in the task's context)."""
+        """The executor's run of ``call`` through the plugins' ``sitq_task_wrap`` middleware
+        (on this loop, in the task's context); `execute` calls the executor directly when
+        there is no middleware."""
         middleware = self.lifecycle.middleware
         if middleware is None:
             return await self.executor.run(call)
@@ -176,16 +213,42 @@ class TaskExecution:
         """Report a success, then emit ``sitq_task_succeeded``."""
         outcome, value = done
         w = self.worker
-        await w._progress.settle(self.record.id)  # the last progress, before the outcome
+        if w._progress.unsettled():
+            await w._progress.settle(self.record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=True, retried=False)
-        self.log_task("task %s %s succeeded in %.3f s", duration=duration)
+        if w.config.log_tasks:
+            self.log_task("task %s %s succeeded in %.3f s", duration=duration)
         if applied and self.lifecycle.has("sitq_task_succeeded"):
             result = result_of(w, self.record, outcome, value=value)
             await self.lifecycle.emit(
                 "sitq_task_succeeded", task=self.ensure_task(), result=result, worker=w
             )
         return outcome
+
+    def hand_over(self, outcome: Outcome, duration: float) -> Outcome:
+        """Hand a success to the writer without waiting for it (`stored` ends it)."""
+        self.handed_over = True
+        self.outcome, self.duration = outcome, duration
+        self.worker._writer.hand_over(outcome, self.stored)
+        return outcome
+
+    def stored(self, applied: bool | None, error: BaseException | None) -> None:
+        """The end of a success `hand_over` gave the writer: count and log it, release its
+        lease, then tell ``then``."""
+        w = self.worker
+        assert self.outcome is not None and self.then is not None
+        try:
+            if error is None:
+                w._writer.check_applied(self.outcome, bool(applied))
+                w._counters.record(self.duration, ok=True, retried=False)
+                if w.config.log_tasks:
+                    self.log_task("task %s %s succeeded in %.3f s", duration=self.duration)
+        finally:
+            w._progress.forget(self.record.id, self.token)
+            assert self.held is not None
+            w._leases.release(self.held)
+            self.then(error)
 
     async def failed(self, exc: Exception, duration: float) -> Outcome:
         """Report a failure (a retry if the policy allows one), log it, emit the hooks."""
@@ -202,7 +265,8 @@ class TaskExecution:
             w._retry_scheduled(due)
         else:
             outcome = Outcome.failed(record.id, self.token, error, tb)
-        await w._progress.settle(record.id)  # the last progress, before the outcome
+        if w._progress.unsettled():
+            await w._progress.settle(record.id)  # the last progress, before the outcome
         applied = await w._writer.report(outcome)
         w._counters.record(duration, ok=False, retried=will_retry)
         if w.config.log_errors:

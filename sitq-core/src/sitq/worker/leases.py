@@ -22,7 +22,7 @@ from typing import Any
 from ..context import TaskContext
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lease:
     """One claim of one task. Change it only through its `LeaseTable`."""
 
@@ -72,6 +72,18 @@ class LeaseTable:
                 lease = self._held[task_id] = Lease(task_id, token)
             return lease
 
+    def hold_all(self, claims: list[tuple[str, str]]) -> list[Lease]:
+        """`hold` for each ``(task_id, token)`` of one claim, under one lock."""
+        held = self._held
+        leases = []
+        with self._lock:
+            for task_id, token in claims:
+                lease = held.get(task_id)
+                if lease is None or lease.token != token:
+                    lease = held[task_id] = Lease(task_id, token)
+                leases.append(lease)
+        return leases
+
     def release(self, lease: Lease) -> None:
         """Stop holding ``lease`` (a no-op if a newer claim replaced it)."""
         with self._lock:
@@ -91,21 +103,31 @@ class LeaseTable:
 
     # -- the execution's side ----------------------------------------------------------------
 
-    def set_deadline(self, lease: Lease, timeout: float | None, lease_seconds: float) -> None:
-        """Stop extending ``lease`` ``timeout + lease_seconds`` from now (no timeout: never)."""
-        if timeout is not None:
-            with self._lock:
-                lease.timeout_at = time.monotonic() + timeout
-                lease.deadline = lease.timeout_at + lease_seconds
-
-    def running(self, lease: Lease, job: asyncio.Task[Any] | None, context: TaskContext) -> bool:
-        """Record that ``lease``'s execution runs in ``job`` with ``context``; False (and
+    def start(
+        self,
+        lease: Lease,
+        job: asyncio.Task[Any] | None,
+        context: TaskContext,
+        timeout: float | None,
+        lease_seconds: float,
+    ) -> bool:
+        """Record that ``lease``'s execution runs in ``job`` with ``context``, and stop
+        extending it ``timeout + lease_seconds`` from now (no timeout: never); False (and
         nothing recorded) if the lease was lost before it could start."""
         with self._lock:
             if lease.lost:
                 return False
+            if timeout is not None:
+                lease.timeout_at = time.monotonic() + timeout
+                lease.deadline = lease.timeout_at + lease_seconds
             lease.job, lease.context = job, context
             return True
+
+    def running_token(self, task_id: str) -> str | None:
+        """The lease token of ``task_id``'s execution while its function runs, else None."""
+        with self._lock:
+            lease = self._held.get(task_id)
+            return lease.token if lease is not None and lease.context is not None else None
 
     def finished(self, lease: Lease) -> None:
         """Record that ``lease``'s execution returned (its outcome is not stored yet)."""

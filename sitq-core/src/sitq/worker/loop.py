@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import threading
 import time
@@ -23,7 +24,7 @@ from ..errors import WorkerStateError
 from ..metrics import Counters
 from ..task import TaskStatus
 from . import upkeep
-from .execution import TaskExecution
+from .execution import TaskExecution, current_worker
 from .leases import Lease
 from .session import Session
 
@@ -66,9 +67,12 @@ async def serve(worker: Worker, started: threading.Event | None = None) -> None:
                 background.append(asyncio.create_task(upkeep.log_performance(worker)))
             if worker.scheduler and worker._queue.schedules:
                 background.append(asyncio.create_task(upkeep.schedule(worker)))
+            # set once here: the task of each execution inherits it (see `current_worker`)
+            reset = current_worker.set(worker)
             try:
                 await claim_loop(worker)
             finally:
+                current_worker.reset(reset)
                 worker._state = "stopping"
                 await upkeep.drain(worker)
                 for job in background:
@@ -130,12 +134,22 @@ async def claim_loop(worker: Worker) -> None:
         if not records:
             await first(stop.wait(), worker.backend.wait_for_work(idle_wait(worker)))
             continue
-        for record in records:
-            worker._started_attempts += 1
-            lease = None
-            if record.lease_token is not None:  # the heartbeat keeps it from the claim on
-                lease = worker._leases.hold(record.id, record.lease_token)
-            worker._running[record.id] = asyncio.create_task(run_claimed(worker, record, lease))
+        start(worker, records)
+
+
+def start(worker: Worker, records: list[TaskRecord]) -> None:
+    """Run each claimed record in a task of its own, its lease held (and extended by the
+    heartbeat) from now on."""
+    loop = asyncio.get_running_loop()
+    leases = worker._leases.hold_all(
+        [(record.id, record.lease_token) for record in records if record.lease_token is not None]
+    )
+    worker._started_attempts += len(records)
+    running = worker._running
+    held = iter(leases)
+    for record in records:
+        lease = next(held) if record.lease_token is not None else None
+        running[record.id] = loop.create_task(run_claimed(worker, record, lease))
 
 
 def throttle(worker: Worker) -> bool:
@@ -162,29 +176,67 @@ def idle_wait(worker: Worker) -> float:
 
 
 async def run_claimed(worker: Worker, record: TaskRecord, lease: Lease | None) -> None:
-    """Run one claimed task to its outcome; whatever happens, free its slot and lease."""
+    """Run one claimed task to its outcome (the execution releases its lease); whatever
+    happens, free its slot once the outcome is stored (a success may still be on its way
+    when this returns: `after_stored` frees it then)."""
+    execution = TaskExecution(
+        worker, record, lease, then=functools.partial(after_stored, worker, record)
+    )
     try:
-        outcome = await TaskExecution(worker, record, lease).run()
-        if outcome.status in (TaskStatus.FAILED, TaskStatus.DEAD) and not worker.continue_on_error:
+        outcome = await execution.run()
+        status = outcome.status
+        if (status is TaskStatus.FAILED or status is TaskStatus.DEAD) and (
+            not worker.continue_on_error
+        ):
             worker.logger.log(
                 worker.log_level, "worker %s stops: continue_on_error=False", worker.worker_id
             )
             worker._request_stop()
     except asyncio.CancelledError:
         pass
-    except Exception:  # a bug of ours must not kill the loop or strand the task
-        worker.logger.exception("sitq worker error while handling task %s", record.id)
-        if record.lease_token is not None:
-            try:  # fenced: a no-op if its outcome was stored
-                await worker.backend.finish([Outcome.release(record.id, record.lease_token)])
-            except Exception:
-                worker.logger.exception("handing task %s back failed", record.id)
+    except Exception as exc:  # a bug of ours must not kill the loop or strand the task
+        await hand_back(worker, record, exc)
     finally:
-        worker._running.pop(record.id, None)
-        if lease is not None:  # cancelled before it ran
-            worker._leases.release(lease)
-        if worker._wake is not None:
-            worker._wake.set()
+        if not execution.handed_over:
+            free_slot(worker, record.id)
+
+
+def after_stored(worker: Worker, record: TaskRecord, error: BaseException | None) -> None:
+    """A success `run_claimed` handed over was written (or failed for good, ``error``):
+    free its slot (after handing the task back, if its write failed)."""
+    if error is None or isinstance(error, asyncio.CancelledError):
+        free_slot(worker, record.id)
+        return
+
+    async def give_back() -> None:
+        try:
+            await hand_back(worker, record, error)
+        finally:
+            free_slot(worker, record.id)
+
+    worker._running[record.id] = asyncio.ensure_future(give_back())
+
+
+async def hand_back(worker: Worker, record: TaskRecord, error: BaseException) -> None:
+    """Log a failure of the worker itself while it handled ``record``, and hand the task back
+    to the queue (fenced by its lease: a no-op if its outcome was stored)."""
+    worker.logger.error(
+        "sitq worker error while handling task %s",
+        record.id,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    if record.lease_token is not None:
+        try:
+            await worker.backend.finish([Outcome.release(record.id, record.lease_token)])
+        except Exception:
+            worker.logger.exception("handing task %s back failed", record.id)
+
+
+def free_slot(worker: Worker, task_id: str) -> None:
+    """The task ``task_id`` no longer takes a slot: wake the claim loop."""
+    worker._running.pop(task_id, None)
+    if worker._wake is not None:
+        worker._wake.set()
 
 
 async def first(*aws: Coroutine[Any, Any, Any]) -> None:

@@ -5,6 +5,9 @@ times a second. The relay keeps the latest value per task (what `Worker.get_stat
 writes the changed ones in one `Backend.set_progress` batch at most once per ``interval``,
 from the worker's loop: the caller never waits on I/O. Before a task's outcome is reported,
 its last unwritten value is written (`settle`), so the stored progress is the final one.
+
+Progress is accepted while the task's function runs under a lease the worker holds (its
+`LeaseTable` says which), so a running task costs the relay nothing until it reports.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 from ..backend import Backend, Capability
 from ..progress import Progress
+from .leases import LeaseTable
 
 #: Seconds between two progress writes of one worker (the latest value wins).
 PROGRESS_INTERVAL = 0.5
@@ -25,41 +29,46 @@ class ProgressRelay:
     """The progress of one worker's running tasks, on its way to ``backend``."""
 
     def __init__(
-        self, backend: Backend, logger: logging.Logger, interval: float = PROGRESS_INTERVAL
+        self,
+        backend: Backend,
+        logger: logging.Logger,
+        leases: LeaseTable,
+        interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self.backend = backend
         self.logger = logger
+        self.leases = leases
         self.interval = interval
         self._lock = threading.Lock()
-        self._tokens: dict[str, str] = {}  # running task id → its lease token
-        self._latest: dict[str, Progress] = {}
+        self._latest: dict[str, tuple[str, Progress]] = {}  # task id → (lease token, progress)
         self._unwritten: dict[str, tuple[str, Progress]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self._last_write = 0.0  # monotonic
         self._writes: set[asyncio.Task[None]] = set()
 
-    def track(self, task_id: str, token: str) -> None:
-        """Accept progress for ``task_id`` under lease ``token`` (call on the worker's loop)."""
-        self._loop = asyncio.get_running_loop()  # a worker may run again on another loop
-        with self._lock:
-            self._tokens[task_id] = token
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write from ``loop`` (the worker's; a worker may run again on another loop)."""
+        self._loop = loop
 
     def forget(self, task_id: str, token: str) -> None:
-        """Stop accepting progress for this claim of ``task_id``; drop what was not written."""
+        """Drop what this claim of ``task_id`` reported and was not written."""
         with self._lock:
-            if self._tokens.get(task_id) == token:
-                del self._tokens[task_id]
-                self._latest.pop(task_id, None)
-                self._unwritten.pop(task_id, None)
+            latest = self._latest.get(task_id)
+            if latest is not None and latest[0] == token:
+                del self._latest[task_id]
+                unwritten = self._unwritten.get(task_id)
+                if unwritten is not None and unwritten[0] == token:
+                    del self._unwritten[task_id]
 
     def report(self, task_id: str, progress: Progress) -> None:
-        """Record ``progress`` (from any thread) and make sure a write is coming."""
-        with self._lock:
-            token = self._tokens.get(task_id)
+        """Record ``progress`` (from any thread) and make sure a write is coming; dropped if
+        the task's function is not running here any more."""
+        with self._lock:  # the lookup under this lock too, so `forget` never misses its entry
+            token = self.leases.running_token(task_id)
             if token is None:
                 return  # its execution is over: too late to store
-            self._latest[task_id] = progress
+            self._latest[task_id] = (token, progress)
             self._unwritten[task_id] = (token, progress)
             if self._scheduled or self._loop is None:
                 return
@@ -73,13 +82,16 @@ class ProgressRelay:
     def running(self) -> dict[str, Progress]:
         """A snapshot: the latest progress of each running task that reported one."""
         with self._lock:
-            return dict(self._latest)
+            return {task_id: progress for task_id, (_, progress) in self._latest.items()}
+
+    def unsettled(self) -> bool:
+        """True if a task's last progress may be unwritten (`settle` has work to do)."""
+        return bool(self._writes or self._unwritten)
 
     async def settle(self, task_id: str) -> None:
         """Write ``task_id``'s last unwritten value now (before its outcome is reported), after
-        any batch already on its way (which may hold an older value of it)."""
-        if not self._writes and not self._unwritten:
-            return  # the common case: the task reported no progress (its function returned)
+        any batch already on its way (which may hold an older value of it); callers skip it
+        while nothing is `unsettled`."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         with self._lock:

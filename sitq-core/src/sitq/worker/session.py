@@ -7,6 +7,7 @@ connects the backend, starts the executor and the heartbeat; the last one out st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ class Session:
     async def __aenter__(self) -> None:
         w = self.worker
         await w._queue.connect()
+        w._progress.bind(asyncio.get_running_loop())
         w._sessions += 1
         if w._executor is not None:
             return

@@ -184,7 +184,8 @@ class Worker:
         self._resolve = self._queue.tasks.resolve
         self.logger = logger if logger is not None else logging.getLogger("sitq.worker")
         self._writer = OutcomeWriter(self._queue.backend, self.logger)
-        self._progress = ProgressRelay(self._queue.backend, self.logger)
+        self._leases = LeaseTable()
+        self._progress = ProgressRelay(self._queue.backend, self.logger, self._leases)
         base_plugins = plugins if plugins is not None else self._queue.plugins
         self.plugins = base_plugins.with_plugins(*callback_plugins(on_error, on_success))
         self.plugins.executor_class(config.worker_type)  # "choose one of ..." if unknown
@@ -217,7 +218,6 @@ class Worker:
         self._lifecycle: Lifecycle | None = None
         self._executor: Executor | None = None
         self._sessions = 0  # open sessions sharing the executor
-        self._leases = LeaseTable()
         self._keeper: LeaseKeeper | None = None
         self._expired_at: float | None = None  # monotonic time of the last expire_results
         self._pruned_at: float | None = None  # monotonic time of the last pruning pass
