@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,23 @@ def test_counts_every_lifecycle_event() -> None:
     )
     assert value(metrics, "sitq_tasks_running", queue="default") == 0
     assert value(metrics, "sitq_tasks_running", queue="bad") == 0
+
+
+def test_counts_schedule_fires_and_skips() -> None:
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+    queue = SyncTaskQueue("memory://")
+
+    @queue.periodic(every=timedelta(seconds=10), name="tick")
+    def tick() -> None: ...
+
+    schedule = queue.schedules["tick"]
+    now = datetime.now(timezone.utc)
+    metrics.sitq_schedule_fired(schedule, now, "t1")
+    metrics.sitq_schedule_fired(schedule, now, "t2")
+    metrics.sitq_schedule_skipped(schedule, now, "missed by 12 min; catch_up='none'")
+    assert value(metrics, "sitq_schedule_fires_total", schedule="tick", outcome="fired") == 2
+    assert value(metrics, "sitq_schedule_fires_total", schedule="tick", outcome="skipped") == 1
+    queue.close()
 
 
 def test_it_is_a_hook_plugin_of_documented_hooks() -> None:

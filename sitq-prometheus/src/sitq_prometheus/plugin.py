@@ -11,12 +11,14 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 
 import sitq
 from sitq.backend import Backend
+from sitq.schedules import Schedule
 
 logger = logging.getLogger("sitq.prometheus")
 
@@ -68,6 +70,13 @@ class PrometheusMetrics:
         self.running = Gauge(
             "sitq_tasks_running", "Task attempts running now.", ("queue",), registry=registry
         )
+        self.schedule_fires = Counter(
+            "sitq_schedule_fires",
+            "Fire times of periodic schedules this process decided: stored (fired) or dropped "
+            "by their catch-up policy (skipped).",
+            ("schedule", "outcome"),
+            registry=registry,
+        )
         # task id -> (worker id, queue, start time) of attempts running in this process
         self._began: dict[str, tuple[str, str, float]] = {}
         self._server_lock = threading.Lock()
@@ -118,6 +127,16 @@ class PrometheusMetrics:
         for task_id, (worker_id, queue, _) in list(self._began.items()):
             if worker_id == worker.worker_id and self._began.pop(task_id, None) is not None:
                 self.running.labels(queue).dec()
+
+    @sitq.hookimpl
+    def sitq_schedule_fired(self, schedule: Schedule, fired_at: datetime, task_id: str) -> None:
+        """Count a fire this process stored."""
+        self.schedule_fires.labels(schedule.name, "fired").inc()
+
+    @sitq.hookimpl
+    def sitq_schedule_skipped(self, schedule: Schedule, fired_at: datetime, reason: str) -> None:
+        """Count a missed fire time dropped by its schedule's catch-up policy."""
+        self.schedule_fires.labels(schedule.name, "skipped").inc()
 
     # -- helpers -------------------------------------------------------------------------------
 
