@@ -30,6 +30,7 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
+from run_options import slow_requested
 from subprocess_env import clean_environment
 
 #: Bound on any one subprocess a test starts (a hang fails the test, never the run).
@@ -51,12 +52,6 @@ settings.register_profile(
 settings.register_profile(
     "soak", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-
-
-def slow_requested(config: pytest.Config) -> bool:
-    """True for ``pytest -m slow`` (or ``SITQ_SOAK=1``): the soak sizes are wanted."""
-    markexpr = str(config.getoption("markexpr") or "")
-    return os.environ.get("SITQ_SOAK") == "1" or ("slow" in markexpr and "not slow" not in markexpr)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from run_options import slow_requested
 from test_guarantees_support import (
     executions,
     log_lines,
@@ -142,14 +143,9 @@ def test_sigkill_chaos_ci_size(tmp_path: Path) -> None:
     report(run_chaos(tmp_path, 1500, max_seconds=90))
 
 
-def soak_requested(config: pytest.Config) -> bool:
-    markexpr = str(config.getoption("markexpr") or "")
-    return os.environ.get("SITQ_SOAK") == "1" or markexpr.strip() == "slow"
-
-
 @pytest.mark.slow
 def test_sigkill_chaos_soak(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if not soak_requested(request.config):
+    if not slow_requested(request.config):
         pytest.skip("the full soak runs with `pytest -m slow` or SITQ_SOAK=1")
     n_tasks = int(os.environ.get("SITQ_SOAK_TASKS", "10000"))
     report(run_chaos(tmp_path, n_tasks, max_seconds=60 + n_tasks / 20))

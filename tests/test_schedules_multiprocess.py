@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from run_options import slow_requested
 from schedule_support import PG_URL, drop_postgres, fired, postgres_prefix
 
 from sitq import TaskQueue
@@ -148,6 +149,8 @@ def test_three_schedulers_fire_each_second_once_while_one_is_killed(
 
 @pytest.mark.slow
 def test_three_schedulers_for_thirty_seconds_while_one_is_killed(
-    fleet_url: str, tmp_path: Path
+    fleet_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    if not slow_requested(request.config):
+        pytest.skip("the 30-s runs are for `pytest -m slow` or SITQ_SOAK=1")
     check_exactly_once(run_fleet(tmp_path, fleet_url, 30.0), 30.0)
