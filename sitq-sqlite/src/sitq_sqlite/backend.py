@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from sitq.rules import (
     purge_statuses,
     status_texts,
 )
-from sitq.signals import AsyncMutex, Signal
+from sitq.signals import AsyncMutex
 
 from .blocking import ThreadConnections
 from .database import create_private, retry_locked, retry_locked_blocking, settled
@@ -62,8 +61,7 @@ from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
-from .wake import FINISHED, WORK, WakeListener, WakeSender, listeners, wake_dir
-from .watch import PendingPeek, WalWatch
+from .wakeups import FINISHED, WORK, Wakeups
 
 _FINISH_CHUNK = 1000
 #: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
@@ -139,14 +137,10 @@ class SQLiteBackend(Backend):
         self._conn: aiosqlite.Connection | None = None
         self._mutex = AsyncMutex()
         self._closed = False
-        self._watch = WalWatch(path)
-        self._peek = PendingPeek(path, table, lambda: self.clock())
         self._threads = ThreadConnections(
             path, synchronous=self.synchronous, busy_timeout=busy_timeout
         )
-        self._waker = None if self.in_memory else WakeSender(wake_dir(path))
-        self._listeners: dict[str, WakeListener | None] = {}  # None: cannot listen here
-        self._listeners_lock = threading.Lock()
+        self._wakeups = None if self.in_memory else Wakeups(path, table, lambda: self.clock())
         self._claimed_rowids: dict[str, int] = {}  # task id -> rowid, until its outcome
         self._key = (
             f"sqlite-memory:{id(self)}" if self.in_memory else f"sqlite:{Path(path).resolve()}"
@@ -204,44 +198,30 @@ class SQLiteBackend(Backend):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return on an enqueue in this process or another (a datagram: see
-        `sitq_sqlite.wake`; where sockets cannot be used, within ~50 ms of another process
-        committing due work: see `sitq_sqlite.watch`), or after ``timeout``."""
-        if self.in_memory:
+        `sitq_sqlite.wakeups`; where sockets cannot be used, within ~50 ms of another
+        process committing due work), or after ``timeout``."""
+        if self._wakeups is None:
             return await super().wait_for_work(timeout)
-        listener = self._listener(WORK, self.enqueued_signal)
-        if listener is not None:
-            return await listener.wait(timeout)
-        await self._watch.wait(self.enqueued_signal, timeout, self._peek)
+        await self._wakeups.wait(WORK, self.enqueued_signal, timeout)
 
     async def wait_for_finish(self, timeout: float) -> None:
         """Return on a finish in this process or another (as `wait_for_work`), or after
         ``timeout``."""
-        if self.in_memory:
+        if self._wakeups is None:
             return await super().wait_for_finish(timeout)
-        listener = self._listener(FINISHED, self.finished_signal)
-        if listener is not None:
-            return await listener.wait(timeout)
-        await self._watch.wait(self.finished_signal, timeout, _always)
+        await self._wakeups.wait(FINISHED, self.finished_signal, timeout)
 
     def notify_enqueued(self) -> None:
         """Wake the waiters for work of this process and of the others."""
         super().notify_enqueued()
-        if self._waker is not None:
-            self._waker.send(WORK)
+        if self._wakeups is not None:
+            self._wakeups.send(WORK)
 
     def notify_finished(self) -> None:
         """Wake the waiters for results of this process and of the others."""
         super().notify_finished()
-        if self._waker is not None:
-            self._waker.send(FINISHED)
-
-    def _listener(self, kind: str, signal: Signal) -> WakeListener | None:
-        """This process's wake-up socket for ``kind``, bound on the first wait (None where
-        none can be: then the caller polls the WAL)."""
-        with self._listeners_lock:
-            if kind not in self._listeners and not self._closed:
-                self._listeners[kind] = listeners.acquire(wake_dir(self.path), kind, signal)
-            return self._listeners.get(kind)
+        if self._wakeups is not None:
+            self._wakeups.send(FINISHED)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -271,15 +251,9 @@ class SQLiteBackend(Backend):
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self._closed = True
-        self._peek.close()
         self._threads.close()
-        with self._listeners_lock:
-            bound, self._listeners = list(self._listeners.values()), {}
-        for listener in bound:
-            if listener is not None:
-                listeners.release(listener)
-        if self._waker is not None:
-            self._waker.close()
+        if self._wakeups is not None:
+            self._wakeups.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -645,7 +619,3 @@ class SQLiteBackend(Backend):
         db = await self._db()
         async with self._mutex:
             await retry_locked(db.executescript, incremental_vacuum(free - spare))
-
-
-def _always() -> bool:
-    return True
