@@ -40,14 +40,11 @@ import asyncio
 import atexit
 import contextlib
 import functools
-import inspect
 import logging
 import math
 import multiprocessing
 import pickle
-import signal
 import threading
-import traceback
 import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -56,26 +53,27 @@ from typing import Any
 import cloudpickle
 import psutil
 
-from .context import TaskContext, bind
-from .errors import ConfigurationError, ResourceLimitExceeded, SerializationError, SitqError
+from .context import TaskContext
+from .errors import ConfigurationError, ResourceLimitExceeded, SerializationError
 from .executors import Call, Executor, ThreadPool, timeout_error
 from .payload import Codec
-from .relay import PROGRESS_TAG, ChildProgress, read_progress
+from .process_child import (
+    CODE,
+    INLINE_LIMIT,
+    LARGE,
+    STARTED,
+    ChildTaskError,
+    child_main,
+)
+from .relay import PROGRESS_TAG, read_progress
 
 logger = logging.getLogger("sitq.processes")
 
-_CODE = "__code__"  # serializer name meaning "the call itself, cloudpickled"
-_STARTED = b"S"  # a child decoded the call and starts it (replies are pickles: never b"S")
-# between _STARTED and the reply, a child may send progress messages (see sitq.relay)
 #: Seconds a call may take to reach its function in a child (startup, decoding, importing
 #: the function's module) on top of its timeout; the timeout itself counts from then.
 STARTUP_ALLOWANCE = 30.0
 #: Seconds between looks at a busy child's resident memory, when ``max_memory_mb`` is set.
 MEMORY_CHECK_INTERVAL = 0.05
-_LARGE = b"L"  # the next message, the reply, is larger than INLINE_LIMIT
-#: Bytes of a message the event loop sends or reads itself (an idle child's empty pipe takes
-#: that much at once); a larger one is sent or read by an I/O thread.
-INLINE_LIMIT = 32 * 1024
 
 
 def start_method() -> str:
@@ -107,10 +105,6 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb}"""'
 
 
-class ChildTaskError(SitqError):
-    """A task's child process died, or raised something that could not be sent back."""
-
-
 #: Runs a blocking call in an I/O thread; its future resolves on the event loop.
 _InThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
 
@@ -123,86 +117,6 @@ class _OverMemory(Exception):
         self.used_mb = used_mb
 
 
-# -- the child side ---------------------------------------------------------------------------
-
-
-def _child_main(conn: Connection) -> None:
-    """Loop of a child: receive a call, run it, send back the outcome; exit on EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    codecs: dict[str, Codec] = {}
-    progress = ChildProgress(conn.send_bytes)
-    started = functools.partial(conn.send_bytes, _STARTED)
-    while True:
-        try:
-            message = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        reply = _run_message(message, codecs, started, progress)
-        if len(reply) > INLINE_LIMIT:
-            conn.send_bytes(_LARGE)
-        conn.send_bytes(reply)
-
-
-def _run_message(
-    message: bytes,
-    codecs: dict[str, Codec],
-    started: Callable[[], None],
-    progress: ChildProgress,
-) -> bytes:
-    try:
-        name, entry_blob, data, context, timed = pickle.loads(message)
-        if isinstance(context, TaskContext):  # set_progress goes to the parent over the pipe
-            context = context.with_reporter(progress.report)
-        if name == _CODE:
-            function, args, kwargs = pickle.loads(data)
-        else:
-            if entry_blob is not None:
-                codecs[name] = pickle.loads(entry_blob)
-            function, args, kwargs = codecs[name].decode_call(data)
-        if timed:
-            started()  # the timeout counts from here
-        progress.open()
-        try:
-            with bind(context):  # what sitq.current_task() returns in the child
-                value = function(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_await(value))
-        finally:
-            progress.close()  # its last value goes before the reply
-        reply: tuple[Any, ...] = ("ok", value)
-    except Exception as exc:
-        reply = ("error", exc, traceback.format_exc())
-    try:
-        return _dumps(reply)
-    except Exception as exc:
-        if reply[0] == "ok":
-            error: Exception = SerializationError(
-                f"the task returned a {type(reply[1]).__name__}, which cannot be sent back "
-                f"from its child process: {exc}"
-            )
-            tb = traceback.format_exc()
-        else:
-            error = ChildTaskError(f"{type(reply[1]).__name__}: {reply[1]}")
-            tb = reply[2]
-        return _dumps(("error", error, tb))
-
-
-#: Types whose values plain pickle writes exactly as cloudpickle would, only faster.
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
-
-
-def _dumps(reply: tuple[Any, ...]) -> bytes:
-    """A reply as bytes: plain pickle for a plain value, cloudpickle for anything else (it
-    sends classes and functions of the child's ``__main__`` by value)."""
-    if reply[0] == "ok" and type(reply[1]) in _PLAIN:
-        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    return cloudpickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 # -- the parent side --------------------------------------------------------------------------
 
 
@@ -211,7 +125,7 @@ class _Child:
 
     def __init__(self, ctx: Any) -> None:
         parent_end, child_end = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_child_main, args=(child_end,), name="sitq-task-child")
+        self.process = ctx.Process(target=child_main, args=(child_end,), name="sitq-task-child")
         self.process.start()
         child_end.close()
         self.conn: Connection = parent_end
@@ -314,13 +228,13 @@ class _Child:
     ) -> bool:
         """Handle one message of the call in flight (on the loop); True once the loop is to
         read no more of them."""
-        if message == _STARTED:
+        if message == STARTED:
             self._started()
             return False
         if message[:1] == PROGRESS_TAG:  # progress comes before the reply
             progress(message)
             return False
-        if message == _LARGE:
+        if message == LARGE:
             self._read_large(reply)
         else:
             reply.set_result(message)
@@ -344,9 +258,9 @@ class _Child:
         def read() -> None:  # in the I/O thread
             while True:
                 message = self.conn.recv_bytes()
-                if message != _LARGE:  # (the large reply that follows is read right here)
+                if message != LARGE:  # (the large reply that follows is read right here)
                     loop.call_soon_threadsafe(deliver, message)
-                    if message != _STARTED and message[:1] != PROGRESS_TAG:
+                    if message != STARTED and message[:1] != PROGRESS_TAG:
                         return
 
         # on the loop, after the last deliver: a failed read (EOF: the child died) fails the call
@@ -372,7 +286,7 @@ class _Child:
         timed out, before it is replaced) and throw it away; stop reading at the end of the
         pipe, or before a large message."""
         try:
-            if self.conn.recv_bytes() != _LARGE:
+            if self.conn.recv_bytes() != LARGE:
                 return
         except Exception:  # the end of the pipe: it died
             if self._reply is None and self._died is not None and not self.dead:
@@ -505,7 +419,7 @@ class ProcessExecutor(Executor):
         while child.dead:  # died while idle: a fresh one comes in its place
             child = await self._idle.get()
         try:
-            blob = None if name == _CODE or name in child.serializers else self._blobs[name][1]
+            blob = None if name == CODE or name in child.serializers else self._blobs[name][1]
             message = pickle.dumps(
                 (name, blob, data, call.context, call.timeout is not None),
                 protocol=pickle.HIGHEST_PROTOCOL,
@@ -571,7 +485,7 @@ class ProcessExecutor(Executor):
                     child.serializers.discard(entry.name)
             return entry.name, call.payload
         try:
-            return _CODE, cloudpickle.dumps((call.function, call.args, call.kwargs))
+            return CODE, cloudpickle.dumps((call.function, call.args, call.kwargs))
         except Exception as exc:
             raise SerializationError(
                 f"cannot send the call of task {call.task_id} to a child process: {exc}"
