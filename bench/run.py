@@ -79,6 +79,11 @@ FULL = Sizes(10_000, 3_000, 3_000, 100_000, 20_000, 6_000, 3_000, 1_000_000, 10_
 QUICK = Sizes(2_000, 300, 500, 20_000, 4_000, 200, 600, 100_000, 5_000,
               2_000, 100, 8, 8, 1.0)  # fmt: skip
 
+#: Subjects `--quick` leaves out to stay under two minutes: SqliteHuey's default-settings
+#: latency (its consumer polls: ~110 ms a sample, the slowest subject, and not a peer the
+#: speed targets are set against; the full run keeps it).
+QUICK_LEAVES_OUT = frozenset({"huey.sqlite.lat"})
+
 
 def count(n: int) -> str:
     """1000000 → ``1M``, 200000 → ``200k``."""
@@ -315,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)  # lost-lease warnings etc. would be noise here
     sizes = QUICK if args.quick else FULL
     chosen = scenarios(sizes)
+    if args.quick:
+        chosen = [s for s in chosen if s.key not in QUICK_LEAVES_OUT]
     if args.only:
         chosen = [
             s for s in chosen if any(t in s.key or t.lower() in s.label.lower() for t in args.only)
