@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import os
 import re
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from postgres_support import PG_URL, drop_prefix, new_prefix
 
 from sitq import (
     MemoryBackend,
@@ -386,23 +385,6 @@ def test_bad_input_gets_a_clear_error(case: Case, env: Env) -> None:
 #: Where the ``every_backend`` rows run again: a store each, with nothing in it.
 BACKENDS = ["sqlite", "postgres"]
 
-#: The PostgreSQL server of the tests (as in sitq-postgres/tests/pg_support.py).
-PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def drop_pg_tables(prefix: str) -> None:
-    """Drop the tables a test created under ``prefix``."""
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version")
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
 
 @pytest.fixture(params=BACKENDS)
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
@@ -415,13 +397,13 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     pytest.importorskip("sitq_postgres")
     from sitq_postgres import PostgresBackend
 
-    prefix = f"sitqtest_bad_{uuid.uuid4().hex[:10]}_"
+    prefix = new_prefix("bad")
     queue = SyncTaskQueue(PostgresBackend(PG_URL, table_prefix=prefix))
     try:
         yield Env(queue, tmp_path)
     finally:
         queue.close()
-        drop_pg_tables(prefix)
+        asyncio.run(drop_prefix(prefix))
 
 
 @pytest.mark.needs_postgres
@@ -503,11 +485,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
         return
     pytest.importorskip("sitq_postgres")
-    prefix = f"sitqtest_read_{uuid.uuid4().hex[:10]}_"
+    prefix = new_prefix("read")
     try:
         yield f"{PG_URL}?table_prefix={prefix}"
     finally:
-        drop_pg_tables(prefix)
+        asyncio.run(drop_prefix(prefix))
 
 
 @pytest.mark.needs_postgres

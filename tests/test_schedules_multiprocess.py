@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from postgres_support import PG_URL, drop_prefix, new_prefix, require_postgres
 from run_options import slow_requested
-from schedule_support import PG_URL, drop_postgres, fired, postgres_prefix
+from schedule_support import fired
 
 from sitq import TaskQueue
 
@@ -134,11 +135,12 @@ def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'schedules.db'}"
         return
-    prefix = asyncio.run(postgres_prefix())
+    asyncio.run(require_postgres())
+    prefix = new_prefix("sched")
     try:
         yield f"{PG_URL}?table_prefix={prefix}"
     finally:
-        asyncio.run(drop_postgres(prefix))
+        asyncio.run(drop_prefix(prefix))
 
 
 def test_three_schedulers_fire_each_second_once_while_one_is_killed(

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import queue as queues
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_support import PG_URL, drop_prefix, new_prefix, require_postgres
 from sync_enqueuer import DEDUPE_EVERY, DEDUPE_KEYS, enqueue_from_threads, work
 
 from sitq import SyncTaskQueue, TaskQueue
@@ -24,28 +23,6 @@ pytestmark = [pytest.mark.needs_sqlite]
 PROCESSES = 8
 THREADS = 4
 PER_THREAD = 30
-PG_URL = os.environ.get("SITQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _postgres_problem() -> str | None:
-    import asyncpg
-
-    try:
-        conn = await asyncpg.connect(PG_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    await conn.close()
-    return None
-
-
-async def _drop(prefix: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.needs_postgres)])
@@ -54,14 +31,10 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
         return
-    problem = asyncio.run(_postgres_problem())
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {problem}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}: {problem}")
-    prefix = f"sitqtest_enq_{uuid.uuid4().hex[:10]}_"
+    asyncio.run(require_postgres())
+    prefix = new_prefix("enq")
     yield f"{PG_URL}?table_prefix={prefix}"
-    asyncio.run(_drop(prefix))
+    asyncio.run(drop_prefix(prefix))
 
 
 async def _prepare_and_read(url: str) -> tuple[bool, list[tuple[str, str | None]]]:
