@@ -30,8 +30,12 @@ from sitq import TaskQueue
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_postgres, pytest.mark.needs_memory]
 
 APP = """
+import faulthandler
 import os
+import signal
 from datetime import datetime, timedelta
+
+faulthandler.register(signal.SIGUSR1)  # the test dumps the stacks of a worker that hangs
 
 from sitq import TaskQueue
 
@@ -71,13 +75,34 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(5)
 
 
-def wait_started(folder: Path, numbers: range) -> None:
+def wait_started(folder: Path, procs: list[subprocess.Popen[bytes]], numbers: range) -> None:
     """Wait until workers ``numbers`` log that they started (imports take seconds on a
-    loaded machine, and the run is timed from there)."""
+    loaded machine, and the run is timed from there). A worker that exits first fails the
+    test at once; one still silent after 120 s has its Python stacks dumped into its log."""
     deadline = time.monotonic() + 120
-    while not all("started:" in (folder / f"worker-{n}.err").read_text() for n in numbers):
-        assert time.monotonic() < deadline, "the workers did not start within 120 s"
+    while True:
+        logs = {n: (folder / f"worker-{n}.err").read_text() for n in numbers}
+        if all("started:" in log for log in logs.values()):
+            return
+        for n, log in logs.items():
+            exited = procs[_slot(n)].poll()
+            assert exited is None, f"worker {n} exited ({exited}) before it started:\n{log}"
+        if time.monotonic() > deadline:
+            for n in numbers:
+                procs[_slot(n)].send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            logs = {n: (folder / f"worker-{n}.err").read_text() for n in numbers}
+            raise AssertionError(
+                "the workers did not start within 120 s:\n"
+                + "\n".join(f"--- worker {n}\n{log}" for n, log in logs.items())
+            )
         time.sleep(0.1)
+
+
+def _slot(n: int) -> int:
+    """The place in the fleet of worker ``n``: 0-2 first, then restarts 3 and 4 in the
+    places of 0 and 1."""
+    return n if n < 3 else n - 3
 
 
 def run_fleet(folder: Path, url: str, seconds: float) -> list[datetime]:
@@ -88,7 +113,7 @@ def run_fleet(folder: Path, url: str, seconds: float) -> list[datetime]:
     procs = [start(folder, url, n) for n in range(3)]
     kills = 0
     try:
-        wait_started(folder, range(3))
+        wait_started(folder, procs, range(3))
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
             if elapsed > (kills + 1) * seconds / 3 - 1 and kills < 2:
@@ -99,7 +124,7 @@ def run_fleet(folder: Path, url: str, seconds: float) -> list[datetime]:
                 procs[victim] = start(folder, url, 3 + kills)
                 kills += 1
             time.sleep(0.1)
-        wait_started(folder, range(3, 5))
+        wait_started(folder, procs, range(3, 5))
     finally:
         stop(procs)
     errors = [p.read_text() for p in folder.glob("worker-*.err")]
