@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .errors import ConfigurationError
+from .flow_control import LimitRule, LimitState
 from .progress import Progress
 from .records import Outcome, TaskRecord, record_from_row
 from .rules import (
@@ -47,6 +48,7 @@ from .schedule_state import ScheduleState
 from .signals import Signal, channel, notify
 from .task import TaskStatus
 from .urls import redact_url
+from .workflow_state import WorkflowSummary
 
 
 class Capability(enum.Enum):
@@ -80,6 +82,15 @@ class Capability(enum.Enum):
     SCHEDULES = "schedules"
     """`Backend.enqueue_fire` and the other schedule methods store periodic schedules' fires
     exactly once (``@queue.periodic``, `sitq.schedules`)."""
+
+    FLOW_CONTROL = "flow_control"
+    """`Backend.claim` honours limits (`TaskRecord.limits`, `Backend.set_limits`) and paused
+    queues (`Backend.pause_queue`), and `enqueue_many` honours ``unique_for`` and
+    ``unique_states`` (`sitq.flow_control`)."""
+
+    WORKFLOWS = "workflows"
+    """`Backend.enqueue_many` stores tasks with ``parents`` waiting, and the transaction that
+    ends a parent releases or cancels its children (`sitq.workflow_state`)."""
 
 
 class Backend(ABC):
@@ -502,6 +513,86 @@ class Backend(ABC):
         of the pause are never run."""
         raise _no_schedules(self)
 
+    # -- flow control (optional: Capability.FLOW_CONTROL) -----------------------------------
+
+    async def set_limits(self, rules: Sequence[LimitRule]) -> None:
+        """Store each rule in ``rules``, replacing the one stored for its pattern (others stay).
+
+        With `Capability.FLOW_CONTROL` the contract of the other methods grows:
+
+        * `claim` takes a task holding keys (`TaskRecord.limits`) only if, for each key with
+          a rule (`sitq.flow_control.rule_for`), fewer running tasks hold that key than its
+          ``concurrency`` and its token bucket (`sitq.flow_control.refill`) holds a token,
+          which the claim takes; in the claim's own transaction, so the limits hold across
+          processes. A task it cannot take is skipped, not claimed, and does not stop tasks
+          behind it (no head-of-line blocking). Between keys it is fair: among claimable tasks
+          of equal priority, keys that were served least recently come first.
+        * `claim` takes nothing from a paused queue (`pause_queue`).
+        * `enqueue_many` refuses a duplicate by ``dedupe_key`` over ``unique_states`` and
+          ``unique_for`` (see `TaskRecord`), returning the stored task's id.
+
+        Optional, like every flow-control method; the defaults raise `ConfigurationError`.
+        """
+        raise _no_flow_control(self)
+
+    async def delete_limits(self, patterns: Sequence[str]) -> int:
+        """Remove the rules of ``patterns`` (their keys are no longer limited); how many were
+        stored."""
+        raise _no_flow_control(self)
+
+    async def limits(self) -> list[LimitRule]:
+        """Every stored rule, by pattern."""
+        raise _no_flow_control(self)
+
+    async def limit_states(self) -> list[LimitState]:
+        """Each key seen under a stored rule (and each family rule with no key yet), with its
+        tokens now, its running and its waiting tasks (``sitq limits``), by key."""
+        raise _no_flow_control(self)
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause (no claim takes a task from it until resumed) or resume ``queue``, for every
+        worker on this store. Running tasks go on; enqueues are still stored. Fire
+        `notify_enqueued` after resuming."""
+        raise _no_flow_control(self)
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        raise _no_flow_control(self)
+
+    # -- workflows (optional: Capability.WORKFLOWS) -------------------------------------------
+
+    async def workflow_tasks(self, workflow_id: str) -> list[TaskRecord]:
+        """Every member of ``workflow_id`` in enqueue order (empty if unknown).
+
+        With `Capability.WORKFLOWS` the contract of the other methods grows
+        (`sitq.workflow_state` has the rules):
+
+        * `enqueue_many` stores a record with ``parents`` as ``waiting`` (its parents may be
+          in the same batch, before it, or stored earlier); one whose parents have all ended
+          already is stored as their outcomes decide (pending, or cancelled). An unknown
+          parent id raises `ConfigurationError` and nothing is stored.
+        * `finish`, `cancel` and `recover_expired` release or cancel the children of each
+          task they end, in the same transaction (exact joins, never polled).
+        * `cancel` of a waiting task cancels it; `requeue` of a parent takes the descendants
+          cancelled for it back to waiting.
+        * `claim` never takes a waiting task; `counts` and `list_tasks` show them.
+
+        Optional, like every workflow method; the defaults raise `ConfigurationError`.
+        """
+        raise _no_workflows(self)
+
+    async def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
+        as `cancel` does); how many were cancelled."""
+        raise _no_workflows(self)
+
+    async def workflows(
+        self, *, limit: int = 100, active_only: bool = False
+    ) -> list[WorkflowSummary]:
+        """The newest ``limit`` workflows (only those with a member not ended yet, if
+        ``active_only``), newest first, with their members' counts."""
+        raise _no_workflows(self)
+
     # -- wake-ups ----------------------------------------------------------------------------
 
     @property
@@ -559,6 +650,21 @@ def _recording_url(open_url: OpenFromUrl) -> OpenFromUrl:
 
     from_url.records_url = True  # type: ignore[attr-defined]
     return from_url
+
+
+def _no_flow_control(backend: Backend) -> ConfigurationError:
+    return ConfigurationError(
+        f"{type(backend).__name__} cannot enforce limits or pause queues; use a backend that "
+        "declares Capability.FLOW_CONTROL (sqlite, postgresql, memory), or implement "
+        "Backend.set_limits and the other flow-control methods"
+    )
+
+
+def _no_workflows(backend: Backend) -> ConfigurationError:
+    return ConfigurationError(
+        f"{type(backend).__name__} cannot run workflows (depends_on, chain, group, chord); use "
+        "a backend that declares Capability.WORKFLOWS (sqlite, postgresql, memory)"
+    )
 
 
 def _no_schedules(backend: Backend) -> ConfigurationError:

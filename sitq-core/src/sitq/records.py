@@ -27,6 +27,17 @@ class TaskRecord:
     kept in clear for routing, listing and logs. ``meta`` holds the task's headers (checked
     by `sitq.meta.check_meta` before they reach a backend; stored as JSON text), ``progress``
     what the running task last reported through `Backend.set_progress` (None: never).
+
+    Flow control (`sitq.flow_control`): ``limits`` are the concrete limit keys the task holds
+    (a claim takes it only while each has a slot and a token). ``unique_for`` and
+    ``unique_states`` widen ``dedupe_key``: a record is refused as a duplicate of a stored
+    task with the same key whose status is in ``unique_states`` (None: waiting, pending or
+    running) and that was created at or after ``clock() - unique_for`` (None: at any time).
+
+    Workflows (`sitq.workflow_state`): ``parents`` are the ids whose outcomes the task waits
+    for (stored ``waiting`` until they end), in the order their results are passed;
+    ``allow_failure`` lets it run when a parent did not succeed; ``workflow_id`` groups the
+    members of one workflow.
     """
 
     id: str
@@ -52,6 +63,12 @@ class TaskRecord:
     traceback: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     progress: Progress | None = None
+    limits: tuple[str, ...] = ()
+    unique_for: float | None = None
+    unique_states: frozenset[TaskStatus] | None = None
+    workflow_id: str | None = None
+    parents: tuple[str, ...] = ()
+    allow_failure: bool = False
 
     @property
     def expired(self) -> bool:

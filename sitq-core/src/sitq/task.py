@@ -45,13 +45,15 @@ class TaskStatus(str, enum.Enum):
     """Where a task is in its life.
 
     ``pending → running → succeeded | failed | dead``; ``running → pending`` for a retry or a
-    lease that expired; ``pending → cancelled``.
+    lease that expired; ``pending → cancelled``. A workflow member waits for its parents
+    first: ``waiting → pending`` once they end (or ``waiting → cancelled`` when one fails).
 
     A status is its text (``TaskStatus.SUCCEEDED == "succeeded"``, and hashes like it), and
     also equals its sitq 0.x name (``"success"``, see `STATUS_ALIASES`) in ``==`` and ``!=``
     only: as a dict key or set member, look it up by today's text or the member.
     """
 
+    WAITING = "waiting"
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

@@ -1,0 +1,76 @@
+"""What a store keeps of workflows, and the rules every backend applies to them alike.
+
+A workflow member that depends on other tasks (its *parents*, `TaskRecord.parents`) is stored
+``waiting``. Its join is exact: the store counts, per waiting task, the parents that have not
+ended yet, and the transaction that stores a parent's final outcome (`Backend.finish`,
+`Backend.cancel`, `Backend.recover_expired` turning a task dead) also moves each child whose
+last parent just ended, in the same commit:
+
+* every parent succeeded, or the child has ``allow_failure``: the child becomes ``pending``,
+  due at once;
+* a parent ended failed, dead or cancelled and the child has no ``allow_failure``: the child
+  becomes ``cancelled`` with the error `parent_failed_error`, and so does each of its own
+  descendants (the same rule, applied down the graph).
+
+A parent that fails cancels its children at once (no need to wait for its other parents). A
+requeued parent (`Backend.requeue`) takes its descendants that were cancelled for it back to
+``waiting``: retrying a failed member resumes the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .task import TaskStatus
+
+#: The header (`TaskRecord.meta`) naming how a child receives its parents' results:
+#: ``"first"`` (a chain: the one parent's result as the first argument), ``"list"`` (a chord's
+#: callback: the list of results in parent order) or absent (nothing passed).
+PASS_RESULTS_HEADER = "sitq.pass_results"
+
+#: The error prefix of a task cancelled because a parent ended without succeeding.
+PARENT_FAILED_PREFIX = "cancelled because a parent did not succeed"
+
+
+def parent_failed_error(parent_id: str, parent_status: TaskStatus) -> str:
+    """The error stored on a task cancelled because parent ``parent_id`` ended
+    ``parent_status`` (failed, dead or cancelled) and the task has no ``allow_failure``."""
+    return f"{PARENT_FAILED_PREFIX}: {parent_id} ended {parent_status.value}"
+
+
+def cancelled_for_parent(error: str | None) -> bool:
+    """True if a cancelled task's ``error`` says a parent's failure cancelled it (`requeue`
+    of that parent takes it back)."""
+    return error is not None and error.startswith(PARENT_FAILED_PREFIX)
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """What ``sitq workflows`` shows of one workflow: its members' counts by status.
+
+    :param id: the workflow id (`TaskRecord.workflow_id` of its members).
+    :param total: how many members it has.
+    :param counts: members by status (statuses with none may be left out).
+    :param created_at: when its first member was stored (epoch seconds).
+    :param finished_at: when its last member ended, or None while any has not.
+    """
+
+    id: str
+    total: int
+    counts: dict[TaskStatus, int] = field(default_factory=dict)
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def done(self) -> int:
+        """Members in a final state."""
+        return sum(n for status, n in self.counts.items() if status.is_final)
+
+
+__all__ = [
+    "PARENT_FAILED_PREFIX",
+    "PASS_RESULTS_HEADER",
+    "WorkflowSummary",
+    "cancelled_for_parent",
+    "parent_failed_error",
+]
