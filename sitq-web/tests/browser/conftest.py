@@ -1,0 +1,86 @@
+"""Fixtures of the browser tests: one seeded SQLite store with a real worker process serving
+it, the dashboard on it served by uvicorn, and headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from browser_support import CHROMIUM, VIEWPORT, require_chromium, served, worker_process
+from dashboard_store import APP, SERVED_QUEUES, Seeded, Store, seed, write_app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Dialog, Page
+
+
+@pytest.fixture(scope="module")
+def store_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the store's SQLite file and of the worker's module."""
+    require_chromium()  # before anything is started for nothing
+    folder = tmp_path_factory.mktemp("dashboard")
+    write_app(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(store_folder: Path) -> Iterator[Store]:
+    """The tests' own handle on the store (``tasks.db`` in `store_folder`)."""
+    handle = Store(f"sqlite:///{store_folder / 'tasks.db'}")
+    yield handle
+    handle.close()
+
+
+@pytest.fixture(scope="module")
+def seeded(store_folder: Path, store: Store) -> Iterator[Seeded]:
+    """The seeded tasks, with a real ``sitq worker`` process serving `SERVED_QUEUES` for the
+    whole module (a short lease, so a cancelled task's worker learns it within a second; no grace
+    at the end for the task still running)."""
+    options = ["--poll-interval", "0.2", "--lease-seconds", "3", "--graceful-shutdown", "0"]
+    options += ["--queues", ",".join(SERVED_QUEUES)]
+    with worker_process(store_folder, APP, *options):
+        yield seed(store)
+
+
+@pytest.fixture(scope="module")
+def dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
+    """The base URL of the dashboard on the seeded store."""
+    from sitq_web import create_app
+
+    with served(create_app(store.url)) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from the distribution's packages."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def dialogs() -> list[str]:
+    """The messages of the dialogs (``confirm``, ``alert``) the page opened, each accepted."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, dashboard: str, dialogs: list[str]) -> Iterator[Page]:
+    """A fresh browser tab (its own cookies) on the dashboard, 1280 by 800, accepting every
+    dialog (the actions' confirmations) and recording it in `dialogs`."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=dashboard)
+    tab = context.new_page()
+
+    def accept(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    tab.on("dialog", accept)
+    yield tab
+    context.close()
