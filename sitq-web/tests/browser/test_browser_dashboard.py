@@ -59,7 +59,7 @@ def test_every_view_through_its_links(page: Page, seeded: Seeded, pictures: Path
     detail = page.get_by_test_id("task-detail")
     expect(detail).to_have_attribute("data-status", "failed")
     expect(detail).to_contain_text("RuntimeError: exploded on purpose")  # the traceback
-    page.screenshot(path=pictures / "task-detail.png", full_page=True)
+    page.screenshot(path=pictures / "task-detail.png")
 
     page.get_by_test_id("nav-workers").click()
     running = page.locator(f"[data-testid=worker-row]:has(a[href$='/tasks/{seeded.running}'])")
