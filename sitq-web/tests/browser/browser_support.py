@@ -26,13 +26,14 @@ CHROMIUM = os.environ.get("SITQ_TEST_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 #: Where `screenshot_folder` puts the pictures when asked to refresh the docs' ones.
 DOCS_IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images" / "web"
-#: Longest wait for anything the tests expect to happen (a worker claiming, a page updating).
+#: Longest wait for anything the tests expect to happen (a worker claiming, a page updating):
+#: a bound on a hang, far above what any machine needs, never a timing assert.
 PATIENCE = 60.0
 
 
 def require_chromium() -> None:
-    """Skip the test where Chromium or Playwright is missing; fail it in CI, where `.ci/run`
-    installs both."""
+    """Skip the calling test module where Chromium or Playwright is missing; fail it in CI,
+    where `.ci/run` installs both. Called before the module imports Playwright."""
     problem = None
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
         problem = f"no Chromium at {CHROMIUM} (apt-get update && apt-get install -y chromium)"
@@ -42,7 +43,7 @@ def require_chromium() -> None:
         return
     if os.environ.get("CI"):
         pytest.fail(problem)
-    pytest.skip(problem)
+    pytest.skip(problem, allow_module_level=True)
 
 
 def _playwright_installed() -> bool:
@@ -119,8 +120,7 @@ def worker_log(folder: Path) -> str:
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = PATIENCE) -> None:
-    """Return once ``condition()`` is true; fail naming ``what`` after ``timeout`` seconds (a
-    bound on a hang, not a timing assert: it is far above what any machine needs)."""
+    """Return once ``condition()`` is true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_support import CHROMIUM, VIEWPORT, require_chromium, served, worker_process
+from browser_support import CHROMIUM, PATIENCE, VIEWPORT, served, worker_process
 from dashboard_store import APP, SERVED_QUEUES, Seeded, Store, seed, write_app
 
 if TYPE_CHECKING:
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def store_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of the store's SQLite file and of the worker's module."""
-    require_chromium()  # before anything is started for nothing
     folder = tmp_path_factory.mktemp("dashboard")
     write_app(folder)
     return folder
@@ -54,9 +53,11 @@ def dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium from the distribution's packages."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
+    """Headless Chromium from the distribution's packages; every `expect` of the tests waits
+    up to `PATIENCE` (the machine may be loaded)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=PATIENCE * 1000)
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM)
