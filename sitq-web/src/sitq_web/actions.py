@@ -36,9 +36,19 @@ async def _delete_one(backend: Backend, task_id: str) -> bool:
     return await backend.delete_tasks([task_id]) == 1
 
 
-async def _checked_form(request: Request) -> tuple[Dashboard, FormData] | Response:
-    """The dashboard and the form of an allowed action, or the 403 refusing it."""
+#: The words an action's last path segment may be, by the path parameter's route.
+SWITCHES = ("pause", "resume")
+
+
+async def _checked_form(
+    request: Request, actions: Sequence[str] = SWITCHES
+) -> tuple[Dashboard, FormData] | Response:
+    """The dashboard and the form of an allowed action; or the 404 of an unknown action
+    (``{action}`` not in ``actions``), the 403 refusing it."""
     dashboard: Dashboard = request.app.state.dashboard
+    action = request.path_params.get("action")
+    if action is not None and action not in actions:
+        return PlainTextResponse(f"no action {action!r} here", status_code=404)
     if dashboard.read_only:
         return PlainTextResponse("sitq-web is read-only: actions are disabled", status_code=403)
     form = await request.form()
@@ -65,7 +75,7 @@ def back(request: Request, form: FormData, default: str, message: str) -> Respon
 
 async def task_action(request: Request) -> Response:
     """``/tasks/{id}/retry``, ``/cancel`` and ``/delete``."""
-    checked = await _checked_form(request)
+    checked = await _checked_form(request, tuple(TASK_ACTIONS))
     if isinstance(checked, Response):
         return checked
     dashboard, form = checked

@@ -28,9 +28,7 @@ ROUTES = [
     Route("/tasks", views.tasks, name="tasks"),
     Route("/tasks/bulk", actions.bulk_action, methods=["POST"], name="bulk"),
     Route("/tasks/{task_id}", views.task_detail, name="task"),
-    Route(
-        "/tasks/{task_id}/{action:str}", actions.task_action, methods=["POST"], name="task_action"
-    ),
+    Route("/tasks/{task_id}/{action}", actions.task_action, methods=["POST"], name="task_action"),
     Route("/workers", views.workers, name="workers"),
     Route("/schedules", views.schedules, name="schedules"),
     Route(

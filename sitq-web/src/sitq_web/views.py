@@ -10,13 +10,14 @@ from starlette.responses import JSONResponse, Response
 
 from sitq.backend import Capability
 from sitq.errors import ConfigurationError
+from sitq.schedules import FIRED_AT_HEADER, SCHEDULE_HEADER
 from sitq.task import TaskStatus
 
 from .calls import call_text, result_text
 from .chart import build_chart
 from .dashboard import Dashboard
 from .render import page
-from .tasks_query import PAGE_SIZE, TaskFilter, task_page
+from .tasks_query import PAGE_SIZE, SCAN_LIMIT, TaskFilter, task_page
 
 #: The overview's chart: the last hour, by minute.
 CHART_BUCKET_SECONDS = 60
@@ -60,7 +61,7 @@ async def tasks(request: Request) -> Response:
     queues = sorted((await dashboard.summary.get()).queues)
     return page(
         request, "tasks.html", wanted=wanted, found=found, statuses=list(TaskStatus),
-        queues=queues, page_size=PAGE_SIZE,
+        queues=queues, page_size=PAGE_SIZE, scan_limit=SCAN_LIMIT,
     )  # fmt: skip
 
 
@@ -88,6 +89,7 @@ async def task_detail(request: Request) -> Response:
         request, "task.html", record=record, call=call_text(dashboard.queue, record),
         result=result_text(dashboard.queue, record), relatives=relatives,
         workflows=backend.supports(Capability.WORKFLOWS),
+        schedule=record.meta.get(SCHEDULE_HEADER), fired_at=record.meta.get(FIRED_AT_HEADER),
     )  # fmt: skip
 
 
