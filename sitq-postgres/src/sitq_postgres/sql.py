@@ -301,6 +301,25 @@ SELECT id, {self._notify("x", "true", self.names.enqueued_channel)} FROM x"""
         )
 
     @cached_property
+    def throughput(self) -> str:
+        """``(bucket index, status, n)`` rows of tasks in statuses ``$3`` that finished at or
+        after ``$1``, in buckets of ``$2`` seconds, read through the ``_finished`` index
+        (`sitq.throughput`)."""
+        return (
+            "SELECT floor((finished_at - $1::float8) / $2::float8)::bigint AS bucket, status, "
+            f"count(*) FROM {self.t} WHERE status = ANY($3::text[]) AND finished_at >= $1 "
+            "GROUP BY bucket, status"
+        )
+
+    @cached_property
+    def delete_final(self) -> str:
+        """Delete the tasks of ids ``$1`` that are in a final state."""
+        return (
+            f"DELETE FROM {self.t} WHERE id = ANY($1::text[]) "
+            "AND status IN ('succeeded', 'failed', 'dead', 'cancelled')"
+        )
+
+    @cached_property
     def purge(self) -> str:
         """Delete tasks in statuses ``$1`` finished (or else created) before ``$2`` (NULL:
         any time)."""

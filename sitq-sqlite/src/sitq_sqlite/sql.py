@@ -244,6 +244,20 @@ class Statements:
             sql += " LIMIT ?"
         return sql
 
+    def throughput(self, statuses: int) -> str:
+        """``(bucket index, status, n)`` rows of the tasks in ``statuses`` given statuses that
+        finished at or after ``since`` (parameters: since, bucket_seconds, the statuses,
+        since), read through the ``_finished`` index (`sitq.throughput`)."""
+        return (
+            f"SELECT CAST((finished_at - ?) / ? AS INTEGER) AS bucket, status, COUNT(*) "
+            f"FROM {self.t} WHERE status IN ({placeholders(statuses)}) AND finished_at >= ? "
+            "GROUP BY bucket, status"
+        )
+
+    def delete_final(self, count: int) -> str:
+        """Delete the tasks among ``count`` ids that are in a final state."""
+        return f"DELETE FROM {self.t} WHERE id IN ({placeholders(count)}) AND status IN {FINAL}"
+
     def purge(self, statuses: int, older: bool) -> str:
         """Delete tasks in ``statuses`` given statuses, finished (or, never started, created)
         before ``?`` if ``older``."""
