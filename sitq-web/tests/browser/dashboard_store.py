@@ -100,6 +100,12 @@ class Store:
         counts = self.run(self.queue.backend.counts(queue))
         return counts.get(TaskStatus.PENDING, 0)
 
+    def schedule_paused(self, name: str) -> bool:
+        """True if the schedule ``name`` is stored as paused."""
+        states = self.run(self.queue.backend.schedule_states())
+        (state,) = [s for s in states if s.name == name]
+        return state.paused
+
     def wait_for_status(self, task_id: str, *wanted: TaskStatus) -> None:
         """Wait until ``task_id`` is in one of the ``wanted`` statuses."""
         wait_until(lambda: self.status(task_id) in wanted, f"task {task_id} to be {wanted}")

@@ -27,7 +27,7 @@ from dashboard_store import (
 from sitq.backend import Capability
 from sitq.task import TaskStatus
 
-pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_browser]
+pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_web, pytest.mark.needs_browser]
 
 require_chromium()
 from playwright.sync_api import Page, expect  # noqa: E402 (only once it is known to be there)
@@ -193,3 +193,23 @@ def test_live_counts_follow_the_store_without_a_reload(
     expect(pending).to_have_text(str(store.pending(UNSERVED_QUEUE)))
     store.enqueue(ECHO, "from outside", queue=UNSERVED_QUEUE)
     expect(pending).to_have_text(str(store.pending(UNSERVED_QUEUE)))
+
+
+def test_pause_and_resume_a_schedule(page: Page, store: Store, seeded: Seeded) -> None:
+    row = page.locator("[data-testid=schedule-row][data-schedule='hourly-report']")
+    page.goto("/schedules")
+    row.get_by_test_id("schedule-pause").click()
+    expect(row).to_have_attribute("data-paused", "true")
+    assert store.schedule_paused("hourly-report")
+    row.get_by_test_id("schedule-resume").click()
+    expect(row).to_have_attribute("data-paused", "false")
+    assert not store.schedule_paused("hourly-report")
+
+
+def test_delete_a_finished_task(page: Page, store: Store, seeded: Seeded) -> None:
+    task_id = store.enqueue(ECHO, "to be deleted")
+    store.wait_for_status(task_id, TaskStatus.SUCCEEDED)
+    page.goto(f"/tasks/{task_id}")
+    page.get_by_test_id("action-delete").click()
+    expect(page.get_by_test_id("flash")).to_be_visible()
+    assert store.run(store.queue.backend.get_task(task_id)) is None
