@@ -84,12 +84,15 @@ def served(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def worker_process(folder: Path, app: str, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    folder: Path, app: str, *options: str, **environ: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``sitq worker APP`` process started in ``folder`` (so ``APP``'s module is found
-    there), with none of the ``SITQ_*`` settings of this shell; its log is ``worker.log``.
-    It is stopped with SIGTERM afterwards (killed if it does not stop)."""
+    there), with ``environ`` and none of the ``SITQ_*`` settings of this shell; its log is
+    ``worker.log``. It is stopped with SIGTERM afterwards (killed if it does not stop)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITQ_")}
     env.pop("PYTHONPATH", None)
+    env.update(environ)
     with open(folder / "worker.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sitq", "worker", app, *options],

@@ -1,34 +1,49 @@
-"""Fixtures of the browser tests: one seeded SQLite store with a real worker process serving
-it, the dashboard on it served by uvicorn, and headless Chromium driven by Playwright."""
+"""Fixtures of the browser tests: a seeded store (a SQLite file, then PostgreSQL tables) with a
+real worker process serving it, the dashboard on it served by uvicorn, and headless Chromium
+driven by Playwright."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from browser_support import CHROMIUM, PATIENCE, VIEWPORT, served, worker_process
 from dashboard_store import APP, SERVED_QUEUES, Seeded, Store, seed, write_app
+from store_urls import postgres_url, sqlite_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog, Page
 
 
+#: The stores every test runs on, one after the other.
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=[pytest.mark.needs_postgres]),
+]
+
+
 @pytest.fixture(scope="module")
 def store_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the store's SQLite file and of the worker's module."""
+    """The folder of the worker's module and log (and of the SQLite file)."""
     folder = tmp_path_factory.mktemp("dashboard")
     write_app(folder)
     return folder
 
 
-@pytest.fixture(scope="module")
-def store(store_folder: Path) -> Iterator[Store]:
-    """The tests' own handle on the store (``tasks.db`` in `store_folder`)."""
-    handle = Store(f"sqlite:///{store_folder / 'tasks.db'}")
-    yield handle
-    handle.close()
+@pytest.fixture(scope="module", params=STORES)
+def store(request: pytest.FixtureRequest, store_folder: Path) -> Iterator[Store]:
+    """The tests' own handle on the store: SQLite, then PostgreSQL."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = sqlite_url(store_folder)
+        else:
+            url = stack.enter_context(postgres_url())
+        handle = Store(url)
+        stack.callback(handle.close)
+        yield handle
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +53,7 @@ def seeded(store_folder: Path, store: Store) -> Iterator[Seeded]:
     at the end for the task still running)."""
     options = ["--poll-interval", "0.2", "--lease-seconds", "3", "--graceful-shutdown", "0"]
     options += ["--queues", ",".join(SERVED_QUEUES)]
-    with worker_process(store_folder, APP, *options):
+    with worker_process(store_folder, APP, *options, DASHBOARD_TEST_URL=store.url):
         yield seed(store)
 
 

@@ -19,14 +19,16 @@ from sitq.task import TaskStatus
 
 T = TypeVar("T")
 
-#: The module the worker process serves, written next to the database as ``dashboard_tasks.py``.
+#: The module the worker process serves, written as ``dashboard_tasks.py`` into the folder it
+#: runs in; its store's URL comes from ``DASHBOARD_TEST_URL``.
 TASKS_MODULE = """
 import asyncio
+import os
 from datetime import timedelta
 
 from sitq import TaskQueue
 
-queue = TaskQueue("sqlite:///tasks.db", serializer="json")
+queue = TaskQueue(os.environ["DASHBOARD_TEST_URL"], serializer="json")
 
 
 @queue.task

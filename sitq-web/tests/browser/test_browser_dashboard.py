@@ -1,7 +1,9 @@
 """Acceptance of the dashboard in a real browser: headless Chromium from the distribution's
-packages, driven by Playwright, on a SQLite store a real worker process serves.
+packages, driven by Playwright, on a store a real worker process serves: a SQLite file, then
+PostgreSQL.
 
-Each test opens a fresh tab; the store, the worker and the server are shared by the module.
+Each test opens a fresh tab; the store, the worker and the server are shared by the tests of
+one store.
 ``SITQ_TEST_SCREENSHOTS=1`` saves the screenshots of the main views into ``docs/images/web/``
 (the pictures the docs show) instead of a temporary folder.
 """
@@ -37,9 +39,11 @@ INJECTED = "script:not([src]), img, b"
 
 
 @pytest.fixture(scope="module")
-def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where this module's screenshots go (see the module's docstring)."""
-    return screenshot_folder(tmp_path_factory.mktemp("screenshots"))
+def pictures(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Path:
+    """Where this module's screenshots go (see the module's docstring); the docs' pictures
+    are taken on SQLite, the store of their examples."""
+    folder = tmp_path_factory.mktemp("screenshots")
+    return screenshot_folder(folder) if store.url.startswith("sqlite") else folder
 
 
 def test_every_view_through_its_links(page: Page, seeded: Seeded, pictures: Path) -> None:
@@ -143,7 +147,7 @@ def test_a_paused_queue_is_not_claimed_until_resumed(
     page: Page, store: Store, seeded: Seeded
 ) -> None:
     if not store.supports(Capability.FLOW_CONTROL):
-        pytest.skip("the SQLite backend has no flow control yet (pause_queue)")
+        pytest.skip(f"{store.queue.backend!r} has no flow control yet (pause_queue)")
     page.goto("/limits")
     page.locator("[data-testid=queue-row][data-queue='mail'] [data-testid=queue-pause]").click()
     expect(page.locator("[data-testid=queue-row][data-queue='mail']")).to_have_attribute(
