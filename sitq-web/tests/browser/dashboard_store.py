@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from browser_support import PATIENCE, wait_until
 
-from sitq import TaskQueue
+from sitq import Task, TaskQueue
 from sitq.backend import Capability
 from sitq.flow_control import LimitRule
-from sitq.task import TaskStatus
+from sitq.records import TaskRecord
+from sitq.task import TaskStatus, new_task_id
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ import asyncio
 import os
 from datetime import timedelta
 
-from sitq import TaskQueue
+from sitq import Task, TaskQueue
 
 queue = TaskQueue(os.environ["DASHBOARD_TEST_URL"], serializer="json")
 
@@ -134,6 +135,10 @@ class Seeded:
     pending: list[str] = field(default_factory=list)
     running: str = ""
     limited: bool = False
+    #: a workflow (where the backend has them): extract (run) → transform (pending) → load
+    #: (waiting), the last two in the unserved queue
+    workflow: str = ""
+    workflow_members: list[str] = field(default_factory=list)
 
 
 def write_app(folder: Path) -> None:
@@ -144,7 +149,7 @@ def write_app(folder: Path) -> None:
 def seed(store: Store) -> Seeded:
     """Fill ``store`` while a worker process serves `SERVED_QUEUES`: succeeded tasks (their
     arguments hostile), failed ones with tracebacks, a dead one and pending ones in the
-    unserved queue, one running, and limits where the backend has flow control."""
+    unserved queue, one running; limits and a workflow where the backend has them."""
     seeded = Seeded()
     for text in HOSTILE_ARGUMENTS:
         seeded.succeeded.append(store.enqueue(ECHO, text, "plain words"))
@@ -158,12 +163,33 @@ def seed(store: Store) -> Seeded:
         rules = [LimitRule("tenant:*", concurrency=2), LimitRule("stripe", rate=5.0)]
         store.run(store.queue.backend.set_limits(rules))
         seeded.limited = True
+    if store.supports(Capability.WORKFLOWS):
+        seeded.workflow = f"nightly-report-{new_task_id()[-8:]}"
+        seeded.workflow_members = store.run(_enqueue_workflow(store, seeded.workflow))
+        extract, transform, _ = seeded.workflow_members
+        store.wait_for_status(extract, TaskStatus.SUCCEEDED)
+        store.wait_for_status(transform, TaskStatus.PENDING)
     for task_id in seeded.succeeded:
         store.wait_for_status(task_id, TaskStatus.SUCCEEDED)
     for task_id in seeded.failed:
         store.wait_for_status(task_id, TaskStatus.FAILED)
     store.wait_for_status(seeded.running, TaskStatus.RUNNING)
     return seeded
+
+
+async def _enqueue_workflow(store: Store, workflow_id: str) -> list[str]:
+    """Store the three steps of ``workflow_id``, each the child of the one before; their ids.
+
+    Built as records: the queue has no workflow API to build them with yet."""
+    queue = store.queue
+    now = queue.backend.clock()
+    steps = [("extract", "default"), ("transform", UNSERVED_QUEUE), ("load", UNSERVED_QUEUE)]
+    records: list[TaskRecord] = []
+    for step, queue_name in steps:
+        record = queue._task_record(Task(ECHO, (step,), queue=queue_name), now, checked=True)
+        parents = (records[-1].id,) if records else ()
+        records.append(replace(record, workflow_id=workflow_id, parents=parents))
+    return await queue.backend.enqueue_many(records)
 
 
 async def _bury(store: Store, task_id: str) -> None:

@@ -86,6 +86,9 @@ def test_every_view_through_its_links(page: Page, seeded: Seeded, pictures: Path
 
     page.get_by_test_id("nav-workflows").click()
     expect(page.locator("h1")).to_contain_text("Workflows")
+    if seeded.workflow:
+        row = page.locator(f"[data-testid=workflow-row][data-workflow-id='{seeded.workflow}']")
+        expect(row).to_be_visible()
     page.screenshot(path=pictures / "workflows.png")
 
 
@@ -217,3 +220,16 @@ def test_delete_a_finished_task(page: Page, store: Store, seeded: Seeded) -> Non
     page.get_by_test_id("action-delete").click()
     expect(page.get_by_test_id("flash")).to_be_visible()
     assert store.run(store.queue.backend.get_task(task_id)) is None
+
+
+def test_a_workflow_is_shown_and_cancelled(page: Page, store: Store, seeded: Seeded) -> None:
+    if not seeded.workflow:
+        pytest.skip(f"{store.queue.backend!r} has no workflows yet")
+    page.goto("/workflows")
+    page.locator(f"[data-testid=workflow-row][data-workflow-id='{seeded.workflow}'] a").click()
+    members = page.get_by_test_id("workflow-detail").get_by_test_id("task-row")
+    expect(members).to_have_count(len(seeded.workflow_members))
+    page.get_by_test_id("workflow-cancel").click()
+    expect(page.get_by_test_id("flash")).to_be_visible()
+    statuses = [store.status(task_id) for task_id in seeded.workflow_members]
+    assert statuses == [TaskStatus.SUCCEEDED, TaskStatus.CANCELLED, TaskStatus.CANCELLED]
