@@ -60,6 +60,8 @@ LINGER = "dashboard_tasks:linger"
 #: Queues the worker process serves; "reports" is left unserved so its tasks stay pending.
 SERVED_QUEUES = ("default", "mail")
 UNSERVED_QUEUE = "reports"
+#: A queue paused from the start (where the backend has flow control).
+PAUSED_QUEUE = "newsletters"
 #: Task arguments an attacker could have chosen: each must show as text, never as markup.
 HOSTILE_ARGUMENTS = (
     "<script>alert('xss-script')</script>",
@@ -134,6 +136,7 @@ class Seeded:
     dead: str = ""
     pending: list[str] = field(default_factory=list)
     running: str = ""
+    #: limits stored and `PAUSED_QUEUE` paused (where the backend has flow control)
     limited: bool = False
     #: a workflow (where the backend has them): extract (run) → transform (pending) → load
     #: (waiting), the last two in the unserved queue
@@ -149,7 +152,8 @@ def write_app(folder: Path) -> None:
 def seed(store: Store) -> Seeded:
     """Fill ``store`` while a worker process serves `SERVED_QUEUES`: succeeded tasks (their
     arguments hostile), failed ones with tracebacks, a dead one and pending ones in the
-    unserved queue, one running; limits and a workflow where the backend has them."""
+    unserved queue, one running; limits, a paused queue and a workflow where the backend
+    has them."""
     seeded = Seeded()
     for text in HOSTILE_ARGUMENTS:
         seeded.succeeded.append(store.enqueue(ECHO, text, "plain words"))
@@ -162,6 +166,8 @@ def seed(store: Store) -> Seeded:
     if store.supports(Capability.FLOW_CONTROL):
         rules = [LimitRule("tenant:*", concurrency=2), LimitRule("stripe", rate=5.0)]
         store.run(store.queue.backend.set_limits(rules))
+        store.run(store.queue.backend.pause_queue(PAUSED_QUEUE, True))
+        store.enqueue(ECHO, "the weekly newsletter", queue=PAUSED_QUEUE)
         seeded.limited = True
     if store.supports(Capability.WORKFLOWS):
         seeded.workflow = f"nightly-report-{new_task_id()[-8:]}"

@@ -21,6 +21,7 @@ from dashboard_store import (
     HOSTILE_ARGUMENTS,
     LINGER,
     LINGER_SECONDS,
+    PAUSED_QUEUE,
     UNSERVED_QUEUE,
     Seeded,
     Store,
@@ -82,6 +83,8 @@ def test_every_view_through_its_links(page: Page, seeded: Seeded, pictures: Path
     expect(page.locator("h1")).to_contain_text("Limits")
     if seeded.limited:
         expect(page.locator("[data-testid=limit-row][data-key='stripe']")).to_be_visible()
+        paused = page.locator(f"[data-testid=queue-row][data-queue='{PAUSED_QUEUE}']")
+        expect(paused).to_have_attribute("data-paused", "true")
     page.screenshot(path=pictures / "limits.png")
 
     page.get_by_test_id("nav-workflows").click()
