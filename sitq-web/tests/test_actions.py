@@ -34,7 +34,7 @@ def _post(client: TestClient, path: str, **data: object) -> str:
     """POST an action as its form does; the text of the page it redirects to."""
     client.get("/")
     token = client.cookies.get(CSRF_COOKIE)
-    response = client.post(path, data={"csrf_token": token, **data})  # type: ignore[dict-item]
+    response = client.post(path, data={"csrf_token": token, **data})
     assert response.status_code == 200, response.text
     return response.text
 
