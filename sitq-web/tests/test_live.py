@@ -58,12 +58,24 @@ def test_concurrent_requests_share_one_read(seeded: Seeded) -> None:
     assert backend.aggregate_reads == 1
 
 
+def test_a_slow_read_is_kept_longer(seeded: Seeded) -> None:
+    backend = _backend(seeded)
+    app = create_app(backend)
+    summary = app.state.dashboard.summary
+    summary.interval = 0.0
+    summary.slowdown = 1e9  # as if the read took ages: kept however long the test takes
+    with TestClient(app) as client:
+        for _ in range(3):
+            client.get("/api/summary")
+    assert backend.aggregate_reads == 1
+
+
 def test_an_expired_summary_is_read_again_and_an_action_forgets_it(seeded: Seeded) -> None:
     backend = _backend(seeded)
     app = create_app(backend)
     summary = app.state.dashboard.summary
     with TestClient(app) as client:
-        summary.interval = 0.0  # every poll finds it expired
+        summary.interval = summary.slowdown = 0.0  # every poll finds it expired
         client.get("/api/summary")
         client.get("/api/summary")
         assert backend.aggregate_reads == 2
