@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from schedule_support import store_url
@@ -13,6 +14,7 @@ from sitq.backend import Backend, Outcome, TaskRecord
 from sitq.conformance.clock import FakeClock
 from sitq.errors import ConfigurationError
 from sitq.plugins import get_plugin_manager
+from sitq.search import TaskSearch
 from sitq.task import TaskStatus
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory, pytest.mark.needs_postgres]
@@ -116,3 +118,57 @@ async def _delete_tasks_deletes_finished_tasks_only(kind: str, tmp_path: Path) -
             assert await backend.delete_tasks([]) == 0
         finally:
             await backend.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_tasks_filters_and_pages_newest_first(kind: str, tmp_path: Path) -> None:
+    asyncio.run(_search_tasks_filters_and_pages_newest_first(kind, tmp_path))
+
+
+async def _search_tasks_filters_and_pages_newest_first(kind: str, tmp_path: Path) -> None:
+    async with store_url(kind, tmp_path) as url:
+        backend = get_plugin_manager().backend_from_url(url)
+        clock = backend.clock = FakeClock(START)
+        await backend.connect()
+        try:
+            records = [
+                TaskRecord(id=f"s{i:02d}", function=f"app.mail:Send{i % 3}", queue=q,
+                           payload=f'["{"100%_off" if i == 7 else "Ada"}"]'.encode(),
+                           serializer="json", created_at=clock(), available_at=clock())
+                for i, q in enumerate(["a", "b"] * 6)
+            ]  # fmt: skip
+            await backend.enqueue_many(records)
+            await backend.cancel("s03")
+            everything = [r.id for r in reversed(records)]
+
+            async def ids(**fields: object) -> list[str]:
+                found = await backend.search_tasks(TaskSearch(**fields))  # type: ignore[arg-type]
+                assert all(TaskSearch(**fields).matches(r) for r in found)  # type: ignore[arg-type]
+                return [r.id for r in found]
+
+            assert await ids() == everything
+            assert await ids(limit=5) == everything[:5]
+            assert await ids(limit=5, before="s07") == ["s06", "s05", "s04", "s03", "s02"]
+            assert await ids(before="s00") == []
+            assert await ids(before="no-such-task") == []
+            assert await ids(queue="b", limit=2) == ["s11", "s09"]
+            assert await ids(statuses=frozenset([TaskStatus.CANCELLED])) == ["s03"]
+            assert await ids(function="send1") == ["s10", "s07", "s04", "s01"]
+            assert await ids(text="100%_") == ["s07"]  # LIKE's wildcards taken literally
+            assert await ids(text="%") == ["s07"]
+            assert await ids(text="MAIL:send2", queue="a") == ["s08", "s02"]
+            assert await ids(text="ada", limit=1) == []  # arguments: exact bytes
+            assert await ids(text="Ada", limit=1) == ["s11"]
+        finally:
+            await backend.close()
+
+
+def test_a_search_refuses_bad_fields() -> None:
+    bad: list[dict[str, Any]] = [
+        {"limit": 0}, {"limit": 5000}, {"limit": True}, {"queue": 3}, {"statuses": ["nope"]},
+    ]  # fmt: skip
+    for fields in bad:
+        with pytest.raises(ConfigurationError):
+            TaskSearch(**fields)
+    one: Any = "failed"
+    assert TaskSearch(statuses=one).statuses == frozenset([TaskStatus.FAILED])
