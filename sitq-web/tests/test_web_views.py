@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from seeding import WORKER_ID, Seeded
+from web_seeding import WORKER_ID, Seeded
 from starlette.testclient import TestClient
 
 PAGES = ["/", "/tasks", "/workers", "/schedules", "/limits", "/workflows"]

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from seeding import HOSTILE, Seeded
+from web_seeding import HOSTILE, Seeded
 from starlette.testclient import TestClient
 
 import sitq

@@ -8,7 +8,7 @@ import html as html_text
 import re
 
 import pytest
-from seeding import Seeded
+from web_seeding import Seeded
 from starlette.testclient import TestClient
 
 import sitq

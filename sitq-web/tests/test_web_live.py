@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from seeding import Seeded
+from web_seeding import Seeded
 from starlette.testclient import TestClient
 
 from sitq.task import TaskStatus

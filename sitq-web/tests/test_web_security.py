@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from seeding import Seeded
+from web_seeding import Seeded
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
