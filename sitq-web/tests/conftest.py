@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_seeding import Seeded, seed
 from starlette.testclient import TestClient
+from web_seeding import Seeded, seed
 
 from sitq_web import create_app
 

@@ -8,8 +8,8 @@ import html as html_text
 import re
 
 import pytest
-from web_seeding import Seeded
 from starlette.testclient import TestClient
+from web_seeding import Seeded
 
 import sitq
 from sitq.backend import Capability, TaskRecord

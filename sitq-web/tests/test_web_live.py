@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from web_seeding import Seeded
 from starlette.testclient import TestClient
+from web_seeding import Seeded
 
 from sitq.task import TaskStatus
 from sitq_sqlite import SQLiteBackend

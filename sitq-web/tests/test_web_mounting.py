@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from web_seeding import Seeded
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
+from web_seeding import Seeded
 
 from sitq.task import TaskStatus
 from sitq_web import create_app

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from web_seeding import WORKER_ID, Seeded
 from starlette.testclient import TestClient
+from web_seeding import WORKER_ID, Seeded
 
 PAGES = ["/", "/tasks", "/workers", "/schedules", "/limits", "/workflows"]
 

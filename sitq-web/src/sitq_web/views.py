@@ -57,10 +57,10 @@ async def tasks(request: Request) -> Response:
     except ConfigurationError as exc:
         return page(request, "error.html", status_code=400, message=str(exc))
     found = await task_page(backend, wanted, request.query_params.get("before"))
-    queues = sorted((await dashboard.summary.get()).queues)
+    summary = await dashboard.summary.get()
     return page(
         request, "tasks.html", wanted=wanted, found=found, statuses=list(TaskStatus),
-        queues=queues,
+        queues=sorted(summary.queues), summary=summary,
     )  # fmt: skip
 
 
