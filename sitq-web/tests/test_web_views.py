@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from web_seeding import WORKER_ID, Seeded
 
 import sitq
+from sitq.backend import Capability
 from sitq_web import create_app
 
 PAGES = ["/", "/tasks", "/workers", "/schedules", "/limits", "/workflows"]
@@ -101,13 +102,20 @@ def test_views_of_optional_features_say_when_the_backend_lacks_them(client: Test
         ("/workflows", "WORKFLOWS", "workflows-table"),
         ("/schedules", "SCHEDULES", "schedules-table"),
     ):
-        from sitq.backend import Capability
-
         html = client.get(path).text
         if backend.supports(Capability[capability]):
             assert f'data-testid="{present}"' in html
         else:
             assert "not supported by this backend" in html
+
+
+def test_a_workflow_page_without_workflows_says_so(client: TestClient) -> None:
+    backend = client.app.state.dashboard.backend  # type: ignore[attr-defined]
+    response = client.get("/workflows/wf-unknown")
+    if backend.supports(Capability.WORKFLOWS):
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 200 and "not supported by this backend" in response.text
 
 
 def test_live_summary_json(client: TestClient, seeded: Seeded) -> None:
