@@ -176,7 +176,8 @@ async def workflow_cancel(request: Request) -> Response:
         return back(request, form, "/workflows", "workflows are not supported by this backend")
     cancelled = await dashboard.backend.cancel_workflow(workflow_id)
     dashboard.summary.invalidate()
+    known = bool(await dashboard.backend.workflow_tasks(workflow_id))
     return back(
-        request, form, f"/workflows/{workflow_id}",
+        request, form, f"/workflows/{workflow_id}" if known else "/workflows",
         f"workflow {workflow_id}: {cancelled} tasks cancelled",
     )  # fmt: skip
