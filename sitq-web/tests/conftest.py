@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from seeding import Seeded, seed
 from starlette.testclient import TestClient
+from web_seeding import Seeded, seed
 
 from sitq_web import create_app
 
 
 @pytest.fixture
 def seeded(tmp_path: Path) -> Seeded:
-    """A SQLite file holding a task in each state (see `seeding.seed`)."""
+    """A SQLite file holding a task in each state (see `web_seeding.seed`)."""
     return asyncio.run(seed(tmp_path / "tasks.db"))
 
 

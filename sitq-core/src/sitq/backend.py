@@ -45,6 +45,7 @@ from .rules import (
     fold_queue_counts,
 )
 from .schedule_state import ScheduleState
+from .search import TaskSearch, newest_page
 from .signals import Signal, channel, notify
 from .task import TaskStatus
 from .throughput import THROUGHPUT_STATUSES, bucket_index, check_throughput_args, fold_throughput
@@ -426,6 +427,15 @@ class Backend(ABC):
         """
         records = await self.list_tasks(limit=None)
         return fold_queue_counts((record.queue, record.status, 1) for record in records)
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of the tasks ``search`` finds, latest enqueued first (`sitq.search` has
+        the rule): dashboards list and filter tasks with it, a page at a time (``before``).
+
+        The default reads every record through `list_tasks`; SQL backends override it with
+        one query that walks the table in enqueue order and stops at ``limit``.
+        """
+        return newest_page(await self.list_tasks(limit=None, order="newest"), search)
 
     async def throughput(
         self, since: float, bucket_seconds: float

@@ -44,6 +44,7 @@ from sitq.rules import (
     purge_statuses,
     status_texts,
 )
+from sitq.search import TaskSearch
 from sitq.signals import AsyncMutex
 from sitq.throughput import THROUGHPUT_STATUSES, check_throughput_args, fold_throughput
 
@@ -568,6 +569,11 @@ class SQLiteBackend(Backend):
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per status, per queue, in one query."""
         return fold_queue_counts(await self._fetchall(self._sql.queue_counts))
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of ``search``, newest first, in one query (see `Backend.search_tasks`)."""
+        sql, params = self._sql.search_tasks(search)
+        return [_record(row) for row in await self._fetchall(sql, params)]
 
     async def throughput(
         self, since: float, bucket_seconds: float

@@ -19,7 +19,7 @@ from sitq.errors import ConfigurationError
 
 from .dashboard import Dashboard
 from .security import CSRF_FIELD, FLASH_COOKIE, csrf_valid
-from .tasks_query import SCAN_LIMIT, TaskFilter, matching_tasks
+from .tasks_query import BULK_LIMIT, TaskFilter, every_match
 
 #: What a bulk action may be, and the backend call applying it to one task.
 TASK_ACTIONS: dict[str, Callable[[Backend, str], Awaitable[bool]]] = {
@@ -96,7 +96,7 @@ async def task_action(request: Request) -> Response:
 
 async def bulk_action(request: Request) -> Response:
     """``/tasks/bulk``: ``action`` over the selected ``ids``, or over every task of the
-    filter (``scope=filter`` with the filter's fields), at most `SCAN_LIMIT` at once."""
+    filter (``scope=filter`` with the filter's fields), at most `BULK_LIMIT` at once."""
     checked = await _checked_form(request)
     if isinstance(checked, Response):
         return checked
@@ -108,7 +108,7 @@ async def bulk_action(request: Request) -> Response:
             status_code=400,
         )
     try:
-        ids = await _bulk_ids(dashboard.backend, form)
+        ids, more = await _bulk_ids(dashboard.backend, form)
     except ConfigurationError as exc:
         return PlainTextResponse(str(exc), status_code=400)
     try:
@@ -116,15 +116,18 @@ async def bulk_action(request: Request) -> Response:
     except ConfigurationError as exc:
         return back(request, form, "/tasks", f"{action} failed: {exc}")
     dashboard.summary.invalidate()
-    return back(request, form, "/tasks", f"{done} of {len(ids)} tasks {DONE[action]}")
+    message = f"{done} of {len(ids)} tasks {DONE[action]}"
+    if more:
+        message += f" (the newest {BULK_LIMIT} of the filter: apply it again for the rest)"
+    return back(request, form, "/tasks", message)
 
 
-async def _bulk_ids(backend: Backend, form: FormData) -> list[str]:
+async def _bulk_ids(backend: Backend, form: FormData) -> tuple[list[str], bool]:
+    """The ids a bulk action applies to, and True if the filter matched more."""
     if form.get("scope") == "filter":
         params = {k: v for k, v in form.items() if isinstance(v, str)}
-        records, _ = await matching_tasks(backend, TaskFilter.from_params(params), SCAN_LIMIT)
-        return [r.id for r in records]
-    return [i for i in form.getlist("ids") if isinstance(i, str) and i]
+        return await every_match(backend, TaskFilter.from_params(params))
+    return [i for i in form.getlist("ids") if isinstance(i, str) and i], False
 
 
 async def _apply(backend: Backend, action: str, ids: Sequence[str]) -> int:
@@ -173,7 +176,8 @@ async def workflow_cancel(request: Request) -> Response:
         return back(request, form, "/workflows", "workflows are not supported by this backend")
     cancelled = await dashboard.backend.cancel_workflow(workflow_id)
     dashboard.summary.invalidate()
+    known = bool(await dashboard.backend.workflow_tasks(workflow_id))
     return back(
-        request, form, f"/workflows/{workflow_id}",
+        request, form, f"/workflows/{workflow_id}" if known else "/workflows",
         f"workflow {workflow_id}: {cancelled} tasks cancelled",
     )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from sitq.cli.app import load_app
@@ -29,7 +31,10 @@ DEFAULT_PORT = 8700
 def web_command(
     app: str, host: str, port: int, token: str | None, read_only: bool, title: str | None
 ) -> None:
-    """Serve the dashboard of APP's queue (module:queue, or a backend URL) on http://HOST:PORT."""
+    """Serve the dashboard of APP's queue (module:queue, or a backend URL) on http://HOST:PORT.
+
+    Port 0 takes a free port; the address is printed once listening.
+    """
     import uvicorn
 
     try:
@@ -38,5 +43,13 @@ def web_command(
         asgi = create_app(queue, auth=token, read_only=read_only, title=title)
     except SitqError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"sitq web: http://{host}:{port}/" + (" (read-only)" if read_only else ""))
-    uvicorn.run(asgi, host=host, port=port, log_level="warning")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.create_server((host.strip("[]"), port), family=family)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    mode = " (read-only)" if read_only else ""
+    click.echo(f"sitq web: http://{shown}:{listening.getsockname()[1]}/{mode}", err=False)
+    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning"))
+    server.run(sockets=[listening])

@@ -89,7 +89,8 @@ async def guard(request: Request, call_next: Handler, auth: AuthHook) -> Respons
     elif isinstance(auth, str) and "token" in request.query_params and request.method == "GET":
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         response = RedirectResponse(request.url.replace(query=query), status_code=303)
-        response.set_cookie(TOKEN_COOKIE, auth, httponly=True, samesite="strict")
+        # lax: a link from elsewhere still opens the dashboard; actions need the CSRF token
+        response.set_cookie(TOKEN_COOKIE, auth, httponly=True, samesite="lax")
     else:
         response = await call_next(request)
     new_csrf = getattr(request.state, "new_csrf", None)

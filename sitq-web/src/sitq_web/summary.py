@@ -1,7 +1,9 @@
 """The live summary (``/api/summary``): counts per queue and status, workers, oldest pending.
 
 `SummaryCache` reads it at most once per interval, however many viewers poll: the first
-request after the interval reads it, the others wait for that read and share it.
+request after the interval reads it, the others wait for that read and share it. On a store
+so big that a read takes long, the interval grows with it (`SLOWDOWN`), so watching the
+dashboard never keeps the database busy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from .workers import WorkerView, workers_of
 
 #: Seconds a summary is served before the store is read again (the pages poll this often).
 REFRESH_SECONDS = 2.0
+
+#: A summary is kept at least this many times as long as its read took.
+SLOWDOWN = 10
 
 #: Running tasks read to find the workers: a bound, so a huge store costs one small read.
 RUNNING_READ = 1000
@@ -79,9 +84,12 @@ class SummaryCache:
     def __init__(self, backend: Backend, interval: float = REFRESH_SECONDS) -> None:
         self.backend = backend
         self.interval = interval
+        self.slowdown = SLOWDOWN
+        """A summary is kept at least this many times as long as its read took."""
         self.reads = 0
         """How many times the store was read (tests count them)."""
         self._summary: Summary | None = None
+        self._read_seconds = 0.0
         self._lock: asyncio.Lock | None = None
 
     async def get(self) -> Summary:
@@ -93,7 +101,9 @@ class SummaryCache:
             self._lock = asyncio.Lock()
         async with self._lock:
             if not self._fresh():
+                started = time.monotonic()
                 self._summary = await read_summary(self.backend)
+                self._read_seconds = time.monotonic() - started
                 self.reads += 1
             assert self._summary is not None
             return self._summary
@@ -103,4 +113,7 @@ class SummaryCache:
         self._summary = None
 
     def _fresh(self) -> bool:
-        return self._summary is not None and time.time() - self._summary.read_at < self.interval
+        if self._summary is None:
+            return False
+        keep = max(self.interval, self.slowdown * self._read_seconds)
+        return time.time() - self._summary.read_at < keep

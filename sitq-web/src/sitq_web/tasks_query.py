@@ -1,8 +1,8 @@
-"""The task list's filter and pages: what ``/tasks?status=&queue=&task=&q=&page=`` shows.
+"""The task list's filter and pages: what ``/tasks?status=&queue=&task=&q=&before=`` shows.
 
-Status and queue go to the backend (its indexes); the task name and the text (searched in
-the function name, the encoded arguments and the error) are matched over the newest
-`SCAN_LIMIT` tasks of that status and queue, so a page never reads the whole store.
+Every filter goes to the backend's `search_tasks` (`sitq.search`), newest first, a page at a
+time: the next page starts before the last task shown (keyset), so a deep page costs what the
+first does, and no page counts the whole store.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from sitq.backend import Backend, TaskRecord
 from sitq.errors import ConfigurationError
 from sitq.rules import STATUS_BY_TEXT
+from sitq.search import MAX_SEARCH_LIMIT, TaskSearch
 from sitq.task import TaskStatus
 
 #: Tasks on one page.
 PAGE_SIZE = 50
-#: The most tasks one listing reads: pages past it are not offered.
-SCAN_LIMIT = 5000
+#: The most tasks one bulk action over a whole filter changes (the flash says if more match).
+BULK_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ class TaskFilter:
             params.get("q", "").strip(),
         )
 
-    @property
-    def narrows_in_memory(self) -> bool:
-        """True if the task name or text is matched here rather than by the backend."""
-        return bool(self.task or self.text)
-
     def as_params(self) -> dict[str, str]:
         """The filter as query parameters (empty ones left out)."""
         values = {
@@ -63,48 +59,45 @@ class TaskFilter:
         }
         return {k: v for k, v in values.items() if v}
 
-    def matches(self, record: TaskRecord) -> bool:
-        """True if ``record`` passes the task-name and text parts of the filter."""
-        if self.task and self.task.lower() not in record.function.lower():
-            return False
-        if self.text:
-            needle = self.text.lower()
-            haystacks = (
-                record.function,
-                record.error or "",
-                record.payload.decode("utf-8", "replace"),
-            )
-            return any(needle in h.lower() for h in haystacks)
-        return True
+    def search(self, before: str | None, limit: int) -> TaskSearch:
+        """The backend search of this filter: ``limit`` tasks enqueued before ``before``."""
+        return TaskSearch(
+            statuses=None if self.status is None else frozenset([self.status]),
+            queue=self.queue or None,
+            function=self.task or None,
+            text=self.text or None,
+            before=before or None,
+            limit=limit,
+        )
 
 
 @dataclass(frozen=True)
 class TaskPage:
-    """One page of the list: its tasks and whether more follow."""
+    """One page of the list: its tasks, and the cursor of the next page (None: last page)."""
 
     tasks: list[TaskRecord]
-    number: int
-    has_next: bool
-    capped: bool
-    """True if the listing stopped at `SCAN_LIMIT` tasks read."""
+    next_before: str | None
+    first: bool
 
 
-async def matching_tasks(
-    backend: Backend, wanted: TaskFilter, limit: int
-) -> tuple[list[TaskRecord], bool]:
-    """The newest tasks passing ``wanted``, at most ``limit``, reading at most `SCAN_LIMIT`;
-    and True if that bound stopped the reading (older matches may exist)."""
-    statuses = None if wanted.status is None else [wanted.status]
-    read = SCAN_LIMIT if wanted.narrows_in_memory else min(limit, SCAN_LIMIT)
-    records = await backend.list_tasks(
-        statuses=statuses, queue=wanted.queue or None, limit=read, order="newest"
-    )
-    return [r for r in records if wanted.matches(r)][:limit], len(records) >= SCAN_LIMIT
+async def task_page(backend: Backend, wanted: TaskFilter, before: str | None) -> TaskPage:
+    """The page of tasks passing ``wanted`` enqueued before task ``before`` (None: the
+    newest)."""
+    found = await backend.search_tasks(wanted.search(before, PAGE_SIZE + 1))
+    tasks = found[:PAGE_SIZE]
+    more = len(found) > PAGE_SIZE
+    return TaskPage(tasks, tasks[-1].id if more else None, before is None)
 
 
-async def task_page(backend: Backend, wanted: TaskFilter, number: int) -> TaskPage:
-    """Page ``number`` (from 1) of the tasks passing ``wanted``, newest first."""
-    number = max(1, number)
-    end = number * PAGE_SIZE
-    records, capped = await matching_tasks(backend, wanted, end + 1)
-    return TaskPage(records[end - PAGE_SIZE : end], number, len(records) > end, capped)
+async def every_match(backend: Backend, wanted: TaskFilter) -> tuple[list[str], bool]:
+    """The ids of the tasks passing ``wanted``, newest first, at most `BULK_LIMIT`; and True
+    if more match. Read before any is changed, so an action cannot move the pages."""
+    ids: list[str] = []
+    before: str | None = None
+    while len(ids) < BULK_LIMIT:
+        page = await backend.search_tasks(wanted.search(before, MAX_SEARCH_LIMIT))
+        ids.extend(r.id for r in page)
+        if len(page) < MAX_SEARCH_LIMIT:
+            return ids[:BULK_LIMIT], len(ids) > BULK_LIMIT
+        before = page[-1].id
+    return ids[:BULK_LIMIT], True

@@ -17,7 +17,7 @@ from .calls import call_text, result_text
 from .chart import build_chart
 from .dashboard import Dashboard
 from .render import page
-from .tasks_query import PAGE_SIZE, SCAN_LIMIT, TaskFilter, task_page
+from .tasks_query import TaskFilter, task_page
 
 #: The overview's chart: the last hour, by minute.
 CHART_BUCKET_SECONDS = 60
@@ -56,20 +56,12 @@ async def tasks(request: Request) -> Response:
         wanted = TaskFilter.from_params(request.query_params)
     except ConfigurationError as exc:
         return page(request, "error.html", status_code=400, message=str(exc))
-    number = _page_number(request.query_params.get("page"))
-    found = await task_page(backend, wanted, number)
-    queues = sorted((await dashboard.summary.get()).queues)
+    found = await task_page(backend, wanted, request.query_params.get("before"))
+    summary = await dashboard.summary.get()
     return page(
         request, "tasks.html", wanted=wanted, found=found, statuses=list(TaskStatus),
-        queues=queues, page_size=PAGE_SIZE, scan_limit=SCAN_LIMIT,
+        queues=sorted(summary.queues), summary=summary,
     )  # fmt: skip
-
-
-def _page_number(text: str | None) -> int:
-    try:
-        return max(1, int(text or 1))
-    except ValueError:
-        return 1
 
 
 async def task_detail(request: Request) -> Response:

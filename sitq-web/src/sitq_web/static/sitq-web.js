@@ -1,4 +1,5 @@
-// sitq-web: confirmations of actions, "select all", and the live counts (polled every 2 s).
+// sitq-web: confirmations of actions, "select all", the live counts (polled every 2 s) and,
+// on the first page of the task list, its rows (reloaded every 2 s while nothing is selected).
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -46,7 +47,22 @@ function applySummary(summary) {
   document.body.dataset.liveUpdated = String(summary.read_at);
 }
 
+function refreshRows() {
+  const table = document.querySelector("table[data-live-rows]");
+  if (!table || document.hidden || document.querySelector("input[name=ids]:checked")) return;
+  fetch(window.location.href, { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.text() : null))
+    .then((html) => {
+      if (!html || document.querySelector("input[name=ids]:checked")) return;
+      const fresh = new DOMParser().parseFromString(html, "text/html");
+      const rows = fresh.querySelector("table[data-live-rows] tbody");
+      if (rows) table.querySelector("tbody").replaceWith(document.adoptNode(rows));
+    })
+    .catch(() => {});
+}
+
 function poll() {
+  refreshRows();
   const root = document.body.dataset.root || "";
   fetch(root + "/api/summary", { credentials: "same-origin", headers: { Accept: "application/json" } })
     .then((response) => (response.ok ? response.json() : null))

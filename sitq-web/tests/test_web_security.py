@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from seeding import Seeded
 from starlette.requests import Request
 from starlette.testclient import TestClient
+from web_seeding import Seeded
 
 import sitq
 from sitq.errors import ConfigurationError

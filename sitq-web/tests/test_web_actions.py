@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import html as html_text
 import re
+import time
 
 import pytest
-from seeding import Seeded
 from starlette.testclient import TestClient
+from web_seeding import Seeded
 
 import sitq
 from sitq.backend import Capability, TaskRecord
@@ -34,7 +35,7 @@ def _post(client: TestClient, path: str, **data: object) -> str:
     """POST an action as its form does; the text of the page it redirects to."""
     client.get("/")
     token = client.cookies.get(CSRF_COOKIE)
-    response = client.post(path, data={"csrf_token": token, **data})  # type: ignore[dict-item]
+    response = client.post(path, data={"csrf_token": token, **data})
     assert response.status_code == 200, response.text
     return response.text
 
@@ -158,10 +159,40 @@ def test_pause_and_resume_a_schedule(client: TestClient, seeded: Seeded) -> None
     assert _flash(html) == "no stored schedule 'nope'"
 
 
-def test_cancel_a_workflow_where_the_backend_has_them(client: TestClient) -> None:
+def test_cancel_a_workflow_where_the_backend_has_them(client: TestClient, seeded: Seeded) -> None:
     backend = client.app.state.dashboard.backend  # type: ignore[attr-defined]
-    html = _post(client, "/workflows/wf-1/cancel")
     if not backend.supports(Capability.WORKFLOWS):
+        html = _post(client, "/workflows/wf-1/cancel")
         assert "not supported by this backend" in _flash(html)
-    else:
-        assert _flash(html) == "workflow wf-1: 0 tasks cancelled"
+        return
+    first, second = asyncio.run(_workflow(seeded))
+    detail = client.get(f"/tasks/{second}").text
+    assert f'data-task-id="{first}"' in _part(detail, "task-parents")
+    assert 'href="/workflows/wf-1"' in detail
+    assert f'data-task-id="{second}"' in _part(client.get(f"/tasks/{first}").text, "task-children")
+    assert 'data-workflow-id="wf-1"' in client.get("/workflows").text
+    html = _post(client, "/workflows/wf-1/cancel", next="/workflows/wf-1")
+    assert _flash(html) == "workflow wf-1: 2 tasks cancelled"
+    assert _status(seeded, first) is TaskStatus.CANCELLED
+    assert _status(seeded, second) is TaskStatus.CANCELLED
+    html = _post(client, "/workflows/wf-unknown/cancel")
+    assert _flash(html) == "workflow wf-unknown: 0 tasks cancelled"
+
+
+async def _workflow(seeded: Seeded) -> tuple[str, str]:
+    """A workflow ``wf-1`` of two steps, the second waiting for the first."""
+    now = time.time()
+    steps = [
+        TaskRecord(id=f"wf-1-{n}", function=f"app:step{n}", payload=b'["app:step", [], {}]',
+                   serializer="json", created_at=now, available_at=now, workflow_id="wf-1",
+                   parents=parents)
+        for n, parents in ((1, ()), (2, ("wf-1-1",)))
+    ]  # fmt: skip
+    async with sitq.TaskQueue(seeded.url) as queue:
+        first, second = await queue.backend.enqueue_many(steps)
+    return first, second
+
+
+def _part(html: str, testid: str) -> str:
+    start = html.index(f'data-testid="{testid}"')
+    return html[start : html.index("</table>", start)]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 
 import pytest
-from seeding import WORKER_ID, Seeded
 from starlette.testclient import TestClient
+from web_seeding import WORKER_ID, Seeded
+
+import sitq
+from sitq.backend import Capability
+from sitq_web import create_app
 
 PAGES = ["/", "/tasks", "/workers", "/schedules", "/limits", "/workflows"]
 
@@ -45,6 +51,15 @@ def test_task_list_filters_by_status_queue_name_and_text(
     assert _ids(client.get("/tasks?q=a%40b.c").text) == {seeded.other_queue}
     assert _ids(client.get("/tasks?q=alert").text) == {seeded.pending, seeded.dead}
     assert _ids(client.get("/tasks?status=succeeded&q=alert").text) == set()
+
+
+def test_the_task_list_pages_older_tasks_by_keyset(client: TestClient, seeded: Seeded) -> None:
+    first = client.get("/tasks").text
+    assert 'data-testid="live-counts"' in first and "data-live-rows" in first
+    assert 'data-testid="next-page"' not in first  # five tasks: one page
+    older = client.get("/tasks", params={"before": seeded.dead}).text
+    assert _ids(older) == {seeded.pending}  # enqueued before the dead task
+    assert 'data-testid="first-page"' in older and "data-live-rows" not in older
 
 
 def test_an_unknown_status_is_a_clear_400(client: TestClient) -> None:
@@ -87,13 +102,20 @@ def test_views_of_optional_features_say_when_the_backend_lacks_them(client: Test
         ("/workflows", "WORKFLOWS", "workflows-table"),
         ("/schedules", "SCHEDULES", "schedules-table"),
     ):
-        from sitq.backend import Capability
-
         html = client.get(path).text
         if backend.supports(Capability[capability]):
             assert f'data-testid="{present}"' in html
         else:
             assert "not supported by this backend" in html
+
+
+def test_a_workflow_page_without_workflows_says_so(client: TestClient) -> None:
+    backend = client.app.state.dashboard.backend  # type: ignore[attr-defined]
+    response = client.get("/workflows/wf-unknown")
+    if backend.supports(Capability.WORKFLOWS):
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 200 and "not supported by this backend" in response.text
 
 
 def test_live_summary_json(client: TestClient, seeded: Seeded) -> None:
@@ -121,3 +143,23 @@ def _row(html: str, marker: str) -> str:
 def _section(html: str, testid: str) -> str:
     start = html.index(f'data-testid="{testid}"')
     return html[start : html.index("</dd>", start)]
+
+
+def test_pages_of_fifty_follow_each_other_without_gaps(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+
+    async def store() -> list[str]:
+        async with sitq.TaskQueue(url, serializer="json") as queue:
+            return await queue.enqueue_many([sitq.Task("app:job", (i,)) for i in range(120)])
+
+    ids = asyncio.run(store())
+    seen: list[str] = []
+    with TestClient(create_app(url)) as client:
+        html = client.get("/tasks").text
+        while True:
+            seen += re.findall(r'data-testid="task-row" data-task-id="([^"]+)"', html)
+            following = re.search(r'data-testid="next-page" href="([^"]+)"', html)
+            if following is None:
+                break
+            html = client.get(following.group(1).replace("&amp;", "&")).text
+    assert seen == list(reversed(ids))

@@ -7,8 +7,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-from seeding import HOSTILE, Seeded
 from starlette.testclient import TestClient
+from web_seeding import HOSTILE, Seeded
 
 import sitq
 from sitq.backend import TaskRecord
