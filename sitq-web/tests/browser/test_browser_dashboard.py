@@ -193,7 +193,7 @@ def test_bulk_cancel_over_a_filter(page: Page, store: Store, seeded: Seeded) -> 
     assert [store.status(task_id) for task_id in ids] == [TaskStatus.CANCELLED] * len(ids)
 
 
-def test_live_counts_follow_the_store_without_a_reload(
+def test_live_counts_and_rows_follow_the_store_without_a_reload(
     page: Page, store: Store, seeded: Seeded
 ) -> None:
     pending = page.locator(
@@ -203,6 +203,13 @@ def test_live_counts_follow_the_store_without_a_reload(
     expect(pending).to_have_text(str(store.pending(UNSERVED_QUEUE)))
     store.enqueue(ECHO, "from outside", queue=UNSERVED_QUEUE)
     expect(pending).to_have_text(str(store.pending(UNSERVED_QUEUE)))
+
+    page.goto(f"/tasks?queue={UNSERVED_QUEUE}")
+    counted = page.get_by_test_id("live-counts").locator("[data-status=pending]")
+    expect(counted).to_have_text(str(store.pending(UNSERVED_QUEUE)))
+    task_id = store.enqueue(ECHO, "from outside, again", queue=UNSERVED_QUEUE)
+    expect(page.locator(f"[data-testid=task-row][data-task-id='{task_id}']")).to_be_visible()
+    expect(counted).to_have_text(str(store.pending(UNSERVED_QUEUE)))
 
 
 def test_pause_and_resume_a_schedule(page: Page, store: Store, seeded: Seeded) -> None:
