@@ -67,6 +67,15 @@ def dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def read_only_dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
+    """The base URL of a read-only dashboard on the same store."""
+    from sitq_web import create_app
+
+    with served(create_app(store.url, read_only=True)) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium from the distribution's packages; every `expect` of the tests waits
     up to `PATIENCE` (the machine may be loaded)."""

@@ -33,7 +33,7 @@ from sitq.task import TaskStatus
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_web, pytest.mark.needs_browser]
 
 require_chromium()
-from playwright.sync_api import Page, expect  # noqa: E402 (only once it is known to be there)
+from playwright.sync_api import Browser, Page, expect  # noqa: E402 (only once it is known to be there)
 
 #: Elements an escaping mistake would let a task's arguments add to a page.
 INJECTED = "script:not([src]), img, b"
@@ -243,3 +243,23 @@ def test_a_workflow_is_shown_and_cancelled(page: Page, store: Store, seeded: See
     expect(page.get_by_test_id("flash")).to_be_visible()
     statuses = [store.status(task_id) for task_id in seeded.workflow_members]
     assert statuses == [TaskStatus.SUCCEEDED, TaskStatus.CANCELLED, TaskStatus.CANCELLED]
+
+
+def test_read_only_shows_and_never_acts(
+    browser: Browser, read_only_dashboard: str, store: Store, seeded: Seeded
+) -> None:
+    context = browser.new_context(base_url=read_only_dashboard)
+    try:
+        page = context.new_page()
+        page.goto(f"/tasks/{seeded.failed[0]}")
+        expect(page.get_by_test_id("read-only")).to_be_visible()
+        expect(page.get_by_test_id("task-traceback")).to_contain_text("exploded on purpose")
+        expect(page.locator("form[method=post]")).to_have_count(0)
+        # With this browser's real CSRF token: refused for being read-only, not as a forgery.
+        cookies = {c.get("name"): c.get("value", "") for c in context.cookies()}
+        form: dict[str, str | float | bool] = {"csrf_token": cookies["sitq_web_csrf"]}
+        response = page.request.post(f"/tasks/{seeded.failed[0]}/retry", form=form)
+        assert response.status == 403
+        assert store.status(seeded.failed[0]) == TaskStatus.FAILED
+    finally:
+        context.close()
