@@ -4,6 +4,7 @@ prefix on the PostgreSQL server at 127.0.0.1:5432 (skipped where it is down, fai
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -26,7 +27,9 @@ def sqlite_url(folder: Path) -> str:
 def postgres_url() -> Iterator[str]:
     """The PostgreSQL server with a table prefix no other test uses; its tables are dropped
     afterwards. Skips the test where the server is down (fails it in CI, where `.ci/run`
-    starts one)."""
+    starts one); skips it where sitq-postgres is not installed."""
+    if importlib.util.find_spec("sitq_postgres") is None:
+        pytest.skip("sitq-postgres is not installed")
     _run_aside(_require_server())
     prefix = f"sitqtest_web_{uuid.uuid4().hex[:10]}_"
     try:

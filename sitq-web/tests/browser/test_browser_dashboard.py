@@ -3,9 +3,8 @@ packages, driven by Playwright, on a store a real worker process serves: a SQLit
 PostgreSQL.
 
 Each test opens a fresh tab; the store, the worker and the server are shared by the tests of
-one store.
-``SITQ_TEST_SCREENSHOTS=1`` saves the screenshots of the main views into ``docs/images/web/``
-(the pictures the docs show) instead of a temporary folder.
+one store. ``SITQ_TEST_SCREENSHOTS=1`` saves the screenshots of the main views into
+``docs/images/web/`` (the pictures the docs show) instead of a temporary folder.
 """
 
 from __future__ import annotations
