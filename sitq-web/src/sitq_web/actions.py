@@ -73,7 +73,8 @@ def back(request: Request, form: FormData, default: str, message: str) -> Respon
     root = request.scope.get("root_path", "")
     response = RedirectResponse(root + target, status_code=303)
     flash = quote(message[:MAX_FLASH])
-    response.set_cookie(FLASH_COOKIE, flash, httponly=True, samesite="strict")
+    secure = request.url.scheme == "https"
+    response.set_cookie(FLASH_COOKIE, flash, httponly=True, samesite="strict", secure=secure)
     return response
 
 
