@@ -94,11 +94,20 @@ async def workers(request: Request) -> Response:
 
 
 async def schedules(request: Request) -> Response:
-    """``/schedules``: the stored periodic schedules, with pause and resume."""
-    backend = await dashboard_of(request).ready()
+    """``/schedules``: the stored periodic schedules, with pause and resume; their next fire
+    where the queue shown declares them (``sitq web myapp:queue``)."""
+    dashboard = dashboard_of(request)
+    backend = await dashboard.ready()
     supported = backend.supports(Capability.SCHEDULES)
     states = await backend.schedule_states() if supported else []
-    return page(request, "schedules.html", supported=supported, states=states)
+    declared = dashboard.queue.schedules
+    now = time.time()
+    next_fires = {
+        s.name: declared[s.name].trigger.next_after(now) for s in states if s.name in declared
+    }
+    return page(
+        request, "schedules.html", supported=supported, states=states, next_fires=next_fires
+    )
 
 
 async def limits(request: Request) -> Response:
