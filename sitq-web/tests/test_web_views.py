@@ -184,3 +184,15 @@ def test_schedules_show_their_next_fire_when_the_app_declares_them(tmp_path: Pat
     with TestClient(create_app(queue)) as client:
         row = _row(client.get("/schedules").text, f'data-schedule="{html_text.escape(name)}"')
     assert re.search(r'data-testid="schedule-next">\d{4}-\d\d-\d\d ', row)
+
+
+def test_a_sync_queue_decodes_with_its_own_serializer_and_key(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'signed.db'}"
+    queue = sitq.SyncTaskQueue(url, serializer="json", secret_key="k" * 32)
+    try:
+        task_id = queue.enqueue("app:greet", "Ada")
+        with TestClient(create_app(queue)) as client:
+            html = client.get(f"/tasks/{task_id}").text
+        assert "<code>&#39;Ada&#39;</code>" in html  # signature checked, then decoded
+    finally:
+        queue.close()

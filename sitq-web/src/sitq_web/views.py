@@ -78,8 +78,8 @@ async def task_detail(request: Request) -> Response:
         relatives["parents"] = [m for m in members if m.id in record.parents]
         relatives["children"] = [m for m in members if record.id in m.parents]
     return page(
-        request, "task.html", record=record, call=call_text(dashboard.queue, record),
-        result=result_text(dashboard.queue, record), relatives=relatives,
+        request, "task.html", record=record, call=call_text(dashboard.decoder, record),
+        result=result_text(dashboard.decoder, record), relatives=relatives,
         workflows=backend.supports(Capability.WORKFLOWS),
         schedule=record.meta.get(SCHEDULE_HEADER), fired_at=record.meta.get(FIRED_AT_HEADER),
     )  # fmt: skip
@@ -100,7 +100,7 @@ async def schedules(request: Request) -> Response:
     backend = await dashboard.ready()
     supported = backend.supports(Capability.SCHEDULES)
     states = await backend.schedule_states() if supported else []
-    declared = dashboard.queue.schedules
+    declared = dashboard.decoder.schedules
     now = time.time()
     next_fires = {
         s.name: declared[s.name].trigger.next_after(now) for s in states if s.name in declared
