@@ -17,6 +17,7 @@ from .calls import call_text, result_text
 from .chart import build_chart
 from .dashboard import Dashboard
 from .render import page
+from .summary import RUNNING_READ
 from .tasks_query import TaskFilter, task_page
 
 #: The overview's chart: the last hour, by minute.
@@ -90,7 +91,7 @@ async def workers(request: Request) -> Response:
     dashboard = dashboard_of(request)
     await dashboard.ready()
     summary = await dashboard.summary.get()
-    return page(request, "workers.html", summary=summary)
+    return page(request, "workers.html", summary=summary, running_read=RUNNING_READ)
 
 
 async def schedules(request: Request) -> Response:
