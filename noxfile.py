@@ -4,8 +4,9 @@
   the whole suite: what ``.ci/run`` runs.
 * ``tests-core``, ``tests-sqlite``, ``tests-memory``, ``tests-postgres``, ``tests-web`` —
   sitq-core alone, or with that one plugin, in a venv of its own (sitq-web's on sitq-sqlite):
-  the package's own tests plus the top-level tests marked for no other plugin (``-m "not needs_memory and ..."``). They prove each plugin works
-  with the core alone and the core with none.
+  the package's own tests plus the top-level tests marked for no other plugin
+  (``-m "not needs_memory and ..."``). They prove each plugin works with the core alone and
+  the core with none.
 * ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build, the rendered
   pages checked and every doc example run), ``docs_screenshots`` (headless-Chromium pictures of
   the built site for the README), ``bench`` (the quick benchmark run; it prints ratios and never

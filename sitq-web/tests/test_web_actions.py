@@ -114,7 +114,7 @@ def test_bulk_refuses_an_unknown_action(client: TestClient) -> None:
 def test_next_never_leaves_the_app(client: TestClient, seeded: Seeded) -> None:
     client.get("/")
     token = client.cookies.get(CSRF_COOKIE)
-    for target in ("https://evil.example/", "//evil.example/x"):
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example/x"):
         response = client.post(
             f"/tasks/{seeded.dead}/retry", data={"csrf_token": token, "next": target},
             follow_redirects=False,

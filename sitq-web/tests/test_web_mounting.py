@@ -40,3 +40,16 @@ def test_a_mounted_dashboard_links_and_redirects_under_its_prefix(seeded: Seeded
         assert f'data-status="{TaskStatus.PENDING.value}"' in page
         tasks = client.get(f"{PREFIX}/tasks").text
         assert 'name="next" value="/tasks"' in tasks
+
+
+def test_static_files_need_no_token_under_a_prefix(seeded: Seeded) -> None:
+    host = Starlette(routes=[Mount(PREFIX, app=create_app(seeded.url, auth="t0k"))])
+    with TestClient(host) as client:
+        assert client.get(f"{PREFIX}/").status_code == 401
+        assert client.get(f"{PREFIX}/static/sitq-web.css").status_code == 200
+
+
+def test_cookies_are_secure_over_https(seeded: Seeded) -> None:
+    with TestClient(create_app(seeded.url), base_url="https://testserver") as client:
+        cookie = client.get("/tasks").headers["set-cookie"]
+    assert CSRF_COOKIE in cookie and "secure" in cookie.lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from starlette.requests import Request
@@ -125,3 +126,10 @@ def test_a_bad_auth_argument_is_refused_at_once(seeded: Seeded) -> None:
         create_app(seeded.url, auth="")
     with pytest.raises(ConfigurationError, match="TaskQueue"):
         create_app(42)  # type: ignore[arg-type]
+
+
+def test_pages_need_no_inline_script_or_style(client: TestClient, seeded: Seeded) -> None:
+    """The CSP allows scripts and styles from /static only: no page may rely on inline ones."""
+    inline = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", re.IGNORECASE)
+    for path in ("/", "/tasks", f"/tasks/{seeded.dead}", "/workers", "/schedules", "/limits"):
+        assert not inline.search(client.get(path).text), path

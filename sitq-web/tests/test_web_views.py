@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import html as html_text
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,34 @@ def test_pages_of_fifty_follow_each_other_without_gaps(tmp_path: Path) -> None:
                 break
             html = client.get(following.group(1).replace("&amp;", "&")).text
     assert seen == list(reversed(ids))
+
+
+def test_schedules_show_their_next_fire_when_the_app_declares_them(tmp_path: Path) -> None:
+    queue = sitq.TaskQueue(f"sqlite:///{tmp_path / 'periodic.db'}")
+
+    @queue.periodic(every=timedelta(minutes=5))
+    def tick() -> None:
+        """Runs every five minutes."""
+
+    (name,) = queue.schedules
+
+    async def store() -> None:
+        await queue.connect()
+        await queue.backend.add_schedules({name: queue.schedules[name].trigger.describe()})
+
+    asyncio.run(store())
+    with TestClient(create_app(queue)) as client:
+        row = _row(client.get("/schedules").text, f'data-schedule="{html_text.escape(name)}"')
+    assert re.search(r'data-testid="schedule-next">\d{4}-\d\d-\d\d ', row)
+
+
+def test_a_sync_queue_decodes_with_its_own_serializer_and_key(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'signed.db'}"
+    queue = sitq.SyncTaskQueue(url, serializer="json", secret_key="k" * 32)
+    try:
+        task_id = queue.enqueue("app:greet", "Ada")
+        with TestClient(create_app(queue)) as client:
+            html = client.get(f"/tasks/{task_id}").text
+        assert "<code>&#39;Ada&#39;</code>" in html  # signature checked, then decoded
+    finally:
+        queue.close()

@@ -28,6 +28,9 @@ TASK_ACTIONS: dict[str, Callable[[Backend, str], Awaitable[bool]]] = {
     "delete": lambda backend, task_id: _delete_one(backend, task_id),
 }
 
+#: The longest flash message kept (a cookie holds it).
+MAX_FLASH = 500
+
 #: Past tense of each action, for the flash message.
 DONE = {"retry": "requeued", "cancel": "cancelled", "delete": "deleted"}
 
@@ -36,7 +39,7 @@ async def _delete_one(backend: Backend, task_id: str) -> bool:
     return await backend.delete_tasks([task_id]) == 1
 
 
-#: The words an action's last path segment may be, by the path parameter's route.
+#: The last path segment of a queue or schedule action.
 SWITCHES = ("pause", "resume")
 
 
@@ -65,12 +68,20 @@ def back(request: Request, form: FormData, default: str, message: str) -> Respon
     """Redirect (303) to the form's ``next`` page (a path of this app) or ``default``,
     leaving ``message`` for it to show."""
     target = form.get("next")
-    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+    if not isinstance(target, str) or not _local(target):
         target = default
     root = request.scope.get("root_path", "")
     response = RedirectResponse(root + target, status_code=303)
-    response.set_cookie(FLASH_COOKIE, quote(message), httponly=True, samesite="strict")
+    flash = quote(message[:MAX_FLASH])
+    secure = request.url.scheme == "https"
+    response.set_cookie(FLASH_COOKIE, flash, httponly=True, samesite="strict", secure=secure)
     return response
+
+
+def _local(path: str) -> bool:
+    """True for a path of this app: not another site (``//host``, ``/\\host``, which
+    browsers read as ``//host``)."""
+    return path.startswith("/") and not path.startswith("//") and "\\" not in path
 
 
 async def task_action(request: Request) -> Response:

@@ -51,14 +51,26 @@ ROUTES = [
 ]
 
 
-def _queue_of(queue_or_url: TaskQueue | SyncTaskQueue | Backend | str) -> tuple[TaskQueue, bool]:
-    """The queue to show, and whether the app opened it (and so closes it)."""
+def _queues_of(
+    queue_or_url: TaskQueue | SyncTaskQueue | Backend | str,
+) -> tuple[TaskQueue, TaskQueue, bool]:
+    """The queue whose store the app reads and changes, the queue that decodes what it shows
+    (serializers, signing key, declared schedules), and whether the app opened the first
+    (and so closes it)."""
     if isinstance(queue_or_url, TaskQueue):
-        return queue_or_url, False
+        return queue_or_url, queue_or_url, False
     if isinstance(queue_or_url, SyncTaskQueue):
-        return queue_or_url.async_queue, False
+        # its connections belong to its own loop thread: the app opens the store again
+        base = queue_or_url.async_queue
+        if base.backend.url is None:
+            raise ConfigurationError(
+                "create_app() opens a SyncTaskQueue's store again on its own event loop, by "
+                "URL, and this one's backend has none; pass the URL or a TaskQueue instead"
+            )
+        return TaskQueue(base.backend.url, plugins=base.plugins), base, True
     if isinstance(queue_or_url, (Backend, str)):
-        return TaskQueue(queue_or_url), True
+        queue = TaskQueue(queue_or_url)
+        return queue, queue, True
     raise ConfigurationError(
         f"create_app() takes a TaskQueue, a SyncTaskQueue, a Backend or a backend URL, not "
         f"{type(queue_or_url).__name__}"
@@ -94,8 +106,8 @@ def create_app(
     Mount it (``app.mount("/sitq", create_app(queue))``) or run it with ``sitq web``. The
     store is connected on the first request and closed at shutdown if the app opened it.
     """
-    queue, owns = _queue_of(queue_or_url)
-    dashboard = Dashboard(queue, _check_auth(auth), read_only, title or "sitq", owns)
+    queue, decoder, owns = _queues_of(queue_or_url)
+    dashboard = Dashboard(queue, decoder, _check_auth(auth), read_only, title or "sitq", owns)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

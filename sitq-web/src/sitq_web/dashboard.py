@@ -20,7 +20,9 @@ AuthHook = Callable[[Any], bool] | str | None
 class Dashboard:
     """The state of one dashboard app (``request.app.state.dashboard``).
 
-    :param queue: the queue whose store is shown; connected on first use.
+    :param queue: the queue whose store is shown and changed; connected on first use.
+    :param decoder: the queue whose serializers, signing key and declared schedules decode
+        what is shown (the user's own; ``queue`` itself unless it is a copy).
     :param auth: see `sitq_web.create_app`.
     :param read_only: True: no action form is shown and every POST is refused (403).
     :param title: the name shown in the page header.
@@ -28,6 +30,7 @@ class Dashboard:
     """
 
     queue: TaskQueue
+    decoder: TaskQueue
     auth: AuthHook = None
     read_only: bool = False
     title: str = "sitq"

@@ -57,7 +57,7 @@ def allowed(auth: AuthHook, request: Request) -> bool:
 
 def csrf_token(request: Request) -> str:
     """The CSRF token of this browser: the cookie's, or a new one the response sets
-    (`remember_csrf`)."""
+    (`guard` sets it on the response)."""
     existing = request.cookies.get(CSRF_COOKIE)
     if existing:
         return existing
@@ -82,7 +82,9 @@ async def guard(request: Request, call_next: Handler, auth: AuthHook) -> Respons
     """Refuse a request ``auth`` does not allow (401); remember a ``?token=`` in a cookie
     (and drop it from the address); set the CSRF cookie a page handed out; add
     `SECURITY_HEADERS`."""
-    if not request.url.path.startswith("/static/") and not allowed(auth, request):
+    static = request.url.path.startswith(request.scope.get("root_path", "") + "/static/")
+    secure = request.url.scheme == "https"
+    if not static and not allowed(auth, request):
         response: Response = PlainTextResponse(
             "sitq-web: not authorized (give the dashboard token)", status_code=401
         )
@@ -90,12 +92,12 @@ async def guard(request: Request, call_next: Handler, auth: AuthHook) -> Respons
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         response = RedirectResponse(request.url.replace(query=query), status_code=303)
         # lax: a link from elsewhere still opens the dashboard; actions need the CSRF token
-        response.set_cookie(TOKEN_COOKIE, auth, httponly=True, samesite="lax")
+        response.set_cookie(TOKEN_COOKIE, auth, httponly=True, samesite="lax", secure=secure)
     else:
         response = await call_next(request)
     new_csrf = getattr(request.state, "new_csrf", None)
     if new_csrf:
-        response.set_cookie(CSRF_COOKIE, new_csrf, httponly=True, samesite="strict")
+        response.set_cookie(CSRF_COOKIE, new_csrf, httponly=True, samesite="strict", secure=secure)
     response.headers.update(SECURITY_HEADERS)
     return response
 

@@ -35,12 +35,15 @@ class Summary:
     :param queues: task counts per queue and status.
     :param workers: the workers seen running tasks.
     :param oldest_pending: the pending task enqueued first, or None.
+    :param workers_capped: True if more tasks run than the `RUNNING_READ` read to find the
+        workers (some may be missing).
     :param read_at: when it was read (epoch seconds).
     """
 
     queues: dict[str, dict[TaskStatus, int]]
     workers: list[WorkerView]
     oldest_pending: TaskRecord | None
+    workers_capped: bool = False
     read_at: float = field(default_factory=time.time)
 
     @property
@@ -75,7 +78,8 @@ async def read_summary(backend: Backend) -> Summary:
     queues = await backend.queue_counts()
     oldest = await backend.list_tasks(statuses=[TaskStatus.PENDING], limit=1)
     running = await backend.list_tasks(statuses=[TaskStatus.RUNNING], limit=RUNNING_READ)
-    return Summary(queues, workers_of(running), oldest[0] if oldest else None)
+    capped = len(running) >= RUNNING_READ
+    return Summary(queues, workers_of(running), oldest[0] if oldest else None, capped)
 
 
 class SummaryCache:

@@ -17,6 +17,7 @@ from .calls import call_text, result_text
 from .chart import build_chart
 from .dashboard import Dashboard
 from .render import page
+from .summary import RUNNING_READ
 from .tasks_query import TaskFilter, task_page
 
 #: The overview's chart: the last hour, by minute.
@@ -78,8 +79,8 @@ async def task_detail(request: Request) -> Response:
         relatives["parents"] = [m for m in members if m.id in record.parents]
         relatives["children"] = [m for m in members if record.id in m.parents]
     return page(
-        request, "task.html", record=record, call=call_text(dashboard.queue, record),
-        result=result_text(dashboard.queue, record), relatives=relatives,
+        request, "task.html", record=record, call=call_text(dashboard.decoder, record),
+        result=result_text(dashboard.decoder, record), relatives=relatives,
         workflows=backend.supports(Capability.WORKFLOWS),
         schedule=record.meta.get(SCHEDULE_HEADER), fired_at=record.meta.get(FIRED_AT_HEADER),
     )  # fmt: skip
@@ -90,15 +91,24 @@ async def workers(request: Request) -> Response:
     dashboard = dashboard_of(request)
     await dashboard.ready()
     summary = await dashboard.summary.get()
-    return page(request, "workers.html", summary=summary)
+    return page(request, "workers.html", summary=summary, running_read=RUNNING_READ)
 
 
 async def schedules(request: Request) -> Response:
-    """``/schedules``: the stored periodic schedules, with pause and resume."""
-    backend = await dashboard_of(request).ready()
+    """``/schedules``: the stored periodic schedules, with pause and resume; their next fire
+    where the queue shown declares them (``sitq web myapp:queue``)."""
+    dashboard = dashboard_of(request)
+    backend = await dashboard.ready()
     supported = backend.supports(Capability.SCHEDULES)
     states = await backend.schedule_states() if supported else []
-    return page(request, "schedules.html", supported=supported, states=states)
+    declared = dashboard.decoder.schedules
+    now = time.time()
+    next_fires = {
+        s.name: declared[s.name].trigger.next_after(now) for s in states if s.name in declared
+    }
+    return page(
+        request, "schedules.html", supported=supported, states=states, next_fires=next_fires
+    )
 
 
 async def limits(request: Request) -> Response:

@@ -50,8 +50,13 @@ class SitqGroup(click.Group):
         return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """Every command's name, built-in and from plugins, sorted."""
-        return sorted({*super().list_commands(ctx), *self._plugin_commands()})
+        """Every command's name, built-in and from plugins, sorted. A plugin that fails to
+        load leaves ``sitq -h`` working: `sitq plugins` (and using its command) says why."""
+        try:
+            added = self._plugin_commands()
+        except click.ClickException:
+            added = {}
+        return sorted({*super().list_commands(ctx), *added})
 
 
 @click.group(
