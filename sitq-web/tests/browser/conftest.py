@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog, Page
 
 
+#: Where `mounted_dashboard` mounts the dashboard in an app of its own.
+MOUNT_PATH = "/ops/sitq"
+
 #: The stores every test runs on, one after the other.
 STORES = [
     pytest.param("sqlite", id="sqlite"),
@@ -73,6 +76,20 @@ def read_only_dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
 
     with served(create_app(store.url, read_only=True)) as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def mounted_dashboard(store: Store, seeded: Seeded) -> Iterator[str]:
+    """The URL of the dashboard mounted at `MOUNT_PATH` of a Starlette app, as a user mounts
+    it in theirs."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from sitq_web import create_app
+
+    host = Starlette(routes=[Mount(MOUNT_PATH, app=create_app(store.url))])
+    with served(host) as base_url:
+        yield base_url + MOUNT_PATH
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from sitq.task import TaskStatus
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_web, pytest.mark.needs_browser]
 
 require_chromium()
-from playwright.sync_api import Browser, Page, expect  # noqa: E402 (only once it is known to be there)
+from playwright.sync_api import Browser, Page, Response, expect  # noqa: E402 (only once it is known to be there)
 
 #: Elements an escaping mistake would let a task's arguments add to a page.
 INJECTED = "script:not([src]), img, b"
@@ -260,5 +260,35 @@ def test_read_only_shows_and_never_acts(
         response = page.request.post(f"/tasks/{seeded.failed[0]}/retry", form=form)
         assert response.status == 403
         assert store.status(seeded.failed[0]) == TaskStatus.FAILED
+    finally:
+        context.close()
+
+
+def test_mounted_under_a_path_its_links_script_and_actions_follow(
+    browser: Browser, mounted_dashboard: str, store: Store, seeded: Seeded
+) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        refused: list[str] = []  # what the pages asked for that the mount did not serve
+
+        def check(response: Response) -> None:
+            if response.status >= 400:
+                refused.append(f"{response.status} {response.url}")
+
+        page.on("response", check)
+        page.goto(f"{mounted_dashboard}/tasks?queue={UNSERVED_QUEUE}")
+        counted = page.get_by_test_id("live-counts").locator("[data-status=pending]")
+        expect(counted).to_have_text(str(store.pending(UNSERVED_QUEUE)))
+        task_id = store.enqueue(ECHO, "seen under a mount", queue=UNSERVED_QUEUE)
+        row = page.locator(f"[data-testid=task-row][data-task-id='{task_id}']")
+        expect(row).to_be_visible()  # the live script polled the mounted path
+        row.get_by_test_id("task-link").click()
+        expect(page).to_have_url(f"{mounted_dashboard}/tasks/{task_id}")
+        page.get_by_test_id("action-cancel").click()
+        expect(page.get_by_test_id("flash")).to_be_visible()
+        assert store.status(task_id) == TaskStatus.CANCELLED
+        assert not refused
     finally:
         context.close()
