@@ -639,7 +639,10 @@ class MemoryBackend(Backend):
         """Forget ``records`` (the store's lock held)."""
         for r in records:
             if r.dedupe_key is not None:
-                self._store.by_dedupe_key[r.dedupe_key].remove(r.id)
+                same_key = self._store.by_dedupe_key[r.dedupe_key]
+                same_key.remove(r.id)
+                if not same_key:
+                    del self._store.by_dedupe_key[r.dedupe_key]
             del self._store.tasks[r.id]
             self._store.seq.pop(r.id, None)
             self._store.order.pop(r.id, None)
