@@ -212,6 +212,17 @@ def unique_scope(record: TaskRecord, now: float) -> tuple[list[str], float | Non
     return sorted(s.value for s in states), since
 
 
+def batch_duplicate(record: TaskRecord, earlier: Sequence[TaskRecord], now: float) -> str | None:
+    """The id of the latest of ``earlier`` (records stored before ``record`` in the same
+    batch, with its dedupe key) that ``record`` duplicates: they are stored pending, created
+    at their ``created_at``; None if none counts."""
+    states, since = unique_scope(record, now)
+    if TaskStatus.PENDING.value not in states:
+        return None
+    found = [e.id for e in earlier if since is None or e.created_at >= since]
+    return found[-1] if found else None
+
+
 __all__ = [
     "DEFAULT_UNIQUE_STATES",
     "Admission",
@@ -219,6 +230,7 @@ __all__ = [
     "KeyRecord",
     "Rules",
     "admit",
+    "batch_duplicate",
     "chooses_uniqueness",
     "fresh_record",
     "states_of",
