@@ -397,7 +397,9 @@ def test_a_lost_reply_is_recognized_on_retry(pg_url: str) -> None:
             conn = await asyncpg.connect(PG_URL)
             try:
                 first, _ = await insert(conn, backend._sql, records, args, retried=False, now=0.0)
-                again, stored_any = await insert(conn, backend._sql, records, args, retried=True, now=0.0)
+                again, stored_any = await insert(
+                    conn, backend._sql, records, args, retried=True, now=0.0
+                )
                 assert again == first == [records[0].id, records[0].id, records[2].id]
                 assert not stored_any
                 with pytest.raises(ConfigurationError, match="task id"):
