@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.flow_claim import Candidate, unique_scope
 from sitq.flow_control import LimitRule, LimitState
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
@@ -37,7 +38,6 @@ from sitq.rules import (
 )
 from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
-from sitq.unique import is_duplicate
 
 from .limits import FlowTable
 from .schedules import ScheduleTable
@@ -75,6 +75,8 @@ class _Store:
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
 _Entry = tuple[int, float, int, int, str]
+#: A due entry and the heap it was popped from (pushed back there if not claimed).
+_Due = tuple[list[_Entry], _Entry]
 
 #: How many claimable tasks a claim under limits weighs for fairness at once (see `claim`).
 FAIR_WINDOW = 256
@@ -179,10 +181,13 @@ class MemoryBackend(Backend):
         """The newest stored task that refuses ``record`` as its duplicate (`sitq.unique`)."""
         if record.dedupe_key is None:
             return None
+        states, since = unique_scope(record, now)
         for task_id in reversed(self._store.by_dedupe_key.get(record.dedupe_key, ())):
             found = self._store.tasks[task_id]
-            if found is not record and is_duplicate(
-                found.status, found.created_at, record.unique_states, record.unique_for, now
+            if (
+                found is not record
+                and found.status.value in states
+                and (since is None or found.created_at >= since)
             ):
                 return task_id
         return None
@@ -321,7 +326,7 @@ class MemoryBackend(Backend):
                 for name, h in self._store.ready.items()
                 if h and (queues is None or name in queues) and name not in flow.paused
             ]
-            skipped: list[tuple[list[_Entry], _Entry]] = []
+            skipped: list[_Due] = []
             token = new_task_id()  # one lease token per claim, as the SQLite backend does
             due = self._due_entries(heaps, now)
             if flow.rules:
@@ -336,15 +341,13 @@ class MemoryBackend(Backend):
                     record = self._store.tasks[item[1][-1]]
                     self._take(record, worker_id, lease_seconds, now, token)
                     if record.limits:  # counted, should a rule come later
-                        flow.take(record.id, record.limits, now)
+                        flow.hold(record.id, record.limits)
                     claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
         return claimed
 
-    def _due_entries(
-        self, heaps: list[list[_Entry]], now: float
-    ) -> Iterator[tuple[list[_Entry], _Entry]]:
+    def _due_entries(self, heaps: list[list[_Entry]], now: float) -> Iterator[_Due]:
         """Pop the valid due entries of ``heaps``, best first (the lock held); whoever stops
         early leaves the rest in place."""
         while True:
@@ -368,43 +371,40 @@ class MemoryBackend(Backend):
 
     def _claim_limited(
         self,
-        due: Iterator[tuple[list[_Entry], _Entry]],
+        due: Iterator[_Due],
         limit: int,
         now: float,
         excluded: set[str],
-        skipped: list[tuple[list[_Entry], _Entry]],
+        skipped: list[_Due],
         claimed: list[TaskRecord],
         worker_id: str,
         lease_seconds: float,
         token: str,
     ) -> None:
-        """The claim while rules are stored: tasks whose keys refuse them are set aside
-        (no head-of-line blocking); among up to `FAIR_WINDOW` admissible tasks, the best
-        priority goes first, then the key served least recently, then the usual order."""
+        """The claim while rules are stored: `sitq.flow_claim.admit` picks from windows of
+        `FAIR_WINDOW` due tasks; the tasks of keys it found exhausted are set aside unread
+        (no head-of-line blocking), and the next window is read while the claim wants more."""
         flow, tasks = self._store.flow, self._store.tasks
-        window: list[tuple[list[_Entry], _Entry]] = []
+        exhausted: set[str] = set()
         while len(claimed) < limit:
+            window: list[Candidate[_Due]] = []
             while len(window) < FAIR_WINDOW and (item := next(due, None)) is not None:
-                window.append(item)
-            admitted = []
-            for item in window:
                 record = tasks[item[1][-1]]
-                if record.id in excluded or not flow.admits(record.limits, tasks, now):
-                    skipped.append(item)  # only more tasks run before this claim ends
+                if record.id in excluded or exhausted.intersection(record.limits):
+                    skipped.append(item)
                 else:
-                    admitted.append(item)
-            window = admitted
+                    window.append(Candidate(item, record.priority, record.limits))
             if not window:
                 break
-            best = min(
-                window, key=lambda i: (i[1][0], flow.last_served(tasks[i[1][-1]].limits), i[1])
-            )
-            window.remove(best)
-            record = tasks[best[1][-1]]
-            self._take(record, worker_id, lease_seconds, now, token)
-            flow.take(record.id, record.limits, now)
-            claimed.append(_copy(record))
-        skipped.extend(window)
+            admission = flow.admit(window, tasks, now, limit - len(claimed))
+            exhausted |= admission.exhausted
+            taken = {id(c) for c in admission.taken}
+            for candidate in admission.taken:
+                record = tasks[candidate.ref[1][-1]]
+                self._take(record, worker_id, lease_seconds, now, token)
+                flow.hold(record.id, record.limits)
+                claimed.append(_copy(record))
+            skipped.extend(c.ref for c in window if id(c) not in taken)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
