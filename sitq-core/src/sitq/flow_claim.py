@@ -10,9 +10,11 @@ found exhausted are returned too, so a backend reading a further window can leav
 out (no head-of-line blocking).
 
 Fairness: among admissible candidates of equal priority, the one whose keys were served least
-recently goes first (a task's stamp is the latest ``last_served_at`` of its ruled keys; tasks
-without ruled keys have none and keep their place); a key served in this claim goes behind
-every other, so two busy keys alternate. It holds within the window a backend reads.
+recently goes first (a task ranks by its least recently served ruled key; a task without one
+counts as never served), then the window's order; a key served in this claim goes behind
+every other, so busy keys alternate. It holds among the candidates a backend reads: the first
+window of due tasks, and further windows (without the exhausted keys' tasks) while the claim
+is not full.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Generic, TypeVar
 from .flow_control import LimitRule, LimitState, refill, rule_for
 from .records import TaskRecord
 from .task import TaskStatus
+from .unique import DEFAULT_UNIQUE_STATES, is_duplicate
 
 T = TypeVar("T")
 
@@ -102,14 +105,14 @@ def admit(
     served = 0
 
     def stamp(c: Candidate[T]) -> tuple[float, int]:
-        best = (float("-inf"), 0)
+        found = []
         for key in rules.ruled(c.keys):
             if key not in stamps:
                 rec = known.get(key)
-                at = rec.last_served_at if rec and rec.last_served_at is not None else None
+                at = None if rec is None else rec.last_served_at
                 stamps[key] = (float("-inf") if at is None else at, 0)
-            best = max(best, stamps[key])
-        return best
+            found.append(stamps[key])
+        return min(found, default=(float("-inf"), 0))
 
     while remaining and len(done.taken) < limit:
         pick = min(range(len(remaining)), key=lambda i: _order(remaining[i], stamp))
@@ -192,10 +195,6 @@ def states_of(
     return states
 
 
-#: Where a duplicate is looked for when a record names no ``unique_states``.
-DEFAULT_UNIQUE_STATES = frozenset({TaskStatus.WAITING, TaskStatus.PENDING, TaskStatus.RUNNING})
-
-
 def chooses_uniqueness(record: TaskRecord) -> bool:
     """True if ``record`` has a dedupe key and its own ``unique_for`` or ``unique_states``
     (checked by a query in the enqueue's transaction; the others by the dedupe index)."""
@@ -206,7 +205,8 @@ def chooses_uniqueness(record: TaskRecord) -> bool:
 
 def unique_scope(record: TaskRecord, now: float) -> tuple[list[str], float | None]:
     """The stored statuses (as text, sorted) and the earliest ``created_at`` of the tasks
-    that make ``record`` a duplicate (None: created at any time)."""
+    that make ``record`` a duplicate (None: created at any time): `sitq.unique.is_duplicate`
+    as a query's parameters."""
     states = DEFAULT_UNIQUE_STATES if record.unique_states is None else record.unique_states
     since = None if record.unique_for is None else now - record.unique_for
     return sorted(s.value for s in states), since
@@ -216,15 +216,17 @@ def batch_duplicate(record: TaskRecord, earlier: Sequence[TaskRecord], now: floa
     """The id of the latest of ``earlier`` (records stored before ``record`` in the same
     batch, with its dedupe key) that ``record`` duplicates: they are stored pending, created
     at their ``created_at``; None if none counts."""
-    states, since = unique_scope(record, now)
-    if TaskStatus.PENDING.value not in states:
-        return None
-    found = [e.id for e in earlier if since is None or e.created_at >= since]
+    found = [
+        e.id
+        for e in earlier
+        if is_duplicate(
+            TaskStatus.PENDING, e.created_at, record.unique_states, record.unique_for, now
+        )
+    ]
     return found[-1] if found else None
 
 
 __all__ = [
-    "DEFAULT_UNIQUE_STATES",
     "Admission",
     "Candidate",
     "KeyRecord",

@@ -390,19 +390,17 @@ class SQLiteBackend(Backend):
         """Remove the rules of ``patterns``; how many were stored."""
         for pattern in patterns:
             check_pattern(pattern)
-        stored = {rule.pattern for rule in await self.limits()}
-        await self._write_flow([(self._flow_sql.delete_rule, (p,)) for p in patterns])
-        return len(stored.intersection(patterns))
+        unique = list(dict.fromkeys(patterns))
+        return await self._write_flow([(self._flow_sql.delete_rule, (p,)) for p in unique])
 
     async def limits(self) -> list[LimitRule]:
         """Every stored rule, by pattern."""
-        flow = await read_flow(await self._db(), self._flow_sql)
-        return list(flow.rules.rules)
+        return list((await self._read_flow()).rules.rules)
 
     async def limit_states(self) -> list[LimitState]:
         """The keys under a stored rule with their tokens now, running and waiting tasks."""
         fs = self._flow_sql
-        rules = (await read_flow(await self._db(), fs)).rules
+        rules = (await self._read_flow()).rules
         records = dict(key_record(row) for row in await self._fetchall(fs.all_keys))
         running = count_keys(await self._fetchall(fs.held))
         waiting = count_keys(await self._fetchall(fs.waiting))
@@ -421,10 +419,10 @@ class SQLiteBackend(Backend):
         """The queues paused now."""
         return {row[0] for row in await self._fetchall(self._flow_sql.paused)}
 
-    async def _write_flow(self, queries: list[Any]) -> None:
+    async def _write_flow(self, queries: list[Any]) -> int:
         db = await self._db()
         async with self._mutex:
-            await write_flow(db, self._flow_sql, queries)
+            return await write_flow(db, self._flow_sql, queries)
 
     # -- claim and leases --------------------------------------------------------------------
 
@@ -496,10 +494,12 @@ class SQLiteBackend(Backend):
         rows = await self._fetchall(self._flow_sql.version)
         return not rows or str(rows[0][0]) != self._flow.version
 
-    async def _read_flow(self) -> None:
+    async def _read_flow(self) -> FlowCache:
+        """The stored rules and pauses, read now (and kept as the cached copy)."""
         db = await self._db()
         async with self._mutex:
             self._flow = await read_flow(db, self._flow_sql)
+        return self._flow
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
