@@ -2,9 +2,8 @@
 
 A record with a ``dedupe_key`` is refused, and the stored task's id returned, when a stored
 task with the same key has a status in the record's ``unique_states`` and was created at or
-after ``now - unique_for`` (`sitq.flow_claim.unique_scope`, what every backend applies).
-``unique_states`` is named by a preset (`UNIQUE_PRESETS`) or listed; `unique_states_from`
-reads either, once, where the user gives it.
+after ``now - unique_for`` (`is_duplicate`). ``unique_states`` is named by a preset
+(`UNIQUE_PRESETS`) or listed; `unique_states_from` reads either, once, where the user gives it.
 """
 
 from __future__ import annotations
@@ -13,16 +12,19 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from .errors import ConfigurationError
-from .flow_claim import DEFAULT_UNIQUE_STATES
 from .task import TaskStatus
 
 _QUEUED = frozenset({TaskStatus.WAITING, TaskStatus.PENDING})
+_ACTIVE = _QUEUED | {TaskStatus.RUNNING}
+
+#: The statuses a ``dedupe_key`` refuses duplicates of when ``unique_states`` is None.
+DEFAULT_UNIQUE_STATES = _ACTIVE
 
 #: Named sets of statuses for ``unique_states=`` (after Oban's named groups).
 UNIQUE_PRESETS: dict[str, frozenset[TaskStatus]] = {
     "queued": _QUEUED,  # not started yet: a running task does not refuse a new one
-    "active": DEFAULT_UNIQUE_STATES,  # the default: not ended yet
-    "successful": DEFAULT_UNIQUE_STATES | {TaskStatus.SUCCEEDED},  # ... or ended well
+    "active": _ACTIVE,  # the default: not ended yet
+    "successful": _ACTIVE | {TaskStatus.SUCCEEDED},  # ... or ended well
     "all": frozenset(TaskStatus),
 }
 
@@ -78,10 +80,27 @@ def check_unique(
     return unique_seconds(unique_for), unique_states_from(unique_states)
 
 
+def is_duplicate(
+    stored_status: TaskStatus,
+    stored_created_at: float,
+    unique_states: frozenset[TaskStatus] | None,
+    unique_for: float | None,
+    now: float,
+) -> bool:
+    """True if a stored task (same ``dedupe_key``) refuses a new record whose uniqueness is
+    ``unique_states`` / ``unique_for``, at ``now``."""
+    states = DEFAULT_UNIQUE_STATES if unique_states is None else unique_states
+    if stored_status not in states:
+        return False
+    return unique_for is None or stored_created_at >= now - unique_for
+
+
 __all__ = [
+    "DEFAULT_UNIQUE_STATES",
     "UNIQUE_PRESETS",
     "UniqueStates",
     "check_unique",
+    "is_duplicate",
     "unique_seconds",
     "unique_states_from",
 ]

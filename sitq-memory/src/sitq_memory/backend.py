@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
-from sitq.flow_claim import Candidate, unique_scope
+from sitq.flow_claim import Candidate
 from sitq.flow_control import LimitRule, LimitState
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
@@ -38,6 +38,7 @@ from sitq.rules import (
 )
 from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
+from sitq.unique import is_duplicate
 
 from .limits import FlowTable
 from .schedules import ScheduleTable
@@ -181,13 +182,10 @@ class MemoryBackend(Backend):
         """The newest stored task that refuses ``record`` as its duplicate (`sitq.unique`)."""
         if record.dedupe_key is None:
             return None
-        states, since = unique_scope(record, now)
         for task_id in reversed(self._store.by_dedupe_key.get(record.dedupe_key, ())):
             found = self._store.tasks[task_id]
-            if (
-                found is not record
-                and found.status.value in states
-                and (since is None or found.created_at >= since)
+            if found is not record and is_duplicate(
+                found.status, found.created_at, record.unique_states, record.unique_for, now
             ):
                 return task_id
         return None
