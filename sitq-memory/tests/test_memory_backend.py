@@ -92,3 +92,26 @@ def test_a_quiet_key_is_found_behind_more_blocked_tasks_than_a_window() -> None:
         assert (await b.counts())[TaskStatus.PENDING] == FAIR_WINDOW * 3 - 1
 
     asyncio.run(main())
+
+
+def test_a_freed_slot_wakes_waiting_workers() -> None:
+    """Ending a run that held a limited key is work again for workers waiting idle: the
+    task its slot admits is claimed at once, not at the next poll."""
+
+    async def main() -> None:
+        b = MemoryBackend()
+        await b.set_limits([LimitRule("solo", concurrency=1)])
+        await enqueue_limited(b, 3, "solo")
+        running = await b.claim(worker_id="w", limit=10, lease_seconds=30)
+        assert len(running) == 1 and running[0].lease_token is not None
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await asyncio.sleep(0.01)
+        assert await b.complete(running[0].id, running[0].lease_token, None)
+        await asyncio.wait_for(waiter, 10)
+        (second,) = await b.claim(worker_id="w", limit=10, lease_seconds=30)
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await asyncio.sleep(0.01)
+        assert await b.cancel(second.id)
+        await asyncio.wait_for(waiter, 10)
+
+    asyncio.run(main())

@@ -450,7 +450,7 @@ class MemoryBackend(Backend):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply fenced outcomes."""
         applied = []
-        requeued = False
+        requeued = freed_slot = False
         with self._store.lock:
             now = self.clock()
             for o in outcomes:
@@ -465,6 +465,7 @@ class MemoryBackend(Backend):
                 record.lease_token = None
                 record.lease_expires_at = None
                 record.status = o.status
+                freed_slot = freed_slot or bool(record.limits)
                 if o.status is TaskStatus.PENDING:
                     record.available_at = now if o.available_at is None else o.available_at
                     if not o.count_attempt:
@@ -477,8 +478,9 @@ class MemoryBackend(Backend):
                     record.result, record.error, record.traceback = o.result, o.error, o.traceback
                     record.finished_at = o.finished_at
                 applied.append(True)
+            freed_slot = freed_slot and bool(self._store.flow.rules)
         self.notify_finished()
-        if requeued:
+        if requeued or freed_slot:  # a freed slot may admit a waiting task: work again
             self.notify_enqueued()
         return applied
 
@@ -518,10 +520,13 @@ class MemoryBackend(Backend):
             record = self._store.tasks.get(task_id)
             if record is None or record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
                 return False
+            freed_slot = record.status is TaskStatus.RUNNING and bool(record.limits)
             record.status = TaskStatus.CANCELLED
             record.finished_at = self.clock()
             record.lease_token = record.lease_expires_at = None
         self.notify_finished()
+        if freed_slot:
+            self.notify_enqueued()
         return True
 
     async def requeue(self, task_id: str) -> bool:
