@@ -9,17 +9,20 @@ counts only while its task is still pending with the same sequence number.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import heapq
 import itertools
 import operator
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.flow_claim import Candidate
+from sitq.flow_control import LimitRule, LimitState
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
@@ -35,7 +38,9 @@ from sitq.rules import (
 )
 from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
+from sitq.unique import is_duplicate
 
+from .limits import FlowTable
 from .schedules import ScheduleTable
 
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
@@ -63,13 +68,19 @@ class _Store:
         self.order: dict[str, int] = {}  # enqueue order, the last tie-breaker of claims
         self.ready: dict[str, list[_Entry]] = {}
         self.scheduled: list[tuple[float, int, str]] = []
-        self.dedupe: dict[str, str] = {}
+        self.by_dedupe_key: dict[str, list[str]] = {}  # every stored task's id, by its key
         self.counter = itertools.count()
         self.schedules = ScheduleTable()
+        self.flow = FlowTable()
 
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
 _Entry = tuple[int, float, int, int, str]
+#: A due entry and the heap it was popped from (pushed back there if not claimed).
+_Due = tuple[list[_Entry], _Entry]
+
+#: How many claimable tasks a claim under limits weighs for fairness at once (see `claim`).
+FAIR_WINDOW = 256
 
 _named_stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _named_lock = threading.Lock()
@@ -91,6 +102,7 @@ class MemoryBackend(Backend):
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
             Capability.SCHEDULES,
+            Capability.FLOW_CONTROL,
         }
     )
 
@@ -166,9 +178,17 @@ class MemoryBackend(Backend):
         record.lease_expires_at = now + lease_seconds
         self._store.seq.pop(record.id, None)
 
-    def _release_dedupe(self, record: TaskRecord) -> None:
-        if record.dedupe_key is not None and self._store.dedupe.get(record.dedupe_key) == record.id:
-            del self._store.dedupe[record.dedupe_key]
+    def _duplicate_of(self, record: TaskRecord, now: float) -> str | None:
+        """The newest stored task that refuses ``record`` as its duplicate (`sitq.unique`)."""
+        if record.dedupe_key is None:
+            return None
+        for task_id in reversed(self._store.by_dedupe_key.get(record.dedupe_key, ())):
+            found = self._store.tasks[task_id]
+            if found is not record and is_duplicate(
+                found.status, found.created_at, record.unique_states, record.unique_for, now
+            ):
+                return task_id
+        return None
 
     # -- contract ----------------------------------------------------------------------------
 
@@ -186,6 +206,7 @@ class MemoryBackend(Backend):
     def _insert(self, records: Sequence[TaskRecord]) -> list[str]:
         """`enqueue_many` under the lock (also storing a schedule's fire)."""
         ids = []
+        now = self.clock()
         seen: set[str] = set()
         for record in records:  # check everything first: a batch is stored whole or not at all
             if record.id in seen:
@@ -194,9 +215,9 @@ class MemoryBackend(Backend):
                 raise taken_id_error(record.id)
             seen.add(record.id)
         for record in records:
-            key = record.dedupe_key
-            if key is not None and key in self._store.dedupe:
-                ids.append(self._store.dedupe[key])
+            duplicate = self._duplicate_of(record, now)
+            if duplicate is not None:
+                ids.append(duplicate)
                 continue
             stored = _copy(record)
             stored.status, stored.attempts = TaskStatus.PENDING, 0
@@ -206,8 +227,8 @@ class MemoryBackend(Backend):
             stored.meta = decode_meta(encode_meta(record.meta))  # as a database stores it
             self._store.tasks[stored.id] = stored
             self._store.order[stored.id] = next(self._store.counter)
-            if key is not None:
-                self._store.dedupe[key] = stored.id
+            if stored.dedupe_key is not None:
+                self._store.by_dedupe_key.setdefault(stored.dedupe_key, []).append(stored.id)
             self._push(stored)
             ids.append(stored.id)
         return ids
@@ -245,6 +266,43 @@ class MemoryBackend(Backend):
         with self._store.lock:
             return self._store.schedules.pause(schedule, paused, self.clock())
 
+    # -- flow control ------------------------------------------------------------------------
+
+    async def set_limits(self, rules: Sequence[LimitRule]) -> None:
+        """Store each rule, replacing the one of its pattern."""
+        with self._store.lock:
+            self._store.flow.set_rules(rules)
+
+    async def delete_limits(self, patterns: Sequence[str]) -> int:
+        """Remove the rules of ``patterns``; how many there were."""
+        with self._store.lock:
+            return self._store.flow.delete_rules(patterns)
+
+    async def limits(self) -> list[LimitRule]:
+        """Every stored rule, by pattern."""
+        with self._store.lock:
+            return sorted(self._store.flow.rules.values(), key=lambda r: r.pattern)
+
+    async def limit_states(self) -> list[LimitState]:
+        """Each key seen under a rule with its tokens, running and waiting tasks, by key."""
+        with self._store.lock:
+            return self._store.flow.states(self._store.tasks, self.clock())
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue`` for every claim on this store."""
+        with self._store.lock:
+            if paused:
+                self._store.flow.paused.add(queue)
+            else:
+                self._store.flow.paused.discard(queue)
+        if not paused:
+            self.notify_enqueued()
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        with self._store.lock:
+            return set(self._store.flow.paused)
+
     async def claim(
         self,
         *,
@@ -254,45 +312,97 @@ class MemoryBackend(Backend):
         queues: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks, best first."""
+        """Claim up to ``limit`` due tasks, best first (under limits: see `_claim_limited`)."""
         excluded = set(exclude)
         claimed: list[TaskRecord] = []
         with self._store.lock:
             now = self.clock()
             self._promote_due(now)
+            flow = self._store.flow
             heaps = [
                 h
                 for name, h in self._store.ready.items()
-                if h and (queues is None or name in queues)
+                if h and (queues is None or name in queues) and name not in flow.paused
             ]
-            skipped: list[tuple[list[_Entry], _Entry]] = []
+            skipped: list[_Due] = []
             token = new_task_id()  # one lease token per claim, as the SQLite backend does
-            while len(claimed) < limit:
-                if len(heaps) != 1:
-                    heaps = [h for h in heaps if h]
-                    if not heaps:
-                        break
-                    heap = min(heaps, key=_head)
-                else:
-                    heap = heaps[0]
-                    if not heap:
-                        break
-                entry = heapq.heappop(heap)
-                _, available_at, _, seq, task_id = entry
-                if not self._valid(seq, task_id):
-                    continue
-                if available_at > now:  # the clock went back since it became due
-                    heapq.heappush(self._store.scheduled, (available_at, seq, task_id))
-                    continue
-                if task_id in excluded:
-                    skipped.append((heap, entry))
-                    continue
-                record = self._store.tasks[task_id]
-                self._take(record, worker_id, lease_seconds, now, token)
-                claimed.append(_copy(record))
+            due = self._due_entries(heaps, now)
+            if flow.rules:
+                self._claim_limited(
+                    due, limit, now, excluded, skipped, claimed, worker_id, lease_seconds, token
+                )
+            else:
+                while len(claimed) < limit and (item := next(due, None)) is not None:
+                    if item[1][-1] in excluded:
+                        skipped.append(item)
+                        continue
+                    record = self._store.tasks[item[1][-1]]
+                    self._take(record, worker_id, lease_seconds, now, token)
+                    if record.limits:  # counted, should a rule come later
+                        flow.hold(record.id, record.limits)
+                    claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
         return claimed
+
+    def _due_entries(self, heaps: list[list[_Entry]], now: float) -> Iterator[_Due]:
+        """Pop the valid due entries of ``heaps``, best first (the lock held); whoever stops
+        early leaves the rest in place."""
+        while True:
+            if len(heaps) != 1:
+                heaps = [h for h in heaps if h]
+                if not heaps:
+                    return
+                heap = min(heaps, key=_head)
+            else:
+                heap = heaps[0]
+                if not heap:
+                    return
+            entry = heapq.heappop(heap)
+            _, available_at, _, seq, task_id = entry
+            if not self._valid(seq, task_id):
+                continue
+            if available_at > now:  # the clock went back since it became due
+                heapq.heappush(self._store.scheduled, (available_at, seq, task_id))
+                continue
+            yield heap, entry
+
+    def _claim_limited(
+        self,
+        due: Iterator[_Due],
+        limit: int,
+        now: float,
+        excluded: set[str],
+        skipped: list[_Due],
+        claimed: list[TaskRecord],
+        worker_id: str,
+        lease_seconds: float,
+        token: str,
+    ) -> None:
+        """The claim while rules are stored: `sitq.flow_claim.admit` picks from windows of
+        `FAIR_WINDOW` due tasks; the tasks of keys it found exhausted are set aside unread
+        (no head-of-line blocking), and the next window is read while the claim wants more."""
+        flow, tasks = self._store.flow, self._store.tasks
+        exhausted: set[str] = set()
+        while len(claimed) < limit:
+            window: list[Candidate[_Due]] = []
+            while len(window) < FAIR_WINDOW and (item := next(due, None)) is not None:
+                record = tasks[item[1][-1]]
+                if record.id in excluded or exhausted.intersection(record.limits):
+                    skipped.append(item)
+                else:
+                    window.append(Candidate(item, record.priority, record.limits))
+            if not window:
+                break
+            admission = flow.admit(window, tasks, now, limit - len(claimed))
+            exhausted |= admission.exhausted
+            taken = {id(c) for c in admission.taken}
+            for candidate in admission.taken:
+                record = tasks[candidate.ref[1][-1]]
+                self._take(record, worker_id, lease_seconds, now, token)
+                flow.hold(record.id, record.limits)
+                claimed.append(_copy(record))
+            skipped.extend(c.ref for c in window if id(c) not in taken)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
@@ -303,6 +413,7 @@ class MemoryBackend(Backend):
             if record is None or record.status is not TaskStatus.PENDING:
                 return None
             self._take(record, worker_id, lease_seconds, self.clock(), new_task_id())
+            self._store.flow.hold(record.id, record.limits)
             return _copy(record)
 
     async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
@@ -339,7 +450,7 @@ class MemoryBackend(Backend):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply fenced outcomes."""
         applied = []
-        requeued = False
+        requeued = freed_slot = False
         with self._store.lock:
             now = self.clock()
             for o in outcomes:
@@ -354,6 +465,7 @@ class MemoryBackend(Backend):
                 record.lease_token = None
                 record.lease_expires_at = None
                 record.status = o.status
+                freed_slot = freed_slot or bool(record.limits)
                 if o.status is TaskStatus.PENDING:
                     record.available_at = now if o.available_at is None else o.available_at
                     if not o.count_attempt:
@@ -365,10 +477,10 @@ class MemoryBackend(Backend):
                 else:
                     record.result, record.error, record.traceback = o.result, o.error, o.traceback
                     record.finished_at = o.finished_at
-                    self._release_dedupe(record)
                 applied.append(True)
+            freed_slot = freed_slot and bool(self._store.flow.rules)
         self.notify_finished()
-        if requeued:
+        if requeued or freed_slot:  # a freed slot may admit a waiting task: work again
             self.notify_enqueued()
         return applied
 
@@ -390,7 +502,6 @@ class MemoryBackend(Backend):
                     record.status = TaskStatus.DEAD
                     record.error = LOST_WORKER_ERROR
                     record.finished_at = now
-                    self._release_dedupe(record)
                     died = True
                 else:
                     record.status = TaskStatus.PENDING
@@ -409,11 +520,13 @@ class MemoryBackend(Backend):
             record = self._store.tasks.get(task_id)
             if record is None or record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
                 return False
+            freed_slot = record.status is TaskStatus.RUNNING and bool(record.limits)
             record.status = TaskStatus.CANCELLED
             record.finished_at = self.clock()
             record.lease_token = record.lease_expires_at = None
-            self._release_dedupe(record)
         self.notify_finished()
+        if freed_slot:
+            self.notify_enqueued()
         return True
 
     async def requeue(self, task_id: str) -> bool:
@@ -426,11 +539,9 @@ class MemoryBackend(Backend):
                 or record.expired
             ):
                 return False
-            key = record.dedupe_key
-            if key is not None:
-                if key in self._store.dedupe:
-                    return False
-                self._store.dedupe[key] = record.id
+            active = dataclasses.replace(record, unique_states=None, unique_for=None)
+            if self._duplicate_of(active, self.clock()) is not None:
+                return False
             record.status = TaskStatus.PENDING
             record.attempts = 0
             record.available_at = self.clock()
@@ -538,7 +649,11 @@ class MemoryBackend(Backend):
     def _delete(self, records: Iterable[TaskRecord]) -> None:
         """Forget ``records`` (the store's lock held)."""
         for r in records:
-            self._release_dedupe(r)
+            if r.dedupe_key is not None:
+                same_key = self._store.by_dedupe_key[r.dedupe_key]
+                same_key.remove(r.id)
+                if not same_key:
+                    del self._store.by_dedupe_key[r.dedupe_key]
             del self._store.tasks[r.id]
             self._store.seq.pop(r.id, None)
             self._store.order.pop(r.id, None)
