@@ -583,7 +583,8 @@ class Backend(ABC):
 
     async def cancel_workflow(self, workflow_id: str) -> int:
         """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
-        as `cancel` does); how many were cancelled."""
+        as `cancel` does), in one transaction; how many members were cancelled (those a
+        cancelled parent cancelled included)."""
         raise _no_workflows(self)
 
     async def workflows(
