@@ -532,6 +532,13 @@ class MemoryBackend(Backend):
             record = self._store.tasks.get(task_id)
             return None if record is None else _copy(record)
 
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Copies of the finished records of ``task_ids`` (None for the others), one lock
+        hold."""
+        with self._store.lock:
+            found = (self._store.tasks.get(i) for i in task_ids)
+            return [None if r is None or not r.status.is_final else _copy(r) for r in found]
+
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
         with self._store.lock:

@@ -78,6 +78,21 @@ class WorkflowTests(KitBase):
             with pytest.raises(ConfigurationError):
                 await b.workflow_tasks("wf")
 
+    @backend_test
+    async def test_get_results_reads_many_at_once(self, b: Backend, clock: FakeClock) -> None:
+        """`get_results` gives what `get_result` gives for each id, in order: the finished
+        record (result included), None for a task not finished or unknown."""
+        ok, bad, pending = make_record(), make_record(), make_record()
+        await b.enqueue_many([ok, bad, pending])
+        await run(b, ok)
+        await run(b, bad, TaskStatus.FAILED)
+        got = await b.get_results([pending.id, ok.id, "no-such-task", bad.id, ok.id])
+        assert got[0] is None and got[2] is None
+        assert got[1] is not None and got[1].id == ok.id and got[1].result == b"1"
+        assert got[3] is not None and got[3].status is TaskStatus.FAILED
+        assert got[4] is not None and got[4].id == ok.id
+        assert await b.get_results([]) == []
+
     @requires(Capability.WORKFLOWS)
     async def test_a_chain_runs_in_order(self, b: Backend, clock: FakeClock) -> None:
         """Members with parents are stored waiting: never claimed, counted and listed as
