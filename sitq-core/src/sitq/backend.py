@@ -325,7 +325,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task; False if it is unknown or already final.
+        """Cancel a pending or running task (or waiting, with `Capability.WORKFLOWS`); False
+        if it is unknown or already final.
 
         The task becomes ``cancelled`` with ``finished_at = clock()``, and its dedupe key is
         free again. A pending task never runs. A running task's lease is cleared (token and

@@ -576,7 +576,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task so it never runs; False if it is not pending."""
+        """Cancel a waiting, pending or running task (see `Backend.cancel`); False if it is in
+        none of those states. Its workflow descendants are cancelled with it."""
         await self.connect()
         return await self.backend.cancel(task_id)
 
