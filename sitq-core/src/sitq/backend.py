@@ -601,7 +601,9 @@ class Backend(ABC):
         self, *, limit: int = 100, active_only: bool = False
     ) -> list[WorkflowSummary]:
         """The newest ``limit`` workflows (only those with a member not ended yet, if
-        ``active_only``), newest first, with their members' counts."""
+        ``active_only``), newest first (by their first member's ``created_at``, then enqueue
+        order), with their members' counts (`sitq.workflow_state.summarize` computes one
+        from the members)."""
         raise _no_workflows(self)
 
     # -- wake-ups ----------------------------------------------------------------------------

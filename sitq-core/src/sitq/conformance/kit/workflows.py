@@ -25,6 +25,7 @@ from .support import (
     requires,
     status_of,
     stored,
+    woken,
 )
 
 W = TaskStatus.WAITING
@@ -133,6 +134,20 @@ class WorkflowTests(KitBase):
         duplicate = make_record(dedupe_key="k")
         assert await b.enqueue_many([duplicate]) == [child.id]
         assert (await stored(b, child.id)).payload == child.payload
+
+    @requires(Capability.WORKFLOWS)
+    async def test_a_released_child_wakes_workers(self, b: Backend, clock: FakeClock) -> None:
+        """A child becoming pending is new work: `wait_for_work` returns (the finish that
+        released it fires `notify_enqueued`)."""
+        parents = [member() for _ in range(20)]
+        await b.enqueue_many([*parents, *(member(p) for p in parents)])
+        claimed = iter(await claim(b, 20))
+
+        async def release_one() -> None:
+            await finish(b, [next(claimed)], TaskStatus.SUCCEEDED)
+
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await woken(waiter, release_one)
 
     @requires(Capability.WORKFLOWS)
     async def test_fields_are_stored_and_read_back(self, b: Backend, clock: FakeClock) -> None:
