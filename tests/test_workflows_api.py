@@ -62,9 +62,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, WAIT * 2))
 
 
-async def _with_worker(body: Any) -> Any:
+async def _with_worker(body: Any, worker_type: str = "async") -> Any:
     """``body()`` while a worker serves ``queue`` on this loop."""
-    w = sitq.Worker(queue, worker_type="async", max_workers=8, poll_interval=0.05)
+    w = sitq.Worker(queue, worker_type=worker_type, max_workers=4, poll_interval=0.05)
     serving = asyncio.create_task(w.start())
     try:
         return await body()
@@ -76,7 +76,11 @@ async def _with_worker(body: Any) -> Any:
 # -- shapes and results ---------------------------------------------------------------------
 
 
-def test_a_chain_passes_each_result_to_the_next_step() -> None:
+@pytest.mark.parametrize("worker_type", ["async", "thread", "process"])
+def test_a_chain_passes_each_result_to_the_next_step(worker_type: str) -> None:
+    """Every executor receives the parents' results (a child process gets the call with
+    them, not the stored payload)."""
+
     async def body() -> None:
         wf = await queue.enqueue(sitq.chain(add.s(1, 2), double.s(), add.s(10)))
         assert isinstance(wf, AsyncWorkflow) and len(wf.task_ids) == 3
@@ -85,7 +89,7 @@ def test_a_chain_passes_each_result_to_the_next_step() -> None:
         summary = await wf.summary()
         assert (summary.done, summary.total) == (3, 3)
 
-    run(_with_worker(body))
+    run(_with_worker(body, worker_type))
 
 
 def test_a_group_gives_the_list_of_results_in_order() -> None:
