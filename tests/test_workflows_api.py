@@ -306,3 +306,18 @@ def test_sync_queue_runs_a_chord(store: str, tmp_path: Path) -> None:
             worker.stop()
     finally:
         squeue.close()
+
+
+def test_an_eager_queue_runs_a_workflow_as_it_is_enqueued() -> None:
+    from sitq.eager import EagerSyncTaskQueue
+
+    eager = EagerSyncTaskQueue("memory://")
+    try:
+        sadd = eager.task(name="wf.eager.sadd")(_sadd)
+        stotal = eager.task(name="wf.eager.stotal")(_stotal)
+        wf = eager.enqueue(sitq.chord([sadd.s(1, 2), sadd.s(3, 4)], stotal.s()))
+        assert isinstance(wf, Workflow)
+        assert [t.status for t in wf.tasks()] == [TaskStatus.SUCCEEDED] * 3
+        assert wf.result(timeout=0) == 10
+    finally:
+        eager.close()
