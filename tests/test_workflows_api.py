@@ -268,6 +268,10 @@ def test_a_backend_without_workflows_is_refused() -> None:
         async with sitq.TaskQueue(Plain()) as plain:
             with pytest.raises(ConfigurationError, match=r"Capability\.WORKFLOWS"):
                 await plain.enqueue(sitq.group(double.s(1)))
+            first = await plain.enqueue(double, 1)
+            with pytest.raises(ConfigurationError, match=r"Capability\.WORKFLOWS"):
+                await plain.enqueue(sitq.Task(double, (2,), parents=[first]))
+            assert sum((await plain.counts()).values()) == 1
 
     run(body())
 

@@ -268,12 +268,17 @@ class TaskQueue(DeclaresTasks[Blueprint]):
                 "enqueue(workflow) takes no other arguments: give each member its options "
                 "with task.options(...).s(...) or task.s(...).options(...)"
             )
+        self._check_workflows()
+        return plan(canvas)
+
+    def _check_workflows(self) -> None:
+        """`ConfigurationError` unless the backend stores tasks that wait for parents."""
         if not self.backend.supports(Capability.WORKFLOWS):
             raise ConfigurationError(
-                f"{type(self.backend).__name__} cannot run workflows; use a backend that "
-                "declares Capability.WORKFLOWS (sqlite, postgresql, memory)"
+                f"{type(self.backend).__name__} cannot run workflows (chain, group, chord, "
+                "depends_on); use a backend that declares Capability.WORKFLOWS (sqlite, "
+                "postgresql, memory)"
             )
-        return plan(canvas)
 
     def _task_of(
         self,
@@ -381,6 +386,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         was built) unless ``checked``: the queue built it just now."""
         if not checked:
             check_task(task)
+        if task.parents:
+            self._check_workflows()  # else it would run at once, not after its parents
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)
