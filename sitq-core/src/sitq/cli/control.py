@@ -107,7 +107,7 @@ def cancel_command(
                 if await queue.cancel(task_id):
                     done.append(task_id)
                 else:
-                    refused[task_id] = await _why_not(queue, task_id, "waiting, pending or running")
+                    refused[task_id] = await _why_not(queue, task_id, "pending, running or waiting")
             return done, refused
 
     _report("cancelled", *asyncio.run(change()), as_json=as_json)
