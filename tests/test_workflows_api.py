@@ -325,3 +325,22 @@ def test_an_eager_queue_runs_a_workflow_as_it_is_enqueued() -> None:
         assert wf.result(timeout=0) == 10
     finally:
         eager.close()
+
+
+def test_get_results_waits_for_many_tasks_in_one_read_per_poll() -> None:
+    """`queue.get_results` (what a workflow's result waits with): results in order, a
+    timeout for all of them, an unknown id refused."""
+    from sitq.errors import ResultTimeout, TaskNotFound
+
+    async def body() -> None:
+        handles = [await double.enqueue(i) for i in range(5)]
+        results = await queue.get_results([h.id for h in reversed(handles)], timeout=WAIT)
+        assert [r.value for r in results] == [8, 6, 4, 2, 0]
+        with pytest.raises(TaskNotFound):
+            await queue.get_results([handles[0].id, "no-such-task"], timeout=WAIT)
+        waiting = await queue.enqueue(sitq.chain(forever.s(), double.s()))
+        with pytest.raises(ResultTimeout):
+            await queue.get_results(waiting.task_ids, timeout=0.2)
+        assert await waiting.cancel() == 2
+
+    run(_with_worker(body))
