@@ -569,7 +569,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
     async def get_results(
         self, task_ids: Sequence[str], timeout: float | None = None
     ) -> list[Result]:
-        """Wait for every task of ``task_ids`` to finish; their `Result` s, in order.
+        """Wait for every task of ``task_ids`` to finish; the `Result` of each, in order.
 
         One `Backend.get_results` per poll reads every task not finished yet (waiting on a
         group of 10,000 is not 10,000 waits). ``timeout`` (seconds, for all of them) and the
