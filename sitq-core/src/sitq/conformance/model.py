@@ -232,11 +232,14 @@ class QueueModel:
 
     def cancel_workflow(self, workflow_id: str, now: float) -> int:
         """Apply `cancel_workflow`; return how many members a backend must say it cancelled
-        (those not ended before it, whether it or a cancelled parent cancelled them)."""
+        (those not ended before it, each cancelled as `cancel` does, with no parent's reason)."""
         members = [t for t in self.tasks.values() if t.workflow_id == workflow_id]
         active = [t for t in members if t.status in ACTIVE]
-        for task in active:
-            self.cancel(task.id, now)
+        for task in active:  # all cancelled as by hand first: no member is cancelled "for" another
+            task.status = TaskStatus.CANCELLED
+            task.lease_token = task.lease_expires_at = None
+        for task in active:  # then their children outside the workflow
+            self.ended(task.id, now)
         return len(active)
 
     def requeue(self, task_id: str, now: float) -> bool:
