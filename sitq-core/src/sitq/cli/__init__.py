@@ -27,6 +27,7 @@ from .plugins import plugins_command
 from .schedules import scheduler_command, schedules_command
 from .tasks import tasks_command
 from .worker import worker_command
+from .workflows import workflows_command
 
 
 class SitqGroup(click.Group):
@@ -72,7 +73,7 @@ def cli(ctx: click.Context) -> None:
     \b
     Try it:              sitq demo
     Run a worker:        sitq worker myapp.tasks:queue
-    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID
+    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID · sitq workflows
     """
     try:
         _, defaults = load_defaults()
@@ -98,6 +99,7 @@ for _command in (
     limits_command,
     pause_command,
     resume_command,
+    workflows_command,
     demo_command,
 ):
     cli.add_command(_command)
