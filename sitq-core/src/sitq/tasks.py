@@ -22,10 +22,9 @@ from .errors import ConfigurationError
 from .flow_control import task_limits
 from .handles import AsyncTaskHandle, TaskHandle
 from .meta import check_meta
-from .task import DEFAULT_QUEUE, Task, function_name, validate_options
-from .unique import UniqueStates, check_unique
 from .parent_results import check_pass_mode
 from .task import DEFAULT_QUEUE, Task, check_workflow_fields, function_name, validate_options
+from .unique import UniqueStates, check_unique
 from .validation import check_stored_text
 from .workflow_state import PASS_RESULTS_HEADER
 from .workflows import Signature, parent_ids
