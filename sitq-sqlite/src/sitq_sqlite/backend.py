@@ -73,7 +73,7 @@ from .limits import (
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
-from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
+from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
 
@@ -85,10 +85,14 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
+#: Where a row selected as `sql.SELECT` has the task's limit keys.
+_LIMIT_KEYS_AT = COLUMNS.index("limit_keys")
+
+
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (its limit keys last)."""
-    record = record_from_row(row[:-1])
-    record.limits = decode_keys(row[-1])
+    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    record = record_from_row(row)
+    record.limits = decode_keys(row[_LIMIT_KEYS_AT])
     return record
 
 
