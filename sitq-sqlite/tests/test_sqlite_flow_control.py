@@ -17,6 +17,7 @@ from sqlite_flow_claimer import claim_held
 from sitq import TaskStatus
 from sitq.backend import TaskRecord
 from sitq.conformance import make_record
+from sitq.conformance.kit.support import woken
 from sitq.flow_control import LimitRule
 from sitq_sqlite import SQLiteBackend
 
@@ -189,5 +190,102 @@ async def _a_unique_batch_keeps_its_first_record(tmp_path: Path) -> None:
             r.unique_states = frozenset({TaskStatus.PENDING, TaskStatus.SUCCEEDED})
         assert await backend.enqueue_many([one, two]) == [one.id, one.id]
         assert await backend.get_task(two.id) is None
+    finally:
+        await backend.close()
+
+
+def test_a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path: Path) -> None:
+    """One claim takes the one slot of a key with hundreds of tasks, then reads past them
+    to the task behind."""
+    asyncio.run(_a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path))
+
+
+async def _a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits([LimitRule("busy", concurrency=1)])
+        busy = await backend.enqueue_many([limited("busy") for _ in range(300)])
+        plain = await backend.enqueue_many([make_record()])
+        assert sorted(r.id for r in await _claim(backend, 5)) == sorted([busy[0], *plain])
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("lookalike", ['x"a', 'b,"a"', '"a"', "a\\", "ä"])
+def test_an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path: Path, lookalike: str) -> None:
+    """The tasks left out for an exhausted key ``a`` are found by their stored text: keys
+    that contain it, quoted or between commas, are other keys."""
+    asyncio.run(_an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path, lookalike))
+
+
+async def _an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path: Path, lookalike: str) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits([LimitRule("a", concurrency=1)])
+        (first,) = await backend.enqueue_many([limited("a")])
+        assert [r.id for r in await _claim(backend)] == [first]
+        await backend.enqueue_many([limited("a") for _ in range(100)])
+        other = await backend.enqueue_many([limited(lookalike, "z")])
+        assert [r.id for r in await _claim(backend)] == other
+        stored = await backend.get_task(other[0])
+        assert stored is not None and stored.limits == (lookalike, "z")
+    finally:
+        await backend.close()
+
+
+def test_an_ended_run_wakes_the_workers_waiting_for_work(tmp_path: Path) -> None:
+    """With limits stored, a finished task may have freed a slot: workers waiting for work
+    (another connection here) wake, rather than at their next poll."""
+    asyncio.run(_an_ended_run_wakes_the_workers_waiting_for_work(tmp_path))
+
+
+async def _an_ended_run_wakes_the_workers_waiting_for_work(tmp_path: Path) -> None:
+    finisher, waiting = SQLiteBackend(tmp_path / "tasks.db"), SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await finisher.set_limits([LimitRule("k", concurrency=1)])
+        await finisher.enqueue_many([limited("k") for _ in range(40)])
+        await waiting.wait_for_work(0.01)  # listening from now on
+
+        async def finish_one() -> None:
+            (task,) = await _claim(finisher, 1)
+            assert await finisher.complete(task.id, task.lease_token or "", None)
+
+        await woken(asyncio.ensure_future(waiting.wait_for_work(60)), finish_one)
+    finally:
+        await finisher.close()
+        await waiting.close()
+
+
+@pytest.mark.parametrize("rules", [[], [LimitRule("tenant:*", concurrency=100)]])
+def test_a_full_claim_of_keyless_tasks_is_one_statement(
+    tmp_path: Path, rules: list[LimitRule]
+) -> None:
+    """The fast path: with no rule, or rules that no task of the claim holds a key of, a claim
+    that fills up is the one statement it was before flow control."""
+    asyncio.run(_a_full_claim_of_keyless_tasks_is_one_statement(tmp_path, rules))
+
+
+async def _a_full_claim_of_keyless_tasks_is_one_statement(
+    tmp_path: Path, rules: list[LimitRule]
+) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits(rules)
+        await backend.enqueue_many([make_record() for _ in range(20)])
+        assert len(await _claim(backend, 5)) == 5  # the flow state is read once, here
+        statements: list[str] = []
+        tracing = threading.Event()
+
+        def trace(statement: str) -> None:
+            if tracing.is_set():
+                statements.append(statement)
+
+        conn = backend._conn
+        assert conn is not None
+        await conn.set_trace_callback(trace)
+        tracing.set()
+        assert len(await _claim(backend, 5)) == 5
+        tracing.clear()
+        assert len(statements) == 1 and statements[0].startswith("UPDATE"), statements
     finally:
         await backend.close()

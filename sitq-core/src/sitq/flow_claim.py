@@ -30,6 +30,9 @@ from .unique import DEFAULT_UNIQUE_STATES, is_duplicate
 
 T = TypeVar("T")
 
+#: Keys whose rule `Rules` remembers at most.
+_REMEMBERED_KEYS = 100_000
+
 
 @dataclass(frozen=True)
 class KeyRecord:
@@ -73,6 +76,8 @@ class Rules:
     def of(self, key: str) -> LimitRule | None:
         """The rule governing ``key``, or None."""
         if key not in self._by_key:
+            if len(self._by_key) >= _REMEMBERED_KEYS:  # a worker may see keys without end
+                self._by_key.clear()
             self._by_key[key] = rule_for(self.rules, key)
         return self._by_key[key]
 
@@ -146,6 +151,19 @@ def _order(
     """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
     index, candidate = item
     return (-candidate.priority, stamp(candidate), index)
+
+
+def exhausted_keys(
+    rules: Rules, records: Mapping[str, KeyRecord], running: Mapping[str, int], now: float
+) -> set[str]:
+    """The keys among those of ``records`` and ``running`` that admit no task at ``now`` (no
+    free slot, or no token): a backend leaves their tasks out of the candidates it reads."""
+    found = set()
+    for key in {*records, *running}:
+        probe = Candidate(None, 0, (key,))
+        if _refusing_keys(probe, rules, records, running, now):
+            found.add(key)
+    return found
 
 
 def _refusing_keys(
@@ -237,6 +255,7 @@ __all__ = [
     "admit",
     "batch_duplicate",
     "chooses_uniqueness",
+    "exhausted_keys",
     "fresh_record",
     "states_of",
     "unique_scope",

@@ -75,7 +75,7 @@ from .limits import (
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
-from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
+from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
 
@@ -89,10 +89,14 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
+#: Where a row selected as `sql.SELECT` has the task's limit keys.
+_LIMIT_KEYS_AT = COLUMNS.index("limit_keys")
+
+
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (its limit keys last)."""
-    record = record_from_row(row[:-1])
-    record.limits = decode_keys(row[-1])
+    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    record = record_from_row(row)
+    record.limits = decode_keys(row[_LIMIT_KEYS_AT])
     return record
 
 
@@ -566,7 +570,7 @@ class SQLiteBackend(Backend):
         applied |= await self._apply(self._sql.finish_pending, again, pending)
         if done:
             self.notify_finished()
-        if again:
+        if again or (applied and self._flow.rules):  # an ended run may have freed a slot
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
 
@@ -619,6 +623,8 @@ class SQLiteBackend(Backend):
         count = await self._execute(self._sql.cancel, (self.clock(), task_id))
         if count:
             self.notify_finished()
+            if self._flow.rules:  # a cancelled run may have freed a slot
+                self.notify_enqueued()
         return count > 0
 
     async def requeue(self, task_id: str) -> bool:
