@@ -9,17 +9,19 @@ counts only while its task is still pending with the same sequence number.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import heapq
 import itertools
 import operator
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.flow_control import LimitRule, LimitState
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
@@ -35,7 +37,9 @@ from sitq.rules import (
 )
 from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
+from sitq.unique import is_duplicate
 
+from .limits import FlowTable
 from .schedules import ScheduleTable
 
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
@@ -63,13 +67,17 @@ class _Store:
         self.order: dict[str, int] = {}  # enqueue order, the last tie-breaker of claims
         self.ready: dict[str, list[_Entry]] = {}
         self.scheduled: list[tuple[float, int, str]] = []
-        self.dedupe: dict[str, str] = {}
+        self.by_dedupe_key: dict[str, list[str]] = {}  # every stored task's id, by its key
         self.counter = itertools.count()
         self.schedules = ScheduleTable()
+        self.flow = FlowTable()
 
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
 _Entry = tuple[int, float, int, int, str]
+
+#: How many claimable tasks a claim under limits weighs for fairness at once (see `claim`).
+FAIR_WINDOW = 256
 
 _named_stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _named_lock = threading.Lock()
@@ -91,6 +99,7 @@ class MemoryBackend(Backend):
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
             Capability.SCHEDULES,
+            Capability.FLOW_CONTROL,
         }
     )
 
@@ -166,9 +175,17 @@ class MemoryBackend(Backend):
         record.lease_expires_at = now + lease_seconds
         self._store.seq.pop(record.id, None)
 
-    def _release_dedupe(self, record: TaskRecord) -> None:
-        if record.dedupe_key is not None and self._store.dedupe.get(record.dedupe_key) == record.id:
-            del self._store.dedupe[record.dedupe_key]
+    def _duplicate_of(self, record: TaskRecord, now: float) -> str | None:
+        """The newest stored task that refuses ``record`` as its duplicate (`sitq.unique`)."""
+        if record.dedupe_key is None:
+            return None
+        for task_id in reversed(self._store.by_dedupe_key.get(record.dedupe_key, ())):
+            found = self._store.tasks[task_id]
+            if found is not record and is_duplicate(
+                found.status, found.created_at, record.unique_states, record.unique_for, now
+            ):
+                return task_id
+        return None
 
     # -- contract ----------------------------------------------------------------------------
 
@@ -186,6 +203,7 @@ class MemoryBackend(Backend):
     def _insert(self, records: Sequence[TaskRecord]) -> list[str]:
         """`enqueue_many` under the lock (also storing a schedule's fire)."""
         ids = []
+        now = self.clock()
         seen: set[str] = set()
         for record in records:  # check everything first: a batch is stored whole or not at all
             if record.id in seen:
@@ -194,9 +212,9 @@ class MemoryBackend(Backend):
                 raise taken_id_error(record.id)
             seen.add(record.id)
         for record in records:
-            key = record.dedupe_key
-            if key is not None and key in self._store.dedupe:
-                ids.append(self._store.dedupe[key])
+            duplicate = self._duplicate_of(record, now)
+            if duplicate is not None:
+                ids.append(duplicate)
                 continue
             stored = _copy(record)
             stored.status, stored.attempts = TaskStatus.PENDING, 0
@@ -206,8 +224,8 @@ class MemoryBackend(Backend):
             stored.meta = decode_meta(encode_meta(record.meta))  # as a database stores it
             self._store.tasks[stored.id] = stored
             self._store.order[stored.id] = next(self._store.counter)
-            if key is not None:
-                self._store.dedupe[key] = stored.id
+            if stored.dedupe_key is not None:
+                self._store.by_dedupe_key.setdefault(stored.dedupe_key, []).append(stored.id)
             self._push(stored)
             ids.append(stored.id)
         return ids
@@ -245,6 +263,43 @@ class MemoryBackend(Backend):
         with self._store.lock:
             return self._store.schedules.pause(schedule, paused, self.clock())
 
+    # -- flow control ------------------------------------------------------------------------
+
+    async def set_limits(self, rules: Sequence[LimitRule]) -> None:
+        """Store each rule, replacing the one of its pattern."""
+        with self._store.lock:
+            self._store.flow.set_rules(rules)
+
+    async def delete_limits(self, patterns: Sequence[str]) -> int:
+        """Remove the rules of ``patterns``; how many there were."""
+        with self._store.lock:
+            return self._store.flow.delete_rules(patterns)
+
+    async def limits(self) -> list[LimitRule]:
+        """Every stored rule, by pattern."""
+        with self._store.lock:
+            return sorted(self._store.flow.rules.values(), key=lambda r: r.pattern)
+
+    async def limit_states(self) -> list[LimitState]:
+        """Each key seen under a rule with its tokens, running and waiting tasks, by key."""
+        with self._store.lock:
+            return self._store.flow.states(self._store.tasks, self.clock())
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue`` for every claim on this store."""
+        with self._store.lock:
+            if paused:
+                self._store.flow.paused.add(queue)
+            else:
+                self._store.flow.paused.discard(queue)
+        if not paused:
+            self.notify_enqueued()
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        with self._store.lock:
+            return set(self._store.flow.paused)
+
     async def claim(
         self,
         *,
@@ -254,45 +309,102 @@ class MemoryBackend(Backend):
         queues: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks, best first."""
+        """Claim up to ``limit`` due tasks, best first (under limits: see `_claim_limited`)."""
         excluded = set(exclude)
         claimed: list[TaskRecord] = []
         with self._store.lock:
             now = self.clock()
             self._promote_due(now)
+            flow = self._store.flow
             heaps = [
                 h
                 for name, h in self._store.ready.items()
-                if h and (queues is None or name in queues)
+                if h and (queues is None or name in queues) and name not in flow.paused
             ]
             skipped: list[tuple[list[_Entry], _Entry]] = []
             token = new_task_id()  # one lease token per claim, as the SQLite backend does
-            while len(claimed) < limit:
-                if len(heaps) != 1:
-                    heaps = [h for h in heaps if h]
-                    if not heaps:
-                        break
-                    heap = min(heaps, key=_head)
-                else:
-                    heap = heaps[0]
-                    if not heap:
-                        break
-                entry = heapq.heappop(heap)
-                _, available_at, _, seq, task_id = entry
-                if not self._valid(seq, task_id):
-                    continue
-                if available_at > now:  # the clock went back since it became due
-                    heapq.heappush(self._store.scheduled, (available_at, seq, task_id))
-                    continue
-                if task_id in excluded:
-                    skipped.append((heap, entry))
-                    continue
-                record = self._store.tasks[task_id]
-                self._take(record, worker_id, lease_seconds, now, token)
-                claimed.append(_copy(record))
+            due = self._due_entries(heaps, now)
+            if flow.rules:
+                self._claim_limited(
+                    due, limit, now, excluded, skipped, claimed, worker_id, lease_seconds, token
+                )
+            else:
+                while len(claimed) < limit and (item := next(due, None)) is not None:
+                    if item[1][-1] in excluded:
+                        skipped.append(item)
+                        continue
+                    record = self._store.tasks[item[1][-1]]
+                    self._take(record, worker_id, lease_seconds, now, token)
+                    if record.limits:  # counted, should a rule come later
+                        flow.take(record.id, record.limits, now)
+                    claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
         return claimed
+
+    def _due_entries(
+        self, heaps: list[list[_Entry]], now: float
+    ) -> Iterator[tuple[list[_Entry], _Entry]]:
+        """Pop the valid due entries of ``heaps``, best first (the lock held); whoever stops
+        early leaves the rest in place."""
+        while True:
+            if len(heaps) != 1:
+                heaps = [h for h in heaps if h]
+                if not heaps:
+                    return
+                heap = min(heaps, key=_head)
+            else:
+                heap = heaps[0]
+                if not heap:
+                    return
+            entry = heapq.heappop(heap)
+            _, available_at, _, seq, task_id = entry
+            if not self._valid(seq, task_id):
+                continue
+            if available_at > now:  # the clock went back since it became due
+                heapq.heappush(self._store.scheduled, (available_at, seq, task_id))
+                continue
+            yield heap, entry
+
+    def _claim_limited(
+        self,
+        due: Iterator[tuple[list[_Entry], _Entry]],
+        limit: int,
+        now: float,
+        excluded: set[str],
+        skipped: list[tuple[list[_Entry], _Entry]],
+        claimed: list[TaskRecord],
+        worker_id: str,
+        lease_seconds: float,
+        token: str,
+    ) -> None:
+        """The claim while rules are stored: tasks whose keys refuse them are set aside
+        (no head-of-line blocking); among up to `FAIR_WINDOW` admissible tasks, the best
+        priority goes first, then the key served least recently, then the usual order."""
+        flow, tasks = self._store.flow, self._store.tasks
+        window: list[tuple[list[_Entry], _Entry]] = []
+        while len(claimed) < limit:
+            while len(window) < FAIR_WINDOW and (item := next(due, None)) is not None:
+                window.append(item)
+            admitted = []
+            for item in window:
+                record = tasks[item[1][-1]]
+                if record.id in excluded or not flow.admits(record.limits, tasks, now):
+                    skipped.append(item)  # only more tasks run before this claim ends
+                else:
+                    admitted.append(item)
+            window = admitted
+            if not window:
+                break
+            best = min(
+                window, key=lambda i: (i[1][0], flow.last_served(tasks[i[1][-1]].limits), i[1])
+            )
+            window.remove(best)
+            record = tasks[best[1][-1]]
+            self._take(record, worker_id, lease_seconds, now, token)
+            flow.take(record.id, record.limits, now)
+            claimed.append(_copy(record))
+        skipped.extend(window)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
@@ -303,6 +415,7 @@ class MemoryBackend(Backend):
             if record is None or record.status is not TaskStatus.PENDING:
                 return None
             self._take(record, worker_id, lease_seconds, self.clock(), new_task_id())
+            self._store.flow.hold(record.id, record.limits)
             return _copy(record)
 
     async def extend_leases(self, leases: Mapping[str, str], lease_seconds: float) -> set[str]:
@@ -365,7 +478,6 @@ class MemoryBackend(Backend):
                 else:
                     record.result, record.error, record.traceback = o.result, o.error, o.traceback
                     record.finished_at = o.finished_at
-                    self._release_dedupe(record)
                 applied.append(True)
         self.notify_finished()
         if requeued:
@@ -390,7 +502,6 @@ class MemoryBackend(Backend):
                     record.status = TaskStatus.DEAD
                     record.error = LOST_WORKER_ERROR
                     record.finished_at = now
-                    self._release_dedupe(record)
                     died = True
                 else:
                     record.status = TaskStatus.PENDING
@@ -412,7 +523,6 @@ class MemoryBackend(Backend):
             record.status = TaskStatus.CANCELLED
             record.finished_at = self.clock()
             record.lease_token = record.lease_expires_at = None
-            self._release_dedupe(record)
         self.notify_finished()
         return True
 
@@ -426,11 +536,9 @@ class MemoryBackend(Backend):
                 or record.expired
             ):
                 return False
-            key = record.dedupe_key
-            if key is not None:
-                if key in self._store.dedupe:
-                    return False
-                self._store.dedupe[key] = record.id
+            active = dataclasses.replace(record, unique_states=None, unique_for=None)
+            if self._duplicate_of(active, self.clock()) is not None:
+                return False
             record.status = TaskStatus.PENDING
             record.attempts = 0
             record.available_at = self.clock()
@@ -530,7 +638,8 @@ class MemoryBackend(Backend):
     def _delete(self, records: Iterable[TaskRecord]) -> None:
         """Forget ``records`` (the store's lock held)."""
         for r in records:
-            self._release_dedupe(r)
+            if r.dedupe_key is not None:
+                self._store.by_dedupe_key[r.dedupe_key].remove(r.id)
             del self._store.tasks[r.id]
             self._store.seq.pop(r.id, None)
             self._store.order.pop(r.id, None)

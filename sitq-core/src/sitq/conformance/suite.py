@@ -37,6 +37,7 @@ from .kit import (
     EnqueueTests,
     ExpireResultsTests,
     FinishTests,
+    FlowControlTests,
     HeartbeatBackendTests,
     LeaseTests,
     LifecycleTests,
@@ -76,6 +77,7 @@ class BackendConformance(
     HeartbeatBackendTests,
     TransactionalEnqueueTests,
     ScheduleTests,
+    FlowControlTests,
 ):
     """The conformance suite; subclass it and implement `make_backend`.
 

@@ -14,6 +14,7 @@ from .control import ControlTests
 from .enqueue import EnqueueTests
 from .expire import ExpireResultsTests
 from .finish import FinishTests
+from .flow_control import FlowControlTests
 from .heartbeat import HeartbeatBackendTests
 from .leases import LeaseTests
 from .lifecycle import LifecycleTests
@@ -37,6 +38,7 @@ __all__ = [
     "EnqueueTests",
     "ExpireResultsTests",
     "FinishTests",
+    "FlowControlTests",
     "HeartbeatBackendTests",
     "KitBase",
     "LeaseTests",
