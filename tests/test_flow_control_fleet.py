@@ -1,6 +1,6 @@
 """Acceptance of issue 14: limits hold across a fleet of real ``sitq worker`` processes.
 
-Three worker processes × 16 async slots on one SQLite file, and on one PostgreSQL database,
+Three worker processes x 16 async slots on one SQLite file, and on one PostgreSQL database,
 run thousands of tasks spread over 20 tenant keys under ``tenant:*`` at concurrency 2, a
 subset of them also holding a ``stripe`` key limited to 50 starts a second (burst 10), and
 one tenant with many more tasks than the others. From the stored ``started_at`` /
@@ -76,7 +76,7 @@ class Fleet:
     rated: int  # tasks that also hold the rated key (spread over tenants 1..19)
 
 
-#: ~250 rated tasks take (250 - 10) / 50 ≈ 5 s; tenant 0's 400 take 400 × 20 ms / 2 = 4 s.
+#: ~250 rated tasks take (250 - 10) / 50 ≈ 5 s; tenant 0's 400 take 400 x 20 ms / 2 = 4 s.
 DEFAULT = Fleet(tasks=2_000, busiest=400, rated=250)
 #: ~30 s of rated starts and ~25 s of the busiest tenant's.
 BIG = Fleet(tasks=10_000, busiest=2_500, rated=1_510)
@@ -218,7 +218,9 @@ def check(records: list[TaskRecord], fleet: Fleet) -> dict[str, float]:
     window = busiest_window(rated_starts, 1.0 - STAMP_TOLERANCE)
     assert window <= RATE + BURST, f"{window} starts of {RATED_KEY!r} in one second"
 
-    quiet_ends = [end for r, _, end in spans if RATED_KEY not in r.limits and "tenant:0" not in r.limits]
+    quiet_ends = [
+        end for r, _, end in spans if RATED_KEY not in r.limits and "tenant:0" not in r.limits
+    ]
     quiet_done = max(quiet_ends)
     quiet_size = max(
         sum(1 for r in records if RATED_KEY not in r.limits and tenant in r.limits)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import queue as queues
 import subprocess
@@ -100,7 +101,7 @@ def check_unique(calls: list[Call], stored: dict[str, float]) -> None:
     was unique at the time it called: created before it returned, and at most `PERIOD`
     before it called."""
     times = sorted(stored.values())
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= PERIOD - CLOCK_TOLERANCE for gap in gaps), f"duplicates {gaps} s apart"
     for task_id, called_at, returned_at in calls:
         assert task_id in stored, f"{task_id} was returned and not stored"
