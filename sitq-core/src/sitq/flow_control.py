@@ -135,6 +135,22 @@ def check_key(key: str) -> None:
         )
 
 
+def task_limits(keys: Iterable[str]) -> tuple[str, ...]:
+    """The keys a task holds (``limits=[...]``), each checked (`check_key`), once each in
+    their order; `ConfigurationError` for text given instead of a list."""
+    if isinstance(keys, str):
+        raise ConfigurationError(f"limits={keys!r} is text; give a list of keys: limits=[{keys!r}]")
+    try:
+        found = tuple(dict.fromkeys(keys))
+    except TypeError:
+        raise ConfigurationError(
+            f"limits must be a list of keys such as ['stripe', 'tenant:42'], got {keys!r}"
+        ) from None
+    for key in found:
+        check_key(key)
+    return found
+
+
 def rule_for(rules: Iterable[LimitRule], key: str) -> LimitRule | None:
     """The rule that governs ``key``: an exact pattern wins, else the family with the longest
     prefix; None if no rule matches (the key is not limited)."""
@@ -183,4 +199,5 @@ __all__ = [
     "parse_rate",
     "refill",
     "rule_for",
+    "task_limits",
 ]

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from . import task as models
-from .backend import Backend, TaskRecord
+from .backend import Backend, Capability, TaskRecord
 from .blueprints import Blueprint, DeclaresTasks
 from .coalesce import Coalescer
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES, Envelope
@@ -24,6 +24,7 @@ from .errors import (
     ResultTimeout,
     TaskNotFound,
 )
+from .flow_control import LimitRule, LimitState, parse_rate, task_limits
 from .meta import check_meta
 from .payload import Codec
 from .plugins import PluginManager, get_plugin_manager
@@ -42,6 +43,7 @@ from .task import (
     new_task_id,
     to_timestamp,
 )
+from .unique import unique_seconds, unique_states_from
 
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
@@ -108,6 +110,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         self._closed = False
         self._coalescer: Coalescer[TaskRecord, str] | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
+        self._declared_limits: dict[str, LimitRule] = {}
+        self._limits_to_store = False
 
     def _open_backend(self, backend: Backend | str | None) -> Backend:
         if isinstance(backend, Backend):
@@ -155,6 +159,13 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         if not self._connected:
             await self.backend.connect()
             self._connected = True
+        if self._limits_to_store:
+            self._limits_to_store = False
+            try:
+                await self.backend.set_limits(list(self._declared_limits.values()))
+            except BaseException:
+                self._limits_to_store = True
+                raise
 
     async def close(self) -> None:
         """Close the queue, and its backend if the queue opened it (`owns_backend`); a
@@ -340,6 +351,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)
+        if task.limits or task.unique_for is not None or task.unique_states is not None:
+            self._require_flow_control("a task with limits, unique_for or unique_states")
         return self._record(
             task.id,
             task.function,
@@ -353,6 +366,9 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
             meta=check_meta(task.meta),
+            limits=task_limits(task.limits),
+            unique_for=unique_seconds(task.unique_for),
+            unique_states=unique_states_from(task.unique_states),
         )
 
     def _record(
@@ -395,6 +411,79 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         """The record `enqueue_fire` stores for one fire (encoded and checked like any
         enqueue; its errors are the enqueue's)."""
         return self._task_record(schedule.task_for(fire_time), self.backend.clock())
+
+    # -- flow control (sitq.flow_control; the backend enforces it) ---------------------------
+
+    def limit(
+        self,
+        pattern: str,
+        *,
+        rate: str | float | None = None,
+        burst: float | None = None,
+        concurrency: int | None = None,
+    ) -> LimitRule:
+        """Declare a limit on the tasks holding a key: ``pattern`` is a key (``"stripe"``) or
+        a family (``"tenant:*"``: each distinct key limited on its own); ``rate`` as
+        ``"100/s"``, ``"30/m"``, ``"500/h"`` (or tokens a second), ``burst`` the most starts
+        at once after a quiet spell, ``concurrency`` the most running at once.
+
+        The rule is stored in the backend, for every worker on it, when the queue connects
+        (at its next call to the store if it is connected already), replacing the one stored
+        for ``pattern``. Tasks hold keys with ``@queue.task(limits=[...])`` or
+        ``.options(limits=[...])``.
+        """
+        self._require_flow_control("queue.limit(...)")
+        rule = LimitRule(pattern, parse_rate(rate), burst, concurrency)
+        self._declared_limits[pattern] = rule
+        self._limits_to_store = True
+        return rule
+
+    async def delete_limits(self, *patterns: str) -> int:
+        """Remove the rules of ``patterns`` from the store (their keys are no longer
+        limited); how many were stored."""
+        for pattern in patterns:
+            self._declared_limits.pop(pattern, None)
+        await self.connect()
+        return await self.backend.delete_limits(list(patterns))
+
+    async def limits(self) -> list[LimitRule]:
+        """Every rule stored in the backend (declared by any process), by pattern."""
+        await self.connect()
+        return await self.backend.limits()
+
+    async def limit_states(self) -> list[LimitState]:
+        """Each limited key's rule, tokens now, running and waiting tasks (``sitq limits``)."""
+        await self.connect()
+        return await self.backend.limit_states()
+
+    async def pause(self, queue: str) -> None:
+        """Stop every worker on this backend from claiming tasks of ``queue`` (within one
+        poll); running tasks go on, enqueues are still stored."""
+        await self._pause(queue, True)
+
+    async def resume(self, queue: str) -> None:
+        """Let workers claim tasks of ``queue`` again."""
+        await self._pause(queue, False)
+
+    async def _pause(self, queue: str, paused: bool) -> None:
+        models.validate_options(
+            queue=queue, priority=0, max_retries=None, timeout=None, dedupe_key=None
+        )
+        self._require_flow_control("pausing a queue")
+        await self.connect()
+        await self.backend.pause_queue(queue, paused)
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now, on this backend."""
+        await self.connect()
+        return await self.backend.paused_queues()
+
+    def _require_flow_control(self, what: str) -> None:
+        if not self.backend.supports(Capability.FLOW_CONTROL):
+            raise ConfigurationError(
+                f"{what} needs a backend that enforces limits (Capability.FLOW_CONTROL); "
+                f"{self.backend!r} does not. Use sqlite://, postgresql:// or memory://."
+            )
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from .blueprints import DeclaresTasks, SyncBlueprint
 from .bridge import Portal, forbid_running_loop
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
 from .errors import ResultTimeout
+from .flow_control import LimitRule, LimitState
 from .plugins import PluginManager
 from .queue import TaskQueue
 from .registry import Serializer, SerializerType
@@ -195,6 +196,47 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     ) -> int:
         """Delete finished tasks; returns how many."""
         return self._run("purge", self.async_queue.purge(statuses, older_than))
+
+    # -- flow control (see `TaskQueue.limit`) --------------------------------------------------
+
+    def limit(
+        self,
+        pattern: str,
+        *,
+        rate: str | float | None = None,
+        burst: float | None = None,
+        concurrency: int | None = None,
+    ) -> LimitRule:
+        """Declare a limit (see `TaskQueue.limit`); stored when the queue connects, or at
+        once if it is connected already."""
+        rule = self.async_queue.limit(pattern, rate=rate, burst=burst, concurrency=concurrency)
+        if self.async_queue.connected:
+            self._run("limit", self.async_queue.connect())
+        return rule
+
+    def delete_limits(self, *patterns: str) -> int:
+        """Remove the rules of ``patterns``; how many were stored."""
+        return self._run("delete_limits", self.async_queue.delete_limits(*patterns))
+
+    def limits(self) -> list[LimitRule]:
+        """Every rule stored in the backend, by pattern."""
+        return self._run("limits", self.async_queue.limits())
+
+    def limit_states(self) -> list[LimitState]:
+        """Each limited key's rule, tokens, running and waiting tasks."""
+        return self._run("limit_states", self.async_queue.limit_states())
+
+    def pause(self, queue: str) -> None:
+        """Stop every worker on this backend from claiming tasks of ``queue``."""
+        self._run("pause", self.async_queue.pause(queue))
+
+    def resume(self, queue: str) -> None:
+        """Let workers claim tasks of ``queue`` again."""
+        self._run("resume", self.async_queue.resume(queue))
+
+    def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        return self._run("paused_queues", self.async_queue.paused_queues())
 
     def deserialize_result(self, result: Result) -> Any:
         """The value ``result`` carries (see `TaskQueue.deserialize_result`)."""

@@ -175,7 +175,11 @@ class Task:
     ``priority``: higher numbers run first; equal priorities run first-in, first-out.
     ``eta``: an aware ``datetime`` or a ``timedelta`` from now; the task does not run before it.
     ``max_retries`` / ``timeout``: per-task overrides of the worker's settings.
-    ``dedupe_key``: at most one pending or running task per key.
+    ``dedupe_key``: at most one pending or running task per key; ``unique_for`` (a timedelta
+    or seconds) and ``unique_states`` (a preset such as ``"successful"``, or statuses) widen
+    it (`sitq.unique`).
+    ``limits``: the limit keys the task holds, such as ``["stripe", "tenant:42"]``
+    (`sitq.flow_control`; the rules are declared with ``queue.limit``).
     ``meta``: headers stored with the task (str keys, JSON values, up to 64 KiB as JSON),
     read by the running task as ``sitq.current_task().meta``.
     ``progress``: what the task last reported (`Progress`), None if it never did.
@@ -199,6 +203,9 @@ class Task:
     worker_id: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     progress: Progress | None = None
+    limits: Sequence[str] = ()
+    unique_for: timedelta | float | None = None
+    unique_states: Any = None  # a preset name, or statuses (`sitq.unique.UniqueStates`)
 
     def __post_init__(self) -> None:
         self.args, kwargs = check_call(self.function, self.args, self.kwargs)
@@ -234,6 +241,20 @@ def check_task(task: Task) -> None:
         task_id=task.id,
         function=task.function,
     )
+    check_flow_options(task.limits, task.dedupe_key, task.unique_for, task.unique_states)
+
+
+def check_flow_options(
+    limits: Any, dedupe_key: str | None, unique_for: Any, unique_states: Any
+) -> None:
+    """Reject bad ``limits``, ``unique_for`` and ``unique_states`` (`sitq.flow_control`,
+    `sitq.unique`) at the call that passed them."""
+    # imported here: both modules build on this one's TaskStatus
+    from .flow_control import task_limits
+    from .unique import check_unique
+
+    task_limits(limits)
+    check_unique(dedupe_key, unique_for, unique_states)
 
 
 def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
@@ -408,6 +429,9 @@ def task_from_record(
         max_retries=record.max_retries,
         timeout=record.timeout,
         dedupe_key=record.dedupe_key,
+        limits=record.limits,
+        unique_for=record.unique_for,
+        unique_states=record.unique_states,
         status=TaskStatus.RUNNING if running else record.status,
         attempts=record.attempts,
         created_at=from_timestamp(record.created_at),

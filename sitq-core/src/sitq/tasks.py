@@ -13,15 +13,17 @@ import difflib
 import functools
 import importlib
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from .errors import ConfigurationError
+from .flow_control import task_limits
 from .handles import AsyncTaskHandle, TaskHandle
 from .meta import check_meta
-from .task import DEFAULT_QUEUE, Task, function_name, validate_options
+from .task import DEFAULT_QUEUE, Task, check_flow_options, function_name, validate_options
+from .unique import UniqueStates
 from .validation import check_stored_text
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ class OptionFields(TypedDict, total=False):
     timeout: float | None
     dedupe_key: str | None
     meta: Mapping[str, Any]
+    limits: Sequence[str]
+    unique_for: timedelta | float | None
+    unique_states: UniqueStates | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ class TaskOptions:
     dedupe_key: str | None = None
     #: headers stored with every call (`sitq.Task.meta`); enqueue hooks may add more
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: limit keys every call holds (`sitq.flow_control`)
+    limits: tuple[str, ...] = ()
+    #: how long and over which states ``dedupe_key`` refuses duplicates (`sitq.unique`)
+    unique_for: timedelta | float | None = None
+    unique_states: UniqueStates | None = None
 
     def with_changes(self, changes: Mapping[str, Any]) -> TaskOptions:
         """A copy with ``changes``; `ConfigurationError` names an unknown or invalid option."""
@@ -81,6 +91,11 @@ class TaskOptions:
             dedupe_key=options.dedupe_key,
             eta=options.eta,
         )
+        check_flow_options(
+            options.limits, options.dedupe_key, options.unique_for, options.unique_states
+        )
+        if "limits" in changes:
+            options = replace(options, limits=task_limits(options.limits))
         return options
 
     def as_dict(self) -> dict[str, Any]:

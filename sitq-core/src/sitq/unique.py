@@ -64,6 +64,22 @@ def unique_seconds(value: timedelta | float | None) -> float | None:
     return float(seconds)
 
 
+def check_unique(
+    dedupe_key: str | None,
+    unique_for: timedelta | float | None,
+    unique_states: UniqueStates | None,
+) -> tuple[float | None, frozenset[TaskStatus] | None]:
+    """``unique_for`` in seconds and ``unique_states`` as statuses, checked; they widen a
+    ``dedupe_key``, so `ConfigurationError` without one."""
+    if dedupe_key is None and (unique_for is not None or unique_states is not None):
+        raise ConfigurationError(
+            "unique_for and unique_states say how long and over which states a dedupe_key "
+            "holds; give the task a dedupe_key too, e.g. .options(dedupe_key=f'report:{day}', "
+            "unique_for=timedelta(hours=1))"
+        )
+    return unique_seconds(unique_for), unique_states_from(unique_states)
+
+
 def is_duplicate(
     stored_status: TaskStatus,
     stored_created_at: float,
@@ -83,6 +99,7 @@ __all__ = [
     "DEFAULT_UNIQUE_STATES",
     "UNIQUE_PRESETS",
     "UniqueStates",
+    "check_unique",
     "is_duplicate",
     "unique_seconds",
     "unique_states_from",
