@@ -42,19 +42,19 @@ def keys(mode: str, i: int) -> list[str]:
     return [tenant, "stripe"] if mode == "idle" else [tenant]
 
 
-async def declare(queue: TaskQueue, mode: str) -> None:
-    """Store the rules of ``mode``."""
+def declare(queue: TaskQueue, mode: str) -> None:
+    """Declare the rules of ``mode`` (stored with the first tasks)."""
     if mode == "idle":
-        await queue.limit("tenant:*", concurrency=IDLE_CONCURRENCY)
-        await queue.limit("stripe", rate=IDLE_RATE, burst=IDLE_RATE)
+        queue.limit("tenant:*", concurrency=IDLE_CONCURRENCY)
+        queue.limit("stripe", rate=IDLE_RATE, burst=IDLE_RATE)
     elif mode == "binding":
-        await queue.limit("tenant:*", concurrency=BINDING_CONCURRENCY)
+        queue.limit("tenant:*", concurrency=BINDING_CONCURRENCY)
 
 
 async def fill(target: str, mode: str, n: int) -> None:
     """The rules of ``mode`` and ``n`` no-op tasks holding its keys, stored at ``target``."""
     async with TaskQueue(target) as queue:
-        await declare(queue, mode)
+        declare(queue, mode)
         for start in range(0, n, BATCH):
             await queue.enqueue_many(
                 [

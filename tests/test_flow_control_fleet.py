@@ -97,8 +97,8 @@ def keys_of(i: int, fleet: Fleet) -> tuple[int, list[str]]:
 async def fill(url: str, fleet: Fleet) -> None:
     """Declare the limits and store every task (tenant 0's first)."""
     async with app.open_queue(url) as queue:
-        await queue.limit("tenant:*", concurrency=TENANT_CONCURRENCY)
-        await queue.limit(RATED_KEY, rate=f"{RATE:g}/s", burst=BURST)
+        queue.limit("tenant:*", concurrency=TENANT_CONCURRENCY)
+        queue.limit(RATED_KEY, rate=f"{RATE:g}/s", burst=BURST)
         for start in range(0, fleet.tasks, 500):
             await asyncio.gather(
                 *(
