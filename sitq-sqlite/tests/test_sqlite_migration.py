@@ -1,10 +1,11 @@
 """Schema migration: a database made by sitq-sqlite's version 1 schema (frozen below, as it
 shipped) opens with the current backend, its tasks read with no headers and no progress, and
-new tasks store both."""
+new tasks store both; its dedupe keys still hold, and flow control (version 4) works on it."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from sitq import TaskStatus
 from sitq.errors import ConfigurationError
+from sitq.flow_control import LimitRule
 from sitq.progress import Progress
 from sitq.testing import make_record
 from sitq_sqlite import SQLiteBackend
@@ -57,17 +59,19 @@ INSERT OR IGNORE INTO sitq_tasks_meta (key, value) VALUES ('schema_version', '1'
 V1_INSERT = (
     "INSERT INTO sitq_tasks (id, function, payload, serializer, queue, priority, available_at, "
     "max_retries, timeout, dedupe_key, status, attempts, created_at) "
-    "VALUES ('old', 'tests.tasks:work', x'5b305d', 'json', 'default', 0, 0, NULL, NULL, NULL, "
+    "VALUES (?, 'tests.tasks:work', x'5b305d', 'json', 'default', 0, 0, NULL, NULL, ?, "
     "'pending', 0, 0)"
 )
 
 
 def make_v1_database(path: Path) -> None:
-    """A database as sitq-sqlite version 1 left it, holding one pending task ``old``."""
+    """A database as sitq-sqlite version 1 left it, holding two pending tasks: ``old``, and
+    ``keyed`` with the dedupe key ``report``."""
     conn = sqlite3.connect(path)
     try:
         conn.executescript(V1_DDL)
-        conn.execute(V1_INSERT)
+        conn.execute(V1_INSERT, ("old", None))
+        conn.execute(V1_INSERT, ("keyed", "report"))
         conn.commit()
     finally:
         conn.close()
@@ -101,15 +105,29 @@ async def use_migrated(path: Path) -> None:
         fire = make_record()  # version 3: the tables of periodic schedules
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
+        await use_flow_control(backend)
     finally:
         await backend.close()
+
+
+async def use_flow_control(backend: SQLiteBackend) -> None:
+    """Version 4: a task stored before still holds its dedupe key; limits and pauses work."""
+    assert await backend.enqueue(make_record(dedupe_key="report")) == "keyed"
+    await backend.set_limits([LimitRule("api", concurrency=1)])
+    limited = [dataclasses.replace(make_record(), limits=("api",)) for _ in range(2)]
+    await backend.enqueue_many(limited)
+    await backend.pause_queue("default", True)
+    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30) == []
+    await backend.pause_queue("default", False)
+    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30)
+    assert [r.id for r in claimed if r.limits] == [limited[0].id]
 
 
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_database(path)
     asyncio.run(use_migrated(path))
-    assert stored_version(path) == SCHEMA_VERSION == 3
+    assert stored_version(path) == SCHEMA_VERSION == 4
     asyncio.run(SQLiteBackend(path).connect())  # opening again changes nothing
     assert stored_version(path) == SCHEMA_VERSION
 

@@ -34,6 +34,8 @@ from sitq.backend import (
     record_from_row,
 )
 from sitq.errors import ConfigurationError, QueueClosed
+from sitq.flow_claim import states_of
+from sitq.flow_control import LimitRule, LimitState, check_pattern
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
 from sitq.rules import (
@@ -56,6 +58,18 @@ from .inserts import (
     insert_blocking,
     refuse_repeated,
 )
+from .limits import (
+    ClaimArgs,
+    FlowCache,
+    FlowStatements,
+    claim_limited,
+    count_keys,
+    decode_keys,
+    key_record,
+    read_flow,
+    rule_row,
+    write_flow,
+)
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
@@ -72,8 +86,10 @@ _SPARE_PAGES = 256
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT`."""
-    return record_from_row(row)
+    """A `TaskRecord` from a row selected as `sql.SELECT` (its limit keys last)."""
+    record = record_from_row(row[:-1])
+    record.limits = decode_keys(row[-1])
+    return record
 
 
 class SQLiteBackend(Backend):
@@ -111,6 +127,8 @@ class SQLiteBackend(Backend):
         self.synchronous = synchronous.upper()
         self._sql = Statements(table)
         self._schedule_sql = ScheduleStatements(table)
+        self._flow_sql = FlowStatements(table)
+        self._flow = FlowCache()
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
             frozenset(
@@ -119,6 +137,7 @@ class SQLiteBackend(Backend):
                     Capability.PROGRESS,
                     Capability.PRUNE,
                     Capability.SCHEDULES,
+                    Capability.FLOW_CONTROL,
                 }
             )
             if self.in_memory
@@ -131,6 +150,7 @@ class SQLiteBackend(Backend):
                     Capability.HEARTBEAT_BACKEND,
                     Capability.CROSS_PROCESS_WAKEUPS,
                     Capability.BLOCKING_ENQUEUE,
+                    Capability.FLOW_CONTROL,
                 }
             )
         )
@@ -286,12 +306,13 @@ class SQLiteBackend(Backend):
         refuse_repeated(records)
         db = await self._db()
         inserted: set[str] | None = None
+        hits: dict[str, str] = {}
         try:
             async with self._mutex:
-                inserted = await insert(db, self._sql, records)
+                inserted, hits = await insert(db, self._sql, records, self.clock())
         except sqlite3.IntegrityError:  # nothing of the batch was stored
             pass
-        ids = await answer(enqueued_ids(self._sql, records, inserted), self._fetchall)
+        ids = await answer(enqueued_ids(self._sql, records, inserted, hits), self._fetchall)
         if inserted:
             self.notify_enqueued()
         return ids
@@ -314,15 +335,16 @@ class SQLiteBackend(Backend):
 
     def _enqueue_on(self, conn: sqlite3.Connection, records: Sequence[TaskRecord]) -> list[str]:
         inserted: set[str] | None = None
+        hits: dict[str, str] = {}
         try:
-            inserted = insert_blocking(conn, self._sql, records)
+            inserted, hits = insert_blocking(conn, self._sql, records, self.clock())
         except sqlite3.IntegrityError:  # nothing of the batch was stored
             pass
 
         def fetchall(sql: str, params: Sequence[Any]) -> list[Any]:
             return retry_locked_blocking(lambda: conn.execute(sql, params).fetchall())
 
-        ids = answer_blocking(enqueued_ids(self._sql, records, inserted), fetchall)
+        ids = answer_blocking(enqueued_ids(self._sql, records, inserted, hits), fetchall)
         if inserted:
             self.notify_enqueued()
         return ids
@@ -358,6 +380,52 @@ class SQLiteBackend(Backend):
         """Pause or resume ``schedule``; False if it has no state."""
         return bool(await self._execute(self._schedule_sql.pause, (schedule, paused, self.clock())))
 
+    # -- flow control (`limits`) ---------------------------------------------------------------
+
+    async def set_limits(self, rules: Sequence[LimitRule]) -> None:
+        """Store each rule, replacing the one of its pattern, in one transaction."""
+        await self._write_flow([(self._flow_sql.set_rule, rule_row(r)) for r in rules])
+
+    async def delete_limits(self, patterns: Sequence[str]) -> int:
+        """Remove the rules of ``patterns``; how many were stored."""
+        for pattern in patterns:
+            check_pattern(pattern)
+        stored = {rule.pattern for rule in await self.limits()}
+        await self._write_flow([(self._flow_sql.delete_rule, (p,)) for p in patterns])
+        return len(stored.intersection(patterns))
+
+    async def limits(self) -> list[LimitRule]:
+        """Every stored rule, by pattern."""
+        flow = await read_flow(await self._db(), self._flow_sql)
+        return list(flow.rules.rules)
+
+    async def limit_states(self) -> list[LimitState]:
+        """The keys under a stored rule with their tokens now, running and waiting tasks."""
+        fs = self._flow_sql
+        rules = (await read_flow(await self._db(), fs)).rules
+        records = dict(key_record(row) for row in await self._fetchall(fs.all_keys))
+        running = count_keys(await self._fetchall(fs.held))
+        waiting = count_keys(await self._fetchall(fs.waiting))
+        return states_of(rules, records, running, waiting, self.clock())
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue`` for every worker on this file."""
+        if not isinstance(queue, str) or not queue:
+            raise ConfigurationError(f"pause_queue needs a queue name, got {queue!r}")
+        statement = self._flow_sql.pause if paused else self._flow_sql.resume
+        await self._write_flow([(statement, (queue,))])
+        if not paused:
+            self.notify_enqueued()
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        return {row[0] for row in await self._fetchall(self._flow_sql.paused)}
+
+    async def _write_flow(self, queries: list[Any]) -> None:
+        db = await self._db()
+        async with self._mutex:
+            await write_flow(db, self._flow_sql, queries)
+
     # -- claim and leases --------------------------------------------------------------------
 
     async def claim(
@@ -369,29 +437,69 @@ class SQLiteBackend(Backend):
         queues: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks in one statement."""
+        """Claim up to ``limit`` due tasks: one statement while no limit is stored; with
+        limits, that statement takes the keyless tasks among the first due and
+        `limits.claim_limited` the rest (see `sitq_sqlite.limits`)."""
         if limit < 1:
             return []
         now = self.clock()
-        params: list[Any] = [now]
         if queues is not None:
             queues = list(queues)
             if not queues:  # also: INDEXED BY fails on a WHERE that is always false
                 return []
-            params.extend(queues)
-        excluded = list(exclude)
-        params.extend(excluded)
-        sql = self._sql.claim(None if queues is None else len(queues), len(excluded))
-        token = uuid.uuid4().hex
-        rows = await self._fetchall(
-            sql, [worker_id, now, token, now + lease_seconds, *params, limit]
+        args = ClaimArgs(
+            worker_id, now, uuid.uuid4().hex, now + lease_seconds, queues, list(exclude)
         )
+        if self._flow.version is None:
+            await self._read_flow()
+        rows = await self._claim_plain(args, limit)
+        if not rows and await self._flow_changed():
+            await self._read_flow()
+            rows = await self._claim_plain(args, limit)
+        if self._flow.rules and len(rows) < limit:
+            rows += await self._claim_limited(args, limit - len(rows), [row[1] for row in rows])
         rows.sort(key=lambda row: (-row[6], row[7], row[0]))
         rowids = self._claimed_rowids
         if len(rowids) > _MAX_REMEMBERED:  # outcomes that never came (leases lost at exit)
             rowids.clear()
         rowids.update((row[1], row[0]) for row in rows)
         return [_record(row[1:]) for row in rows]
+
+    async def _claim_plain(self, args: ClaimArgs, limit: int) -> list[Any]:
+        """The one-statement claim (`Statements.claim`) under the cached flow copy."""
+        flow = self._flow
+        sql = self._sql.claim(
+            None if args.queues is None else len(args.queues),
+            len(args.excluded),
+            len(flow.paused),
+            keyless=bool(flow.rules),
+        )
+        params = [args.worker_id, args.now, args.token, args.expires, args.now]
+        params += [*(args.queues or ()), *args.excluded, *flow.paused, flow.version, limit]
+        return await self._fetchall(sql, params)
+
+    async def _claim_limited(self, args: ClaimArgs, want: int, taken: list[str]) -> list[Any]:
+        """Up to ``want`` more tasks under the limits, besides the ids in ``taken``."""
+        args = ClaimArgs(
+            args.worker_id, args.now, args.token, args.expires, args.queues,
+            [*args.excluded, *taken],
+        )  # fmt: skip
+        db = await self._db()
+        async with self._mutex:
+            rows, self._flow = await claim_limited(
+                db, self._sql, self._flow_sql, self._flow, args, want
+            )
+        return rows
+
+    async def _flow_changed(self) -> bool:
+        """True if the stored rules or pauses changed since the cached copy was read."""
+        rows = await self._fetchall(self._flow_sql.version)
+        return not rows or str(rows[0][0]) != self._flow.version
+
+    async def _read_flow(self) -> None:
+        db = await self._db()
+        async with self._mutex:
+            self._flow = await read_flow(db, self._flow_sql)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float

@@ -3,9 +3,13 @@ report when an id is taken or a dedupe key is held.
 
 Two drivers run the same statements: `insert` on the backend's aiosqlite connection, and
 `insert_blocking` on a calling thread's own `sqlite3` connection (`sitq_sqlite.blocking`). The
-follow-up queries after an insert (`taken_id`, `dedupe_owners`) are written once, as steps
-that yield each query and receive its rows (`enqueued_ids`); `answer` and `answer_blocking`
-run them.
+queries around an insert (`unique_hits` before it, `taken_id` and `dedupe_owners` after it)
+are written once, as steps that yield each query and receive its rows; `answer` and
+`answer_blocking` run them.
+
+A record with its own ``unique_for`` or ``unique_states`` (`sitq.flow_claim.chooses_uniqueness`)
+is looked for by a query under the write lock, before the insert and in its transaction; the
+others are deduplicated by the dedupe index, as always.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import aiosqlite
 
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
+from sitq.flow_claim import chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .database import retry_locked, retry_locked_blocking, settled
+from .limits import encode_keys
 from .sql import Statements
 
 T = TypeVar("T")
 
-_ENQUEUE_CHUNK = 2000  # rows per INSERT (14 parameters each; SQLite allows 32766)
+_ENQUEUE_CHUNK = 2000  # rows per INSERT (16 parameters each; SQLite allows 32766)
 _ID_CHUNK = 500
 
 #: One query and its parameters.
@@ -45,7 +51,7 @@ def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
     rows = [
         (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
          r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
-         encode_meta(r.meta))
+         encode_meta(r.meta), encode_keys(r.limits), 1 if chooses_uniqueness(r) else None)
         for r in records
     ]  # fmt: skip
     if len(rows) == 1:
@@ -55,47 +61,98 @@ def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
 
 
 async def insert(
-    db: aiosqlite.Connection, sql: Statements, records: Sequence[TaskRecord]
-) -> set[str]:
+    db: aiosqlite.Connection, sql: Statements, records: Sequence[TaskRecord], now: float
+) -> tuple[set[str], dict[str, str]]:
     """Insert ``records`` (all of them or none: one transaction over several chunks) and
-    return the ids stored; records skipped as dedupe hits are missing from it. The caller
-    holds the connection's mutex; `sqlite3.IntegrityError` means an id is taken."""
-    plan = insert_plan(sql, records)
+    return the ids stored and the duplicates found by `unique_hits` (record id → stored id);
+    records skipped as dedupe hits are in neither. Inside the caller's transaction if it has
+    one open. The caller holds the connection's mutex; `sqlite3.IntegrityError` means an id
+    is taken."""
+    checked = any(chooses_uniqueness(r) for r in records)
     inserted: set[str] = set()
-    if len(plan) > 1:
+    hits: dict[str, str] = {}
+    plan = insert_plan(sql, records)
+    alone = db.in_transaction or (len(plan) == 1 and not checked)  # else: a transaction
+    if not alone:
         await retry_locked(db.execute, "BEGIN IMMEDIATE")
     try:
+        if checked:
+
+            async def fetchall(statement: str, params: Sequence[Any]) -> list[Any]:
+                return list(await settled(db.execute_fetchall(statement, params)))
+
+            hits = await answer(unique_hits(sql, records, now), fetchall)
+            plan = insert_plan(sql, [r for r in records if r.id not in hits])
         for statement, params in plan:
             found = await retry_locked(db.execute_fetchall, statement, params)
             inserted.update(row[0] for row in found)
-        if len(plan) > 1:
+        if not alone:
             await settled(db.execute("COMMIT"))
     except BaseException:
-        if len(plan) > 1 and db.in_transaction:
+        if not alone and db.in_transaction:
             await settled(db.execute("ROLLBACK"))
         raise
-    return inserted
+    return inserted, hits
 
 
 def insert_blocking(
-    conn: sqlite3.Connection, sql: Statements, records: Sequence[TaskRecord]
-) -> set[str]:
+    conn: sqlite3.Connection, sql: Statements, records: Sequence[TaskRecord], now: float
+) -> tuple[set[str], dict[str, str]]:
     """`insert` on a `sqlite3` connection in autocommit mode, in the calling thread."""
-    plan = insert_plan(sql, records)
+    checked = any(chooses_uniqueness(r) for r in records)
     inserted: set[str] = set()
-    if len(plan) > 1:
+    hits: dict[str, str] = {}
+    plan = insert_plan(sql, records)
+    alone = conn.in_transaction or (len(plan) == 1 and not checked)  # else: a transaction
+    if not alone:
         retry_locked_blocking(conn.execute, "BEGIN IMMEDIATE")
     try:
+        if checked:
+            steps = unique_hits(sql, records, now)
+            hits = answer_blocking(steps, lambda q, p: _fetchall(conn, q, p))
+            plan = insert_plan(sql, [r for r in records if r.id not in hits])
         for statement, params in plan:
             found = retry_locked_blocking(_fetchall, conn, statement, params)
             inserted.update(row[0] for row in found)
-        if len(plan) > 1:
+        if not alone:
             conn.execute("COMMIT")
     except BaseException:
-        if len(plan) > 1 and conn.in_transaction:
+        if not alone and conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return inserted
+    return inserted, hits
+
+
+def unique_hits(
+    sql: Statements, records: Sequence[TaskRecord], now: float
+) -> Steps[dict[str, str]]:
+    """The records with their own uniqueness that are duplicates, as record id → the id of
+    the task they duplicate: the latest stored task with their key, in their
+    ``unique_states``, created since ``now - unique_for``; or an earlier record of the batch
+    with their key (stored pending, created at or after that time)."""
+    hits: dict[str, str] = {}
+    earlier: dict[str, list[TaskRecord]] = {}
+    for r in records:
+        key = r.dedupe_key
+        if key is None:
+            continue
+        if chooses_uniqueness(r):
+            states, since = unique_scope(r, now)
+            mates = [
+                e.id
+                for e in earlier.get(key, ())
+                if "pending" in states and (since is None or e.created_at >= since)
+            ]
+            if mates:
+                hits[r.id] = mates[-1]
+                continue
+            params: list[Any] = [key, *states] + ([] if since is None else [since])
+            found = yield sql.unique_owner(len(states), since is not None), params
+            if found:
+                hits[r.id] = found[0][0]
+                continue
+        earlier.setdefault(key, []).append(r)
+    return hits
 
 
 def _fetchall(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -> list[Any]:
@@ -110,16 +167,20 @@ def refuse_repeated(records: Sequence[TaskRecord]) -> None:
 
 
 def enqueued_ids(
-    sql: Statements, records: Sequence[TaskRecord], inserted: set[str] | None
+    sql: Statements,
+    records: Sequence[TaskRecord],
+    inserted: set[str] | None,
+    hits: dict[str, str] | None = None,
 ) -> Steps[list[str]]:
     """What an enqueue of ``records`` returns once its insert ran: their ids, a dedupe hit's
-    being the id of the task holding its key. ``inserted`` is what the insert returned, None
-    if it raised `sqlite3.IntegrityError` (an id is taken: `ConfigurationError` naming it)."""
+    being the id of the task holding its key (``hits`` has those `unique_hits` found).
+    ``inserted`` is what the insert returned, None if it raised `sqlite3.IntegrityError` (an
+    id is taken: `ConfigurationError` naming it)."""
     if inserted is None:
         raise taken_id_error((yield from taken_id(sql, records)))
     if len(inserted) == len(records):
         return [r.id for r in records]
-    return (yield from dedupe_owners(sql, records, inserted))
+    return (yield from dedupe_owners(sql, records, inserted, hits or {}))
 
 
 def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:
@@ -133,7 +194,7 @@ def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:
 
 
 def dedupe_owners(
-    sql: Statements, records: Sequence[TaskRecord], inserted: set[str]
+    sql: Statements, records: Sequence[TaskRecord], inserted: set[str], hits: dict[str, str]
 ) -> Steps[list[str]]:
     """The ids to return for ``records``: their own if stored, else (a dedupe hit) the id of
     the task holding their key."""
@@ -141,6 +202,9 @@ def dedupe_owners(
     for r in records:
         if r.id in inserted:
             ids.append(r.id)
+            continue
+        if r.id in hits:
+            ids.append(hits[r.id])
             continue
         found = yield sql.active_dedupe_owner, (r.dedupe_key,)
         if not found:  # it was active at insert time and has finished since

@@ -12,6 +12,7 @@ from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     ddl,
+    indexes_ddl,
     pragmas,
     prune_ddl,
     set_version,
@@ -46,6 +47,8 @@ async def open_connection(
         await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(table)}COMMIT;")
         await retry_locked(conn.execute, prune_ddl(table))
         await _migrate(conn, table)
+        for statement in indexes_ddl(table):
+            await retry_locked(conn.execute, statement)
     except BaseException:
         await conn.close()
         raise

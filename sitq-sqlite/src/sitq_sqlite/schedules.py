@@ -155,7 +155,10 @@ async def _store_fire(
     if await settled(db.execute_fetchall(statements.fire_exists, (schedule, fire_time))):
         return None
     task_id = record.id
-    if not await insert(db, sql, [record]):  # a dedupe hit: the fire is the key's holder's
+    stored, hits = await insert(db, sql, [record], record.created_at)
+    if record.id in hits:  # a duplicate by its own uniqueness: the fire is the holder's
+        task_id = hits[record.id]
+    elif not stored:  # a dedupe hit: the fire is the key's holder's
         found = list(
             await settled(db.execute_fetchall(sql.active_dedupe_owner, (record.dedupe_key,)))
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 #: The schema version this code creates and needs (stored in ``<table>_meta``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Columns of the tasks table, in the order `TaskRecord` rows are read.
 COLUMNS = (
@@ -35,10 +35,13 @@ COLUMNS = (
     "progress",
     "progress_message",
     "progress_at",
+    "limit_keys",
 )
 
 #: Columns written by an enqueue.
-INSERT_COLUMNS = (*COLUMNS[:10], "status", "attempts", "created_at", "meta")
+INSERT_COLUMNS = (
+    *COLUMNS[:10], "status", "attempts", "created_at", "meta", "limit_keys", "unique_checked"
+)  # fmt: skip
 
 
 def ddl(table: str) -> str:
@@ -69,17 +72,18 @@ CREATE TABLE IF NOT EXISTS {table} (
     meta             TEXT NOT NULL DEFAULT '{{}}',
     progress         REAL,
     progress_message TEXT,
-    progress_at      REAL
+    progress_at      REAL,
+    limit_keys       TEXT,
+    unique_checked   INTEGER
 );
 CREATE INDEX IF NOT EXISTS {table}_pending
     ON {table} (priority DESC, available_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS {table}_leases
     ON {table} (lease_expires_at) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, queue);
-CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
-    ON {table} (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 {";".join(schedule_ddl(table))};
+{";".join(flow_tables_ddl(table))};
 INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
@@ -120,9 +124,66 @@ def _v3(table: str) -> list[str]:
     return schedule_ddl(table)
 
 
+#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
+#: its own uniqueness (``unique_for``/``unique_states``: checked by a query instead, `unique`).
+DEDUPE_WHERE = (
+    "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
+)
+
+
+def flow_tables_ddl(table: str) -> list[str]:
+    """The tables of flow control (idempotent): the rules, one state row per key seen (its
+    bucket and when it was last served), the paused queues; and ``flow_version`` in
+    ``<table>_meta``, bumped by every change of rules or pauses so that a claim knows its
+    cached copy of them is current (`sitq_sqlite.limits`)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table}_limits (
+    pattern     TEXT PRIMARY KEY,
+    rate        REAL,
+    burst       REAL,
+    concurrency INTEGER
+) WITHOUT ROWID""",
+        f"""CREATE TABLE IF NOT EXISTS {table}_limit_keys (
+    key            TEXT PRIMARY KEY,
+    tokens         REAL NOT NULL,
+    refilled_at    REAL NOT NULL,
+    last_served_at REAL
+) WITHOUT ROWID""",
+        f"CREATE TABLE IF NOT EXISTS {table}_paused (queue TEXT PRIMARY KEY) WITHOUT ROWID",
+        f"INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('flow_version', '0')",
+    ]
+
+
+def indexes_ddl(table: str) -> list[str]:
+    """The indexes on columns added by migrations, created once the table is migrated
+    (idempotent): the dedupe index, every task by dedupe key (for the records that choose
+    their own uniqueness: `sitq_sqlite.inserts.unique_hits`), and the running tasks that hold
+    limit keys (read by every limited claim to count the slots taken)."""
+    return [
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe ON {table} (dedupe_key) "
+        f"WHERE {DEDUPE_WHERE}",
+        f"CREATE INDEX IF NOT EXISTS {table}_keyed ON {table} (dedupe_key) "
+        "WHERE dedupe_key IS NOT NULL",
+        f"CREATE INDEX IF NOT EXISTS {table}_held ON {table} (limit_keys) "
+        "WHERE status = 'running' AND limit_keys IS NOT NULL",
+    ]
+
+
+def _v4(table: str) -> list[str]:
+    """Version 3 → 4: flow control (limit keys, rules, key states, paused queues) and the
+    dedupe index leaving out tasks that chose their own uniqueness."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN limit_keys TEXT",
+        f"ALTER TABLE {table} ADD COLUMN unique_checked INTEGER",
+        f"DROP INDEX IF EXISTS {table}_dedupe",
+        *flow_tables_ddl(table),
+        *indexes_ddl(table),
+    ]
+
+
 #: ``MIGRATIONS[v]`` brings a table from version ``v`` to ``v + 1``. Add, never edit: a new
 #: column goes both into `ddl` (new databases) and into a new migration (existing ones).
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3}
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3, 3: _v4}
 
 
 def version_query(table: str) -> str:

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
-from .schema import COLUMNS, INSERT_COLUMNS
+from .schema import COLUMNS, DEDUPE_WHERE, INSERT_COLUMNS
 
 #: Columns as selected, in the order `TaskRecord` takes them.
 SELECT = ", ".join(COLUMNS)
@@ -51,8 +51,7 @@ class Statements:
         return (
             f"INSERT INTO {self.t} ({', '.join(INSERT_COLUMNS)}) VALUES "
             + placeholders(rows, len(INSERT_COLUMNS))
-            + " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL"
-            f" AND status IN {ACTIVE} DO NOTHING RETURNING id"
+            + f" ON CONFLICT (dedupe_key) WHERE {DEDUPE_WHERE} DO NOTHING RETURNING id"
         )
 
     @cached_property
@@ -66,8 +65,17 @@ class Statements:
 
     @cached_property
     def active_dedupe_owner(self) -> str:
-        """The active task holding dedupe key ``?``."""
-        return f"SELECT id FROM {self.t} WHERE dedupe_key = ? AND status IN {ACTIVE}"
+        """The active task holding dedupe key ``?`` in the dedupe index."""
+        return f"SELECT id FROM {self.t} WHERE dedupe_key = ? AND {DEDUPE_WHERE}"
+
+    def unique_owner(self, states: int, since: bool) -> str:
+        """The latest task with dedupe key ``?`` in ``states`` given statuses, created at or
+        after ``?`` if ``since``."""
+        created = " AND created_at >= ?" if since else ""
+        return (
+            f"SELECT id FROM {self.t} WHERE dedupe_key = ? AND status IN "
+            f"({placeholders(states)}){created} ORDER BY rowid DESC LIMIT 1"
+        )
 
     @cached_property
     def latest_dedupe_owner(self) -> str:
@@ -76,23 +84,55 @@ class Statements:
 
     # -- claim and leases --------------------------------------------------------------------
 
-    def claim(self, queues: int | None, excluded: int) -> str:
+    def claim(
+        self, queues: int | None, excluded: int, paused: int = 0, keyless: bool = False
+    ) -> str:
         """Claim up to ``limit`` due tasks: parameters worker, now, token, lease expiry, now,
-        then ``queues`` queue names (None: every queue), ``excluded`` ids, and the limit.
-        Returns ``rowid`` then the selected columns."""
+        then ``queues`` queue names (None: every queue), ``excluded`` ids, ``paused`` queue
+        names, the flow version the caller's copy of rules and pauses is from, and the limit.
+        Returns ``rowid`` then the selected columns.
+
+        Nothing is claimed unless the stored flow version is the one given (then the rules or
+        pauses changed: the caller reads them again). With ``keyless``, only the tasks holding
+        no limit key among the first ``limit`` due are taken (the others go through
+        `sitq_sqlite.limits`)."""
+        where = self.due_where(queues, excluded, paused)
+        where.append(f"(SELECT value FROM {self.t}_meta WHERE key = 'flow_version') = ?")
+        # without INDEXED BY the planner picks the status index and sorts every pending
+        # row on each claim (O(pending)); the partial index is already in claim order
+        picked = (
+            f"SELECT rowid{', limit_keys' if keyless else ''} "
+            f"FROM {self.t} INDEXED BY {self.t}_pending WHERE {' AND '.join(where)} "
+            "ORDER BY priority DESC, available_at, rowid LIMIT ?"
+        )
+        if keyless:
+            picked = f"SELECT rowid FROM ({picked}) WHERE limit_keys IS NULL"
+        return (
+            f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
+            "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
+            f"WHERE rowid IN ({picked}) RETURNING rowid, {SELECT}"
+        )
+
+    @staticmethod
+    def due_where(queues: int | None, excluded: int, paused: int = 0) -> list[str]:
+        """The conditions of a due pending task: parameters now, then ``queues`` queue names
+        (None: every queue), ``excluded`` ids and ``paused`` queue names."""
         where = ["status = 'pending'", "available_at <= ?"]
         if queues is not None:
             where.append(f"queue IN ({placeholders(queues)})")
         if excluded:
             where.append(f"id NOT IN ({placeholders(excluded)})")
+        if paused:
+            where.append(f"queue NOT IN ({placeholders(paused)})")
+        return where
+
+    def claim_rowids(self, count: int) -> str:
+        """Claim the ``count`` tasks of the given rowids if still pending: parameters worker,
+        now, token, lease expiry, then the rowids. Returns ``rowid`` then the columns."""
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            # without INDEXED BY the planner picks the status index and sorts every pending
-            # row on each claim (O(pending)); the partial index is already in claim order
-            f"WHERE rowid IN (SELECT rowid FROM {self.t} INDEXED BY {self.t}_pending "
-            f"WHERE {' AND '.join(where)} "
-            "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
+            f"WHERE rowid IN ({placeholders(count)}) AND status = 'pending' "
             f"RETURNING rowid, {SELECT}"
         )
 

@@ -1,0 +1,226 @@
+"""The decision a flow-controlled claim makes, written once for every backend that stores its
+state in tables (SQLite, PostgreSQL): which of the due candidates a claim takes under the
+stored limits, and what it leaves in each key's bucket (`admit`); and the figures of
+``sitq limits`` (`states_of`).
+
+A backend reads, in its claim transaction, a window of due candidates in claim order, the
+stored state of their keys (`KeyRecord`) and how many running tasks hold each key, calls
+`admit`, then marks the chosen tasks running and writes back the records it returns. Keys
+found exhausted are returned too, so a backend reading a further window can leave their tasks
+out (no head-of-line blocking).
+
+Fairness: among admissible candidates of equal priority, the one whose keys were served least
+recently goes first (a task's stamp is the latest ``last_served_at`` of its ruled keys; tasks
+without ruled keys have none and keep their place); a key served in this claim goes behind
+every other, so two busy keys alternate. It holds within the window a backend reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from .flow_control import LimitRule, LimitState, refill, rule_for
+from .records import TaskRecord
+from .task import TaskStatus
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """The stored state of one key: its bucket (``tokens`` at ``refilled_at``) and when a
+    claim last took a task holding it (None: never)."""
+
+    tokens: float
+    refilled_at: float
+    last_served_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Candidate(Generic[T]):
+    """A due pending task a claim may take: ``ref`` is whatever the backend finds it by."""
+
+    ref: T
+    priority: int
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class Admission(Generic[T]):
+    """What `admit` decided: the candidates taken (in the order taken), the key records to
+    store, and the keys that could take no further task in this claim."""
+
+    taken: list[Candidate[T]] = field(default_factory=list)
+    records: dict[str, KeyRecord] = field(default_factory=dict)
+    exhausted: set[str] = field(default_factory=set)
+
+
+class Rules:
+    """The stored rules with `rule_for` remembered per key."""
+
+    def __init__(self, rules: Sequence[LimitRule]) -> None:
+        self.rules = tuple(rules)
+        self._by_key: dict[str, LimitRule | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def of(self, key: str) -> LimitRule | None:
+        """The rule governing ``key``, or None."""
+        if key not in self._by_key:
+            self._by_key[key] = rule_for(self.rules, key)
+        return self._by_key[key]
+
+    def ruled(self, keys: Sequence[str]) -> list[str]:
+        """The keys among ``keys`` that a rule governs."""
+        return [k for k in keys if self.of(k) is not None]
+
+
+def fresh_record(rule: LimitRule, now: float) -> KeyRecord:
+    """The state of a key never seen: a full bucket, never served."""
+    return KeyRecord(rule.bucket_size, now, None)
+
+
+def admit(
+    candidates: Sequence[Candidate[T]],
+    rules: Rules,
+    records: Mapping[str, KeyRecord],
+    running: Mapping[str, int],
+    now: float,
+    limit: int,
+) -> Admission[T]:
+    """Take up to ``limit`` of ``candidates`` (in claim order) that every ruled key admits: a
+    free concurrency slot (``running`` counts the tasks holding each key now) and a token in
+    its bucket (`refill` of its record), which is taken. Fair between keys (see the module)."""
+    done: Admission[T] = Admission()
+    held = dict(running)
+    known = dict(records)
+    stamps: dict[str, tuple[float, int]] = {}
+    remaining = list(enumerate(candidates))
+    served = 0
+
+    def stamp(c: Candidate[T]) -> tuple[float, int]:
+        best = (float("-inf"), 0)
+        for key in rules.ruled(c.keys):
+            if key not in stamps:
+                rec = known.get(key)
+                at = rec.last_served_at if rec and rec.last_served_at is not None else None
+                stamps[key] = (float("-inf") if at is None else at, 0)
+            best = max(best, stamps[key])
+        return best
+
+    while remaining and len(done.taken) < limit:
+        pick = min(range(len(remaining)), key=lambda i: _order(remaining[i], stamp))
+        _, candidate = remaining.pop(pick)
+        refused = _refusing_keys(candidate, rules, known, held, now)
+        if refused:
+            done.exhausted.update(refused)
+            remaining = [(i, c) for i, c in remaining if not done.exhausted.intersection(c.keys)]
+            continue
+        served += 1
+        for key in rules.ruled(candidate.keys):
+            rule = rules.of(key)
+            assert rule is not None
+            rec = known.get(key) or fresh_record(rule, now)
+            tokens = refill(rec.tokens, rec.refilled_at, now, rule)
+            if rule.rate is not None:
+                tokens -= 1.0
+            known[key] = done.records[key] = KeyRecord(tokens, now, now)
+            held[key] = held.get(key, 0) + 1
+            stamps[key] = (now, served)
+        done.taken.append(candidate)
+    return done
+
+
+def _order(
+    item: tuple[int, Candidate[T]], stamp: Callable[[Candidate[T]], tuple[float, int]]
+) -> tuple[int, tuple[float, int], int]:
+    """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
+    index, candidate = item
+    return (-candidate.priority, stamp(candidate), index)
+
+
+def _refusing_keys(
+    candidate: Candidate[T],
+    rules: Rules,
+    records: Mapping[str, KeyRecord],
+    held: Mapping[str, int],
+    now: float,
+) -> list[str]:
+    """The ruled keys of ``candidate`` with no free slot or no token now."""
+    refused = []
+    for key in rules.ruled(candidate.keys):
+        rule = rules.of(key)
+        assert rule is not None
+        if rule.concurrency is not None and held.get(key, 0) >= rule.concurrency:
+            refused.append(key)
+            continue
+        if rule.rate is not None:
+            rec = records.get(key) or fresh_record(rule, now)
+            if refill(rec.tokens, rec.refilled_at, now, rule) < 1.0:
+                refused.append(key)
+    return refused
+
+
+def states_of(
+    rules: Rules,
+    records: Mapping[str, KeyRecord],
+    running: Mapping[str, int],
+    waiting: Mapping[str, int],
+    now: float,
+) -> list[LimitState]:
+    """`Backend.limit_states` from what a backend stored: every key seen (a record, a running
+    or a waiting task) that a rule governs, each exact rule, and each family rule with no key
+    seen, by key; tokens read at ``now``."""
+    shown: dict[str, LimitRule] = {}
+    for key in (*records, *running, *waiting):
+        rule = rules.of(key)
+        if rule is not None:
+            shown[key] = rule
+    for rule in rules.rules:
+        if rule not in shown.values():  # an exact key not seen yet, or an idle family
+            shown[rule.pattern] = rule
+    states = []
+    for key, rule in sorted(shown.items()):
+        tokens = None
+        if rule.rate is not None:
+            rec = records.get(key) or fresh_record(rule, now)
+            tokens = refill(rec.tokens, rec.refilled_at, now, rule)
+        states.append(LimitState(key, rule, tokens, running.get(key, 0), waiting.get(key, 0)))
+    return states
+
+
+#: Where a duplicate is looked for when a record names no ``unique_states``.
+DEFAULT_UNIQUE_STATES = frozenset({TaskStatus.WAITING, TaskStatus.PENDING, TaskStatus.RUNNING})
+
+
+def chooses_uniqueness(record: TaskRecord) -> bool:
+    """True if ``record`` has a dedupe key and its own ``unique_for`` or ``unique_states``
+    (checked by a query in the enqueue's transaction; the others by the dedupe index)."""
+    return record.dedupe_key is not None and (
+        record.unique_for is not None or record.unique_states is not None
+    )
+
+
+def unique_scope(record: TaskRecord, now: float) -> tuple[list[str], float | None]:
+    """The stored statuses (as text, sorted) and the earliest ``created_at`` of the tasks
+    that make ``record`` a duplicate (None: created at any time)."""
+    states = DEFAULT_UNIQUE_STATES if record.unique_states is None else record.unique_states
+    since = None if record.unique_for is None else now - record.unique_for
+    return sorted(s.value for s in states), since
+
+
+__all__ = [
+    "DEFAULT_UNIQUE_STATES",
+    "Admission",
+    "Candidate",
+    "KeyRecord",
+    "Rules",
+    "admit",
+    "chooses_uniqueness",
+    "fresh_record",
+    "states_of",
+    "unique_scope",
+]

@@ -1,0 +1,270 @@
+"""Flow control in SQLite: the stored rules, key states and paused queues, and the claim of
+tasks holding limit keys (`sitq.flow_claim` decides; this module reads and writes).
+
+How it is stored (`schema.flow_tables_ddl`): a task's keys in its ``limit_keys`` column (a
+JSON array, NULL for a task holding none); the rules in ``<table>_limits``; one row per key
+in ``<table>_limit_keys`` (its token bucket and when it was last served); the paused queues
+in ``<table>_paused``; and ``flow_version`` in ``<table>_meta``, bumped by every change of
+rules or pauses. A key's running count is never stored: it is the number of running tasks
+holding it, read through the ``<table>_held`` index, so every way out of running frees the
+slot.
+
+The backend keeps a copy of the rules and pauses (`FlowCache`). Its plain claim statement
+names the version it is from and claims nothing if the stored one differs (`Statements.claim`),
+so the copy is checked by the claim's own write at no extra cost. While no rule is stored, that
+statement is the whole claim; with rules, it takes the keyless tasks among the first due, and
+`claim_limited` takes the rest in one write transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from sitq.flow_claim import Candidate, KeyRecord, Rules, admit
+from sitq.flow_control import LimitRule
+
+from .database import retry_locked, settled
+from .sql import Statements, placeholders
+
+#: Due candidates read per step of a limited claim (at least; else 4 times the claim's limit).
+_WINDOW = 64
+#: A limited claim reads at most this many candidates, then takes what it found.
+_MAX_SCAN = 20_000
+_KEY_CHUNK = 500
+
+
+def encode_keys(keys: Sequence[str]) -> str | None:
+    """A task's limit keys as stored: a JSON array, each key once; None for none."""
+    return json.dumps(list(dict.fromkeys(keys))) if keys else None
+
+
+def decode_keys(text: str | None) -> tuple[str, ...]:
+    """A task's limit keys from their stored text."""
+    return tuple(json.loads(text)) if text else ()
+
+
+@dataclass
+class FlowCache:
+    """The backend's copy of the stored rules and paused queues, and the version it is of
+    (None: never read)."""
+
+    version: str | None = None
+    rules: Rules = field(default_factory=lambda: Rules(()))
+    paused: tuple[str, ...] = ()
+
+
+class FlowStatements:
+    """The statements on the flow-control tables of the tasks table ``table``."""
+
+    def __init__(self, table: str) -> None:
+        self.t = table
+        self.version = f"SELECT value FROM {table}_meta WHERE key = 'flow_version'"
+        self.bump = (
+            f"UPDATE {table}_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'flow_version'"
+        )
+        self.rules = (
+            f"SELECT pattern, rate, burst, concurrency FROM {table}_limits ORDER BY pattern"
+        )
+        self.set_rule = (
+            f"INSERT INTO {table}_limits (pattern, rate, burst, concurrency) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (pattern) DO UPDATE SET rate = excluded.rate, burst = excluded.burst, "
+            "concurrency = excluded.concurrency"
+        )
+        self.delete_rule = f"DELETE FROM {table}_limits WHERE pattern = ?"
+        self.paused = f"SELECT queue FROM {table}_paused ORDER BY queue"
+        self.pause = f"INSERT OR IGNORE INTO {table}_paused (queue) VALUES (?)"
+        self.resume = f"DELETE FROM {table}_paused WHERE queue = ?"
+        self.held = (
+            f"SELECT limit_keys FROM {table} WHERE status = 'running' AND limit_keys IS NOT NULL"
+        )
+        self.waiting = (
+            f"SELECT limit_keys FROM {table} WHERE status = 'pending' AND limit_keys IS NOT NULL"
+        )
+        self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {table}_limit_keys"
+        self.store_key = (
+            f"INSERT INTO {table}_limit_keys (key, tokens, refilled_at, last_served_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
+            "refilled_at = excluded.refilled_at, last_served_at = excluded.last_served_at"
+        )
+
+    def keys(self, count: int) -> str:
+        """The stored states of ``count`` given keys."""
+        return f"{self.all_keys} WHERE key IN ({placeholders(count)})"
+
+    def candidates(self, queues: int | None, excluded: int, paused: int) -> str:
+        """``(rowid, priority, limit_keys)`` of every due pending task in claim order
+        (parameters as `Statements.due_where`)."""
+        where = " AND ".join(Statements.due_where(queues, excluded, paused))
+        return (
+            f"SELECT rowid, priority, limit_keys FROM {self.t} INDEXED BY {self.t}_pending "
+            f"WHERE {where} ORDER BY priority DESC, available_at, rowid"
+        )
+
+
+def rule_from_row(row: Sequence[Any]) -> LimitRule:
+    """A `LimitRule` from ``(pattern, rate, burst, concurrency)``."""
+    return LimitRule(row[0], row[1], row[2], row[3])
+
+
+def rule_row(rule: LimitRule) -> tuple[Any, ...]:
+    """The stored values of ``rule``."""
+    return (rule.pattern, rule.rate, rule.burst, rule.concurrency)
+
+
+def key_record(row: Sequence[Any]) -> tuple[str, KeyRecord]:
+    """``(key, KeyRecord)`` from a row of ``<table>_limit_keys``."""
+    return row[0], KeyRecord(row[1], row[2], row[3])
+
+
+def count_keys(rows: Iterable[Sequence[Any]]) -> Counter[str]:
+    """How many of the tasks selected as ``(limit_keys,)`` hold each key."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        counts.update(decode_keys(row[0]))
+    return counts
+
+
+async def read_flow(db: aiosqlite.Connection, fs: FlowStatements) -> FlowCache:
+    """The stored rules and pauses, with their version (inside the caller's transaction, or
+    as three reads: the version is read first, so a change meanwhile shows at the next
+    claim)."""
+    version = list(await retry_locked(db.execute_fetchall, fs.version))
+    rules = await retry_locked(db.execute_fetchall, fs.rules)
+    paused = await retry_locked(db.execute_fetchall, fs.paused)
+    return FlowCache(
+        str(version[0][0]) if version else "0",
+        Rules([rule_from_row(r) for r in rules]),
+        tuple(r[0] for r in paused),
+    )
+
+
+async def write_flow(db: aiosqlite.Connection, fs: FlowStatements, queries: list[Any]) -> None:
+    """Run ``queries`` (``(sql, params)``) and bump the flow version, in one transaction."""
+    await retry_locked(db.execute, "BEGIN IMMEDIATE")
+    try:
+        for sql, params in queries:
+            await settled(db.execute(sql, params))
+        await settled(db.execute(fs.bump))
+        await settled(db.execute("COMMIT"))
+    except BaseException:
+        if db.in_transaction:
+            await settled(db.execute("ROLLBACK"))
+        raise
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    """What a claim was asked: its lease values and its filters."""
+
+    worker_id: str
+    now: float
+    token: str
+    expires: float
+    queues: list[str] | None
+    excluded: list[str]
+
+
+async def claim_limited(
+    db: aiosqlite.Connection,
+    sql: Statements,
+    fs: FlowStatements,
+    cache: FlowCache,
+    args: ClaimArgs,
+    want: int,
+) -> tuple[list[Any], FlowCache]:
+    """Claim up to ``want`` due tasks under the stored limits, in one write transaction: the
+    rows claimed (as `Statements.claim_rowids` returns them) and the flow copy used (read
+    again if its version changed)."""
+    await retry_locked(db.execute, "BEGIN IMMEDIATE")
+    try:
+        version = list(await settled(db.execute_fetchall(fs.version)))
+        if not version or str(version[0][0]) != cache.version:
+            cache = await read_flow(db, fs)
+        taken = await _choose(db, fs, cache, args, want)
+        rows: list[Any] = []
+        if taken:
+            rows = list(
+                await settled(
+                    db.execute_fetchall(
+                        sql.claim_rowids(len(taken)),
+                        [args.worker_id, args.now, args.token, args.expires, *taken],
+                    )
+                )
+            )
+        await settled(db.execute("COMMIT"))
+    except BaseException:
+        if db.in_transaction:
+            await settled(db.execute("ROLLBACK"))
+        raise
+    return rows, cache
+
+
+async def _choose(
+    db: aiosqlite.Connection, fs: FlowStatements, cache: FlowCache, args: ClaimArgs, want: int
+) -> list[int]:
+    """The rowids a limited claim takes, its key states written (in the caller's
+    transaction): due candidates are read window by window, those holding a key found
+    exhausted are passed over, `admit` decides."""
+    held = count_keys(await settled(db.execute_fetchall(fs.held)))
+    records: dict[str, KeyRecord] = {}
+    exhausted: set[str] = set()
+    taken: list[int] = []
+    changed: dict[str, KeyRecord] = {}
+    params = [args.now, *(args.queues or ()), *args.excluded, *cache.paused]
+    statement = fs.candidates(
+        None if args.queues is None else len(args.queues), len(args.excluded), len(cache.paused)
+    )
+    cursor = await settled(db.execute(statement, params))
+    try:
+        scanned = 0
+        window = max(_WINDOW, 4 * want)
+        while len(taken) < want and scanned < _MAX_SCAN:
+            rows = list(await settled(cursor.fetchmany(window)))
+            scanned += len(rows)
+            candidates = [
+                Candidate(row[0], row[1], keys)
+                for row in rows
+                if not exhausted.intersection(keys := decode_keys(row[2]))
+            ]
+            await _load_records(db, fs, cache.rules, candidates, records)
+            done = admit(candidates, cache.rules, records, held, args.now, want - len(taken))
+            for candidate in done.taken:
+                taken.append(candidate.ref)
+                held.update(cache.rules.ruled(candidate.keys))
+            records.update(done.records)
+            changed.update(done.records)
+            exhausted |= done.exhausted
+            if len(rows) < window:
+                break
+    finally:
+        await settled(cursor.close())
+    if changed:
+        await settled(
+            db.executemany(
+                fs.store_key,
+                [(k, r.tokens, r.refilled_at, r.last_served_at) for k, r in changed.items()],
+            )
+        )
+    return taken
+
+
+async def _load_records(
+    db: aiosqlite.Connection,
+    fs: FlowStatements,
+    rules: Rules,
+    candidates: Sequence[Candidate[int]],
+    records: dict[str, KeyRecord],
+) -> None:
+    """Read into ``records`` the stored states of the ruled keys of ``candidates`` not read
+    yet."""
+    wanted = sorted({k for c in candidates for k in rules.ruled(c.keys)} - records.keys())
+    for i in range(0, len(wanted), _KEY_CHUNK):
+        chunk = wanted[i : i + _KEY_CHUNK]
+        rows = await settled(db.execute_fetchall(fs.keys(len(chunk)), chunk))
+        records.update(key_record(row) for row in rows)
