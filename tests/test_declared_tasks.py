@@ -333,6 +333,9 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
         "max_retries": 0,
         "timeout": 30,
         "dedupe_key": None,
+        "limits": [],
+        "unique_for": None,
+        "unique_states": None,
         "meta": {},
     }
     table = sitq_tasks()

@@ -22,8 +22,8 @@ from .errors import ConfigurationError
 from .flow_control import task_limits
 from .handles import AsyncTaskHandle, TaskHandle
 from .meta import check_meta
-from .task import DEFAULT_QUEUE, Task, check_flow_options, function_name, validate_options
-from .unique import UniqueStates
+from .task import DEFAULT_QUEUE, Task, function_name, validate_options
+from .unique import UniqueStates, check_unique
 from .validation import check_stored_text
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class TaskOptions:
     #: limit keys every call holds (`sitq.flow_control`)
     limits: tuple[str, ...] = ()
     #: how long and over which states ``dedupe_key`` refuses duplicates (`sitq.unique`)
-    unique_for: timedelta | float | None = None
-    unique_states: UniqueStates | None = None
+    unique_for: float | None = None
+    unique_states: tuple[str, ...] | None = None
 
     def with_changes(self, changes: Mapping[str, Any]) -> TaskOptions:
         """A copy with ``changes``; `ConfigurationError` names an unknown or invalid option."""
@@ -91,12 +91,15 @@ class TaskOptions:
             dedupe_key=options.dedupe_key,
             eta=options.eta,
         )
-        check_flow_options(
-            options.limits, options.dedupe_key, options.unique_for, options.unique_states
+        unique_for, unique_states = check_unique(
+            options.dedupe_key, options.unique_for, options.unique_states
         )
-        if "limits" in changes:
-            options = replace(options, limits=task_limits(options.limits))
-        return options
+        return replace(  # in plain forms, as ``sitq tasks --json`` shows them
+            options,
+            limits=task_limits(options.limits),
+            unique_for=unique_for,
+            unique_states=None if unique_states is None else tuple(sorted(unique_states)),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The options by name (what `sitq.Task` takes as keyword arguments)."""

@@ -20,6 +20,7 @@ from .control import (
     vacuum_command,
 )
 from .demo import demo_command
+from .limits import limits_command, pause_command, resume_command
 from .monitor import failed_command, inspect_command, status_command
 from .plugins import plugins_command
 from .schedules import scheduler_command, schedules_command
@@ -59,6 +60,9 @@ for _command in (
     tasks_command,
     schedules_command,
     scheduler_command,
+    limits_command,
+    pause_command,
+    resume_command,
     demo_command,
 ):
     cli.add_command(_command)

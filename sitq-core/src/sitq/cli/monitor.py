@@ -12,6 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..backend import Capability
 from ..schedules import FIRED_AT_HEADER, SCHEDULE_HEADER
 from ..task import TaskStatus
 from .app import from_command_line, queue_options, reading
@@ -42,8 +43,14 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
             running = await queue.backend.list_tasks(
                 statuses=[TaskStatus.RUNNING], limit=_RUNNING_SHOWN
             )
+            paused = (
+                await queue.paused_queues()
+                if queue.backend.supports(Capability.FLOW_CONTROL)
+                else set()
+            )
             return {
                 "backend": repr(queue.backend),
+                "paused": sorted(paused),
                 "queues": per_queue,
                 "oldest_pending": oldest[0] if oldest else None,
                 "running": running,
@@ -56,6 +63,7 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
             {
                 "backend": data["backend"],
                 "counts": {s.value: n for s, n in totals.items()},
+                "paused_queues": data["paused"],
                 "queues": {
                     q: {s.value: n for s, n in c.items()} for q, c in sorted(data["queues"].items())
                 },
@@ -69,17 +77,21 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
         title=f"sitq status: {escape(data['backend'])}", title_justify="left", box=box.SIMPLE_HEAD
     )
     table.add_column("queue", style="bold")
+    paused = set(data["paused"])
     for s in TaskStatus:
         table.add_column(status_text(s), justify="right", min_width=len(s.value))
     table.add_column("total", justify="right")
     for name, counts in sorted(data["queues"].items()):
-        table.add_row(
-            escape(name), *(str(counts[s]) for s in TaskStatus), str(sum(counts.values()))
-        )
+        shown = f"{escape(name)} [yellow](paused)[/]" if name in paused else escape(name)
+        table.add_row(shown, *(str(counts[s]) for s in TaskStatus), str(sum(counts.values())))
     table.add_section()
     table.add_row("[bold]all[/]", *(f"[bold]{totals[s]}[/]" for s in TaskStatus),
                   f"[bold]{sum(totals.values())}[/]")  # fmt: skip
     out.print(table)
+    if paused:
+        out.print(
+            f"paused queues: [yellow]{escape(', '.join(sorted(paused)))}[/] (sitq resume QUEUE)"
+        )
     oldest = data["oldest_pending"]
     if oldest is None:
         out.print("oldest pending: none")
