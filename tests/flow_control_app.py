@@ -24,10 +24,13 @@ tasks = Blueprint()
 
 
 @tasks.task(name="flow.work")
-async def work(tenant: int, n: int, seconds: float) -> int:
-    """Holds its slot for ``seconds`` (a call to a rate-limited API, say); returns ``n``."""
+async def work(tenant: int, n: int, seconds: float) -> tuple[float, float]:
+    """Holds its slot for ``seconds`` (a call to a rate-limited API, say); returns when it
+    began and ended (``time.time()``), inside the span its claim and its finish held the
+    task's keys."""
+    began = time.time()
     await asyncio.sleep(seconds)
-    return n
+    return began, time.time()
 
 
 @tasks.task(name="flow.noop")

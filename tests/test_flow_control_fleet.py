@@ -1,15 +1,15 @@
 """Acceptance of issue 14: limits hold across a fleet of real ``sitq worker`` processes.
 
 Three worker processes x 16 async slots on one SQLite file, and on one PostgreSQL database,
-run thousands of tasks spread over 20 tenant keys under ``tenant:*`` at concurrency 2, a
-subset of them also holding a ``stripe`` key limited to 50 starts a second (burst 10), and
-one tenant with many more tasks than the others. From the stored ``started_at`` /
-``finished_at`` of every task: every task succeeded, no 1-second window has more than
-rate + burst starts of the rated key, no tenant ever had more than 2 tasks running at once,
-and the busiest tenant did not delay the others by more than `FAIRNESS_BOUND` (the bound
-docs/snippets/flow-control-fleet.md documents).
+run 2,000 tasks spread over 20 tenant keys under ``tenant:*`` at concurrency 2, a subset of
+them also holding a ``stripe`` key limited to 50 starts a second (burst 10), and one tenant
+(``tenant:0``) with many more tasks than the others, enqueued before theirs. Checked on
+what the store kept of every task: every task succeeded; the stored starts of the rated key
+never beat its token bucket (no 1-second window with more than rate + burst); no tenant ever
+had more than 2 tasks running at once; and the busiest tenant did not hold the others back
+(`FIRST_SERVED_BOUND`, the bound docs/snippets/flow-control-fleet.md documents).
 
-The default run lasts ~15 s per backend; the big one is ``@pytest.mark.slow``
+The default run lasts ~15 s per backend; the 10,000-task one is ``@pytest.mark.slow``
 (``pytest -m slow tests/test_flow_control_fleet.py``).
 """
 
@@ -49,22 +49,26 @@ WORK_SECONDS = 0.02
 #: The poll interval of the workers: a key that gets a token again is seen this soon.
 POLL_SECONDS = 0.1
 
-#: How far a stored time may sit on the wrong side of an event of another process that it
-#: truly followed. ``started_at`` is the claiming process's clock read when its claim
-#: began, before the claim waited for the store's lock (SQLite's write lock, PostgreSQL's
-#: row locks on the key's counters), so it can be earlier than the ``finished_at`` of the
-#: task whose slot it took, and earlier than the refill that gave it its token. The stores
-#: order the decisions exactly; only the stamps lag, by the lock wait: up to this much on a
-#: loaded 2-core machine. Intervals are shortened and windows narrowed by it.
-STAMP_TOLERANCE = 0.25
+#: Every process reads the same clock (one machine); two readings of it in two processes
+#: are ordered as the events were, up to its resolution.
+CLOCK_RESOLUTION = 0.001
 
-#: The documented bound on how much the busiest tenant may delay the others: when the last
-#: task of the quiet tenants (those not holding the rated key) finished, the busiest tenant
-#: had started at most this many times as many tasks as a quiet tenant has. A fair claim
-#: serves every tenant alike, so both ran about as many (a ratio near 1); a first-come claim
-#: would run the busiest tenant's tasks (enqueued first) at its full concurrency, many
-#: times more while the others wait for slots of the fleet.
-FAIRNESS_BOUND = 2.0
+#: How much a stored ``started_at`` may lag behind the claim that took the task. It is the
+#: claiming process's clock read as its claim began, before the claim waited for the
+#: store's lock (SQLite's write lock; PostgreSQL's row lock on the key), so another claim
+#: stamped later may have committed first and refilled the bucket to its own, later time.
+#: Over any span the stored starts of the rated key can then exceed the bucket's burst by
+#: the tokens of this much time (rate x lag: 2.5 tokens), never more. Runs on the loaded
+#: 2-core machine measured the excess at the burst itself (no lag effect seen).
+STAMP_LAG = 0.05
+
+#: The documented bound on how long the busiest tenant held the others back: each other
+#: tenant's first task started before the busiest tenant (its 300 tasks enqueued before
+#: every other's) had started this many of its own. A claim that skips keys without a free
+#: slot and serves the least recently served keys first starts every tenant within its
+#: first claims (measured: at most 4 of the busiest's first); one that read its candidates
+#: in enqueue order only would serve the others after most of the busiest's backlog ran.
+FIRST_SERVED_BOUND = 16
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,10 @@ class Fleet:
     rated: int  # tasks that also hold the rated key (spread over tenants 1..19)
 
 
-#: ~250 rated tasks take (250 - 10) / 50 ≈ 5 s; tenant 0's 400 take 400 x 20 ms / 2 = 4 s.
-DEFAULT = Fleet(tasks=2_000, busiest=400, rated=250)
-#: ~30 s of rated starts and ~25 s of the busiest tenant's.
-BIG = Fleet(tasks=10_000, busiest=2_500, rated=1_510)
+#: ~250 rated tasks take (250 - 10) / 50 ≈ 5 s; tenant 0's 300 at least 300 x 20 ms / 2 = 3 s.
+DEFAULT = Fleet(tasks=2_000, busiest=300, rated=250)
+#: ~30 s of rated starts, and at least 10 s of the busiest tenant's.
+BIG = Fleet(tasks=10_000, busiest=1_000, rated=1_510)
 
 
 def keys_of(i: int, fleet: Fleet) -> tuple[int, list[str]]:
@@ -173,12 +177,38 @@ def run_fleet(folder: Path, url: str, fleet: Fleet) -> list[TaskRecord]:
     return asyncio.run(stored(url))
 
 
-def most_overlapping(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one instant, each shortened by `STAMP_TOLERANCE` at its end
-    (an end and a start of the same instant do not overlap)."""
+@dataclass(frozen=True)
+class Run:
+    """One stored task: its tenant, whether it held the rated key, its stored start and
+    finish, and when its function began and ended (its result)."""
+
+    tenant: int
+    rated: bool
+    started_at: float
+    finished_at: float
+    began: float
+    ended: float
+
+
+async def runs_of(url: str, records: list[TaskRecord]) -> list[Run]:
+    """Each stored task as a `Run` (its result decoded); every task must have succeeded."""
+    failed = collections.Counter(r.status for r in records if r.status != TaskStatus.SUCCEEDED)
+    assert not failed, f"tasks that did not succeed: {dict(failed)}"
+    async with TaskQueue(url) as queue:
+        runs = []
+        for r in records:
+            began, ended = queue.codec_for(r.serializer).decode_result(r.result)
+            tenant = next(int(k.split(":")[1]) for k in r.limits if k.startswith("tenant:"))
+            runs.append(Run(tenant, RATED_KEY in r.limits, r.started_at or 0.0,
+                            r.finished_at or 0.0, began, ended))  # fmt: skip
+        return runs
+
+
+def most_overlapping(spans: list[tuple[float, float]]) -> int:
+    """The most ``spans`` open at one instant, each shortened by `CLOCK_RESOLUTION` (spans
+    that only touch do not overlap)."""
     events = sorted(
-        [(start, 1) for start, _ in intervals]
-        + [(end - STAMP_TOLERANCE, -1) for _, end in intervals]
+        [(start, 1) for start, _ in spans] + [(end - CLOCK_RESOLUTION, -1) for _, end in spans]
     )
     most = running = 0
     for _, change in events:  # at a tie the end (-1) sorts first
@@ -195,51 +225,60 @@ def busiest_window(starts: list[float], width: float) -> int:
     )
 
 
-def check(records: list[TaskRecord], fleet: Fleet) -> dict[str, float]:
-    """Assert the acceptance criteria on the stored tasks; return the figures measured."""
-    assert len(records) == fleet.tasks
-    not_done = collections.Counter(r.status for r in records if r.status != TaskStatus.SUCCEEDED)
-    assert not not_done, f"tasks not succeeded: {dict(not_done)}"
-    spans = [(r, r.started_at or 0.0, r.finished_at or 0.0) for r in records]
-    by_tenant: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
-    rated_starts = []
-    for r, start, end in spans:
-        tenant = next(k for k in r.limits if k.startswith("tenant:"))
-        by_tenant[tenant].append((start, end))
-        if RATED_KEY in r.limits:
-            rated_starts.append(start)
-    assert len(rated_starts) == fleet.rated
+def bucket_excess(starts: list[float], rate: float) -> float:
+    """The most starts any span held beyond what ``rate`` refills over it: over every span
+    from one start to a later one, ``starts in it - rate * its length``. A token bucket
+    keeps this at most its burst, over spans of any length (a 1-second window is one)."""
+    lowest, most = float("inf"), float("-inf")
+    for j, t in enumerate(sorted(starts)):
+        lowest = min(lowest, j - rate * t)
+        most = max(most, j + 1 - rate * t - lowest)
+    return most
 
-    overlapping = {t: most_overlapping(v) for t, v in by_tenant.items()}
+
+def check(runs: list[Run], fleet: Fleet) -> dict[str, float]:
+    """Assert the acceptance criteria on the stored tasks (all succeeded); return the
+    figures measured."""
+    assert len(runs) == fleet.tasks
+    for run in runs:  # each run happened while its task was stored as running
+        assert run.started_at - CLOCK_RESOLUTION <= run.began <= run.ended
+        assert run.ended <= run.finished_at + CLOCK_RESOLUTION
+
+    # Concurrency, from the runs: a stored start is read before its claim waits for the
+    # lock, so it can precede the stored finish of the task whose slot it took by that wait
+    # (tens of ms, longer than a task here); the run itself began after its claim committed
+    # and ended before its finish did, so runs overlapping means tasks running at once.
+    tenants: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
+    for run in runs:
+        tenants[run.tenant].append((run.began, run.ended))
+    overlapping = {t: most_overlapping(spans) for t, spans in tenants.items()}
     assert max(overlapping.values()) <= TENANT_CONCURRENCY, overlapping
 
-    # a start stamped up to STAMP_TOLERANCE early may have taken a token of the second
-    # after its window: a window that narrow can hold no more than rate + burst
-    window = busiest_window(rated_starts, 1.0 - STAMP_TOLERANCE)
+    # Rate, from the stored starts: the bucket decides on the same clock readings
+    rated = [run.started_at for run in runs if run.rated]
+    assert len(rated) == fleet.rated
+    excess = bucket_excess(rated, RATE)
+    assert excess <= BURST + RATE * STAMP_LAG, f"{excess:.1f} starts beyond the rate"
+    window = busiest_window(rated, 1.0 - STAMP_LAG)
     assert window <= RATE + BURST, f"{window} starts of {RATED_KEY!r} in one second"
 
-    quiet_ends = [
-        end for r, _, end in spans if RATED_KEY not in r.limits and "tenant:0" not in r.limits
-    ]
-    quiet_done = max(quiet_ends)
-    quiet_size = max(
-        sum(1 for r in records if RATED_KEY not in r.limits and tenant in r.limits)
-        for tenant in by_tenant
-        if tenant != "tenant:0"
-    )
-    busiest_started = sum(1 for start, _ in by_tenant["tenant:0"] if start <= quiet_done)
-    ratio = busiest_started / quiet_size
-    assert ratio <= FAIRNESS_BOUND, (
-        f"the busiest tenant ran {busiest_started} tasks while each quiet tenant ran "
-        f"{quiet_size}: {ratio:.2f} > {FAIRNESS_BOUND}"
-    )
-    first = min(start for _, start, _ in spans)
+    # Fairness: the busiest tenant's backlog did not keep the others waiting
+    busiest = sorted(run.started_at for run in runs if run.tenant == 0)
+    first_served = {t: min(s for s, _ in spans) for t, spans in tenants.items() if t != 0}
+    ahead = max(bisect.bisect_left(busiest, at) for at in first_served.values())
+    assert ahead <= FIRST_SERVED_BOUND, f"a tenant waited for {ahead} of the busiest's tasks"
+
+    first = min(run.started_at for run in runs)
+    quiet_done = max(run.finished_at for run in runs if run.tenant != 0 and not run.rated)
     figures = {
-        "run_seconds": max(end for _, _, end in spans) - first,
+        "run_seconds": max(run.finished_at for run in runs) - first,
         "quiet_done_seconds": quiet_done - first,
-        "busiest_done_seconds": max(end for _, end in by_tenant["tenant:0"]) - first,
-        "rated_max_per_second": float(busiest_window(rated_starts, 1.0)),
-        "fairness_ratio": ratio,
+        "busiest_done_seconds": max(run.finished_at for run in runs if run.tenant == 0) - first,
+        "busiest_started_while_quiet_ran": float(bisect.bisect_right(busiest, quiet_done)),
+        "quiet_tenant_tasks": (fleet.tasks - fleet.busiest - fleet.rated) / (TENANTS - 1),
+        "busiest_ahead_of_first_served": float(ahead),
+        "rated_max_per_second": float(busiest_window(rated, 1.0)),
+        "rated_bucket_excess": excess,
     }
     print("fleet figures:", {k: round(v, 2) for k, v in figures.items()})
     return figures
@@ -261,7 +300,8 @@ def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def test_fleet_holds_rate_concurrency_and_fairness(fleet_url: str, tmp_path: Path) -> None:
-    check(run_fleet(tmp_path, fleet_url, DEFAULT), DEFAULT)
+    records = run_fleet(tmp_path, fleet_url, DEFAULT)
+    check(asyncio.run(runs_of(fleet_url, records)), DEFAULT)
 
 
 @pytest.mark.slow
@@ -270,4 +310,5 @@ def test_big_fleet_holds_rate_concurrency_and_fairness(
 ) -> None:
     if not slow_requested(request.config):
         pytest.skip("the 10,000-task runs are for `pytest -m slow` or SITQ_SOAK=1")
-    check(run_fleet(tmp_path, fleet_url, BIG), BIG)
+    records = run_fleet(tmp_path, fleet_url, BIG)
+    check(asyncio.run(runs_of(fleet_url, records)), BIG)

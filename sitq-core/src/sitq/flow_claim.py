@@ -127,7 +127,10 @@ def admit(
             tokens = refill(rec.tokens, rec.refilled_at, now, rule)
             if rule.rate is not None:
                 tokens -= 1.0
-            known[key] = done.records[key] = KeyRecord(tokens, now, now)
+            # a claim's clock read before it waited for the store's lock may be behind the
+            # stored refill: moving refilled_at back would hand out that time's tokens twice
+            refilled_at = max(now, rec.refilled_at)
+            known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
             stamps[key] = (now, served)
         done.taken.append(candidate)
