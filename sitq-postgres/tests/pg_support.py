@@ -28,7 +28,8 @@ async def drop_tables(prefixes: list[str]) -> None:
         for prefix in prefixes:
             await conn.execute(
                 f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version, "
-                f"{prefix}schedules, {prefix}schedule_fires"
+                f"{prefix}schedules, {prefix}schedule_fires, {prefix}limits, "
+                f"{prefix}limit_keys, {prefix}paused, {prefix}flow_version"
             )
     finally:
         await conn.close()

@@ -396,12 +396,14 @@ def test_a_lost_reply_is_recognized_on_retry(pg_url: str) -> None:
             args = backend._enqueue_args(records)
             conn = await asyncpg.connect(PG_URL)
             try:
-                first, _ = await insert(conn, backend._sql, records, args, retried=False)
-                again, stored_any = await insert(conn, backend._sql, records, args, retried=True)
+                first, _ = await insert(conn, backend._sql, records, args, retried=False, now=0.0)
+                again, stored_any = await insert(
+                    conn, backend._sql, records, args, retried=True, now=0.0
+                )
                 assert again == first == [records[0].id, records[0].id, records[2].id]
                 assert not stored_any
                 with pytest.raises(ConfigurationError, match="task id"):
-                    await insert(conn, backend._sql, records, args, retried=False)
+                    await insert(conn, backend._sql, records, args, retried=False, now=0.0)
                 strangers = [make_record(id=records[2].id)]
                 with pytest.raises(ConfigurationError, match="task id"):
                     await insert(
@@ -410,6 +412,7 @@ def test_a_lost_reply_is_recognized_on_retry(pg_url: str) -> None:
                         strangers,
                         backend._enqueue_args(strangers),
                         retried=True,
+                        now=0.0,
                     )
                 (task,) = await backend.claim(worker_id="w", limit=1, lease_seconds=30)
                 outcome = Outcome.succeeded(task.id, task.lease_token or "", b"ok")

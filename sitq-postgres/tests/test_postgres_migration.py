@@ -1,15 +1,18 @@
 """Schema migration: tables made by sitq-postgres's schema version 1 (frozen below, as it
 shipped) are migrated when the current backend connects; their tasks read with no headers and
-no progress, and new tasks store both. Each test works under a throwaway table prefix."""
+no progress, and new tasks store both; their dedupe keys still hold, and flow control (version
+5) works on them. Each test works under a throwaway table prefix."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import asyncpg
 from pg_support import PG_URL
 
 from sitq import TaskStatus
+from sitq.flow_control import LimitRule
 from sitq.progress import Progress
 from sitq.testing import make_record
 from sitq_postgres import PostgresBackend
@@ -55,8 +58,8 @@ INSERT INTO {v} (version) VALUES (1);
 V1_INSERT = (
     "INSERT INTO {t} (id, function, payload, serializer, queue, priority, available_at, "
     "max_retries, timeout, dedupe_key, status, attempts, created_at) "
-    "VALUES ('old', 'tests.tasks:work', '\\x5b305d'::bytea, 'json', 'default', 0, 0, NULL, "
-    "NULL, NULL, 'pending', 0, 0)"
+    "VALUES ($1, 'tests.tasks:work', '\\x5b305d'::bytea, 'json', 'default', 0, 0, NULL, "
+    "NULL, $2, 'pending', 0, 0)"
 )
 
 
@@ -65,7 +68,8 @@ async def make_v1_tables(prefix: str) -> None:
     try:
         names = {"t": f"{prefix}tasks", "v": f"{prefix}schema_version"}
         await conn.execute(V1_DDL.format(**names))
-        await conn.execute(V1_INSERT.format(**names))
+        await conn.execute(V1_INSERT.format(**names), "old", None)
+        await conn.execute(V1_INSERT.format(**names), "keyed", "report")
     finally:
         await conn.close()
 
@@ -98,16 +102,30 @@ async def use_migrated(pg_url: str) -> None:
         fire = make_record()  # version 4: the tables of periodic schedules
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
+        await use_flow_control(backend)
     finally:
         await backend.close()
+
+
+async def use_flow_control(backend: PostgresBackend) -> None:
+    """Version 5: a task stored before still holds its dedupe key; limits and pauses work."""
+    assert await backend.enqueue(make_record(dedupe_key="report")) == "keyed"
+    await backend.set_limits([LimitRule("api", concurrency=1)])
+    limited = [dataclasses.replace(make_record(), limits=("api",)) for _ in range(2)]
+    await backend.enqueue_many(limited)
+    await backend.pause_queue("default", True)
+    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30) == []
+    await backend.pause_queue("default", False)
+    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30)
+    assert [r.id for r in claimed if r.limits] == [limited[0].id]
 
 
 def test_version_1_tables_are_migrated(prefix: str, pg_url: str) -> None:
     asyncio.run(make_v1_tables(prefix))
     asyncio.run(use_migrated(pg_url))
-    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4]
+    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5]
     asyncio.run(use_again(pg_url))
-    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4]  # connecting again migrates nothing
+    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4, 5]  # connecting again migrates nothing
 
 
 async def use_again(pg_url: str) -> None:

@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 from .flow_control import LimitRule, LimitState, refill, rule_for
 from .records import TaskRecord
 from .task import TaskStatus
+from .unique import DEFAULT_UNIQUE_STATES, is_duplicate
 
 T = TypeVar("T")
 
@@ -195,10 +196,6 @@ def states_of(
     return states
 
 
-#: Where a duplicate is looked for when a record names no ``unique_states``.
-DEFAULT_UNIQUE_STATES = frozenset({TaskStatus.WAITING, TaskStatus.PENDING, TaskStatus.RUNNING})
-
-
 def chooses_uniqueness(record: TaskRecord) -> bool:
     """True if ``record`` has a dedupe key and its own ``unique_for`` or ``unique_states``
     (checked by a query in the enqueue's transaction; the others by the dedupe index)."""
@@ -209,19 +206,34 @@ def chooses_uniqueness(record: TaskRecord) -> bool:
 
 def unique_scope(record: TaskRecord, now: float) -> tuple[list[str], float | None]:
     """The stored statuses (as text, sorted) and the earliest ``created_at`` of the tasks
-    that make ``record`` a duplicate (None: created at any time)."""
+    that make ``record`` a duplicate (None: created at any time): `sitq.unique.is_duplicate`
+    as a query's parameters."""
     states = DEFAULT_UNIQUE_STATES if record.unique_states is None else record.unique_states
     since = None if record.unique_for is None else now - record.unique_for
     return sorted(s.value for s in states), since
 
 
+def batch_duplicate(record: TaskRecord, earlier: Sequence[TaskRecord], now: float) -> str | None:
+    """The id of the latest of ``earlier`` (records stored before ``record`` in the same
+    batch, with its dedupe key) that ``record`` duplicates: they are stored pending, created
+    at their ``created_at``; None if none counts."""
+    found = [
+        e.id
+        for e in earlier
+        if is_duplicate(
+            TaskStatus.PENDING, e.created_at, record.unique_states, record.unique_for, now
+        )
+    ]
+    return found[-1] if found else None
+
+
 __all__ = [
-    "DEFAULT_UNIQUE_STATES",
     "Admission",
     "Candidate",
     "KeyRecord",
     "Rules",
     "admit",
+    "batch_duplicate",
     "chooses_uniqueness",
     "fresh_record",
     "states_of",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -27,6 +28,8 @@ import asyncpg
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, ScheduleState, TaskRecord
 from sitq.errors import ConfigurationError, QueueClosed
+from sitq.flow_claim import states_of
+from sitq.flow_control import LimitRule, LimitState, check_pattern
 from sitq.progress import Progress
 from sitq.retention import check_prune_args
 from sitq.rules import (
@@ -40,6 +43,14 @@ from .blocking import ThreadLoops
 from .database import Database, Operation
 from .finishes import apply_round, recognize_applied, rounds_of
 from .inserts import enqueue_args, insert
+from .limits import (
+    ClaimArgs,
+    FlowCache,
+    FlowStatements,
+    claim_limited,
+    key_records,
+    read_flow,
+)
 from .listener import Listener
 from .options import Options, options_from_url
 from .reading import Reading, record_of
@@ -87,6 +98,7 @@ class PostgresBackend(Reading, Backend):
             Capability.PROGRESS,
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
+            Capability.FLOW_CONTROL,
         }
     )
 
@@ -122,6 +134,8 @@ class PostgresBackend(Reading, Backend):
         self.names = Names(self.options.table_prefix)
         self._sql = Statements(self.names)
         self._schedule_sql = ScheduleStatements(self.names)
+        self._flow_sql = FlowStatements(self.names)
+        self._flow = FlowCache()
         self._db = Database(self.options)
         self._threads = ThreadLoops()
         self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
@@ -219,7 +233,9 @@ class PostgresBackend(Reading, Backend):
         args = self._enqueue_args(records)
 
         async def op(conn: asyncpg.Connection, attempt: int) -> tuple[list[str], bool]:
-            return await insert(conn, self._sql, records, args, retried=attempt > 0)
+            return await insert(
+                conn, self._sql, records, args, retried=attempt > 0, now=self.clock()
+            )
 
         ids, stored_any = await self._run(op)
         if stored_any:
@@ -244,7 +260,9 @@ class PostgresBackend(Reading, Backend):
             return []
         await self.connect()
         args = self._enqueue_args(records)
-        ids, _stored = await insert(connection, self._sql, records, args, retried=False)
+        ids, _stored = await insert(
+            connection, self._sql, records, args, retried=False, now=self.clock()
+        )
         return ids
 
     def _enqueue_args(self, records: Sequence[TaskRecord]) -> list[Any]:
@@ -310,6 +328,91 @@ class PostgresBackend(Reading, Backend):
 
         return await self._run(op)
 
+    # -- flow control (`limits`) ---------------------------------------------------------------
+
+    async def set_limits(self, rules: Sequence[LimitRule]) -> None:
+        """Store each rule, replacing the one of its pattern, in one transaction."""
+        fs = self._flow_sql
+        columns = [
+            [r.pattern for r in rules],
+            [r.rate for r in rules],
+            [r.burst for r in rules],
+            [r.concurrency for r in rules],
+        ]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> None:
+            async with conn.transaction():
+                await conn.execute(fs.set_rules, *columns)
+                await conn.execute(fs.bump)
+
+        await self._run(op)
+
+    async def delete_limits(self, patterns: Sequence[str]) -> int:
+        """Remove the rules of ``patterns``; how many were stored."""
+        for pattern in patterns:
+            check_pattern(pattern)
+        fs = self._flow_sql
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> int:
+            async with conn.transaction():
+                status = await conn.execute(fs.delete_rules, list(patterns))
+                await conn.execute(fs.bump)
+            return int(status.split()[-1])
+
+        return await self._run(op)
+
+    async def limits(self) -> list[LimitRule]:
+        """Every stored rule, by pattern."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> FlowCache:
+            return await read_flow(conn, self._flow_sql)
+
+        return list((await self._run(op)).rules.rules)
+
+    async def limit_states(self) -> list[LimitState]:
+        """The keys under a stored rule with their tokens now, running and waiting tasks."""
+        fs = self._flow_sql
+        now = self.clock()
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[LimitState]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                flow = await read_flow(conn, fs)
+                records = key_records(await conn.fetch(fs.all_keys))
+                counts = await conn.fetch(fs.counts)
+            running = {k: n for status, k, n in counts if status == "running"}
+            waiting = {k: n for status, k, n in counts if status == "pending"}
+            return states_of(flow.rules, records, running, waiting, now)
+
+        return await self._run(op)
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue`` for every worker on this database (a resume notifies
+        the workers)."""
+        if not isinstance(queue, str) or not queue:
+            raise ConfigurationError(f"pause_queue needs a queue name, got {queue!r}")
+        fs = self._flow_sql
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> None:
+            async with conn.transaction():
+                await conn.execute(fs.pause if paused else fs.resume, queue)
+                await conn.execute(fs.bump)
+                if not paused:
+                    await conn.execute(
+                        "SELECT pg_notify($1, left($2, 200))", self.names.enqueued_channel, queue
+                    )
+
+        await self._run(op)
+        if not paused:
+            self.notify_enqueued()
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> set[str]:
+            return {row[0] for row in await conn.fetch(self._flow_sql.paused)}
+
+        return await self._run(op)
+
     # -- claim and leases --------------------------------------------------------------------
 
     async def claim(
@@ -321,7 +424,9 @@ class PostgresBackend(Reading, Backend):
         queues: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
     ) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks in one statement."""
+        """Claim up to ``limit`` due tasks: one statement while no limit is stored; with
+        limits, that statement takes the keyless tasks among the first due and
+        `limits.claim_limited` the rest (see `sitq_postgres.limits`)."""
         self._wakeups.looked_for_work()
         if limit < 1:
             return []
@@ -329,23 +434,49 @@ class PostgresBackend(Reading, Backend):
             queues = list(queues)
             if not queues:
                 return []
-        excluded = list(exclude)
-        sql = self._sql.claim(queues is not None, bool(excluded))
-        token = uuid.uuid4().hex
-        args: list[Any] = [self._now(), limit, worker_id, token, float(lease_seconds)]
-        if queues is not None:
-            args.append(queues)
-        if excluded:
-            args.append(excluded)
+        args = ClaimArgs(
+            self._now(), worker_id, uuid.uuid4().hex, float(lease_seconds), queues,
+            list(exclude),
+        )  # fmt: skip
 
         async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
             if attempt:  # the reply of an earlier attempt may have been lost after its commit
-                rows = await conn.fetch(self._sql.claimed_with, token)
+                rows = await conn.fetch(self._sql.claimed_with, args.token)
                 if rows:
                     return _claimed(rows)
-            return _claimed(await conn.fetch(sql, *args))
+            if self._flow.version is None:
+                self._flow = await read_flow(conn, self._flow_sql)
+            rows = await self._claim_plain(conn, args, limit)
+            if not rows and await conn.fetchval(self._flow_sql.version) != self._flow.version:
+                self._flow = await read_flow(conn, self._flow_sql)
+                rows = await self._claim_plain(conn, args, limit)
+            if self._flow.rules and len(rows) < limit:
+                more = replace(args, excluded=[*args.excluded, *(row["id"] for row in rows)])
+                extra, self._flow = await claim_limited(
+                    conn, self._sql, self._flow_sql, self._flow, more, limit - len(rows)
+                )
+                rows += extra
+            return _claimed(rows)
 
         return await self._run(op)
+
+    async def _claim_plain(
+        self, conn: asyncpg.Connection, args: ClaimArgs, limit: int
+    ) -> list[Any]:
+        """The one-statement claim (`Statements.claim`) under the cached flow copy."""
+        flow = self._flow
+        sql = self._sql.claim(
+            args.queues is not None, bool(args.excluded), bool(flow.paused), bool(flow.rules)
+        )
+        params: list[Any] = [args.now, limit, args.worker_id, args.token, args.lease_seconds]
+        params.append(flow.version)
+        if args.queues is not None:
+            params.append(args.queues)
+        if args.excluded:
+            params.append(args.excluded)
+        if flow.paused:
+            params.append(flow.paused)
+        return list(await conn.fetch(sql, *params))
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float

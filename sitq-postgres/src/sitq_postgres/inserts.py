@@ -1,8 +1,15 @@
 """Enqueueing on PostgreSQL: a batch inserted in one statement, dedupe hits resolved to the
-task holding their key, and a batch whose reply was lost recognized when it is retried."""
+task holding their key, and a batch whose reply was lost recognized when it is retried.
+
+A record with its own ``unique_for`` or ``unique_states`` (`sitq.flow_claim.chooses_uniqueness`)
+is looked for by a query, under a transaction-scoped advisory lock on its dedupe key (taken in
+sorted order), in the insert's transaction: two processes enqueueing the same key wait for each
+other, and the second sees the first's task. The others are deduplicated by the dedupe index.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +18,7 @@ import asyncpg
 
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
+from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
@@ -37,6 +45,8 @@ def enqueue_args(records: Sequence[TaskRecord], clock_reading: float | None) -> 
         [r.dedupe_key for r in records],
         [r.created_at for r in records],
         [encode_meta(r.meta) for r in records],
+        [json.dumps(list(dict.fromkeys(r.limits))) if r.limits else None for r in records],
+        [True if chooses_uniqueness(r) else None for r in records],
     ]
 
 
@@ -47,11 +57,65 @@ async def insert(
     args: list[Any],
     *,
     retried: bool,
+    now: float,
 ) -> tuple[list[str], bool]:
-    """Insert ``records``; return their ids (dedupe resolved) and whether any was stored."""
+    """Insert ``records``; return their ids (dedupe resolved) and whether any was stored.
+    ``now`` is the time ``unique_for`` counts back from."""
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
+    if not any(chooses_uniqueness(r) for r in records):
+        return await _insert(conn, sql, records, args, retried=retried)
+    async with conn.transaction():
+        keys = sorted({r.dedupe_key for r in records if r.dedupe_key and chooses_uniqueness(r)})
+        for key in keys:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.names.unique_lock(key))
+        hits = await _unique_hits(conn, sql, records, now)
+        rest = [r for r in records if r.id not in hits]
+        ids, stored = (
+            await _insert(conn, sql, rest, enqueue_args(rest, args[0]), retried=retried)
+            if rest
+            else ([], False)
+        )
+    stored_ids = iter(ids)
+    return [hits[r.id] if r.id in hits else next(stored_ids) for r in records], stored
+
+
+async def _unique_hits(
+    conn: asyncpg.Connection, sql: Statements, records: Sequence[TaskRecord], now: float
+) -> dict[str, str]:
+    """The records with their own uniqueness that are duplicates, as record id → the id of
+    the task they duplicate: the latest stored task with their key, in their
+    ``unique_states``, created since ``now - unique_for``, or an earlier record of the batch
+    (`sitq.flow_claim.batch_duplicate`)."""
+    hits: dict[str, str] = {}
+    earlier: dict[str, list[TaskRecord]] = {}
+    for r in records:
+        key = r.dedupe_key
+        if key is None:
+            continue
+        if chooses_uniqueness(r):
+            found = batch_duplicate(r, earlier.get(key, ()), now)
+            if found is None:
+                states, since = unique_scope(r, now)
+                args: list[Any] = [key, states] + ([] if since is None else [since])
+                found = await conn.fetchval(sql.unique_owner(since is not None), *args)
+            if found is not None:
+                hits[r.id] = found
+                continue
+        earlier.setdefault(key, []).append(r)
+    return hits
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    sql: Statements,
+    records: Sequence[TaskRecord],
+    args: list[Any],
+    *,
+    retried: bool,
+) -> tuple[list[str], bool]:
+    """The one-statement insert of ``records`` and its dedupe hits resolved."""
     try:
         rows = await conn.fetch(sql.enqueue, *args)
     except asyncpg.UniqueViolationError as exc:

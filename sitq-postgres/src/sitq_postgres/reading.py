@@ -19,8 +19,11 @@ T = TypeVar("T")
 
 
 def record_of(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
-    return record_from_row(row[1:])
+    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped; the limit
+    keys last)."""
+    record = record_from_row(row[1:-1])
+    record.limits = tuple(row[-1] or ())
+    return record
 
 
 class Reading:

@@ -133,7 +133,9 @@ async def store_fire(
         stored = await conn.fetchval(statements.stored_fire, schedule, fire_time)
         if stored is not None:
             return record.id if retried and stored == record.id else None
-        (task_id,), _stored_any = await insert(conn, sql, [record], enqueue_args, retried=retried)
+        (task_id,), _stored_any = await insert(
+            conn, sql, [record], enqueue_args, retried=retried, now=record.created_at
+        )
         horizon = max(decided_until, fire_time) - FIRE_MEMORY
         await conn.execute(statements.add_fire, schedule, fire_time, task_id, horizon)
         return str(task_id)

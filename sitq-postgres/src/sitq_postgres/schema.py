@@ -59,6 +59,31 @@ class Names:
         return f"{self.prefix}schedule_fires"
 
     @property
+    def limits(self) -> str:
+        """The table of limit rules, one per key pattern."""
+        return f"{self.prefix}limits"
+
+    @property
+    def limit_keys(self) -> str:
+        """The table of limit keys' states: token bucket, last served."""
+        return f"{self.prefix}limit_keys"
+
+    @property
+    def paused(self) -> str:
+        """The table of paused queues."""
+        return f"{self.prefix}paused"
+
+    @property
+    def flow_version(self) -> str:
+        """The one-row table whose version every change of rules or pauses bumps."""
+        return f"{self.prefix}flow_version"
+
+    def unique_lock(self, key: str) -> int:
+        """Advisory lock key held while an enqueue looks for a duplicate of dedupe key
+        ``key`` (records with their own ``unique_for``/``unique_states``)."""
+        return _lock_key(f"sitq:{self.prefix}:unique:{key}")
+
+    @property
     def migrate_lock(self) -> int:
         """Advisory lock key held while migrating."""
         return _lock_key(f"sitq:{self.prefix}:migrate")
@@ -74,7 +99,7 @@ COLUMNS = (
     "id", "function", "payload", "serializer", "queue", "priority", "available_at",
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
     "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
-    "meta", "progress", "progress_message", "progress_at",
+    "meta", "progress", "progress_message", "progress_at", "limit_keys",
 )  # fmt: skip
 
 
@@ -156,8 +181,51 @@ CREATE TABLE {n.schedule_fires} (
 """
 
 
+#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
+#: its own uniqueness (``unique_for``/``unique_states``: checked under an advisory lock).
+DEDUPE_WHERE = (
+    "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
+)
+
+
+def _v5(n: Names) -> str:
+    """Flow control (`sitq.flow_control`): each task's limit keys, the rules, one state row
+    per key (its token bucket, NULL tokens meaning full, and when it was last served), the
+    paused queues, and a version bumped by every change of rules or pauses; the dedupe index
+    leaves out tasks that chose their own uniqueness. A key's running count is not stored:
+    it is counted from the running tasks holding it (``_held``)."""
+    t = n.tasks
+    return f"""
+ALTER TABLE {t}
+    ADD COLUMN limit_keys     text[],
+    ADD COLUMN unique_checked boolean;
+DROP INDEX IF EXISTS {t}_dedupe;
+CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {DEDUPE_WHERE};
+CREATE INDEX {t}_keyed ON {t} (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX {t}_held ON {t} (seq) WHERE status = 'running' AND limit_keys IS NOT NULL;
+CREATE TABLE {n.limits} (
+    pattern     text PRIMARY KEY,
+    rate        double precision,
+    burst       double precision,
+    concurrency integer
+);
+CREATE TABLE {n.limit_keys} (
+    key            text PRIMARY KEY,
+    tokens         double precision,
+    refilled_at    double precision,
+    last_served_at double precision
+);
+CREATE TABLE {n.paused} (queue text PRIMARY KEY);
+CREATE TABLE {n.flow_version} (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+    version bigint NOT NULL
+);
+INSERT INTO {n.flow_version} (version) VALUES (0);
+"""
+
+
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

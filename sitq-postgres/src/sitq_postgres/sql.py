@@ -18,7 +18,7 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
-from .schema import COLUMNS, Names
+from .schema import COLUMNS, DEDUPE_WHERE, Names
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)
@@ -41,7 +41,7 @@ class Statements:
     def __init__(self, names: Names) -> None:
         self.names = names
         self.t = names.tasks
-        self._claims: dict[tuple[bool, bool], str] = {}
+        self._claims: dict[tuple[bool, bool, bool, bool], str] = {}
 
     def _notify(self, source: str, where: str, channel: str) -> str:
         """A scalar subquery sending one notification per distinct queue in ``source``."""
@@ -56,27 +56,47 @@ class Statements:
 
         ``$1`` is the caller's clock reading in production (NULL in tests): a record due by
         then is stored due at once even if the database clock is a little behind this one.
-        Only the dedupe index is an arbiter, so a reused id fails the whole batch.
+        Only the dedupe index is an arbiter, so a reused id fails the whole batch. A record's
+        limit keys come as a JSON array (``$14``, NULL for none); each key gets its state row
+        here, in sorted order, so that claims only ever lock rows that exist
+        (`sitq_postgres.limits`).
         """
         n = self.names
         return f"""
 WITH ins AS (
     INSERT INTO {self.t} (id, function, payload, serializer, queue, priority, available_at,
                           max_retries, timeout, dedupe_key, status, attempts, created_at,
-                          meta)
+                          meta, limit_keys, unique_checked)
     SELECT r.id, r.function, r.payload, r.serializer, r.queue, r.priority,
            CASE WHEN r.available_at <= $1::float8 THEN least(r.available_at, {_DB_NOW})
                 ELSE r.available_at END,
-           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at, r.meta::jsonb
+           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at, r.meta::jsonb,
+           CASE WHEN r.keys IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(r.keys::jsonb)) END,
+           r.checked
     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
                 $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[],
-                $13::text[])
+                $13::text[], $14::text[], $15::bool[])
          AS r(id, function, payload, serializer, queue, priority, available_at, max_retries,
-              timeout, dedupe_key, created_at, meta)
-    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE} DO NOTHING
-    RETURNING id, queue
+              timeout, dedupe_key, created_at, meta, keys, checked)
+    ON CONFLICT (dedupe_key) WHERE {DEDUPE_WHERE} DO NOTHING
+    RETURNING id, queue, limit_keys
+),
+keys AS (
+    INSERT INTO {n.limit_keys} (key)
+    SELECT DISTINCT k FROM ins, unnest(ins.limit_keys) AS k ORDER BY k
+    ON CONFLICT (key) DO NOTHING
 )
 SELECT id, {self._notify("ins", "true", n.enqueued_channel)} FROM ins"""
+
+    def unique_owner(self, since: bool) -> str:
+        """The latest task with dedupe key ``$1`` in statuses ``$2``, created at or after
+        ``$3`` if ``since``."""
+        created = " AND created_at >= $3::float8" if since else ""
+        return (
+            f"SELECT id FROM {self.t} WHERE dedupe_key = $1 AND status = ANY($2::text[])"
+            f"{created} ORDER BY seq DESC LIMIT 1"
+        )
 
     @cached_property
     def stored_ids(self) -> str:
@@ -90,25 +110,36 @@ SELECT id, {self._notify("ins", "true", n.enqueued_channel)} FROM ins"""
         return f"""
 SELECT DISTINCT ON (dedupe_key) dedupe_key, id FROM {self.t}
 WHERE dedupe_key = ANY($1::text[])
-ORDER BY dedupe_key, status IN {ACTIVE} DESC, seq DESC"""
+ORDER BY dedupe_key, ({DEDUPE_WHERE}) DESC, seq DESC"""
 
-    def claim(self, queues: bool, exclude: bool) -> str:
-        """Claim up to ``$2`` due tasks for worker ``$3`` with token ``$4`` for ``$5`` seconds;
-        ``$6`` the queues, ``$7`` the excluded ids (when asked for)."""
-        key = (queues, exclude)
+    def claim(self, queues: bool, exclude: bool, paused: bool, keyless: bool) -> str:
+        """Claim up to ``$2`` due tasks for worker ``$3`` with token ``$4`` for ``$5`` seconds,
+        if the flow version is still ``$6``; then the queues, the excluded ids and the paused
+        queues (each when asked for, in that order).
+
+        A changed flow version (rules or pauses changed) claims nothing: the caller reads them
+        again. With ``keyless``, only the tasks holding no limit key among the first ``$2``
+        due are taken (the others go through `sitq_postgres.limits`)."""
+        key = (queues, exclude, paused, keyless)
         if key not in self._claims:
-            extra = ""
+            extra, slot = "", 7
             if queues:
-                extra += " AND queue = ANY($6::text[])"
+                extra += f" AND queue = ANY(${slot}::text[])"
+                slot += 1
             if exclude:
-                extra += f" AND NOT (id = ANY(${7 if queues else 6}::text[]))"
+                extra += f" AND NOT (id = ANY(${slot}::text[]))"
+                slot += 1
+            if paused:
+                extra += f" AND queue <> ALL(${slot}::text[])"
+            only = " AND picked.limit_keys IS NULL" if keyless else ""
             # MATERIALIZED: the limited, locked pick runs exactly once, whatever the planner
             # makes of the join (an inlined subquery could lock and claim more than LIMIT).
             self._claims[key] = f"""
 WITH c AS MATERIALIZED {NOW},
 picked AS MATERIALIZED (
-    SELECT id FROM {self.t}
+    SELECT id, limit_keys FROM {self.t}
     WHERE status = 'pending' AND available_at <= (SELECT now FROM c){extra}
+      AND (SELECT version FROM {self.names.flow_version}) = $6::bigint
     ORDER BY priority DESC, available_at, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -117,9 +148,20 @@ UPDATE {self.t} AS k
 SET status = 'running', attempts = k.attempts + 1, worker_id = $3, started_at = c.now,
     lease_token = $4, lease_expires_at = c.now + $5::float8
 FROM picked, c
-WHERE k.id = picked.id
+WHERE k.id = picked.id{only}
 RETURNING {_K_SELECT}"""
         return self._claims[key]
+
+    @cached_property
+    def claim_ids(self) -> str:
+        """Claim tasks ``$5`` if still pending, at ``$1`` for worker ``$2`` with token ``$3``
+        for ``$4`` seconds (a limited claim's choice, `sitq_postgres.limits`)."""
+        return f"""
+UPDATE {self.t} AS k
+SET status = 'running', attempts = k.attempts + 1, worker_id = $2, started_at = $1::float8,
+    lease_token = $3, lease_expires_at = $1::float8 + $4::float8
+WHERE k.id = ANY($5::text[]) AND k.status = 'pending'
+RETURNING {_K_SELECT}"""
 
     @cached_property
     def claim_by_id(self) -> str:

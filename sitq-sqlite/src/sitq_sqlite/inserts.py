@@ -22,7 +22,7 @@ import aiosqlite
 
 from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
-from sitq.flow_claim import chooses_uniqueness, unique_scope
+from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
@@ -137,15 +137,11 @@ def unique_hits(
         if key is None:
             continue
         if chooses_uniqueness(r):
-            states, since = unique_scope(r, now)
-            mates = [
-                e.id
-                for e in earlier.get(key, ())
-                if "pending" in states and (since is None or e.created_at >= since)
-            ]
-            if mates:
-                hits[r.id] = mates[-1]
+            mate = batch_duplicate(r, earlier.get(key, ()), now)
+            if mate is not None:
+                hits[r.id] = mate
                 continue
+            states, since = unique_scope(r, now)
             params: list[Any] = [key, *states] + ([] if since is None else [since])
             found = yield sql.unique_owner(len(states), since is not None), params
             if found:

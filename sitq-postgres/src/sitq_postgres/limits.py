@@ -1,0 +1,237 @@
+"""Flow control on PostgreSQL: the stored rules, key states and paused queues, and the claim
+of tasks holding limit keys (`sitq.flow_claim` decides; this module reads and writes).
+
+How it is stored (schema version 5, `schema._v5`): a task's keys in its ``limit_keys`` column
+(``text[]``, NULL for a task holding none); the rules in ``<prefix>limits``; one row per key
+in ``<prefix>limit_keys`` (its token bucket and when it was last served), created by the
+enqueue that first names the key; the paused queues in ``<prefix>paused``; and a version in
+``<prefix>flow_version``, bumped by every change of rules or pauses. A key's running count is
+never stored: it is the number of running tasks holding it (``<prefix>tasks_held`` index), so
+every way out of running frees the slot, and no finish ever locks a key row.
+
+The backend keeps a copy of the rules and pauses (`FlowCache`); its plain claim statement names
+the version it is from and claims nothing if the stored one differs. While no rule is stored,
+that statement is the whole claim; with rules, it takes the keyless tasks among the first due,
+and `claim_limited` takes the rest in one transaction:
+
+1. due candidates are read window by window with ``FOR UPDATE SKIP LOCKED`` (tasks holding a
+   key found exhausted are left out of the next window: no head-of-line blocking);
+2. the state rows of the window's ruled keys are locked, in key order: waiting for them in the
+   first window (claimers never wait for anything else while holding key rows, and lock in one
+   order, so they cannot deadlock), skipping rows another claimer holds in later ones;
+3. the running tasks holding those keys are counted *after* the lock, so a concurrent claim
+   that held it has committed and is counted; `admit` decides, the chosen tasks become
+   running and the key rows are written, all before the commit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from sitq.flow_claim import Candidate, KeyRecord, Rules, admit
+from sitq.flow_control import LimitRule
+
+from .schema import Names
+from .sql import NOW, Statements
+
+#: Due candidates read per window of a limited claim (at least; else 4 times its limit).
+_WINDOW = 64
+#: Windows a limited claim reads at most, then it takes what it found.
+_MAX_WINDOWS = 50
+
+
+@dataclass
+class FlowCache:
+    """The backend's copy of the stored rules and paused queues, and the version it is of
+    (None: never read)."""
+
+    version: int | None = None
+    rules: Rules = field(default_factory=lambda: Rules(()))
+    paused: list[str] = field(default_factory=list)
+
+
+class FlowStatements:
+    """The statements on the flow-control tables of one table prefix."""
+
+    def __init__(self, names: Names) -> None:
+        t = names.tasks
+        self.names = names
+        self.version = f"SELECT version FROM {names.flow_version}"
+        self.version_and_now = (
+            f"SELECT (SELECT version FROM {names.flow_version}), c.now FROM {NOW} AS c"
+        )
+        self.bump = f"UPDATE {names.flow_version} SET version = version + 1"
+        self.rules = (
+            f"SELECT pattern, rate, burst, concurrency FROM {names.limits} ORDER BY pattern"
+        )
+        self.set_rules = (
+            f"INSERT INTO {names.limits} (pattern, rate, burst, concurrency) "
+            "SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[], $4::int[]) "
+            "ON CONFLICT (pattern) DO UPDATE SET rate = excluded.rate, burst = excluded.burst, "
+            "concurrency = excluded.concurrency"
+        )
+        self.delete_rules = f"DELETE FROM {names.limits} WHERE pattern = ANY($1::text[])"
+        self.paused = f"SELECT queue FROM {names.paused} ORDER BY queue"
+        self.pause = f"INSERT INTO {names.paused} (queue) VALUES ($1) ON CONFLICT DO NOTHING"
+        self.resume = f"DELETE FROM {names.paused} WHERE queue = $1"
+        self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {names.limit_keys}"
+        self.lock_keys = f"{self.all_keys} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+        self.store_keys = (
+            f"UPDATE {names.limit_keys} AS s SET tokens = u.tokens, refilled_at = u.at, "
+            "last_served_at = u.at FROM unnest($1::text[], $2::float8[], $3::float8[]) "
+            "AS u(key, tokens, at) WHERE s.key = u.key"
+        )
+        self.held = (
+            f"SELECT k, count(*) FROM {t}, unnest(limit_keys) AS k "
+            "WHERE status = 'running' AND limit_keys IS NOT NULL AND k = ANY($1::text[]) "
+            "GROUP BY k"
+        )
+        self.counts = (
+            f"SELECT status, k, count(*) FROM {t}, unnest(limit_keys) AS k "
+            "WHERE status IN ('pending', 'running') AND limit_keys IS NOT NULL GROUP BY status, k"
+        )
+        self.candidates = f"""
+SELECT seq, id, priority, limit_keys, available_at FROM {t}
+WHERE status = 'pending' AND available_at <= $1::float8
+  AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
+  AND NOT (id = ANY($3::text[]))
+  AND queue <> ALL($4::text[])
+  AND (limit_keys IS NULL OR NOT (limit_keys && $5::text[]))
+  AND ($6::bigint IS NULL OR priority < $6::bigint
+       OR (priority = $6::bigint AND (available_at, seq) > ($7::float8, $8::bigint)))
+ORDER BY priority DESC, available_at, seq
+LIMIT $9
+FOR UPDATE SKIP LOCKED"""
+
+    def lock(self, wait: bool) -> str:
+        """Lock the state rows of keys ``$1`` in key order (skipping those locked by others
+        unless ``wait``)."""
+        return self.lock_keys if wait else self.lock_keys + " SKIP LOCKED"
+
+
+def rule_from_row(row: Sequence[Any]) -> LimitRule:
+    """A `LimitRule` from ``(pattern, rate, burst, concurrency)``."""
+    return LimitRule(row[0], row[1], row[2], row[3])
+
+
+def key_records(rows: Sequence[Sequence[Any]]) -> dict[str, KeyRecord]:
+    """The records of the key rows selected as ``(key, tokens, refilled_at,
+    last_served_at)``; a row never claimed (NULL tokens: a full bucket) has none."""
+    return {row[0]: KeyRecord(row[1], row[2], row[3]) for row in rows if row[1] is not None}
+
+
+async def read_flow(conn: asyncpg.Connection, fs: FlowStatements) -> FlowCache:
+    """The stored rules and pauses with their version, read in one transaction."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await conn.fetchval(fs.version)
+        rules = await conn.fetch(fs.rules)
+        paused = await conn.fetch(fs.paused)
+    return FlowCache(int(version), Rules([rule_from_row(r) for r in rules]), [r[0] for r in paused])
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    """What a claim was asked: its lease values and its filters (``now`` None: the database
+    clock)."""
+
+    now: float | None
+    worker_id: str
+    token: str
+    lease_seconds: float
+    queues: list[str] | None
+    excluded: list[str]
+
+
+async def claim_limited(
+    conn: asyncpg.Connection,
+    sql: Statements,
+    fs: FlowStatements,
+    cache: FlowCache,
+    args: ClaimArgs,
+    want: int,
+) -> tuple[list[Any], FlowCache]:
+    """Claim up to ``want`` due tasks under the stored limits in one transaction (see the
+    module): the rows claimed and the flow copy used (read again if its version changed)."""
+    async with conn.transaction():
+        version, now = await conn.fetchrow(fs.version_and_now, args.now)
+        if version != cache.version:
+            cache = await _read_in_transaction(conn, fs)
+        taken = await _choose(conn, fs, cache, args, want, now)
+        rows: list[Any] = []
+        if taken:
+            rows = list(
+                await conn.fetch(
+                    sql.claim_ids, now, args.worker_id, args.token, args.lease_seconds, taken
+                )
+            )
+    return rows, cache
+
+
+async def _read_in_transaction(conn: asyncpg.Connection, fs: FlowStatements) -> FlowCache:
+    version = await conn.fetchval(fs.version)
+    rules = await conn.fetch(fs.rules)
+    paused = await conn.fetch(fs.paused)
+    return FlowCache(int(version), Rules([rule_from_row(r) for r in rules]), [r[0] for r in paused])
+
+
+async def _choose(
+    conn: asyncpg.Connection,
+    fs: FlowStatements,
+    cache: FlowCache,
+    args: ClaimArgs,
+    want: int,
+    now: float,
+) -> list[str]:
+    """The ids a limited claim takes, their key rows written (in the caller's transaction)."""
+    rules = cache.rules
+    locked: set[str] = set()
+    records: dict[str, KeyRecord] = {}
+    held: Counter[str] = Counter()
+    exhausted: set[str] = set()
+    taken: list[str] = []
+    changed: dict[str, KeyRecord] = {}
+    after: tuple[int, float, int] | None = None
+    window = max(_WINDOW, 4 * want)
+    for turn in range(_MAX_WINDOWS):
+        rows = await conn.fetch(
+            fs.candidates, now, args.queues, args.excluded, cache.paused, sorted(exhausted),
+            *(after or (None, None, None)), window,
+        )  # fmt: skip
+        if not rows:
+            break
+        last = rows[-1]
+        after = (last["priority"], last["available_at"], last["seq"])
+        wanted = sorted({k for row in rows for k in rules.ruled(row["limit_keys"] or ())} - locked)
+        if wanted:
+            found = await conn.fetch(fs.lock(wait=turn == 0), wanted)
+            got = [row[0] for row in found]
+            locked.update(got)
+            exhausted.update(set(wanted) - set(got))  # held by another claimer: not now
+            records.update(key_records(found))
+            if got:
+                held.update(dict(await conn.fetch(fs.held, got)))
+        candidates = [
+            Candidate(row["id"], row["priority"], tuple(row["limit_keys"] or ()))
+            for row in rows
+            if not exhausted.intersection(row["limit_keys"] or ())
+        ]
+        done = admit(candidates, rules, records, held, now, want - len(taken))
+        for candidate in done.taken:
+            taken.append(candidate.ref)
+            held.update(rules.ruled(candidate.keys))
+        records.update(done.records)
+        changed.update(done.records)
+        exhausted |= done.exhausted
+        if len(taken) >= want or len(rows) < window:
+            break
+    if changed:
+        keys = sorted(changed)
+        await conn.execute(
+            fs.store_keys, keys, [changed[k].tokens for k in keys], [now] * len(keys)
+        )
+    return taken

@@ -1,0 +1,193 @@
+"""Flow control on SQLite beyond the conformance kit: limits held across processes, rules and
+pauses changed by another connection seen at the next claim, no head-of-line blocking past
+the claim's first window, keys stored with their tasks, unique tasks from threads."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+from sqlite_flow_claimer import claim_held
+
+from sitq import TaskStatus
+from sitq.backend import TaskRecord
+from sitq.conformance import make_record
+from sitq.flow_control import LimitRule
+from sitq_sqlite import SQLiteBackend
+
+pytestmark = [pytest.mark.needs_sqlite]
+
+PROCESSES = 3
+
+
+def limited(*keys: str, **fields: object) -> TaskRecord:
+    """A record holding limit ``keys``."""
+    return dataclasses.replace(make_record(), limits=keys, **fields)  # type: ignore[arg-type]
+
+
+async def _fill(path: Path) -> dict[str, list[str]]:
+    backend = SQLiteBackend(path)
+    try:
+        await backend.set_limits(
+            [LimitRule("pair", concurrency=2), LimitRule("rare", rate=1 / 3600, burst=5)]
+        )
+        return {
+            "pair": await backend.enqueue_many([limited("pair") for _ in range(40)]),
+            "rare": await backend.enqueue_many([limited("rare") for _ in range(40)]),
+            "free": await backend.enqueue_many([make_record() for _ in range(40)]),
+        }
+    finally:
+        await backend.close()
+
+
+def test_limits_hold_across_processes(tmp_path: Path) -> None:
+    """Processes claiming one file at once, never finishing, take exactly the concurrency of
+    a key and the burst of a rate, and every task without keys."""
+    path = tmp_path / "shared.db"
+    ids = asyncio.run(_fill(path))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=claim_held, args=(str(path), f"proc-{i}", start, results))
+        for i in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        claimed = [tid for _ in procs for tid in results.get(timeout=120)[1]]
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0, f"claimer {p.name} exited with {p.exitcode}"
+    except queue.Empty:
+        pytest.fail(f"a claimer reported nothing (exit codes {[p.exitcode for p in procs]})")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    assert len(claimed) == len(set(claimed)), "a task was claimed twice"
+    taken = set(claimed)
+    assert len(taken & set(ids["pair"])) == 2, "concurrency 2 did not hold across processes"
+    assert len(taken & set(ids["rare"])) == 5, "a burst of 5 did not hold across processes"
+    assert set(ids["free"]) <= taken
+
+
+async def _claim(b: SQLiteBackend, limit: int = 10) -> list[TaskRecord]:
+    return await b.claim(worker_id="w", limit=limit, lease_seconds=60)
+
+
+def test_another_connections_changes_are_seen_at_the_next_claim(tmp_path: Path) -> None:
+    """A worker's cached copy of rules and pauses is checked by every claim: a rule or a
+    pause stored through another connection holds at once, and so does its removal."""
+    asyncio.run(_another_connections_changes_are_seen_at_the_next_claim(tmp_path))
+
+
+async def _another_connections_changes_are_seen_at_the_next_claim(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    worker, admin = SQLiteBackend(path), SQLiteBackend(path)
+    try:
+        await worker.enqueue_many([make_record(priority=1)])
+        assert len(await _claim(worker)) == 1  # the worker has read the (empty) flow state
+        await worker.enqueue_many([limited("k") for _ in range(4)])
+        await admin.set_limits([LimitRule("k", concurrency=1)])
+        assert len(await _claim(worker)) == 1, "a rule stored elsewhere was not seen"
+        await admin.delete_limits(["k"])
+        await admin.pause_queue("default", True)
+        assert await _claim(worker) == [], "a pause stored elsewhere was not seen"
+        await admin.pause_queue("default", False)
+        assert len(await _claim(worker)) == 3
+    finally:
+        await worker.close()
+        await admin.close()
+
+
+def test_blocked_tasks_past_the_first_window_block_nothing(tmp_path: Path) -> None:
+    """Hundreds of due tasks of an exhausted key, ahead of a task of a free key and one
+    without keys, are read past (their key left out after the first), not waited on."""
+    asyncio.run(_blocked_tasks_past_the_first_window_block_nothing(tmp_path))
+
+
+async def _blocked_tasks_past_the_first_window_block_nothing(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits([LimitRule("busy", concurrency=1), LimitRule("calm", rate=5)])
+        (first,) = await backend.enqueue_many([limited("busy", priority=5)])
+        assert [r.id for r in await _claim(backend, 1)] == [first]
+        await backend.enqueue_many([limited("busy", priority=5) for _ in range(500)])
+        calm = await backend.enqueue_many([limited("calm")])
+        plain = await backend.enqueue_many([make_record()])
+        assert sorted(r.id for r in await _claim(backend)) == sorted(calm + plain)
+    finally:
+        await backend.close()
+
+
+def test_a_tasks_keys_are_stored_with_it(tmp_path: Path) -> None:
+    """`get_task` and `claim` give a task's keys back, each once, in their order."""
+    asyncio.run(_a_tasks_keys_are_stored_with_it(tmp_path))
+
+
+async def _a_tasks_keys_are_stored_with_it(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        (task_id,) = await backend.enqueue_many([limited("b", "a", "b")])
+        stored = await backend.get_task(task_id)
+        assert stored is not None and stored.limits == ("b", "a")
+        (claimed,) = await _claim(backend)
+        assert claimed.limits == ("b", "a")
+    finally:
+        await backend.close()
+
+
+def test_unique_tasks_from_threads(tmp_path: Path) -> None:
+    """Threads enqueueing the same unique task at once through `enqueue_many_blocking` store
+    it once, and every one gets its id."""
+    asyncio.run(_unique_tasks_from_threads(tmp_path))
+
+
+async def _unique_tasks_from_threads(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    await backend.connect()
+    try:
+        got: list[str] = []
+        lock = threading.Lock()
+
+        def enqueue() -> None:
+            record = make_record(dedupe_key="daily", created_at=backend.clock())
+            record.unique_for = 3600.0
+            (task_id,) = backend.enqueue_many_blocking([record])
+            with lock:
+                got.append(task_id)
+
+        threads = [threading.Thread(target=enqueue) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(got) == 8 and len(set(got)) == 1
+        assert (await backend.counts())[TaskStatus.PENDING] == 1
+    finally:
+        await backend.close()
+
+
+def test_a_unique_batch_keeps_its_first_record(tmp_path: Path) -> None:
+    """Two records of one batch with the same unique key: the second gets the first's id;
+    a record that refuses nothing stored beside them is stored."""
+    asyncio.run(_a_unique_batch_keeps_its_first_record(tmp_path))
+
+
+async def _a_unique_batch_keeps_its_first_record(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        one, two = (make_record(dedupe_key="k", created_at=backend.clock()) for _ in range(2))
+        for r in (one, two):
+            r.unique_states = frozenset({TaskStatus.PENDING, TaskStatus.SUCCEEDED})
+        assert await backend.enqueue_many([one, two]) == [one.id, one.id]
+        assert await backend.get_task(two.id) is None
+    finally:
+        await backend.close()
