@@ -82,9 +82,10 @@ class FlowStatements:
         self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {names.limit_keys}"
         self.lock_keys = f"{self.all_keys} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
         self.store_keys = (
-            f"UPDATE {names.limit_keys} AS s SET tokens = u.tokens, refilled_at = u.at, "
-            "last_served_at = u.at FROM unnest($1::text[], $2::float8[], $3::float8[]) "
-            "AS u(key, tokens, at) WHERE s.key = u.key"
+            f"UPDATE {names.limit_keys} AS s SET tokens = u.tokens, refilled_at = u.refilled_at, "
+            "last_served_at = u.at "
+            "FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[]) "
+            "AS u(key, tokens, refilled_at, at) WHERE s.key = u.key"
         )
         self.held = (
             f"SELECT k, count(*) FROM {t}, unnest(limit_keys) AS k "
@@ -232,6 +233,10 @@ async def _choose(
     if changed:
         keys = sorted(changed)
         await conn.execute(
-            fs.store_keys, keys, [changed[k].tokens for k in keys], [now] * len(keys)
+            fs.store_keys,
+            keys,
+            [changed[k].tokens for k in keys],
+            [changed[k].refilled_at for k in keys],  # never behind the stored one (admit)
+            [now] * len(keys),
         )
     return taken
