@@ -202,3 +202,21 @@ def test_unique_and_limited_tasks_in_the_callers_transaction(pg_url: str) -> Non
         assert [r.id for r in await _claim(b)] == [first.id]
 
     run(pg_url, body)
+
+
+def test_a_key_without_its_state_row_is_still_claimed(prefix: str, pg_url: str) -> None:
+    """A key whose state row is missing (the enqueue makes it; here it was deleted) gets one
+    at the claim, rather than keeping its tasks pending for ever."""
+
+    async def body(backends: list[PostgresBackend]) -> None:
+        (b,) = backends
+        await b.set_limits([LimitRule("k", concurrency=1)])
+        (task_id,) = await b.enqueue_many([limited("k")])
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"DELETE FROM {prefix}limit_keys")
+        finally:
+            await conn.close()
+        assert [r.id for r in await _claim(b)] == [task_id]
+
+    run(pg_url, body)

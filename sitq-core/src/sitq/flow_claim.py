@@ -10,9 +10,11 @@ found exhausted are returned too, so a backend reading a further window can leav
 out (no head-of-line blocking).
 
 Fairness: among admissible candidates of equal priority, the one whose keys were served least
-recently goes first (a task's stamp is the latest ``last_served_at`` of its ruled keys; tasks
-without ruled keys have none and keep their place); a key served in this claim goes behind
-every other, so two busy keys alternate. It holds within the window a backend reads.
+recently goes first (a task ranks by its least recently served ruled key; a task without one
+counts as never served), then the window's order; a key served in this claim goes behind
+every other, so busy keys alternate. It holds among the candidates a backend reads: the first
+window of due tasks, and further windows (without the exhausted keys' tasks) while the claim
+is not full.
 """
 
 from __future__ import annotations
@@ -103,14 +105,14 @@ def admit(
     served = 0
 
     def stamp(c: Candidate[T]) -> tuple[float, int]:
-        best = (float("-inf"), 0)
+        found = []
         for key in rules.ruled(c.keys):
             if key not in stamps:
                 rec = known.get(key)
-                at = rec.last_served_at if rec and rec.last_served_at is not None else None
+                at = None if rec is None else rec.last_served_at
                 stamps[key] = (float("-inf") if at is None else at, 0)
-            best = max(best, stamps[key])
-        return best
+            found.append(stamps[key])
+        return min(found, default=(float("-inf"), 0))
 
     while remaining and len(done.taken) < limit:
         pick = min(range(len(remaining)), key=lambda i: _order(remaining[i], stamp))

@@ -80,12 +80,16 @@ class FlowStatements:
         self.pause = f"INSERT INTO {names.paused} (queue) VALUES ($1) ON CONFLICT DO NOTHING"
         self.resume = f"DELETE FROM {names.paused} WHERE queue = $1"
         self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {names.limit_keys}"
+        self.add_keys = (
+            f"INSERT INTO {names.limit_keys} (key) SELECT k FROM unnest($1::text[]) AS k "
+            "ORDER BY k ON CONFLICT (key) DO NOTHING"
+        )
         self.lock_keys = f"{self.all_keys} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
         self.store_keys = (
-            f"UPDATE {names.limit_keys} AS s SET tokens = u.tokens, refilled_at = u.refilled_at, "
-            "last_served_at = u.at "
+            f"UPDATE {names.limit_keys} AS s SET tokens = u.tokens, refilled_at = u.refilled, "
+            "last_served_at = u.served "
             "FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[]) "
-            "AS u(key, tokens, refilled_at, at) WHERE s.key = u.key"
+            "AS u(key, tokens, refilled, served) WHERE s.key = u.key"
         )
         self.held = (
             f"SELECT k, count(*) FROM {t}, unnest(limit_keys) AS k "
@@ -209,7 +213,10 @@ async def _choose(
         after = (last["priority"], last["available_at"], last["seq"])
         wanted = sorted({k for row in rows for k in rules.ruled(row["limit_keys"] or ())} - locked)
         if wanted:
-            found = await conn.fetch(fs.lock(wait=turn == 0), wanted)
+            found = list(await conn.fetch(fs.lock(wait=turn == 0), wanted))
+            if turn == 0 and len(found) < len(wanted):  # rows the enqueue did not make
+                await conn.execute(fs.add_keys, wanted)
+                found = list(await conn.fetch(fs.lock(wait=True), wanted))
             got = [row[0] for row in found]
             locked.update(got)
             exhausted.update(set(wanted) - set(got))  # held by another claimer: not now
@@ -236,7 +243,7 @@ async def _choose(
             fs.store_keys,
             keys,
             [changed[k].tokens for k in keys],
-            [changed[k].refilled_at for k in keys],  # never behind the stored one (admit)
-            [now] * len(keys),
+            [changed[k].refilled_at for k in keys],
+            [changed[k].last_served_at for k in keys],
         )
     return taken

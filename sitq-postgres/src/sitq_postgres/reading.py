@@ -12,17 +12,21 @@ from sitq.backend import TaskRecord, record_from_row
 from sitq.rules import check_list_args, fold_counts, fold_queue_counts, status_texts
 
 from .database import Operation
+from .schema import COLUMNS
 from .sql import Statements
 from .wakeups import Wakeups
 
 T = TypeVar("T")
 
 
+#: Where a row selected as `sql.SELECT` (``seq`` first) has the task's limit keys.
+_LIMIT_KEYS_AT = 1 + COLUMNS.index("limit_keys")
+
+
 def record_of(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped; the limit
-    keys last)."""
-    record = record_from_row(row[1:-1])
-    record.limits = tuple(row[-1] or ())
+    """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
+    record = record_from_row(row[1:])
+    record.limits = tuple(row[_LIMIT_KEYS_AT] or ())
     return record
 
 

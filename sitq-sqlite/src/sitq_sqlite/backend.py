@@ -73,7 +73,7 @@ from .limits import (
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
-from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
+from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
 
@@ -85,10 +85,14 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
+#: Where a row selected as `sql.SELECT` has the task's limit keys.
+_LIMIT_KEYS_AT = COLUMNS.index("limit_keys")
+
+
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT` (its limit keys last)."""
-    record = record_from_row(row[:-1])
-    record.limits = decode_keys(row[-1])
+    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    record = record_from_row(row)
+    record.limits = decode_keys(row[_LIMIT_KEYS_AT])
     return record
 
 
@@ -390,19 +394,17 @@ class SQLiteBackend(Backend):
         """Remove the rules of ``patterns``; how many were stored."""
         for pattern in patterns:
             check_pattern(pattern)
-        stored = {rule.pattern for rule in await self.limits()}
-        await self._write_flow([(self._flow_sql.delete_rule, (p,)) for p in patterns])
-        return len(stored.intersection(patterns))
+        unique = list(dict.fromkeys(patterns))
+        return await self._write_flow([(self._flow_sql.delete_rule, (p,)) for p in unique])
 
     async def limits(self) -> list[LimitRule]:
         """Every stored rule, by pattern."""
-        flow = await read_flow(await self._db(), self._flow_sql)
-        return list(flow.rules.rules)
+        return list((await self._read_flow()).rules.rules)
 
     async def limit_states(self) -> list[LimitState]:
         """The keys under a stored rule with their tokens now, running and waiting tasks."""
         fs = self._flow_sql
-        rules = (await read_flow(await self._db(), fs)).rules
+        rules = (await self._read_flow()).rules
         records = dict(key_record(row) for row in await self._fetchall(fs.all_keys))
         running = count_keys(await self._fetchall(fs.held))
         waiting = count_keys(await self._fetchall(fs.waiting))
@@ -421,10 +423,10 @@ class SQLiteBackend(Backend):
         """The queues paused now."""
         return {row[0] for row in await self._fetchall(self._flow_sql.paused)}
 
-    async def _write_flow(self, queries: list[Any]) -> None:
+    async def _write_flow(self, queries: list[Any]) -> int:
         db = await self._db()
         async with self._mutex:
-            await write_flow(db, self._flow_sql, queries)
+            return await write_flow(db, self._flow_sql, queries)
 
     # -- claim and leases --------------------------------------------------------------------
 
@@ -496,10 +498,12 @@ class SQLiteBackend(Backend):
         rows = await self._fetchall(self._flow_sql.version)
         return not rows or str(rows[0][0]) != self._flow.version
 
-    async def _read_flow(self) -> None:
+    async def _read_flow(self) -> FlowCache:
+        """The stored rules and pauses, read now (and kept as the cached copy)."""
         db = await self._db()
         async with self._mutex:
             self._flow = await read_flow(db, self._flow_sql)
+        return self._flow
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float

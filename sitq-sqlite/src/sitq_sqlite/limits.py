@@ -144,18 +144,23 @@ async def read_flow(db: aiosqlite.Connection, fs: FlowStatements) -> FlowCache:
     )
 
 
-async def write_flow(db: aiosqlite.Connection, fs: FlowStatements, queries: list[Any]) -> None:
-    """Run ``queries`` (``(sql, params)``) and bump the flow version, in one transaction."""
+async def write_flow(db: aiosqlite.Connection, fs: FlowStatements, queries: list[Any]) -> int:
+    """Run ``queries`` (``(sql, params)``) and bump the flow version, in one transaction;
+    how many rows the queries changed."""
+    changed = 0
     await retry_locked(db.execute, "BEGIN IMMEDIATE")
     try:
         for sql, params in queries:
-            await settled(db.execute(sql, params))
+            cursor = await settled(db.execute(sql, params))
+            changed += cursor.rowcount
+            await settled(cursor.close())
         await settled(db.execute(fs.bump))
         await settled(db.execute("COMMIT"))
     except BaseException:
         if db.in_transaction:
             await settled(db.execute("ROLLBACK"))
         raise
+    return changed
 
 
 @dataclass(frozen=True)

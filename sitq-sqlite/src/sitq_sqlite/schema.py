@@ -44,6 +44,14 @@ INSERT_COLUMNS = (
 )  # fmt: skip
 
 
+#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
+#: its own uniqueness (``unique_for``/``unique_states``: checked by a query instead,
+#: `inserts.unique_hits`).
+DEDUPE_WHERE = (
+    "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
+)
+
+
 def ddl(table: str) -> str:
     """The statements creating the tasks table and its indexes (idempotent)."""
     return f"""
@@ -81,6 +89,7 @@ CREATE INDEX IF NOT EXISTS {table}_pending
 CREATE INDEX IF NOT EXISTS {table}_leases
     ON {table} (lease_expires_at) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, queue);
+{dedupe_index_ddl(table)};
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 {";".join(schedule_ddl(table))};
 {";".join(flow_tables_ddl(table))};
@@ -124,13 +133,6 @@ def _v3(table: str) -> list[str]:
     return schedule_ddl(table)
 
 
-#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
-#: its own uniqueness (``unique_for``/``unique_states``: checked by a query instead, `unique`).
-DEDUPE_WHERE = (
-    "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
-)
-
-
 def flow_tables_ddl(table: str) -> list[str]:
     """The tables of flow control (idempotent): the rules, one state row per key seen (its
     bucket and when it was last served), the paused queues; and ``flow_version`` in
@@ -154,14 +156,21 @@ def flow_tables_ddl(table: str) -> list[str]:
     ]
 
 
+def dedupe_index_ddl(table: str) -> str:
+    """The dedupe index (idempotent: in `ddl`, so a new table never exists without it; a
+    table made before version 4 keeps its older index, of the same name, until `_v4`)."""
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe ON {table} (dedupe_key) "
+        f"WHERE {DEDUPE_WHERE}"
+    )
+
+
 def indexes_ddl(table: str) -> list[str]:
     """The indexes on columns added by migrations, created once the table is migrated
-    (idempotent): the dedupe index, every task by dedupe key (for the records that choose
-    their own uniqueness: `sitq_sqlite.inserts.unique_hits`), and the running tasks that hold
-    limit keys (read by every limited claim to count the slots taken)."""
+    (idempotent): every task by dedupe key (for the records that choose their own
+    uniqueness: `sitq_sqlite.inserts.unique_hits`), and the running tasks that hold limit
+    keys (read by every limited claim to count the slots taken)."""
     return [
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe ON {table} (dedupe_key) "
-        f"WHERE {DEDUPE_WHERE}",
         f"CREATE INDEX IF NOT EXISTS {table}_keyed ON {table} (dedupe_key) "
         "WHERE dedupe_key IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {table}_held ON {table} (limit_keys) "
@@ -176,6 +185,7 @@ def _v4(table: str) -> list[str]:
         f"ALTER TABLE {table} ADD COLUMN limit_keys TEXT",
         f"ALTER TABLE {table} ADD COLUMN unique_checked INTEGER",
         f"DROP INDEX IF EXISTS {table}_dedupe",
+        dedupe_index_ddl(table),
         *flow_tables_ddl(table),
         *indexes_ddl(table),
     ]
