@@ -256,9 +256,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     of it does) with tasks and rules in it."""
     url = f"sqlite:///{tmp_path / 'tasks.db'}" if request.param == "sqlite" else "memory://cli"
     queue = SyncTaskQueue(url)
-    if not queue.backend.supports(Capability.FLOW_CONTROL):
-        queue.close()
-        pytest.skip(f"{queue.backend!r} does not declare FLOW_CONTROL on this branch yet")
     queue.limit("stripe", rate="100/s", burst=20)
     queue.limit("tenant:*", concurrency=2)
     declared = queue.task(charge)

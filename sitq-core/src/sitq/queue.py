@@ -351,8 +351,14 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)
+        flow: dict[str, Any] = {}
         if task.limits or task.unique_for is not None or task.unique_states is not None:
             self._require_flow_control("a task with limits, unique_for or unique_states")
+            flow = {
+                "limits": task_limits(task.limits),
+                "unique_for": unique_seconds(task.unique_for),
+                "unique_states": unique_states_from(task.unique_states),
+            }
         return self._record(
             task.id,
             task.function,
@@ -366,9 +372,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
             meta=check_meta(task.meta),
-            limits=task_limits(task.limits),
-            unique_for=unique_seconds(task.unique_for),
-            unique_states=unique_states_from(task.unique_states),
+            **flow,
         )
 
     def _record(

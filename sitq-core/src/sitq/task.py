@@ -241,7 +241,8 @@ def check_task(task: Task) -> None:
         task_id=task.id,
         function=task.function,
     )
-    check_flow_options(task.limits, task.dedupe_key, task.unique_for, task.unique_states)
+    if task.limits or task.unique_for is not None or task.unique_states is not None:
+        check_flow_options(task.limits, task.dedupe_key, task.unique_for, task.unique_states)
 
 
 def check_flow_options(

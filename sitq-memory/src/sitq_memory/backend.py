@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from sitq import TaskStatus
 from sitq.backend import Backend, Capability, Outcome, TaskRecord
+from sitq.flow_claim import Candidate
 from sitq.flow_control import LimitRule, LimitState
 from sitq.meta import decode_meta, encode_meta
 from sitq.progress import Progress
@@ -75,6 +76,8 @@ class _Store:
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
 _Entry = tuple[int, float, int, int, str]
+#: A due entry and the heap it was popped from (pushed back there if not claimed).
+_Due = tuple[list[_Entry], _Entry]
 
 #: How many claimable tasks a claim under limits weighs for fairness at once (see `claim`).
 FAIR_WINDOW = 256
@@ -321,7 +324,7 @@ class MemoryBackend(Backend):
                 for name, h in self._store.ready.items()
                 if h and (queues is None or name in queues) and name not in flow.paused
             ]
-            skipped: list[tuple[list[_Entry], _Entry]] = []
+            skipped: list[_Due] = []
             token = new_task_id()  # one lease token per claim, as the SQLite backend does
             due = self._due_entries(heaps, now)
             if flow.rules:
@@ -336,15 +339,13 @@ class MemoryBackend(Backend):
                     record = self._store.tasks[item[1][-1]]
                     self._take(record, worker_id, lease_seconds, now, token)
                     if record.limits:  # counted, should a rule come later
-                        flow.take(record.id, record.limits, now)
+                        flow.hold(record.id, record.limits)
                     claimed.append(_copy(record))
             for heap, entry in skipped:
                 heapq.heappush(heap, entry)
         return claimed
 
-    def _due_entries(
-        self, heaps: list[list[_Entry]], now: float
-    ) -> Iterator[tuple[list[_Entry], _Entry]]:
+    def _due_entries(self, heaps: list[list[_Entry]], now: float) -> Iterator[_Due]:
         """Pop the valid due entries of ``heaps``, best first (the lock held); whoever stops
         early leaves the rest in place."""
         while True:
@@ -368,43 +369,40 @@ class MemoryBackend(Backend):
 
     def _claim_limited(
         self,
-        due: Iterator[tuple[list[_Entry], _Entry]],
+        due: Iterator[_Due],
         limit: int,
         now: float,
         excluded: set[str],
-        skipped: list[tuple[list[_Entry], _Entry]],
+        skipped: list[_Due],
         claimed: list[TaskRecord],
         worker_id: str,
         lease_seconds: float,
         token: str,
     ) -> None:
-        """The claim while rules are stored: tasks whose keys refuse them are set aside
-        (no head-of-line blocking); among up to `FAIR_WINDOW` admissible tasks, the best
-        priority goes first, then the key served least recently, then the usual order."""
+        """The claim while rules are stored: `sitq.flow_claim.admit` picks from windows of
+        `FAIR_WINDOW` due tasks; the tasks of keys it found exhausted are set aside unread
+        (no head-of-line blocking), and the next window is read while the claim wants more."""
         flow, tasks = self._store.flow, self._store.tasks
-        window: list[tuple[list[_Entry], _Entry]] = []
+        exhausted: set[str] = set()
         while len(claimed) < limit:
+            window: list[Candidate[_Due]] = []
             while len(window) < FAIR_WINDOW and (item := next(due, None)) is not None:
-                window.append(item)
-            admitted = []
-            for item in window:
                 record = tasks[item[1][-1]]
-                if record.id in excluded or not flow.admits(record.limits, tasks, now):
-                    skipped.append(item)  # only more tasks run before this claim ends
+                if record.id in excluded or exhausted.intersection(record.limits):
+                    skipped.append(item)
                 else:
-                    admitted.append(item)
-            window = admitted
+                    window.append(Candidate(item, record.priority, record.limits))
             if not window:
                 break
-            best = min(
-                window, key=lambda i: (i[1][0], flow.last_served(tasks[i[1][-1]].limits), i[1])
-            )
-            window.remove(best)
-            record = tasks[best[1][-1]]
-            self._take(record, worker_id, lease_seconds, now, token)
-            flow.take(record.id, record.limits, now)
-            claimed.append(_copy(record))
-        skipped.extend(window)
+            admission = flow.admit(window, tasks, now, limit - len(claimed))
+            exhausted |= admission.exhausted
+            taken = {id(c) for c in admission.taken}
+            for candidate in admission.taken:
+                record = tasks[candidate.ref[1][-1]]
+                self._take(record, worker_id, lease_seconds, now, token)
+                flow.hold(record.id, record.limits)
+                claimed.append(_copy(record))
+            skipped.extend(c.ref for c in window if id(c) not in taken)
 
     async def claim_by_id(
         self, task_id: str, *, worker_id: str, lease_seconds: float
@@ -452,7 +450,7 @@ class MemoryBackend(Backend):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply fenced outcomes."""
         applied = []
-        requeued = False
+        requeued = freed_slot = False
         with self._store.lock:
             now = self.clock()
             for o in outcomes:
@@ -467,6 +465,7 @@ class MemoryBackend(Backend):
                 record.lease_token = None
                 record.lease_expires_at = None
                 record.status = o.status
+                freed_slot = freed_slot or bool(record.limits)
                 if o.status is TaskStatus.PENDING:
                     record.available_at = now if o.available_at is None else o.available_at
                     if not o.count_attempt:
@@ -479,8 +478,9 @@ class MemoryBackend(Backend):
                     record.result, record.error, record.traceback = o.result, o.error, o.traceback
                     record.finished_at = o.finished_at
                 applied.append(True)
+            freed_slot = freed_slot and bool(self._store.flow.rules)
         self.notify_finished()
-        if requeued:
+        if requeued or freed_slot:  # a freed slot may admit a waiting task: work again
             self.notify_enqueued()
         return applied
 
@@ -520,10 +520,13 @@ class MemoryBackend(Backend):
             record = self._store.tasks.get(task_id)
             if record is None or record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
                 return False
+            freed_slot = record.status is TaskStatus.RUNNING and bool(record.limits)
             record.status = TaskStatus.CANCELLED
             record.finished_at = self.clock()
             record.lease_token = record.lease_expires_at = None
         self.notify_finished()
+        if freed_slot:
+            self.notify_enqueued()
         return True
 
     async def requeue(self, task_id: str) -> bool:
@@ -639,7 +642,10 @@ class MemoryBackend(Backend):
         """Forget ``records`` (the store's lock held)."""
         for r in records:
             if r.dedupe_key is not None:
-                self._store.by_dedupe_key[r.dedupe_key].remove(r.id)
+                same_key = self._store.by_dedupe_key[r.dedupe_key]
+                same_key.remove(r.id)
+                if not same_key:
+                    del self._store.by_dedupe_key[r.dedupe_key]
             del self._store.tasks[r.id]
             self._store.seq.pop(r.id, None)
             self._store.order.pop(r.id, None)

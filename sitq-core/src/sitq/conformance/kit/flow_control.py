@@ -8,6 +8,7 @@ Every test moves the kit's `FakeClock` by hand: token buckets refill only when i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -20,7 +21,18 @@ from ...flow_control import LimitRule, LimitState
 from ...task import TaskStatus
 from ..clock import FakeClock
 from ..records import make_record
-from .support import LEASE, KitBase, backend_test, claim, claim_one, ids_of, requires, status_of
+from .support import (
+    LEASE,
+    KitBase,
+    backend_test,
+    claim,
+    claim_one,
+    ids_of,
+    in_threads,
+    requires,
+    status_of,
+    woken,
+)
 
 
 def limited(*keys: str, **fields: Any) -> TaskRecord:
@@ -218,6 +230,28 @@ class FlowControlTests(KitBase):
         assert ids_of(await claim(b, 10)) == [ids[0]]
 
     @requires(Capability.FLOW_CONTROL)
+    async def test_racing_claimers_keep_the_limits(self, b: Backend, clock: FakeClock) -> None:
+        """Claimers racing on coroutines and on threads with their own event loops take,
+        together, no more than a key's concurrency and no more than its bucket holds."""
+        await b.set_limits(
+            [LimitRule("slots", concurrency=3), LimitRule("api", rate=1.0, burst=4.0)]
+        )
+        await enqueue_limited(b, 30, "slots")
+        await enqueue_limited(b, 30, "api")
+
+        async def race(i: int) -> list[TaskRecord]:
+            return await claim(b, 5, worker=f"w{i}")
+
+        gathered = await asyncio.gather(*(race(i) for i in range(4)))
+        threaded = await asyncio.to_thread(in_threads, 4, race)
+        claimed = [r for batch in [*gathered, *threaded] for r in batch]
+        held = [key for r in claimed for key in r.limits]
+        assert (held.count("slots"), held.count("api")) == (3, 4), (
+            f"racing claimers took {held.count('slots')} tasks of concurrency 3 and "
+            f"{held.count('api')} of a bucket of 4"
+        )
+
+    @requires(Capability.FLOW_CONTROL)
     async def test_keys_served_least_recently_come_first(
         self, b: Backend, clock: FakeClock
     ) -> None:
@@ -251,6 +285,14 @@ class FlowControlTests(KitBase):
         assert ids_of(await claim(b, 10)) == [mail]
 
     @requires(Capability.FLOW_CONTROL)
+    async def test_resuming_wakes_waiting_workers(self, b: Backend, clock: FakeClock) -> None:
+        """`pause_queue(queue, False)` fires `notify_enqueued`: its tasks are work again."""
+        await b.pause_queue("emails", True)
+        await b.enqueue_many([make_record(queue="emails")])
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await woken(waiter, lambda: b.pause_queue("emails", False))
+
+    @requires(Capability.FLOW_CONTROL)
     async def test_unique_for_a_period(self, b: Backend, clock: FakeClock) -> None:
         """Inside ``unique_for`` of a stored task with the same key (created at or after
         ``clock() - unique_for``) an enqueue returns the stored id; after it, a new task."""
@@ -268,6 +310,11 @@ class FlowControlTests(KitBase):
         later = job()
         assert await b.enqueue_many([later]) == [later.id], "a task past the period was refused"
         assert await b.enqueue_many([job()]) == [later.id]
+        twins = [job(), job()]
+        assert await b.enqueue_many(twins) == [later.id, later.id]
+        clock.advance(61.0)
+        twins = [job(), job()]
+        assert await b.enqueue_many(twins) == [twins[0].id] * 2, "a batch sees its own records"
 
     @requires(Capability.FLOW_CONTROL)
     async def test_unique_states_choose_the_duplicates(self, b: Backend, clock: FakeClock) -> None:
