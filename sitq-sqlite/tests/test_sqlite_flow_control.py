@@ -191,3 +191,42 @@ async def _a_unique_batch_keeps_its_first_record(tmp_path: Path) -> None:
         assert await backend.get_task(two.id) is None
     finally:
         await backend.close()
+
+
+def test_a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path: Path) -> None:
+    """One claim takes the one slot of a key with hundreds of tasks, then reads past them
+    to the task behind."""
+    asyncio.run(_a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path))
+
+
+async def _a_key_exhausted_by_the_claim_itself_blocks_nothing(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits([LimitRule("busy", concurrency=1)])
+        busy = await backend.enqueue_many([limited("busy") for _ in range(300)])
+        plain = await backend.enqueue_many([make_record()])
+        assert sorted(r.id for r in await _claim(backend, 5)) == sorted([busy[0], *plain])
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("lookalike", ['x"a', 'b,"a"', '"a"', "a\\", "ä"])
+def test_an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path: Path, lookalike: str) -> None:
+    """The tasks left out for an exhausted key ``a`` are found by their stored text: keys
+    that contain it, quoted or between commas, are other keys."""
+    asyncio.run(_an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path, lookalike))
+
+
+async def _an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path: Path, lookalike: str) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits([LimitRule("a", concurrency=1)])
+        (first,) = await backend.enqueue_many([limited("a")])
+        assert [r.id for r in await _claim(backend)] == [first]
+        await backend.enqueue_many([limited("a") for _ in range(100)])
+        other = await backend.enqueue_many([limited(lookalike, "z")])
+        assert [r.id for r in await _claim(backend)] == other
+        stored = await backend.get_task(other[0])
+        assert stored is not None and stored.limits == (lookalike, "z")
+    finally:
+        await backend.close()

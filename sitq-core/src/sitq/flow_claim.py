@@ -159,6 +159,19 @@ def _order(
     return (-candidate.priority, stamp(candidate), index)
 
 
+def exhausted_keys(
+    rules: Rules, records: Mapping[str, KeyRecord], running: Mapping[str, int], now: float
+) -> set[str]:
+    """The keys among those of ``records`` and ``running`` that admit no task at ``now`` (no
+    free slot, or no token): a backend leaves their tasks out of the candidates it reads."""
+    found = set()
+    for key in {*records, *running}:
+        probe = Candidate(None, 0, (key,))
+        if _refusing_keys(probe, rules, records, running, now):
+            found.add(key)
+    return found
+
+
 def _refusing_keys(
     candidate: Candidate[T],
     rules: Rules,
@@ -248,6 +261,7 @@ __all__ = [
     "admit",
     "batch_duplicate",
     "chooses_uniqueness",
+    "exhausted_keys",
     "fresh_record",
     "states_of",
     "unique_scope",

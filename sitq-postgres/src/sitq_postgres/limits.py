@@ -14,8 +14,9 @@ the version it is from and claims nothing if the stored one differs. While no ru
 that statement is the whole claim; with rules, it takes the keyless tasks among the first due,
 and `claim_limited` takes the rest in one transaction:
 
-1. due candidates are read window by window with ``FOR UPDATE SKIP LOCKED`` (tasks holding a
-   key found exhausted are left out of the next window: no head-of-line blocking);
+1. due candidates are read window by window with ``FOR UPDATE SKIP LOCKED``, without the
+   tasks of keys exhausted as the claim starts or found exhausted by an earlier window (the
+   server passes their backlog over: no head-of-line blocking);
 2. the state rows of the window's ruled keys are locked, in key order: waiting for them in the
    first window (claimers never wait for anything else while holding key rows, and lock in one
    order, so they cannot deadlock), skipping rows another claimer holds in later ones;
@@ -33,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from sitq.flow_claim import Candidate, KeyRecord, Rules, admit
+from sitq.flow_claim import Candidate, KeyRecord, Rules, admit, exhausted_keys
 from sitq.flow_control import LimitRule
 
 from .schema import Names
@@ -96,6 +97,11 @@ class FlowStatements:
             "WHERE status = 'running' AND limit_keys IS NOT NULL AND k = ANY($1::text[]) "
             "GROUP BY k"
         )
+        self.held_all = (
+            f"SELECT k, count(*) FROM {t}, unnest(limit_keys) AS k "
+            "WHERE status = 'running' AND limit_keys IS NOT NULL GROUP BY k"
+        )
+        self.drained = f"{self.all_keys} WHERE tokens < 1"
         self.counts = (
             f"SELECT status, k, count(*) FROM {t}, unnest(limit_keys) AS k "
             "WHERE status IN ('pending', 'running') AND limit_keys IS NOT NULL GROUP BY status, k"
@@ -184,6 +190,16 @@ async def _read_in_transaction(conn: asyncpg.Connection, fs: FlowStatements) -> 
     return FlowCache(int(version), Rules([rule_from_row(r) for r in rules]), [r[0] for r in paused])
 
 
+async def _exhausted_before(
+    conn: asyncpg.Connection, fs: FlowStatements, rules: Rules, now: float
+) -> set[str]:
+    """The keys exhausted as the claim starts (read without locks: their tasks are only left
+    out of its candidates, so their backlogs are passed over by the server, not read)."""
+    running = dict(await conn.fetch(fs.held_all))
+    drained = key_records(await conn.fetch(fs.drained))
+    return exhausted_keys(rules, drained, running, now)
+
+
 async def _choose(
     conn: asyncpg.Connection,
     fs: FlowStatements,
@@ -197,7 +213,7 @@ async def _choose(
     locked: set[str] = set()
     records: dict[str, KeyRecord] = {}
     held: Counter[str] = Counter()
-    exhausted: set[str] = set()
+    exhausted = await _exhausted_before(conn, fs, rules, now)
     taken: list[str] = []
     changed: dict[str, KeyRecord] = {}
     after: tuple[int, float, int] | None = None

@@ -1,8 +1,9 @@
 """Flow control in SQLite: the stored rules, key states and paused queues, and the claim of
 tasks holding limit keys (`sitq.flow_claim` decides; this module reads and writes).
 
-How it is stored (`schema.flow_tables_ddl`): a task's keys in its ``limit_keys`` column (a
-JSON array, NULL for a task holding none); the rules in ``<table>_limits``; one row per key
+How it is stored (`schema.flow_tables_ddl`): a task's keys in its ``limit_keys`` column (each
+key as a JSON string, between commas: ``,"stripe","tenant:42",``, so that ``instr`` finds a
+key exactly; NULL for a task holding none); the rules in ``<table>_limits``; one row per key
 in ``<table>_limit_keys`` (its token bucket and when it was last served); the paused queues
 in ``<table>_paused``; and ``flow_version`` in ``<table>_meta``, bumped by every change of
 rules or pauses. A key's running count is never stored: it is the number of running tasks
@@ -13,7 +14,9 @@ The backend keeps a copy of the rules and pauses (`FlowCache`). Its plain claim 
 names the version it is from and claims nothing if the stored one differs (`Statements.claim`),
 so the copy is checked by the claim's own write at no extra cost. While no rule is stored, that
 statement is the whole claim; with rules, it takes the keyless tasks among the first due, and
-`claim_limited` takes the rest in one write transaction.
+`claim_limited` takes the rest in one write transaction. Its candidates are read in claim
+order without the tasks of keys exhausted at its start (their backlog is passed over by
+SQLite itself, not read), and read again without those of keys it exhausts itself.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import aiosqlite
 
-from sitq.flow_claim import Candidate, KeyRecord, Rules, admit
+from sitq.flow_claim import Candidate, KeyRecord, Rules, admit, exhausted_keys
 from sitq.flow_control import LimitRule
 
 from .database import retry_locked, settled
@@ -36,17 +39,31 @@ from .sql import Statements, placeholders
 _WINDOW = 64
 #: A limited claim reads at most this many candidates, then takes what it found.
 _MAX_SCAN = 20_000
+#: Queries a limited claim makes at most (one more each time it exhausts a key).
+_MAX_QUERIES = 8
+#: Exhausted keys the candidates query leaves out itself; the tasks of others are read and
+#: passed over.
+_SQL_EXCLUDED = 100
 _KEY_CHUNK = 500
 
 
 def encode_keys(keys: Sequence[str]) -> str | None:
-    """A task's limit keys as stored: a JSON array, each key once; None for none."""
-    return json.dumps(list(dict.fromkeys(keys))) if keys else None
+    """A task's limit keys as stored: each key once, as a JSON string, between commas (see
+    the module); None for none."""
+    if not keys:
+        return None
+    return "," + ",".join(json.dumps(k) for k in dict.fromkeys(keys)) + ","
+
+
+def key_pattern(key: str) -> str:
+    """What ``instr`` looks for in ``limit_keys`` to find ``key``: outside a JSON string a
+    comma is followed by a quote only where a key starts, so the match is exact."""
+    return "," + json.dumps(key) + ","
 
 
 def decode_keys(text: str | None) -> tuple[str, ...]:
     """A task's limit keys from their stored text."""
-    return tuple(json.loads(text)) if text else ()
+    return tuple(json.loads("[" + text[1:-1] + "]")) if text else ()
 
 
 @dataclass
@@ -87,6 +104,7 @@ class FlowStatements:
             f"SELECT limit_keys FROM {table} WHERE status = 'pending' AND limit_keys IS NOT NULL"
         )
         self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {table}_limit_keys"
+        self.drained = f"{self.all_keys} WHERE tokens < 1"
         self.store_key = (
             f"INSERT INTO {table}_limit_keys (key, tokens, refilled_at, last_served_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
@@ -97,13 +115,21 @@ class FlowStatements:
         """The stored states of ``count`` given keys."""
         return f"{self.all_keys} WHERE key IN ({placeholders(count)})"
 
-    def candidates(self, queues: int | None, excluded: int, paused: int) -> str:
+    def candidates(
+        self, queues: int | None, excluded: int, paused: int, taken: int, keys: int
+    ) -> str:
         """``(rowid, priority, limit_keys)`` of every due pending task in claim order
-        (parameters as `Statements.due_where`)."""
-        where = " AND ".join(Statements.due_where(queues, excluded, paused))
+        (parameters as `Statements.due_where`), then ``taken`` rowids and the `key_pattern`
+        of ``keys`` keys whose tasks are left out."""
+        where = Statements.due_where(queues, excluded, paused)
+        if taken:
+            where.append(f"rowid NOT IN ({placeholders(taken)})")
+        if keys:
+            free = " AND ".join(["instr(limit_keys, ?) = 0"] * keys)
+            where.append(f"(limit_keys IS NULL OR ({free}))")
         return (
             f"SELECT rowid, priority, limit_keys FROM {self.t} INDEXED BY {self.t}_pending "
-            f"WHERE {where} ORDER BY priority DESC, available_at, rowid"
+            f"WHERE {' AND '.join(where)} ORDER BY priority DESC, available_at, rowid"
         )
 
 
@@ -214,41 +240,51 @@ async def _choose(
     db: aiosqlite.Connection, fs: FlowStatements, cache: FlowCache, args: ClaimArgs, want: int
 ) -> list[int]:
     """The rowids a limited claim takes, its key states written (in the caller's
-    transaction): due candidates are read window by window, those holding a key found
-    exhausted are passed over, `admit` decides."""
+    transaction): due candidates are read window by window without the tasks of exhausted
+    keys, `admit` decides; a key it exhausts makes the next read leave its tasks out too."""
+    rules = cache.rules
     held = count_keys(await settled(db.execute_fetchall(fs.held)))
-    records: dict[str, KeyRecord] = {}
-    exhausted: set[str] = set()
+    records = dict(key_record(row) for row in await settled(db.execute_fetchall(fs.drained)))
+    exhausted = exhausted_keys(rules, records, held, args.now)
     taken: list[int] = []
     changed: dict[str, KeyRecord] = {}
-    params = [args.now, *(args.queues or ()), *args.excluded, *cache.paused]
-    statement = fs.candidates(
-        None if args.queues is None else len(args.queues), len(args.excluded), len(cache.paused)
-    )
-    cursor = await settled(db.execute(statement, params))
-    try:
-        scanned = 0
-        window = max(_WINDOW, 4 * want)
-        while len(taken) < want and scanned < _MAX_SCAN:
-            rows = list(await settled(cursor.fetchmany(window)))
-            scanned += len(rows)
-            candidates = [
-                Candidate(row[0], row[1], keys)
-                for row in rows
-                if not exhausted.intersection(keys := decode_keys(row[2]))
-            ]
-            await _load_records(db, fs, cache.rules, candidates, records)
-            done = admit(candidates, cache.rules, records, held, args.now, want - len(taken))
-            for candidate in done.taken:
-                taken.append(candidate.ref)
-                held.update(cache.rules.ruled(candidate.keys))
-            records.update(done.records)
-            changed.update(done.records)
-            exhausted |= done.exhausted
-            if len(rows) < window:
-                break
-    finally:
-        await settled(cursor.close())
+    scanned = 0
+    window = max(_WINDOW, 4 * want)
+    for _ in range(_MAX_QUERIES):
+        left_out = sorted(exhausted)[:_SQL_EXCLUDED]
+        statement = fs.candidates(
+            None if args.queues is None else len(args.queues),
+            len(args.excluded), len(cache.paused), len(taken), len(left_out),
+        )  # fmt: skip
+        params = [args.now, *(args.queues or ()), *args.excluded, *cache.paused, *taken]
+        params += [key_pattern(k) for k in left_out]
+        cursor = await settled(db.execute(statement, params))
+        try:
+            more = False
+            while len(taken) < want and scanned < _MAX_SCAN:
+                rows = list(await settled(cursor.fetchmany(window)))
+                scanned += len(rows)
+                candidates = [
+                    Candidate(row[0], row[1], keys)
+                    for row in rows
+                    if not exhausted.intersection(keys := decode_keys(row[2]))
+                ]
+                await _load_records(db, fs, rules, candidates, records)
+                done = admit(candidates, rules, records, held, args.now, want - len(taken))
+                for candidate in done.taken:
+                    taken.append(candidate.ref)
+                    held.update(rules.ruled(candidate.keys))
+                records.update(done.records)
+                changed.update(done.records)
+                fresh = done.exhausted - exhausted
+                exhausted |= done.exhausted
+                more = len(rows) == window
+                if not more or fresh:  # the end, or read again without the keys just exhausted
+                    break
+        finally:
+            await settled(cursor.close())
+        if not more or len(taken) >= want or scanned >= _MAX_SCAN:
+            break
     if changed:
         await settled(
             db.executemany(
