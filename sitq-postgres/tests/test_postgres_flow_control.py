@@ -18,6 +18,7 @@ from sitq import TaskStatus
 from sitq.backend import Outcome, TaskRecord
 from sitq.conformance import make_record
 from sitq.conformance.kit.flow_control import limited
+from sitq.conformance.kit.support import woken
 from sitq.flow_control import LimitRule
 from sitq_postgres import PostgresBackend
 
@@ -220,3 +221,22 @@ def test_a_key_without_its_state_row_is_still_claimed(prefix: str, pg_url: str) 
         assert [r.id for r in await _claim(b)] == [task_id]
 
     run(pg_url, body)
+
+
+def test_an_ended_run_wakes_the_workers_waiting_for_work(pg_url: str) -> None:
+    """With limits stored, a finished task may have freed a slot: workers waiting for work
+    on another backend wake (NOTIFY), rather than at their next poll."""
+
+    async def body(backends: list[PostgresBackend]) -> None:
+        finisher, waiting = backends
+        await finisher.set_limits([LimitRule("k", concurrency=1)])
+        await finisher.enqueue_many([limited("k") for _ in range(40)])
+        await waiting.wait_for_work(0.01)
+
+        async def finish_one() -> None:
+            (task,) = await _claim(finisher, 1)
+            assert await finisher.complete(task.id, task.lease_token or "", None)
+
+        await woken(asyncio.ensure_future(waiting.wait_for_work(60)), finish_one)
+
+    run(pg_url, body, 2)

@@ -17,6 +17,7 @@ from sqlite_flow_claimer import claim_held
 from sitq import TaskStatus
 from sitq.backend import TaskRecord
 from sitq.conformance import make_record
+from sitq.conformance.kit.support import woken
 from sitq.flow_control import LimitRule
 from sitq_sqlite import SQLiteBackend
 
@@ -230,3 +231,26 @@ async def _an_exhausted_key_leaves_out_only_its_own_tasks(tmp_path: Path, lookal
         assert stored is not None and stored.limits == (lookalike, "z")
     finally:
         await backend.close()
+
+
+def test_an_ended_run_wakes_the_workers_waiting_for_work(tmp_path: Path) -> None:
+    """With limits stored, a finished task may have freed a slot: workers waiting for work
+    (another connection here) wake, rather than at their next poll."""
+    asyncio.run(_an_ended_run_wakes_the_workers_waiting_for_work(tmp_path))
+
+
+async def _an_ended_run_wakes_the_workers_waiting_for_work(tmp_path: Path) -> None:
+    finisher, waiting = SQLiteBackend(tmp_path / "tasks.db"), SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await finisher.set_limits([LimitRule("k", concurrency=1)])
+        await finisher.enqueue_many([limited("k") for _ in range(40)])
+        await waiting.wait_for_work(0.01)  # listening from now on
+
+        async def finish_one() -> None:
+            (task,) = await _claim(finisher, 1)
+            assert await finisher.complete(task.id, task.lease_token or "", None)
+
+        await woken(asyncio.ensure_future(waiting.wait_for_work(60)), finish_one)
+    finally:
+        await finisher.close()
+        await waiting.close()

@@ -31,6 +31,9 @@ from .unique import DEFAULT_UNIQUE_STATES, is_duplicate
 
 T = TypeVar("T")
 
+#: Keys whose rule `Rules` remembers at most.
+_REMEMBERED_KEYS = 100_000
+
 
 @dataclass(frozen=True)
 class KeyRecord:
@@ -74,6 +77,8 @@ class Rules:
     def of(self, key: str) -> LimitRule | None:
         """The rule governing ``key``, or None."""
         if key not in self._by_key:
+            if len(self._by_key) >= _REMEMBERED_KEYS:  # a worker may see keys without end
+                self._by_key.clear()
             self._by_key[key] = rule_for(self.rules, key)
         return self._by_key[key]
 

@@ -552,7 +552,7 @@ class PostgresBackend(Reading, Backend):
         kinds = {o.status is TaskStatus.PENDING for o, ok in pairs if ok}
         if False in kinds:
             self.notify_finished()
-        if True in kinds:
+        if True in kinds or (kinds and self._flow.rules):  # an ended run may free a slot
             self.notify_enqueued()
         return applied
 

@@ -204,7 +204,9 @@ RETURNING k.id"""
 
     @cached_property
     def finish(self) -> str:
-        """Apply outcomes (one per task) fenced by lease token; returns the ids applied."""
+        """Apply outcomes (one per task) fenced by lease token; returns the ids applied. A
+        task that held limit keys wakes the workers as one back to pending does: its slots
+        are free."""
         n = self.names
         return f"""
 WITH c AS MATERIALIZED {NOW},
@@ -225,10 +227,11 @@ done AS (
          AS o(id, token, status, result, error, traceback, available_at, uncount, finished_at),
          c
     WHERE k.id = o.id AND k.lease_token = o.token AND k.status = 'running'
-    RETURNING k.id, k.queue, k.status, k.available_at <= c.now AS due
+    RETURNING k.id, k.queue, k.status, k.available_at <= c.now AS due,
+              k.limit_keys IS NOT NULL AS keyed
 )
 SELECT id,
-       {self._notify("done", "status = 'pending' AND due", n.enqueued_channel)},
+       {self._notify("done", "(status = 'pending' AND due) OR keyed", n.enqueued_channel)},
        {self._notify("done", "status <> 'pending'", n.finished_channel)}
 FROM done"""
 

@@ -566,7 +566,7 @@ class SQLiteBackend(Backend):
         applied |= await self._apply(self._sql.finish_pending, again, pending)
         if done:
             self.notify_finished()
-        if again:
+        if again or (applied and self._flow.rules):  # an ended run may have freed a slot
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
 
@@ -619,6 +619,8 @@ class SQLiteBackend(Backend):
         count = await self._execute(self._sql.cancel, (self.clock(), task_id))
         if count:
             self.notify_finished()
+            if self._flow.rules:  # a cancelled run may have freed a slot
+                self.notify_enqueued()
         return count > 0
 
     async def requeue(self, task_id: str) -> bool:
