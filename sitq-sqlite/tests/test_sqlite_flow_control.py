@@ -254,3 +254,38 @@ async def _an_ended_run_wakes_the_workers_waiting_for_work(tmp_path: Path) -> No
     finally:
         await finisher.close()
         await waiting.close()
+
+
+@pytest.mark.parametrize("rules", [[], [LimitRule("tenant:*", concurrency=100)]])
+def test_a_full_claim_of_keyless_tasks_is_one_statement(
+    tmp_path: Path, rules: list[LimitRule]
+) -> None:
+    """The fast path: with no rule, or rules that no task of the claim holds a key of, a claim
+    that fills up is the one statement it was before flow control."""
+    asyncio.run(_a_full_claim_of_keyless_tasks_is_one_statement(tmp_path, rules))
+
+
+async def _a_full_claim_of_keyless_tasks_is_one_statement(
+    tmp_path: Path, rules: list[LimitRule]
+) -> None:
+    backend = SQLiteBackend(tmp_path / "tasks.db")
+    try:
+        await backend.set_limits(rules)
+        await backend.enqueue_many([make_record() for _ in range(20)])
+        assert len(await _claim(backend, 5)) == 5  # the flow state is read once, here
+        statements: list[str] = []
+        tracing = threading.Event()
+
+        def trace(statement: str) -> None:
+            if tracing.is_set():
+                statements.append(statement)
+
+        conn = backend._conn
+        assert conn is not None
+        await conn.set_trace_callback(trace)
+        tracing.set()
+        assert len(await _claim(backend, 5)) == 5
+        tracing.clear()
+        assert len(statements) == 1 and statements[0].startswith("UPDATE"), statements
+    finally:
+        await backend.close()
