@@ -19,6 +19,7 @@ is not full.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -106,7 +107,6 @@ def admit(
     held = dict(running)
     known = dict(records)
     stamps: dict[str, tuple[float, int]] = {}
-    remaining = list(enumerate(candidates))
     served = 0
 
     def stamp(c: Candidate[T]) -> tuple[float, int]:
@@ -119,13 +119,22 @@ def admit(
             found.append(stamps[key])
         return min(found, default=(float("-inf"), 0))
 
-    while remaining and len(done.taken) < limit:
-        pick = min(range(len(remaining)), key=lambda i: _order(remaining[i], stamp))
-        _, candidate = remaining.pop(pick)
+    # Candidates in claim order, kept in a heap: a key's stamp only grows, so an entry whose
+    # order grew since it was pushed goes back in (the claim stays O(n log n) in its window).
+    line = [(_order((i, c), stamp), i) for i, c in enumerate(candidates)]
+    heapq.heapify(line)
+    while line and len(done.taken) < limit:
+        order, index = heapq.heappop(line)
+        candidate = candidates[index]
+        if done.exhausted.intersection(candidate.keys):
+            continue
+        now_order = _order((index, candidate), stamp)
+        if now_order != order:
+            heapq.heappush(line, (now_order, index))
+            continue
         refused = _refusing_keys(candidate, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
-            remaining = [(i, c) for i, c in remaining if not done.exhausted.intersection(c.keys)]
             continue
         served += 1
         for key in rules.ruled(candidate.keys):
@@ -140,7 +149,9 @@ def admit(
             refilled_at = max(now, rec.refilled_at)
             known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
-            stamps[key] = (now, served)
+            # behind every other key (and never ahead of where it was: a clock read before
+            # the lock may be behind the stored last_served_at)
+            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
         done.taken.append(candidate)
     return done
 
