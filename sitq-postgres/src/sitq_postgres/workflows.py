@@ -310,6 +310,13 @@ WHERE id = ANY($1::text[]) AND status = 'waiting' AND remaining <= 0""",
         )
 
     @property
+    def finished(self) -> str:
+        """The records of the finished tasks among ids ``$1``."""
+        return (
+            f"SELECT {self.select} FROM {self.t} WHERE id = ANY($1::text[]) AND status IN {_FINAL}"
+        )
+
+    @property
     def members(self) -> str:
         """The records of workflow ``$1``, in enqueue order."""
         return f"SELECT {self.select} FROM {self.t} WHERE workflow_id = $1 ORDER BY seq"
