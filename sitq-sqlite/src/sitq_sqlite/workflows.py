@@ -101,9 +101,6 @@ def ddl(table: str) -> list[str]:
         "WHERE workflow_id IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {t}_waiting ON {t} (remaining) WHERE status = 'waiting'",
         f"CREATE INDEX IF NOT EXISTS {t}_marked ON {t} (remaining) WHERE remaining < 0",
-        f"""CREATE TRIGGER IF NOT EXISTS {e}_known BEFORE INSERT ON {e}
-WHEN NOT EXISTS (SELECT 1 FROM {t} WHERE id = new.parent_id)
-BEGIN SELECT RAISE(ABORT, 'sitq: unknown parent'); END""",
         _ended_trigger(t),
         _requeued_trigger(t),
     ]
@@ -241,10 +238,11 @@ def settle_new(table: str, records: Sequence[TaskRecord], now: float) -> list[tu
     )
     return [
         (
-            # a child skipped as a dedupe hit has no edges
+            # an unknown parent is stored as NULL, which fails the transaction; a child
+            # skipped as a dedupe hit has no edges
             f"INSERT INTO {e} (child_id, position, parent_id) "
             "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-            "json_extract(value, '$[2]') FROM json_each(?) "
+            f"(SELECT id FROM {t} WHERE id = json_extract(value, '$[2]')) FROM json_each(?) "
             f"WHERE json_extract(value, '$[0]') IN (SELECT id FROM {t} WHERE remaining < 0)",
             (edges,),
         ),
