@@ -132,7 +132,7 @@ async def _statements_of_chord(path: Path, size: int) -> int:
         )
         members = [member() for _ in range(size)]
         await backend.enqueue_many([*members, member(*(m.id for m in members))])
-        await db.set_trace_callback(None)
+        await db.set_trace_callback(None)  # type: ignore[arg-type]  # None stops tracing
         assert (await backend.counts())[TaskStatus.WAITING] == 1
         return len(seen)
     finally:
