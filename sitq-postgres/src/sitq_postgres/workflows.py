@@ -91,6 +91,7 @@ CREATE TABLE {e} (
 CREATE INDEX {e}_parent ON {e} (parent_id, child_id);
 {_ended_trigger(n)}
 {_requeued_trigger(n)}
+{_deleted_trigger(n)}
 """
 
 
@@ -213,6 +214,20 @@ CREATE TRIGGER {t}_parent_requeued AFTER UPDATE OF status ON {t} FOR EACH ROW
 WHEN (pg_trigger_depth() < 1 AND NEW.has_children AND OLD.status IN {_UNSUCCESSFUL}
       AND NEW.status IN {ACTIVE})
 EXECUTE FUNCTION {t}_parent_requeued();"""
+
+
+def _deleted_trigger(n: Names) -> str:
+    """The trigger deleting the edges of a deleted task (purge, prune) to its parents."""
+    t, e = n.tasks, edges(n)
+    return f"""
+CREATE FUNCTION {t}_child_deleted() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    DELETE FROM {e} WHERE child_id = OLD.id;
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER {t}_child_deleted AFTER DELETE ON {t} FOR EACH ROW
+WHEN (OLD.parents IS NOT NULL)
+EXECUTE FUNCTION {t}_child_deleted();"""
 
 
 # -- enqueue -----------------------------------------------------------------------------------
