@@ -16,12 +16,16 @@ from functools import cached_property
 from sitq.rules import attempts_spent_sql
 
 from .schema import COLUMNS, INSERT_COLUMNS
-from .workflows import ACTIVE
+from .workflows import ACTIVE, read_expressions
 
-#: Columns as selected, in the order `TaskRecord` takes them.
-SELECT = ", ".join(COLUMNS)
 
-__all__ = ["ACTIVE", "FINAL", "SELECT", "Statements", "placeholders"]
+def select_list(table: str) -> str:
+    """What a record is selected as: the columns in the order `TaskRecord` takes them, then
+    its workflow fields (`workflows.read_expressions`)."""
+    return ", ".join((*COLUMNS, *read_expressions(table)))
+
+
+__all__ = ["ACTIVE", "FINAL", "Statements", "placeholders", "select_list"]
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -43,6 +47,7 @@ class Statements:
 
     def __init__(self, table: str) -> None:
         self.t = table
+        self.select = select_list(table)
 
     # -- enqueue -----------------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class Statements:
             f"WHERE rowid IN (SELECT rowid FROM {self.t} INDEXED BY {self.t}_pending "
             f"WHERE {' AND '.join(where)} "
             "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
-            f"RETURNING rowid, {SELECT}"
+            f"RETURNING rowid, {self.select}"
         )
 
     @cached_property
@@ -103,7 +108,7 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE id = ? AND status = 'pending' RETURNING {SELECT}"
+            f"WHERE id = ? AND status = 'pending' RETURNING {self.select}"
         )
 
     def extend_leases(self, count: int) -> str:
@@ -218,7 +223,7 @@ class Statements:
     @cached_property
     def get_task(self) -> str:
         """The record of task ``?``."""
-        return f"SELECT {SELECT} FROM {self.t} WHERE id = ?"
+        return f"SELECT {self.select} FROM {self.t} WHERE id = ?"
 
     def counts(self, by_queue: bool) -> str:
         """``(status, n)`` rows, of queue ``?`` only if ``by_queue``."""
@@ -239,7 +244,7 @@ class Statements:
         if by_queue:
             where.append("queue = ?")
         direction = "DESC" if newest else "ASC"
-        sql = f"SELECT {SELECT} FROM {self.t}"
+        sql = f"SELECT {self.select} FROM {self.t}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY created_at {direction}, rowid {direction}"
