@@ -18,8 +18,9 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
+from .joins import ACTIVE
 from .schema import COLUMNS, Names
-from .workflows import ACTIVE, WorkflowStatements
+from .workflows import WorkflowStatements
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)

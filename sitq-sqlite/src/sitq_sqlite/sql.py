@@ -15,8 +15,9 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
+from .joins import ACTIVE
 from .schema import COLUMNS, INSERT_COLUMNS
-from .workflows import ACTIVE, read_expressions
+from .workflows import read_expressions
 
 
 def select_list(table: str) -> str:

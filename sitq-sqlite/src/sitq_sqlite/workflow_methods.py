@@ -16,7 +16,7 @@ from sitq.task import TaskStatus
 from sitq.workflow_state import WorkflowSummary
 
 from .database import retry_locked, settled
-from .workflows import ACTIVE as _ACTIVE
+from .joins import ACTIVE as _ACTIVE
 
 
 class WorkflowStatements:
