@@ -149,11 +149,12 @@ RETURNING queue"""
 
     @property
     def newest(self) -> str:
-        """The newest ``$1`` workflows (only those with a member not ended if ``$2``)."""
+        """The newest ``$1`` workflows (by their first member's ``created_at``, then enqueue
+        order; only those with a member not ended if ``$2``)."""
         return f"""
 SELECT workflow_id FROM {self.t} WHERE workflow_id IS NOT NULL GROUP BY workflow_id
 HAVING NOT $2::bool OR bool_or(status IN {ACTIVE})
-ORDER BY min(created_at) DESC, workflow_id DESC LIMIT $1"""
+ORDER BY min(created_at) DESC, min(seq) DESC LIMIT $1"""
 
     @property
     def summaries(self) -> str:

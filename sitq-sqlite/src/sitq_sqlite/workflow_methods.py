@@ -52,13 +52,13 @@ class WorkflowStatements:
         )
 
     def newest(self, active_only: bool) -> str:
-        """The newest ``?`` workflows: ``(id, created_at)``, only those with a member not
-        ended if ``active_only``."""
+        """The newest ``?`` workflows (by their first member's ``created_at``, then enqueue
+        order): ``(id, created_at)``, only those with a member not ended if ``active_only``."""
         having = f" HAVING sum(status IN {_ACTIVE}) > 0" if active_only else ""
         return (
             f"SELECT workflow_id, min(created_at) AS created FROM {self.t} "
             f"WHERE workflow_id IS NOT NULL GROUP BY workflow_id{having} "
-            "ORDER BY created DESC, workflow_id DESC LIMIT ?"
+            "ORDER BY created DESC, min(rowid) DESC LIMIT ?"
         )
 
     def summaries(self, count: int) -> str:
