@@ -185,8 +185,9 @@ async def store_edges(
         [p for _, _, p in pairs],
         [r.id for r in waiting],
     )
-    if missing:  # stored when the enqueue began, and purged since
-        raise unknown_parent_error(waiting[0].id, missing[0][0])
+    if missing:  # a parent in the batch skipped as a dedupe hit, or purged meanwhile
+        parent = missing[0][0]
+        raise unknown_parent_error(next(c for c, _, p in pairs if p == parent), parent)
     ids = [r.id for r in waiting]
     count, cancel, release = sql.settle_new
     await conn.fetchval(count, ids)
