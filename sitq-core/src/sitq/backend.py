@@ -325,7 +325,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task; False if it is unknown or already final.
+        """Cancel a pending or running task (or waiting, with `Capability.WORKFLOWS`); False
+        if it is unknown or already final.
 
         The task becomes ``cancelled`` with ``finished_at = clock()``, and its dedupe key is
         free again. A pending task never runs. A running task's lease is cleared (token and
@@ -591,16 +592,19 @@ class Backend(ABC):
         raise _no_workflows(self)
 
     async def cancel_workflow(self, workflow_id: str) -> int:
-        """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
-        as `cancel` does), in one transaction; how many members were cancelled (those a
-        cancelled parent cancelled included)."""
+        """Cancel every waiting, pending and running member of ``workflow_id`` as `cancel`
+        does (a running one loses its lease), in one transaction, none with a parent's reason
+        (a later requeue of one member resumes no other); their children outside the
+        workflow follow the usual rule. How many members were cancelled."""
         raise _no_workflows(self)
 
     async def workflows(
         self, *, limit: int = 100, active_only: bool = False
     ) -> list[WorkflowSummary]:
         """The newest ``limit`` workflows (only those with a member not ended yet, if
-        ``active_only``), newest first, with their members' counts."""
+        ``active_only``), newest first (by their first member's ``created_at``, then enqueue
+        order), with their members' counts (`sitq.workflow_state.summarize` computes one
+        from the members)."""
         raise _no_workflows(self)
 
     # -- wake-ups ----------------------------------------------------------------------------
