@@ -142,6 +142,7 @@ WHERE id = ANY($1::text[]) AND status = 'waiting' AND remaining <= 0""",
         return f"""
 UPDATE {self.t} SET status = 'cancelled',
     finished_at = coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8),
+    available_at = coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8),
     lease_token = NULL, lease_expires_at = NULL
 WHERE workflow_id = $2 AND status IN {ACTIVE}
 RETURNING queue"""

@@ -3,8 +3,9 @@
 The joins live in two triggers, so every statement that ends a task (`finish`, `cancel`,
 `recover_expired`, `cancel_workflow`) or requeues one releases or cancels its children in its
 own transaction, whichever connection or process runs it, at no cost for tasks without children
-(the trigger's ``WHEN`` reads ``has_children`` first). A released child keeps its own due
-time; a cascaded one ends when its ancestor did.
+(the trigger's ``WHEN`` reads ``has_children`` first). A statement ending a task sets its
+``available_at`` to the backend's clock, and the trigger dates what it moves by it: released
+children are due then, cascaded ones cancelled then.
 
 * ``<table>_parent_ended``: a task that ended unsuccessfully cancels its waiting children that
   have no ``allow_failure``, and their descendants (one recursive CTE); then the waiting
@@ -97,8 +98,8 @@ def _ended_trigger(t: str) -> str:
 WHEN new.has_children AND new.remaining >= 0 AND old.status IN {ACTIVE}
     AND new.status IN {FINAL}
 BEGIN
-    UPDATE {t} SET status = 'cancelled', finished_at = new.finished_at,
-        remaining = {MARK_DOOMED}
+    UPDATE {t} SET status = 'cancelled', finished_at = new.available_at,
+        available_at = new.available_at, remaining = {MARK_DOOMED}
     WHERE new.status <> 'succeeded' AND id IN ({doomed});
     UPDATE {t} SET error = {failed_parent_error_sql(t, t)} WHERE remaining < 0;
     UPDATE {t} SET remaining = remaining
@@ -109,7 +110,8 @@ BEGIN
         SELECT child_id FROM {e} WHERE parent_id = new.id
         UNION SELECT e.child_id FROM {t} AS p JOIN {e} AS e ON e.parent_id = p.id
         WHERE p.remaining < 0);
-    UPDATE {t} SET status = 'pending' WHERE status = 'waiting' AND remaining <= 0;
+    UPDATE {t} SET status = 'pending', available_at = new.available_at
+    WHERE status = 'waiting' AND remaining <= 0;
     UPDATE {t} SET remaining = 0 WHERE remaining < 0;
 END"""
 

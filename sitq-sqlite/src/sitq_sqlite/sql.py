@@ -137,14 +137,16 @@ class Statements:
 
     def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
-        finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
-        ``(id, has_children)`` of those applied."""
+        finished_at, now; each after its rowid if ``by_rowid``), fenced by lease token;
+        returns ``(id, has_children)`` of those applied. Like every statement ending a task,
+        it sets ``available_at`` to now: when the children it releases are due."""
         t = self.t
         return (
-            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
-            f"AS (VALUES {placeholders(count, 7 + by_rowid)}) "
+            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at, "
+            f"now) AS (VALUES {placeholders(count, 8 + by_rowid)}) "
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
-            "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
+            "traceback = o.traceback, finished_at = o.finished_at, available_at = o.now, "
+            "lease_token = NULL, "
             f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
             "RETURNING id, has_children"
         )
@@ -195,7 +197,7 @@ class Statements:
     def cancel(self) -> str:
         """Cancel task ``?2`` at ``?1`` (now) if waiting, pending or running; its lease goes."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
             f"WHERE id = ?2 AND status IN {ACTIVE}"
         )
@@ -277,7 +279,7 @@ class Statements:
         if search.before is not None:
             where.append(f"rowid < (SELECT rowid FROM {self.t} WHERE id = ?)")
             params.append(search.before)
-        sql = f"SELECT {SELECT} FROM {self.t}"
+        sql = f"SELECT {self.select} FROM {self.t}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         return sql + " ORDER BY rowid DESC LIMIT ?", [*params, search.limit]

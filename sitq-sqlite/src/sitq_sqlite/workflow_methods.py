@@ -46,9 +46,9 @@ class WorkflowStatements:
         return (
             # a waiting task has no error of its own: one its parent's trigger gave it while
             # this statement ran is taken back (the rows are chosen before it runs)
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, error = NULL "
-            "WHERE workflow_id = ?2 AND status = 'waiting'",
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
+            "error = NULL WHERE workflow_id = ?2 AND status = 'waiting'",
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
             "WHERE workflow_id = ?2 AND status IN ('pending', 'running')",
         )
