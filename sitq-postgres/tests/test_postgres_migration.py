@@ -83,6 +83,12 @@ async def versions(prefix: str) -> list[int]:
         await conn.close()
 
 
+async def status_of(backend: PostgresBackend, task_id: str) -> TaskStatus | None:
+    """The stored status of ``task_id`` (None: not stored)."""
+    record = await backend.get_task(task_id)
+    return None if record is None else record.status
+
+
 async def use_migrated(pg_url: str) -> None:
     backend = PostgresBackend.from_url(pg_url)
     try:
@@ -103,6 +109,15 @@ async def use_migrated(pg_url: str) -> None:
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
         await use_flow_control(backend)
+        # version 6: workflows; the old task (ended) counts at once, the new one on its end
+        child = dataclasses.replace(make_record(), parents=("old", new_id), workflow_id="wf")
+        await backend.enqueue(child)
+        assert await status_of(backend, child.id) is TaskStatus.WAITING
+        claimed = await backend.claim_by_id(new_id, worker_id="w", lease_seconds=30)
+        assert claimed is not None and claimed.lease_token is not None
+        assert await backend.complete(new_id, claimed.lease_token, None)
+        assert await status_of(backend, child.id) is TaskStatus.PENDING
+        assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
     finally:
         await backend.close()
 

@@ -15,6 +15,8 @@ import asyncpg
 
 from sitq.errors import ForeignDatabase
 
+from . import joins, workflows
+
 
 def _lock_key(text: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_*`` functions."""
@@ -100,6 +102,7 @@ COLUMNS = (
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
     "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
     "meta", "progress", "progress_message", "progress_at", "limit_keys",
+    *workflows.READ_COLUMNS,
 )  # fmt: skip
 
 
@@ -181,9 +184,8 @@ CREATE TABLE {n.schedule_fires} (
 """
 
 
-#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
-#: its own uniqueness (``unique_for``/``unique_states``: checked under an advisory lock).
-DEDUPE_WHERE = (
+#: The dedupe index of flow control's migration (before workflows added ``waiting`` to it).
+_V5_DEDUPE_WHERE = (
     "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
 )
 
@@ -200,7 +202,7 @@ ALTER TABLE {t}
     ADD COLUMN limit_keys     text[],
     ADD COLUMN unique_checked boolean;
 DROP INDEX IF EXISTS {t}_dedupe;
-CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {DEDUPE_WHERE};
+CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {_V5_DEDUPE_WHERE};
 CREATE INDEX {t}_keyed ON {t} (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX {t}_held ON {t} (seq) WHERE status = 'running' AND limit_keys IS NOT NULL;
 CREATE TABLE {n.limits} (
@@ -225,7 +227,7 @@ INSERT INTO {n.flow_version} (version) VALUES (0);
 
 
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5, joins.migration)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)
