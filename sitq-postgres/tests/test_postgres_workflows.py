@@ -290,6 +290,7 @@ def test_tables_dropped_by_hand_are_created_again(pg_url: str, prefix: str) -> N
         conn = await asyncpg.connect(PG_URL)
         try:
             tables = ["tasks", "schema_version", "schedules", "schedule_fires", "task_edges"]
+            tables += ["limits", "limit_keys", "paused", "flow_version"]
             await conn.execute(f"DROP TABLE {', '.join(prefix + t for t in tables)} CASCADE")
         finally:
             await conn.close()

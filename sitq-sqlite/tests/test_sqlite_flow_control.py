@@ -286,6 +286,8 @@ async def _a_full_claim_of_keyless_tasks_is_one_statement(
         tracing.set()
         assert len(await _claim(backend, 5)) == 5
         tracing.clear()
-        assert len(statements) == 1 and statements[0].startswith("UPDATE"), statements
+        # SQLite's trace reports a statement again for each run of a subprogram inside it
+        # (the correlated subquery reading a record's parents, once per returned row)
+        assert len(set(statements)) == 1 and statements[0].startswith("UPDATE"), statements
     finally:
         await backend.close()

@@ -1,6 +1,6 @@
 """Schema migration: a database made by sitq-sqlite's version 1 schema (frozen below, as it
 shipped) opens with the current backend, its tasks read with no headers and no progress, and
-new tasks store both; its dedupe keys still hold, and flow control (version 4) works on it."""
+new tasks store both; its dedupe keys still hold, and flow control (version 4) and workflows (version 5) work on it."""
 
 from __future__ import annotations
 
@@ -112,7 +112,6 @@ async def use_migrated(path: Path) -> None:
         fire = make_record()  # version 3: the tables of periodic schedules
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
-        await use_flow_control(backend)
         # version 5: workflows; a child of the old task (ended) is pending at once
         child = replace(make_record(), parents=("old", new_id), workflow_id="wf")
         await backend.enqueue(child)
@@ -122,6 +121,7 @@ async def use_migrated(path: Path) -> None:
         assert await backend.complete(new_id, claimed.lease_token, None)
         assert await status_of(backend, child.id) is TaskStatus.PENDING
         assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
+        await use_flow_control(backend)
     finally:
         await backend.close()
 
@@ -143,7 +143,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_database(path)
     asyncio.run(use_migrated(path))
-    assert stored_version(path) == SCHEMA_VERSION == 4
+    assert stored_version(path) == SCHEMA_VERSION == 5
     asyncio.run(SQLiteBackend(path).connect())  # opening again changes nothing
     assert stored_version(path) == SCHEMA_VERSION
 
