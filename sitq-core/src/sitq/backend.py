@@ -395,6 +395,15 @@ class Backend(ABC):
             return None
         return record
 
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """`get_result` of each of ``task_ids``, in order: what a worker reads of a
+        workflow child's parents before running it (`sitq.workflow_state.PASS_RESULTS_HEADER`).
+
+        The default calls `get_result` once per id; a backend on a database server reads
+        them in one query (a chord's callback has as many parents as its group members).
+        """
+        return [await self.get_result(task_id) for task_id in task_ids]
+
     @abstractmethod
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Number of tasks in each status (every status present, zero included)."""
@@ -583,7 +592,8 @@ class Backend(ABC):
 
     async def cancel_workflow(self, workflow_id: str) -> int:
         """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
-        as `cancel` does); how many were cancelled."""
+        as `cancel` does), in one transaction; how many members were cancelled (those a
+        cancelled parent cancelled included)."""
         raise _no_workflows(self)
 
     async def workflows(

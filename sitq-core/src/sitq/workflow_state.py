@@ -19,8 +19,10 @@ requeued parent (`Backend.requeue`) takes its descendants that were cancelled fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .errors import ConfigurationError
 from .task import TaskStatus
 
 #: The header (`TaskRecord.meta`) naming how a child receives its parents' results:
@@ -42,6 +44,35 @@ def cancelled_for_parent(error: str | None) -> bool:
     """True if a cancelled task's ``error`` says a parent's failure cancelled it (`requeue`
     of that parent takes it back)."""
     return error is not None and error.startswith(PARENT_FAILED_PREFIX)
+
+
+#: The statuses in which a parent ended without succeeding.
+FAILED_PARENT_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED})
+
+
+def child_status(
+    parents: Iterable[tuple[str, TaskStatus]], allow_failure: bool
+) -> tuple[TaskStatus, str | None]:
+    """What a child becomes given its parents' ``(id, status)`` now: ``(WAITING, None)``
+    while one has not ended, ``(PENDING, None)`` once all have (or every one succeeded), or
+    ``(CANCELLED, error)`` as soon as one ended without succeeding and the child has no
+    ``allow_failure`` (``error`` names the first such parent, see `parent_failed_error`)."""
+    waiting = False
+    for parent_id, status in parents:
+        if status in FAILED_PARENT_STATUSES and not allow_failure:
+            return TaskStatus.CANCELLED, parent_failed_error(parent_id, status)
+        waiting = waiting or not status.is_final
+    return (TaskStatus.WAITING, None) if waiting else (TaskStatus.PENDING, None)
+
+
+def unknown_parent_error(task_id: str, parent_id: str) -> ConfigurationError:
+    """The error of an enqueue whose record names a parent that is neither stored nor
+    earlier in its batch (nothing of that enqueue is stored)."""
+    return ConfigurationError(
+        f"task {task_id!r} depends on {parent_id!r}, which is not stored (nor earlier in the "
+        "same enqueue): pass the id or handle of a task enqueued before it (nothing in this "
+        "enqueue was stored)"
+    )
 
 
 @dataclass(frozen=True)
@@ -68,9 +99,12 @@ class WorkflowSummary:
 
 
 __all__ = [
+    "FAILED_PARENT_STATUSES",
     "PARENT_FAILED_PREFIX",
     "PASS_RESULTS_HEADER",
     "WorkflowSummary",
     "cancelled_for_parent",
+    "child_status",
     "parent_failed_error",
+    "unknown_parent_error",
 ]

@@ -50,6 +50,7 @@ from .kit import (
     TimeTests,
     TransactionalEnqueueTests,
     WakeupTests,
+    WorkflowTests,
     backend_test,
 )
 from .kit.diagnosis import explain, fresh_backend_hint
@@ -76,6 +77,7 @@ class BackendConformance(
     HeartbeatBackendTests,
     TransactionalEnqueueTests,
     ScheduleTests,
+    WorkflowTests,
 ):
     """The conformance suite; subclass it and implement `make_backend`.
 

@@ -9,14 +9,14 @@ from ...errors import ConfigurationError
 from ...task import TaskStatus
 from ..clock import FakeClock
 from ..records import make_record
-from .support import KitBase, backend_test, claim, enqueue, in_status, status_of
+from .support import RUN_STATUSES, KitBase, backend_test, claim, enqueue, in_status, status_of
 
 
 class PurgeTests(KitBase):
     """Purge: final tasks by default, named statuses, an age cutoff."""
 
     async def _one_of_each(self, b: Backend) -> dict[TaskStatus, str]:
-        return {status: await in_status(b, status) for status in ALL_STATUSES}
+        return {status: await in_status(b, status) for status in RUN_STATUSES}
 
     @backend_test
     async def test_purge_deletes_final_tasks_by_default(self, b: Backend, clock: FakeClock) -> None:

@@ -26,6 +26,10 @@ WAKE_BOUND = 10.0
 #: The lease, in seconds, of the kit's claims.
 LEASE = 30.0
 
+#: The statuses `in_status` brings a task to on every backend (``waiting`` needs parents:
+#: `Capability.WORKFLOWS`, tested in `sitq.conformance.kit.workflows`).
+RUN_STATUSES = tuple(s for s in TaskStatus if s is not TaskStatus.WAITING)
+
 BackendTestBody = Callable[[Any, Backend, FakeClock], Awaitable[None]]
 
 
@@ -131,7 +135,9 @@ def ids_of(records: Iterable[TaskRecord]) -> list[str]:
 
 
 async def in_status(b: Backend, status: TaskStatus, **fields: Any) -> str:
-    """A new task brought to ``status`` through the contract's own operations."""
+    """A new task brought to ``status`` (one of `RUN_STATUSES`) through the contract's own
+    operations."""
+    assert status in RUN_STATUSES, f"in_status cannot make a {status} task"
     (task_id,) = await enqueue(b, **fields)
     if status is TaskStatus.PENDING:
         return task_id
