@@ -50,7 +50,7 @@ def _wrap_sqlite(count: StatementCount) -> Callable[[], None]:
     connect = sqlite3.connect
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)
+        conn: sqlite3.Connection = connect(*args, **kwargs)
         conn.set_trace_callback(count.add)
         return conn
 
