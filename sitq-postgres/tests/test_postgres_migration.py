@@ -5,6 +5,7 @@ no progress, and new tasks store both. Each test works under a throwaway table p
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 from pg_support import PG_URL
@@ -79,6 +80,12 @@ async def versions(prefix: str) -> list[int]:
         await conn.close()
 
 
+async def status_of(backend: PostgresBackend, task_id: str) -> TaskStatus | None:
+    """The stored status of ``task_id`` (None: not stored)."""
+    record = await backend.get_task(task_id)
+    return None if record is None else record.status
+
+
 async def use_migrated(pg_url: str) -> None:
     backend = PostgresBackend.from_url(pg_url)
     try:
@@ -98,6 +105,15 @@ async def use_migrated(pg_url: str) -> None:
         fire = make_record()  # version 4: the tables of periodic schedules
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
+        # version 5: workflows; the old task (ended) counts at once, the new one on its end
+        child = replace(make_record(), parents=("old", new_id), workflow_id="wf")
+        await backend.enqueue(child)
+        assert await status_of(backend, child.id) is TaskStatus.WAITING
+        claimed = await backend.claim_by_id(new_id, worker_id="w", lease_seconds=30)
+        assert claimed is not None and claimed.lease_token is not None
+        assert await backend.complete(new_id, claimed.lease_token, None)
+        assert await status_of(backend, child.id) is TaskStatus.PENDING
+        assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
     finally:
         await backend.close()
 
@@ -105,9 +121,9 @@ async def use_migrated(pg_url: str) -> None:
 def test_version_1_tables_are_migrated(prefix: str, pg_url: str) -> None:
     asyncio.run(make_v1_tables(prefix))
     asyncio.run(use_migrated(pg_url))
-    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4]
+    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5]
     asyncio.run(use_again(pg_url))
-    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4]  # connecting again migrates nothing
+    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4, 5]  # connecting again migrates nothing
 
 
 async def use_again(pg_url: str) -> None:

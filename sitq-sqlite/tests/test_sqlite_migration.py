@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,12 @@ def stored_version(path: Path) -> int:
         conn.close()
 
 
+async def status_of(backend: SQLiteBackend, task_id: str) -> TaskStatus | None:
+    """The stored status of ``task_id`` (None: not stored)."""
+    record = await backend.get_task(task_id)
+    return None if record is None else record.status
+
+
 async def use_migrated(path: Path) -> None:
     backend = SQLiteBackend(path)
     try:
@@ -101,6 +108,15 @@ async def use_migrated(path: Path) -> None:
         fire = make_record()  # version 3: the tables of periodic schedules
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
+        # version 4: workflows; a child of the old task (ended) is pending at once
+        child = replace(make_record(), parents=("old", new_id), workflow_id="wf")
+        await backend.enqueue(child)
+        assert await status_of(backend, child.id) is TaskStatus.WAITING
+        claimed = await backend.claim_by_id(new_id, worker_id="w", lease_seconds=30)
+        assert claimed is not None and claimed.lease_token is not None
+        assert await backend.complete(new_id, claimed.lease_token, None)
+        assert await status_of(backend, child.id) is TaskStatus.PENDING
+        assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
     finally:
         await backend.close()
 
@@ -109,7 +125,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_database(path)
     asyncio.run(use_migrated(path))
-    assert stored_version(path) == SCHEMA_VERSION == 3
+    assert stored_version(path) == SCHEMA_VERSION == 4
     asyncio.run(SQLiteBackend(path).connect())  # opening again changes nothing
     assert stored_version(path) == SCHEMA_VERSION
 

@@ -47,6 +47,7 @@ from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import Names, migrate
 from .sql import Statements
 from .wakeups import Wakeups
+from .workflow_methods import WorkflowMethods
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ def _claimed(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
     return [record_of(row) for row in ordered]
 
 
-class PostgresBackend(Reading, Backend):
+class PostgresBackend(WorkflowMethods, Reading, Backend):
     """Tasks in a PostgreSQL database, shared by workers on any number of machines.
 
     :param dsn: ``postgresql://user:password@host:5432/dbname``; sitq's own options below may
@@ -87,6 +88,7 @@ class PostgresBackend(Reading, Backend):
             Capability.PROGRESS,
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
+            Capability.WORKFLOWS,
         }
     )
 
@@ -217,9 +219,10 @@ class PostgresBackend(Reading, Backend):
         if not records:
             return []
         args = self._enqueue_args(records)
+        now = self._now()
 
         async def op(conn: asyncpg.Connection, attempt: int) -> tuple[list[str], bool]:
-            return await insert(conn, self._sql, records, args, retried=attempt > 0)
+            return await insert(conn, self._sql, records, args, retried=attempt > 0, now=now)
 
         ids, stored_any = await self._run(op)
         if stored_any:
@@ -244,7 +247,9 @@ class PostgresBackend(Reading, Backend):
             return []
         await self.connect()
         args = self._enqueue_args(records)
-        ids, _stored = await insert(connection, self._sql, records, args, retried=False)
+        ids, _stored = await insert(
+            connection, self._sql, records, args, retried=False, now=self._now()
+        )
         return ids
 
     def _enqueue_args(self, records: Sequence[TaskRecord]) -> list[Any]:
@@ -446,7 +451,7 @@ class PostgresBackend(Reading, Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task (a running one loses its lease)."""
+        """Cancel a waiting, pending or running task (a running one loses its lease)."""
         args = [self._now(), task_id]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> bool:

@@ -15,6 +15,8 @@ from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .sql import Statements
+from .workflows import enqueue_args as workflow_args
+from .workflows import store_edges, stored_parents, unknown_parent_error
 
 #: Where a unique violation on the primary key names the taken id.
 _TAKEN_ID = re.compile(r"Key \(id\)=\((?P<id>.*)\) already exists")
@@ -37,6 +39,7 @@ def enqueue_args(records: Sequence[TaskRecord], clock_reading: float | None) -> 
         [r.dedupe_key for r in records],
         [r.created_at for r in records],
         [encode_meta(r.meta) for r in records],
+        *workflow_args(records),
     ]
 
 
@@ -47,20 +50,56 @@ async def insert(
     args: list[Any],
     *,
     retried: bool,
+    now: float | None = None,
 ) -> tuple[list[str], bool]:
-    """Insert ``records``; return their ids (dedupe resolved) and whether any was stored."""
+    """Insert ``records``; return their ids (dedupe resolved) and whether any was stored.
+
+    Records with parents are stored in one transaction with their edges: the stored parents
+    locked first (so a parent ending meanwhile is seen ended, or sees its new children), an
+    unknown one refused (`ConfigurationError`, nothing stored), then each child counted, at
+    ``now`` (None: the database clock) cancelled or released as its parents' outcomes decide.
+    """
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
+    if not any(r.parents for r in records):
+        ids, rows = await _insert(conn, sql, records, args, retried=retried, savepoint=False)
+        return ids, bool(rows)
+    async with conn.transaction():
+        parents = stored_parents(records)
+        found = {row[0] for row in await conn.fetch(sql.workflow.lock_parents, parents)}
+        if len(found) < len(parents):
+            raise unknown_parent_error(set(parents) - found)
+        ids, rows = await _insert(conn, sql, records, args, retried=retried, savepoint=True)
+        await store_edges(conn, sql.workflow, records, {row[0] for row in rows}, now)
+    return ids, bool(rows)
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    sql: Statements,
+    records: Sequence[TaskRecord],
+    args: list[Any],
+    *,
+    retried: bool,
+    savepoint: bool,
+) -> tuple[list[str], list[Any]]:
+    """`insert` of ``records``: their ids, and the rows the insert returned (those it
+    stored now). With ``savepoint``, inside `insert`'s transaction, a taken id leaves that
+    transaction usable for the lookups that follow."""
     try:
-        rows = await conn.fetch(sql.enqueue, *args)
+        if savepoint:
+            async with conn.transaction():
+                rows = await conn.fetch(sql.enqueue, *args)
+        else:
+            rows = await conn.fetch(sql.enqueue, *args)
     except asyncpg.UniqueViolationError as exc:
         if not (retried and await _committed_before(conn, sql, records)):
             raise _taken(exc) from None
         rows = []  # our lost first attempt stored the batch
     inserted = {row[0] for row in rows}
     if len(inserted) == len(records):
-        return [r.id for r in records], True
+        return [r.id for r in records], rows
     stored = {row[0] for row in await conn.fetch(sql.stored_ids, [r.id for r in records])}
     inserted |= stored
     keys = sorted({r.dedupe_key for r in records if r.id not in inserted and r.dedupe_key})
@@ -76,7 +115,7 @@ async def insert(
                 f"task {r.id} was not stored: dedupe key {r.dedupe_key!r} was taken, and the "
                 "task holding it has since been purged; enqueue it again"
             )
-    return ids, bool(rows)
+    return ids, rows
 
 
 async def _committed_before(

@@ -12,15 +12,20 @@ from sitq.backend import TaskRecord, record_from_row
 from sitq.rules import check_list_args, fold_counts, fold_queue_counts, status_texts
 
 from .database import Operation
+from .schema import COLUMNS
 from .sql import Statements
 from .wakeups import Wakeups
+from .workflows import READ_COLUMNS, read_fields
+
+#: Where the workflow columns start in a row selected as `sql.SELECT`.
+_WORKFLOW_AT = 1 + len(COLUMNS) - len(READ_COLUMNS)
 
 T = TypeVar("T")
 
 
 def record_of(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
-    return record_from_row(row[1:])
+    return read_fields(record_from_row(row[1:]), row[_WORKFLOW_AT:])
 
 
 class Reading:

@@ -15,6 +15,8 @@ import asyncpg
 
 from sitq.errors import ForeignDatabase
 
+from . import workflows
+
 
 def _lock_key(text: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_*`` functions."""
@@ -74,7 +76,7 @@ COLUMNS = (
     "id", "function", "payload", "serializer", "queue", "priority", "available_at",
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
     "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
-    "meta", "progress", "progress_message", "progress_at",
+    "meta", "progress", "progress_message", "progress_at", *workflows.READ_COLUMNS,
 )  # fmt: skip
 
 
@@ -157,7 +159,7 @@ CREATE TABLE {n.schedule_fires} (
 
 
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, workflows.migration)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

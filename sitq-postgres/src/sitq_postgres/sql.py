@@ -19,6 +19,7 @@ from functools import cached_property
 from sitq.rules import attempts_spent_sql
 
 from .schema import COLUMNS, Names
+from .workflows import WorkflowStatements
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)
@@ -42,6 +43,7 @@ class Statements:
         self.names = names
         self.t = names.tasks
         self._claims: dict[tuple[bool, bool], str] = {}
+        self.workflow = WorkflowStatements(names, SELECT)
 
     def _notify(self, source: str, where: str, channel: str) -> str:
         """A scalar subquery sending one notification per distinct queue in ``source``."""
@@ -63,16 +65,22 @@ class Statements:
 WITH ins AS (
     INSERT INTO {self.t} (id, function, payload, serializer, queue, priority, available_at,
                           max_retries, timeout, dedupe_key, status, attempts, created_at,
-                          meta)
+                          meta, workflow_id, parents, allow_failure, remaining, has_children)
     SELECT r.id, r.function, r.payload, r.serializer, r.queue, r.priority,
            CASE WHEN r.available_at <= $1::float8 THEN least(r.available_at, {_DB_NOW})
                 ELSE r.available_at END,
-           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at, r.meta::jsonb
+           r.max_retries, r.timeout, r.dedupe_key, r.status, 0, r.created_at, r.meta::jsonb,
+           r.workflow_id,
+           CASE WHEN r.parents IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(r.parents::jsonb)) END,
+           r.allow_failure, r.remaining, r.has_children
     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
                 $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[],
-                $13::text[])
+                $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::int[],
+                $19::bool[])
          AS r(id, function, payload, serializer, queue, priority, available_at, max_retries,
-              timeout, dedupe_key, created_at, meta)
+              timeout, dedupe_key, created_at, meta, status, workflow_id, parents,
+              allow_failure, remaining, has_children)
     ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE} DO NOTHING
     RETURNING id, queue
 )
@@ -231,14 +239,14 @@ FROM gone"""
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``$2`` if pending or running; a running task loses its lease, so its
-        worker can store nothing and finds out at its next heartbeat."""
+        """Cancel task ``$2`` if waiting, pending or running; a running task loses its lease,
+        so its worker can store nothing and finds out at its next heartbeat."""
         return f"""
 WITH c AS MATERIALIZED {NOW},
 x AS (
     UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now,
         lease_token = NULL, lease_expires_at = NULL
-    FROM c WHERE k.id = $2 AND k.status IN {ACTIVE}
+    FROM c WHERE k.id = $2 AND k.status IN ('waiting', 'pending', 'running')
     RETURNING k.id, k.queue
 )
 SELECT id, {self._notify("x", "true", self.names.finished_channel)} FROM x"""

@@ -59,9 +59,11 @@ from .inserts import (
 from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
-from .schema import SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
-from .sql import Statements
+from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
+from .sql import SELECT, Statements
 from .wakeups import FINISHED, WORK, Wakeups
+from .workflow_methods import WorkflowMethods, WorkflowStatements
+from .workflows import READ_COLUMNS, read_fields, unknown_parent, unknown_parent_error
 
 _FINISH_CHUNK = 1000
 #: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
@@ -71,12 +73,16 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
+#: Where the workflow columns start in a row selected as `sql.SELECT`.
+_WORKFLOW_AT = len(COLUMNS) - len(READ_COLUMNS)
+
+
 def _record(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from a row selected as `sql.SELECT`."""
-    return record_from_row(row)
+    return read_fields(record_from_row(row), row[_WORKFLOW_AT:])
 
 
-class SQLiteBackend(Backend):
+class SQLiteBackend(WorkflowMethods, Backend):
     """Tasks in one SQLite file (or in memory, for one process).
 
     :param path: the database file (created 0600 if missing), or ``":memory:"``.
@@ -111,6 +117,7 @@ class SQLiteBackend(Backend):
         self.synchronous = synchronous.upper()
         self._sql = Statements(table)
         self._schedule_sql = ScheduleStatements(table)
+        self._workflow_sql = WorkflowStatements(table, SELECT)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
             frozenset(
@@ -119,6 +126,7 @@ class SQLiteBackend(Backend):
                     Capability.PROGRESS,
                     Capability.PRUNE,
                     Capability.SCHEDULES,
+                    Capability.WORKFLOWS,
                 }
             )
             if self.in_memory
@@ -131,6 +139,7 @@ class SQLiteBackend(Backend):
                     Capability.HEARTBEAT_BACKEND,
                     Capability.CROSS_PROCESS_WAKEUPS,
                     Capability.BLOCKING_ENQUEUE,
+                    Capability.WORKFLOWS,
                 }
             )
         )
@@ -269,6 +278,10 @@ class SQLiteBackend(Backend):
         async with self._mutex:
             return list(await retry_locked(db.execute_fetchall, sql, params))
 
+    def _read(self, row: Sequence[Any]) -> TaskRecord:
+        """A `TaskRecord` from a row selected as `sql.SELECT`."""
+        return _record(row)
+
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         db = await self._db()
         async with self._mutex:
@@ -288,9 +301,10 @@ class SQLiteBackend(Backend):
         inserted: set[str] | None = None
         try:
             async with self._mutex:
-                inserted = await insert(db, self._sql, records)
-        except sqlite3.IntegrityError:  # nothing of the batch was stored
-            pass
+                inserted = await insert(db, self._sql, records, self.clock())
+        except sqlite3.IntegrityError as exc:  # nothing of the batch was stored
+            if unknown_parent(exc):
+                raise unknown_parent_error(records) from None
         ids = await answer(enqueued_ids(self._sql, records, inserted), self._fetchall)
         if inserted:
             self.notify_enqueued()
@@ -315,9 +329,10 @@ class SQLiteBackend(Backend):
     def _enqueue_on(self, conn: sqlite3.Connection, records: Sequence[TaskRecord]) -> list[str]:
         inserted: set[str] | None = None
         try:
-            inserted = insert_blocking(conn, self._sql, records)
-        except sqlite3.IntegrityError:  # nothing of the batch was stored
-            pass
+            inserted = insert_blocking(conn, self._sql, records, self.clock())
+        except sqlite3.IntegrityError as exc:  # nothing of the batch was stored
+            if unknown_parent(exc):
+                raise unknown_parent_error(records) from None
 
         def fetchall(sql: str, params: Sequence[Any]) -> list[Any]:
             return retry_locked_blocking(lambda: conn.execute(sql, params).fetchall())
@@ -450,11 +465,12 @@ class SQLiteBackend(Backend):
             available_at = now if o.available_at is None else o.available_at
             return (available_at, o.error, o.traceback, 0 if o.count_attempt else 1)
 
-        applied = await self._apply(self._sql.finish_final, done, final)
-        applied |= await self._apply(self._sql.finish_pending, again, pending)
+        parents: set[str] = set()
+        applied = await self._apply(self._sql.finish_final, done, final, parents)
+        applied |= await self._apply(self._sql.finish_pending, again, pending, parents)
         if done:
             self.notify_finished()
-        if again:
+        if again or parents:  # a parent that ended may have released children
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
 
@@ -463,10 +479,12 @@ class SQLiteBackend(Backend):
         statement: Callable[[int, bool], str],
         outcomes: Sequence[Outcome],
         values: Callable[[Outcome], tuple[Any, ...]],
+        parents: set[str],
     ) -> set[str]:
         """Run ``statement`` over ``outcomes`` in chunks (each row: [rowid,] id, lease token,
-        then ``values``); the ids applied. Tasks this backend claimed are found by rowid; the
-        others, and any a rowid missed, by id."""
+        then ``values``); the ids applied (those with children also added to ``parents``).
+        Tasks this backend claimed are found by rowid; the others, and any a rowid missed, by
+        id."""
         rowids = self._claimed_rowids
         known = [(o, rowids.pop(o.task_id, None)) for o in outcomes]
         by_rowid = [(o, rowid) for o, rowid in known if rowid is not None]
@@ -479,12 +497,14 @@ class SQLiteBackend(Backend):
             ]
             rows = await self._fetchall(statement(len(chunk), True), params)
             applied.update(row[0] for row in rows)
+            parents.update(row[0] for row in rows if row[1])
         by_id.extend(o for o, _ in by_rowid if o.task_id not in applied)  # lost, or vacuumed
         for i in range(0, len(by_id), _FINISH_CHUNK):
             rest = by_id[i : i + _FINISH_CHUNK]
             params = [v for o in rest for v in (o.task_id, o.lease_token, *values(o))]
             rows = await self._fetchall(statement(len(rest), False), params)
             applied.update(row[0] for row in rows)
+            parents.update(row[0] for row in rows if row[1])
         return applied
 
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
@@ -494,7 +514,7 @@ class SQLiteBackend(Backend):
             self._sql.recover_expired, (max_attempts, LOST_WORKER_ERROR, now)
         )
         recovered = [row[0] for row in rows if row[1] == "pending"]
-        if recovered:
+        if recovered or any(row[2] for row in rows):  # a dead parent may release children
             self.notify_enqueued()
         if len(recovered) != len(rows):
             self.notify_finished()
@@ -503,10 +523,11 @@ class SQLiteBackend(Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task (a running one loses its lease)."""
+        """Cancel a waiting, pending or running task (a running one loses its lease)."""
         count = await self._execute(self._sql.cancel, (self.clock(), task_id))
         if count:
             self.notify_finished()
+            self.notify_enqueued()  # children with allow_failure may be released
         return count > 0
 
     async def requeue(self, task_id: str) -> bool:

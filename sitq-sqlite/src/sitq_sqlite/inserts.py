@@ -23,10 +23,11 @@ from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
 
 from .database import retry_locked, retry_locked_blocking, settled
 from .sql import Statements
+from .workflows import insert_values, settle_new
 
 T = TypeVar("T")
 
-_ENQUEUE_CHUNK = 2000  # rows per INSERT (14 parameters each; SQLite allows 32766)
+_ENQUEUE_CHUNK = 1500  # rows per INSERT (18 parameters each; SQLite allows 32766)
 _ID_CHUNK = 500
 
 #: One query and its parameters.
@@ -39,28 +40,36 @@ FetchAll = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
 FetchAllBlocking = Callable[[str, Sequence[Any]], list[Any]]
 
 
-def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
-    """The INSERT statements storing ``records``, one per chunk, with their parameters; more
+def insert_plan(sql: Statements, records: Sequence[TaskRecord], now: float) -> list[Query]:
+    """The statements storing ``records`` at ``now``, with their parameters: one INSERT per
+    chunk, then the edges and counts of those with parents (`workflows.settle_new`); more
     than one must run in one transaction."""
-    rows = [
-        (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
-         r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
-         encode_meta(r.meta))
-        for r in records
-    ]  # fmt: skip
+    rows = [_row(r) for r in records]
+    settle = settle_new(sql.t, records, now)
     if len(rows) == 1:
-        return [(sql.enqueue_one, rows[0])]
+        return [(sql.enqueue_one, rows[0]), *settle]
     chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
-    return [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
+    inserts = [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
+    return [*inserts, *settle]
+
+
+def _row(r: TaskRecord) -> tuple[Any, ...]:
+    """The `schema.INSERT_COLUMNS` values of ``r``."""
+    status, *workflow = insert_values(r)
+    return (
+        r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
+        r.max_retries, r.timeout, r.dedupe_key, status, 0, r.created_at, encode_meta(r.meta),
+        *workflow,
+    )  # fmt: skip
 
 
 async def insert(
-    db: aiosqlite.Connection, sql: Statements, records: Sequence[TaskRecord]
+    db: aiosqlite.Connection, sql: Statements, records: Sequence[TaskRecord], now: float
 ) -> set[str]:
     """Insert ``records`` (all of them or none: one transaction over several chunks) and
     return the ids stored; records skipped as dedupe hits are missing from it. The caller
     holds the connection's mutex; `sqlite3.IntegrityError` means an id is taken."""
-    plan = insert_plan(sql, records)
+    plan = insert_plan(sql, records, now)
     inserted: set[str] = set()
     if len(plan) > 1:
         await retry_locked(db.execute, "BEGIN IMMEDIATE")
@@ -78,10 +87,10 @@ async def insert(
 
 
 def insert_blocking(
-    conn: sqlite3.Connection, sql: Statements, records: Sequence[TaskRecord]
+    conn: sqlite3.Connection, sql: Statements, records: Sequence[TaskRecord], now: float
 ) -> set[str]:
     """`insert` on a `sqlite3` connection in autocommit mode, in the calling thread."""
-    plan = insert_plan(sql, records)
+    plan = insert_plan(sql, records, now)
     inserted: set[str] = set()
     if len(plan) > 1:
         retry_locked_blocking(conn.execute, "BEGIN IMMEDIATE")

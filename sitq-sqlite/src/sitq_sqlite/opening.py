@@ -18,6 +18,7 @@ from .schema import (
     space_pragmas,
     version_query,
 )
+from .workflows import ddl as workflow_statements
 
 
 def connection_pragmas(*, in_memory: bool, synchronous: str, busy_timeout: float) -> list[str]:
@@ -46,10 +47,16 @@ async def open_connection(
         await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{ddl(table)}COMMIT;")
         await retry_locked(conn.execute, prune_ddl(table))
         await _migrate(conn, table)
+        await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{workflow_ddl(table)}COMMIT;")
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+def workflow_ddl(table: str) -> str:
+    """The workflow tables, indexes and triggers of ``table`` as one script (idempotent)."""
+    return "".join(f"{statement};\n" for statement in workflow_statements(table))
 
 
 async def _stored_version(conn: aiosqlite.Connection, table: str) -> int:

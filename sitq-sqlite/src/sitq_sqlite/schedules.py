@@ -155,7 +155,8 @@ async def _store_fire(
     if await settled(db.execute_fetchall(statements.fire_exists, (schedule, fire_time))):
         return None
     task_id = record.id
-    if not await insert(db, sql, [record]):  # a dedupe hit: the fire is the key's holder's
+    # a dedupe hit: the fire is the key's holder's
+    if not await insert(db, sql, [record], record.created_at):
         found = list(
             await settled(db.execute_fetchall(sql.active_dedupe_owner, (record.dedupe_key,)))
         )

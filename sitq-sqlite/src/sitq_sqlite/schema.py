@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import workflows
+
 #: The schema version this code creates and needs (stored in ``<table>_meta``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Columns of the tasks table, in the order `TaskRecord` rows are read.
 COLUMNS = (
@@ -35,10 +37,18 @@ COLUMNS = (
     "progress",
     "progress_message",
     "progress_at",
+    *workflows.READ_COLUMNS,
 )
 
 #: Columns written by an enqueue.
-INSERT_COLUMNS = (*COLUMNS[:10], "status", "attempts", "created_at", "meta")
+INSERT_COLUMNS = (
+    *COLUMNS[:10],
+    "status",
+    "attempts",
+    "created_at",
+    "meta",
+    *workflows.INSERT_COLUMNS,
+)
 
 
 def ddl(table: str) -> str:
@@ -69,7 +79,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     meta             TEXT NOT NULL DEFAULT '{{}}',
     progress         REAL,
     progress_message TEXT,
-    progress_at      REAL
+    progress_at      REAL{workflows.column_ddl()}
 );
 CREATE INDEX IF NOT EXISTS {table}_pending
     ON {table} (priority DESC, available_at) WHERE status = 'pending';
@@ -122,7 +132,7 @@ def _v3(table: str) -> list[str]:
 
 #: ``MIGRATIONS[v]`` brings a table from version ``v`` to ``v + 1``. Add, never edit: a new
 #: column goes both into `ddl` (new databases) and into a new migration (existing ones).
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3}
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3, 3: workflows.migration}
 
 
 def version_query(table: str) -> str:

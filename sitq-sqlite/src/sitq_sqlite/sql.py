@@ -129,7 +129,7 @@ class Statements:
     def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
         finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
-        the ids applied."""
+        ``(id, has_children)`` of those applied."""
         t = self.t
         return (
             f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
@@ -137,13 +137,14 @@ class Statements:
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
             "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
             f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
-            "RETURNING id"
+            "RETURNING id, has_children"
         )
 
     def finish_pending(self, count: int, by_rowid: bool = False) -> str:
         """Put back ``count`` tasks (id, token, available_at, error, traceback, uncount; each
         after its rowid if ``by_rowid``), fenced by lease token; ``uncount`` 1 gives the
-        attempt back and keeps the last error. Returns the ids applied."""
+        attempt back and keeps the last error. Returns ``(id, has_children)`` of those
+        applied."""
         t = self.t
         return (
             f"WITH o({_outcome_key(by_rowid)}, available_at, error, traceback, uncount) AS "
@@ -153,7 +154,7 @@ class Statements:
             f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
             f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
             f"lease_token = NULL, lease_expires_at = NULL FROM o "
-            f"WHERE {self._held_by_outcome(by_rowid)} RETURNING id"
+            f"WHERE {self._held_by_outcome(by_rowid)} RETURNING id, has_children"
         )
 
     def _held_by_outcome(self, by_rowid: bool) -> str:
@@ -168,7 +169,7 @@ class Statements:
     @cached_property
     def recover_expired(self) -> str:
         """Requeue running tasks whose lease lapsed before now, or kill those past the attempt
-        limit. Parameters: max_attempts, error, now; returns ``(id, status)``."""
+        limit. Parameters: max_attempts, error, now; returns ``(id, status, has_children)``."""
         spent = attempts_spent_sql("?1")
         return (
             f"UPDATE {self.t} SET "
@@ -176,18 +177,19 @@ class Statements:
             f"error = CASE WHEN {spent} THEN ?2 ELSE error END, "
             f"finished_at = CASE WHEN {spent} THEN ?3 ELSE finished_at END, "
             "available_at = ?3, lease_token = NULL, lease_expires_at = NULL "
-            "WHERE status = 'running' AND lease_expires_at < ?3 RETURNING id, status"
+            "WHERE status = 'running' AND lease_expires_at < ?3 RETURNING id, status, has_children"
         )
 
     # -- control -----------------------------------------------------------------------------
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``id`` (second parameter) at ``now`` if active; its lease goes."""
+        """Cancel task ``id`` (second parameter) at ``now`` if waiting, pending or running; its
+        lease goes."""
         return (
             f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?, "
             "lease_token = NULL, lease_expires_at = NULL "
-            f"WHERE id = ? AND status IN {ACTIVE}"
+            "WHERE id = ? AND status IN ('waiting', 'pending', 'running')"
         )
 
     @cached_property
