@@ -43,7 +43,7 @@ from subprocess_env import clean_environment
 from sitq import Task, TaskQueue, TaskStatus
 from sitq.records import TaskRecord
 from sitq.task import new_task_id
-from sitq.workflow_state import PASS_RESULTS_HEADER, cancelled_for_parent
+from sitq.workflow_state import PASS_RESULTS_HEADER, parent_failed_error
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_postgres]
 
@@ -368,7 +368,15 @@ def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], outcome: Outco
 
     for node, record in zip(dag, records, strict=True):
         if record.status is TaskStatus.CANCELLED:
-            assert cancelled_for_parent(record.error), f"member {node.number}: {record.error}"
+            blamed = {
+                parent_failed_error(records[p].id, records[p].status)
+                for p in node.parents
+                if records[p].status is not TaskStatus.SUCCEEDED
+            }
+            assert record.error in blamed, (
+                f"member {node.number} cancelled with {record.error!r}, not for a parent of "
+                f"its own that did not succeed"
+            )
             assert not [e for e in starts if e.task_id == record.id], (
                 f"cancelled member {node.number} started"
             )
