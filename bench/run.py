@@ -282,9 +282,14 @@ def workflow_scenarios() -> list[Scenario]:
             Scenario(f"{key}.plain", "workflows", f"{kind}: run {wf.CHORD_MEMBERS + 1:,} "
                      "no-ops, no workflow", p(wf.plain_run, kind=kind), needs=needs),
             Scenario(f"{key}.join", "workflows", f"{kind}: run the chord until the "
-                     "callback's result", p(wf.chord_join, kind=kind), (f"{key}.plain",),
-                     needs=needs),
+                     "callback's result", p(wf.chord_join, kind=kind),
+                     (f"{key}.plain", "workflows.celery"), needs=needs),
         ]  # fmt: skip
+    label = (
+        f"Celery on Redis: a chord of {wf.CELERY_CHORD_MEMBERS:,}, worker process, until the "
+        "callback's result"
+    )
+    rows.append(Scenario("workflows.celery", "workflows", label, wf.celery_chord, needs="redis"))
     return rows
 
 

@@ -12,12 +12,16 @@ statements are counted too.
 * ``join``: the chord stored first, then a `Worker` until the callback's result is read:
   tasks/s (10,001 tasks) and statements;
 * ``plain``: 10,001 no-ops stored first with ``enqueue_many``, then the same worker until all
-  ran: the floor the chord's run is compared with.
+  ran: the floor the chord's run is compared with;
+* ``celery``: Celery's chord on Redis (`celery_chord_app`), its worker in another process,
+  from sending the chord to reading the callback's result (a smaller chord, see
+  `CELERY_CHORD_MEMBERS`; its statements are not counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +35,9 @@ from sitq import Blueprint, TaskQueue, Worker
 
 #: Members of the chord (the issue's big fan-out).
 CHORD_MEMBERS = 10_000
+#: Members of Celery's chord: fewer, as it runs at about 1 % of sitq's rate here (a chord of
+#: 10,000 would take minutes a round); compare tasks/s.
+CELERY_CHORD_MEMBERS = 2_000
 #: Items per ``enqueue_many`` of the plain subject.
 BATCH = 1000
 
@@ -142,3 +149,29 @@ async def _fill(queue: TaskQueue, n: int) -> None:
     for start in range(0, n, BATCH):
         batch = min(BATCH, n - start)
         await queue.enqueue_many([sitq.Task(member.name) for _ in range(batch)])
+
+
+def celery_chord(folder: str, n: int = CELERY_CHORD_MEMBERS) -> Sample:
+    """Celery's chord of ``n`` no-op members and a callback, on Redis, with a worker process
+    (prefork, one child) started first: the time from sending the chord to reading the
+    callback's result (Celery's worker runs as members arrive, so enqueue and run overlap)."""
+    import baseline_redis
+    from celery import chord as celery_chord_of
+    from celery_app import QUEUE
+    from celery_chord_app import chord_join, chord_member
+    from procs import start_process
+
+    worker = ["celery_chord_app" if c == "celery_app" else c for c in baseline_redis.CELERY_WORKER]
+    command = [sys.executable, *worker, "--queues", QUEUE]
+    try:
+        with start_process(command):
+            chord_member.delay().get(timeout=60)  # the worker is up
+            clock = Clock()
+            result = celery_chord_of(chord_member.s() for _ in range(n))(chord_join.s())
+            received = result.get(timeout=600)
+            sample = clock.sample(n + 1)
+        if received != n:
+            raise AssertionError(f"Celery's callback received {received} results, not {n}")
+        return sample
+    finally:
+        baseline_redis.delete_keys()
