@@ -2,8 +2,9 @@
 
 `counting` wraps the drivers' connection factories while it is active: every SQLite
 connection opened then gets a trace callback (one count per statement SQLite executes; each
-row of an ``executemany`` is one), every asyncpg connection a query logger (one count per
-statement sent: an ``executemany`` batch, a ``BEGIN`` and a ``COMMIT`` are one each). Open
+row of an ``executemany`` is one, a trigger's program is not), every asyncpg connection a
+query logger (one count per statement sent: an ``executemany`` batch, a ``BEGIN`` and a
+``COMMIT`` are one each). Open
 the queue inside the block, and read `StatementCount.n` at the points you measure between.
 Work done in other processes (a worker process) is not counted.
 """
@@ -51,7 +52,7 @@ def _wrap_sqlite(count: StatementCount) -> Callable[[], None]:
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         conn: sqlite3.Connection = connect(*args, **kwargs)
-        conn.set_trace_callback(count.add)
+        conn.set_trace_callback(_new_statements(count))
         return conn
 
     sqlite3.connect = traced  # type: ignore[assignment]
@@ -60,6 +61,20 @@ def _wrap_sqlite(count: StatementCount) -> Callable[[], None]:
         sqlite3.connect = connect
 
     return restore
+
+
+def _new_statements(count: StatementCount) -> Callable[[str], None]:
+    """A trace callback for one connection. SQLite also calls it when a trigger's program
+    starts, with the text of the statement that fired it again: a text equal to the one just
+    before is not counted (an ``executemany`` row differs, its parameters being expanded)."""
+    last: list[str] = [""]
+
+    def trace(text: str) -> None:
+        if text != last[0]:
+            last[0] = text
+            count.add()
+
+    return trace
 
 
 def _wrap_asyncpg(count: StatementCount) -> Callable[[], None]:
