@@ -28,7 +28,11 @@ async def drop_tables(prefixes: list[str]) -> None:
         for prefix in prefixes:
             await conn.execute(
                 f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version, "
-                f"{prefix}schedules, {prefix}schedule_fires"
+                f"{prefix}schedules, {prefix}schedule_fires, {prefix}task_edges"
+            )
+            await conn.execute(
+                f"DROP FUNCTION IF EXISTS {prefix}tasks_parent_ended(), "
+                f"{prefix}tasks_parent_requeued()"
             )
     finally:
         await conn.close()

@@ -8,10 +8,10 @@ import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from . import task as models
-from .backend import Backend, TaskRecord
+from .backend import Backend, Capability, TaskRecord
 from .blueprints import Blueprint, DeclaresTasks
 from .coalesce import Coalescer
 from .envelope import DEFAULT_MAX_PAYLOAD_BYTES, Envelope
@@ -42,6 +42,8 @@ from .task import (
     new_task_id,
     to_timestamp,
 )
+from .workflow_state import WorkflowSummary
+from .workflows import CANVAS_TYPES, AsyncWorkflow, Canvas, Plan, plan
 
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
@@ -188,9 +190,15 @@ class TaskQueue(DeclaresTasks[Blueprint]):
 
     # -- enqueue -----------------------------------------------------------------------------
 
+    @overload
+    async def enqueue(self, function: Canvas, /) -> AsyncWorkflow: ...
+    @overload
+    async def enqueue(
+        self, function: Callable[..., Any] | Task | str, /, *args: Any, **kwargs: Any
+    ) -> str: ...
     async def enqueue(
         self,
-        function: Callable[..., Any] | Task | str,
+        function: Callable[..., Any] | Task | str | Canvas,
         /,
         *args: Any,
         eta: datetime | timedelta | float | None = None,
@@ -201,7 +209,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         dedupe_key: str | None = None,
         connection: Any = None,
         **kwargs: Any,
-    ) -> str:
+    ) -> str | AsyncWorkflow:
         """Store a call to run later; return its task id.
 
         ``enqueue(func, *args, **kwargs)`` or ``enqueue(Task(...))``. Options: ``eta`` (aware
@@ -210,7 +218,14 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         for backends that support it: the task is stored in its open transaction, and vanishes
         if that rolls back; see `Backend.enqueue_in`). To pass a keyword argument with one of
         those names to the function itself, build a `Task`.
+
+        ``enqueue(workflow)`` (a `sitq.chain`, `sitq.group`, `sitq.chord` or ``task.s()``)
+        stores its tasks in one batch and returns an `AsyncWorkflow`.
         """
+        if isinstance(function, CANVAS_TYPES):
+            options = (eta, priority, queue, max_retries, timeout, dedupe_key)
+            extra = bool(args or kwargs) or options != (None, 0, DEFAULT_QUEUE, None, None, None)
+            return await self._enqueue_workflow(function, extra, connection)
         task = self._task_of(
             function,
             args,
@@ -230,6 +245,35 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             (task_id,) = await self.backend.enqueue_in(connection, [record])
         await self._announce(self._enqueued([task], [task_id]))
         return task_id
+
+    async def _enqueue_workflow(
+        self, canvas: Canvas, extra: bool, connection: Any
+    ) -> AsyncWorkflow:
+        """Store a workflow's tasks in one `Backend.enqueue_many`."""
+        found = self.workflow_plan(canvas, extra)
+        await self.connect()
+        records = [self._task_record(t, self.backend.clock()) for t in found.tasks]
+        if connection is None:
+            ids = await self.backend.enqueue_many(records)
+        else:
+            ids = await self.backend.enqueue_in(connection, records)
+        await self._announce(self._enqueued(found.tasks, ids))
+        return AsyncWorkflow(self, found)
+
+    def workflow_plan(self, canvas: Canvas, extra: bool = False) -> Plan:
+        """The tasks of ``canvas`` (`sitq.workflows.plan`); ``extra``: the enqueue had
+        arguments or options, refused (they go on each signature)."""
+        if extra:
+            raise ConfigurationError(
+                "enqueue(workflow) takes no other arguments: give each member its options "
+                "with task.options(...).s(...) or task.s(...).options(...)"
+            )
+        if not self.backend.supports(Capability.WORKFLOWS):
+            raise ConfigurationError(
+                f"{type(self.backend).__name__} cannot run workflows; use a backend that "
+                "declares Capability.WORKFLOWS (sqlite, postgresql, memory)"
+            )
+        return plan(canvas)
 
     def _task_of(
         self,
@@ -353,6 +397,9 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             timeout=task.timeout,
             dedupe_key=task.dedupe_key,
             meta=check_meta(task.meta),
+            parents=tuple(task.parents),
+            allow_failure=task.allow_failure,
+            workflow_id=task.workflow_id,
         )
 
     def _record(
@@ -506,6 +553,25 @@ class TaskQueue(DeclaresTasks[Blueprint]):
                 wait = min(wait, remaining)
             await self.backend.wait_for_finish(wait)
             poll = min(poll * 2, _POLL_MAX)
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    async def workflow_tasks(self, workflow_id: str) -> list[Task]:
+        """The members of a workflow as stored now (decoded), parents first."""
+        await self.connect()
+        return [self.task_from_record(r) for r in await self.backend.workflow_tasks(workflow_id)]
+
+    async def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every member of a workflow not ended yet (running ones too); how many."""
+        await self.connect()
+        return await self.backend.cancel_workflow(workflow_id)
+
+    async def workflows(
+        self, *, limit: int = 100, active_only: bool = False
+    ) -> list[WorkflowSummary]:
+        """The newest workflows with their members' counts (see `Backend.workflows`)."""
+        await self.connect()
+        return await self.backend.workflows(limit=limit, active_only=active_only)
 
     # -- control -----------------------------------------------------------------------------
 

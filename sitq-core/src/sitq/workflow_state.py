@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
 from .task import TaskStatus
 
+if TYPE_CHECKING:
+    from .records import TaskRecord
+
 #: The header (`TaskRecord.meta`) naming how a child receives its parents' results:
-#: ``"first"`` (a chain: the one parent's result as the first argument), ``"list"`` (a chord's
+#: ``"first"`` (a chain: the first parent's result as the first argument), ``"list"`` (a chord's
 #: callback: the list of results in parent order) or absent (nothing passed).
 PASS_RESULTS_HEADER = "sitq.pass_results"
 
@@ -98,6 +102,28 @@ class WorkflowSummary:
         return sum(n for status, n in self.counts.items() if status.is_final)
 
 
+def summarize(workflow_id: str, members: Iterable[TaskRecord]) -> WorkflowSummary:
+    """The `WorkflowSummary` of a workflow's ``members`` (what a backend without an
+    aggregate query, or a handle, computes): ``finished_at`` is the latest end once every
+    member has ended."""
+    counts: dict[TaskStatus, int] = {}
+    created: list[float] = []
+    finished: list[float] = []
+    active = False
+    for r in members:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        created.append(r.created_at)
+        active = active or not r.status.is_final
+        finished.append(r.finished_at or r.created_at)
+    return WorkflowSummary(
+        workflow_id,
+        total=len(created),
+        counts=counts,
+        created_at=min(created, default=0.0),
+        finished_at=None if active else max(finished, default=0.0),
+    )
+
+
 __all__ = [
     "FAILED_PARENT_STATUSES",
     "PARENT_FAILED_PREFIX",
@@ -106,5 +132,6 @@ __all__ = [
     "cancelled_for_parent",
     "child_status",
     "parent_failed_error",
+    "summarize",
     "unknown_parent_error",
 ]

@@ -8,7 +8,7 @@ one step per child, whatever the number of its siblings (a chord of 10,000 membe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sitq import TaskStatus
@@ -19,6 +19,7 @@ from sitq.workflow_state import (
     cancelled_for_parent,
     child_status,
     parent_failed_error,
+    summarize,
     unknown_parent_error,
 )
 
@@ -153,26 +154,6 @@ class WorkflowGraph:
             if not (active_only and summary.finished_at is not None):
                 found.append(summary)
         return found
-
-
-def summarize(workflow_id: str, members: Iterable[TaskRecord]) -> WorkflowSummary:
-    """The `WorkflowSummary` of ``members``."""
-    counts: dict[TaskStatus, int] = {}
-    created: list[float] = []
-    finished: list[float] = []
-    active = False
-    for r in members:
-        counts[r.status] = counts.get(r.status, 0) + 1
-        created.append(r.created_at)
-        active = active or not r.status.is_final
-        finished.append(r.finished_at or r.created_at)
-    return WorkflowSummary(
-        workflow_id,
-        total=len(created),
-        counts=counts,
-        created_at=min(created, default=0.0),
-        finished_at=None if active else max(finished, default=0.0),
-    )
 
 
 def _status(tasks: Mapping[str, TaskRecord], task_id: str) -> TaskStatus:

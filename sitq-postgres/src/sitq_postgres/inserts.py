@@ -13,10 +13,11 @@ from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
+from sitq.workflow_state import unknown_parent_error
 
 from .sql import Statements
 from .workflows import enqueue_args as workflow_args
-from .workflows import store_edges, stored_parents, unknown_parent_error
+from .workflows import parents_to_find, store_edges
 
 #: Where a unique violation on the primary key names the taken id.
 _TAKEN_ID = re.compile(r"Key \(id\)=\((?P<id>.*)\) already exists")
@@ -62,14 +63,16 @@ async def insert(
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
+    pairs = parents_to_find(records)
     if not any(r.parents for r in records):
         ids, rows = await _insert(conn, sql, records, args, retried=retried, savepoint=False)
         return ids, bool(rows)
     async with conn.transaction():
-        parents = stored_parents(records)
+        parents = sorted({parent for _, parent in pairs})  # the lock order
         found = {row[0] for row in await conn.fetch(sql.workflow.lock_parents, parents)}
-        if len(found) < len(parents):
-            raise unknown_parent_error(set(parents) - found)
+        for task_id, parent in pairs:
+            if parent not in found:
+                raise unknown_parent_error(task_id, parent)
         ids, rows = await _insert(conn, sql, records, args, retried=retried, savepoint=True)
         await store_edges(conn, sql.workflow, records, {row[0] for row in rows}, now)
     return ids, bool(rows)

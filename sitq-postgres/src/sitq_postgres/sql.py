@@ -19,7 +19,7 @@ from functools import cached_property
 from sitq.rules import attempts_spent_sql
 
 from .schema import COLUMNS, Names
-from .workflows import WorkflowStatements
+from .workflows import ACTIVE, WorkflowStatements
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)
@@ -32,7 +32,6 @@ NOW = f"(SELECT coalesce($1::float8, {_DB_NOW}) AS now)"
 #: A notification payload is a hint; cap it well below PostgreSQL's 8000-byte limit.
 _PAYLOAD = "left(queue, 200)"
 
-ACTIVE = "('pending', 'running')"
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -246,7 +245,7 @@ WITH c AS MATERIALIZED {NOW},
 x AS (
     UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now,
         lease_token = NULL, lease_expires_at = NULL
-    FROM c WHERE k.id = $2 AND k.status IN ('waiting', 'pending', 'running')
+    FROM c WHERE k.id = $2 AND k.status IN {ACTIVE}
     RETURNING k.id, k.queue
 )
 SELECT id, {self._notify("x", "true", self.names.finished_channel)} FROM x"""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -40,6 +41,19 @@ class WorkflowMethods:
             return [record_of(row) for row in rows]
 
         return await self._run(op)
+
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """`get_result` of each of ``task_ids``, in order, in one query."""
+        if not task_ids:
+            return []
+        ids = list(task_ids)
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> dict[str, TaskRecord]:
+            rows = await conn.fetch(self._sql.workflow.finished, ids)
+            return {record.id: record for record in map(record_of, rows)}
+
+        found = await self._run(op)
+        return [found.get(task_id) for task_id in ids]
 
     async def cancel_workflow(self, workflow_id: str) -> int:
         """Cancel every waiting, pending and running member of ``workflow_id`` in one

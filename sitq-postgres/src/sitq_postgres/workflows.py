@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from sitq.backend import TaskRecord
-from sitq.errors import ConfigurationError
 from sitq.rules import fold_counts
 from sitq.task import TaskStatus
-from sitq.workflow_state import PARENT_FAILED_PREFIX, WorkflowSummary
+from sitq.workflow_state import PARENT_FAILED_PREFIX, WorkflowSummary, unknown_parent_error
 
 if TYPE_CHECKING:  # schema registers this module's migration
     from .schema import Names
@@ -42,7 +41,8 @@ if TYPE_CHECKING:  # schema registers this module's migration
 #: The workflow columns a record reads back, selected after the others.
 READ_COLUMNS = ("workflow_id", "parents", "allow_failure")
 
-_ACTIVE = "('waiting', 'pending', 'running')"
+#: The statuses of a task not ended yet, which hold its dedupe key.
+ACTIVE = "('waiting', 'pending', 'running')"
 _FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 _UNSUCCESSFUL = "('failed', 'dead', 'cancelled')"
 _STATUSES = "('waiting', 'pending', 'running', 'succeeded', 'failed', 'dead', 'cancelled')"
@@ -79,6 +79,9 @@ ALTER TABLE {t}
     ADD COLUMN remaining     integer NOT NULL DEFAULT 0,
     ADD COLUMN has_children  boolean NOT NULL DEFAULT false;
 CREATE INDEX {t}_workflow ON {t} (workflow_id, seq) WHERE workflow_id IS NOT NULL;
+DROP INDEX {t}_dedupe;
+CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE};
 CREATE TABLE {e} (
     child_id  text NOT NULL,
     position  integer NOT NULL,
@@ -105,24 +108,24 @@ def _failed_parent_error(n: Names, child: str, cancelled: str) -> str:
 
 
 def _count_down(n: Names, ended: str) -> str:
-    """The statement counting down the waiting children of the tasks in array ``ended``
-    (rows locked in id order), releasing those at zero with a NOTIFY."""
+    """The loop counting down the waiting children of the tasks in array ``ended``, one
+    primary-key update per child in id order (no lock-order deadlock between two of them),
+    releasing those at zero with a NOTIFY."""
     t, e = n.tasks, edges(n)
     return f"""
-    WITH n AS (
+    FOR child IN
         SELECT child_id AS id, count(*) AS n FROM {e} WHERE parent_id = ANY({ended})
-        GROUP BY child_id
-    ), locked AS (
-        SELECT k.id FROM {t} AS k JOIN n ON n.id = k.id WHERE k.status = 'waiting'
-        ORDER BY k.id FOR UPDATE OF k
-    ), x AS (
-        UPDATE {t} AS k SET remaining = k.remaining - n.n,
-            status = CASE WHEN k.remaining - n.n <= 0 THEN 'pending' ELSE 'waiting' END
-        FROM n, locked WHERE k.id = n.id AND k.id = locked.id AND k.status = 'waiting'
-        RETURNING k.status, k.queue
-    )
-    SELECT count(pg_notify('{n.enqueued_channel}', q.p)) INTO released
-    FROM (SELECT DISTINCT left(queue, 200) AS p FROM x WHERE status = 'pending') AS q;"""
+        GROUP BY child_id ORDER BY child_id
+    LOOP
+        UPDATE {t} AS k SET remaining = k.remaining - child.n,
+            status = CASE WHEN k.remaining - child.n <= 0 THEN 'pending' ELSE 'waiting' END
+        WHERE k.id = child.id AND k.status = 'waiting'
+        RETURNING k.status, k.queue INTO released, released_queue;
+        IF released = 'pending' THEN
+            PERFORM pg_notify('{n.enqueued_channel}', left(released_queue, 200));
+        END IF;
+        released := NULL;
+    END LOOP;"""
 
 
 def _ended_trigger(n: Names) -> str:
@@ -132,7 +135,9 @@ def _ended_trigger(n: Names) -> str:
 CREATE FUNCTION {t}_parent_ended() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
     doomed text[] := '{{}}';
-    released bigint;
+    child record;
+    released text;
+    released_queue text;
 BEGIN
     IF NEW.status <> 'succeeded' THEN
         doomed := ARRAY(
@@ -155,7 +160,7 @@ BEGIN
     RETURN NULL;
 END $f$;
 CREATE TRIGGER {t}_parent_ended AFTER UPDATE OF status ON {t} FOR EACH ROW
-WHEN (pg_trigger_depth() < 1 AND NEW.has_children AND OLD.status IN {_ACTIVE}
+WHEN (pg_trigger_depth() < 1 AND NEW.has_children AND OLD.status IN {ACTIVE}
       AND NEW.status IN {_FINAL})
 EXECUTE FUNCTION {t}_parent_ended();"""
 
@@ -180,9 +185,6 @@ BEGIN
             JOIN {t} AS c ON c.id = e.child_id
             WHERE c.status = 'cancelled' AND c.error = {named} || r.id || ' ended cancelled'
         ) SELECT id FROM r ORDER BY id);
-    IF cardinality(revived) = 0 THEN
-        RETURN NULL;
-    END IF;
     PERFORM 1 FROM {t} WHERE id = ANY(revived) ORDER BY id FOR UPDATE;
     -- still doomed: a revived task with another parent that did not succeed, and below it
     again := ARRAY(
@@ -202,14 +204,14 @@ BEGIN
     WHERE k.id = ANY(again);
     UPDATE {t} AS k SET remaining = (
         SELECT count(*) FROM {e} AS e JOIN {t} AS p ON p.id = e.parent_id
-        WHERE e.child_id = k.id AND p.status IN {_ACTIVE})
+        WHERE e.child_id = k.id AND p.status IN {ACTIVE})
     WHERE k.status = 'waiting' AND (k.id = ANY(revived) OR k.id IN (
         SELECT child_id FROM {e} WHERE parent_id = ANY(revived || NEW.id)));
     RETURN NULL;
 END $f$;
 CREATE TRIGGER {t}_parent_requeued AFTER UPDATE OF status ON {t} FOR EACH ROW
 WHEN (pg_trigger_depth() < 1 AND NEW.has_children AND OLD.status IN {_UNSUCCESSFUL}
-      AND NEW.status IN {_ACTIVE})
+      AND NEW.status IN {ACTIVE})
 EXECUTE FUNCTION {t}_parent_requeued();"""
 
 
@@ -231,10 +233,21 @@ def enqueue_args(records: Sequence[TaskRecord]) -> list[Any]:
     ]
 
 
-def stored_parents(records: Sequence[TaskRecord]) -> list[str]:
-    """The parents of ``records`` that are not in the batch, sorted (the lock order)."""
+def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
+    """The ``(task id, parent id)`` pairs of ``records`` whose parent must be stored already
+    (it is not earlier in the batch); a parent later in the batch is refused at once
+    (`sitq.workflow_state.unknown_parent_error`)."""
     batch = {r.id for r in records}
-    return sorted({p for r in records for p in r.parents} - batch)
+    earlier: set[str] = set()
+    found = []
+    for r in records:
+        for parent in r.parents:
+            if parent in batch and parent not in earlier:
+                raise unknown_parent_error(r.id, parent)
+            if parent not in earlier:
+                found.append((r.id, parent))
+        earlier.add(r.id)
+    return found
 
 
 class WorkflowStatements:
@@ -280,7 +293,7 @@ WHERE NOT EXISTS (SELECT 1 FROM {self.t} AS k WHERE k.id = ins.parent_id)"""
 WITH counted AS (
     UPDATE {t} AS k SET remaining = (
         SELECT count(*) FROM {e} AS e JOIN {t} AS p ON p.id = e.parent_id
-        WHERE e.child_id = k.id AND p.status IN {_ACTIVE})
+        WHERE e.child_id = k.id AND p.status IN {ACTIVE})
     WHERE k.id = ANY($1::text[]) AND k.status = 'waiting'
     RETURNING k.id
 ) SELECT count(*) FROM counted""",
@@ -297,6 +310,13 @@ WHERE id = ANY($1::text[]) AND status = 'waiting' AND remaining <= 0""",
         )
 
     @property
+    def finished(self) -> str:
+        """The records of the finished tasks among ids ``$1``."""
+        return (
+            f"SELECT {self.select} FROM {self.t} WHERE id = ANY($1::text[]) AND status IN {_FINAL}"
+        )
+
+    @property
     def members(self) -> str:
         """The records of workflow ``$1``, in enqueue order."""
         return f"SELECT {self.select} FROM {self.t} WHERE workflow_id = $1 ORDER BY seq"
@@ -310,7 +330,7 @@ WHERE id = ANY($1::text[]) AND status = 'waiting' AND remaining <= 0""",
 UPDATE {self.t} SET status = 'cancelled',
     finished_at = coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8),
     lease_token = NULL, lease_expires_at = NULL
-WHERE workflow_id = $2 AND status IN {_ACTIVE}
+WHERE workflow_id = $2 AND status IN {ACTIVE}
 RETURNING queue"""
 
     @property
@@ -318,7 +338,7 @@ RETURNING queue"""
         """The newest ``$1`` workflows (only those with a member not ended if ``$2``)."""
         return f"""
 SELECT workflow_id FROM {self.t} WHERE workflow_id IS NOT NULL GROUP BY workflow_id
-HAVING NOT $2::bool OR bool_or(status IN {_ACTIVE})
+HAVING NOT $2::bool OR bool_or(status IN {ACTIVE})
 ORDER BY min(created_at) DESC, workflow_id DESC LIMIT $1"""
 
     @property
@@ -350,21 +370,13 @@ async def store_edges(
         [p for _, _, p in pairs],
         [r.id for r in waiting],
     )
-    if missing:
-        raise unknown_parent_error([row[0] for row in missing])
+    if missing:  # stored when the enqueue began, and purged since
+        raise unknown_parent_error(waiting[0].id, missing[0][0])
     ids = [r.id for r in waiting]
     count, cancel, release = sql.settle_new
     await conn.fetchval(count, ids)
     await conn.execute(cancel, ids, now)
     await conn.execute(release, ids)
-
-
-def unknown_parent_error(parents: Iterable[str]) -> ConfigurationError:
-    """The error of an enqueue naming parents that are neither stored nor in the batch."""
-    return ConfigurationError(
-        f"unknown parent task id(s) {', '.join(sorted(parents))[:200]}: enqueue the parents "
-        "first or in the same batch (nothing in this enqueue was stored)"
-    )
 
 
 # -- reading -----------------------------------------------------------------------------------

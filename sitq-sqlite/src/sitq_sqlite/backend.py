@@ -63,7 +63,7 @@ from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragma
 from .sql import SELECT, Statements
 from .wakeups import FINISHED, WORK, Wakeups
 from .workflow_methods import WorkflowMethods, WorkflowStatements
-from .workflows import READ_COLUMNS, read_fields, unknown_parent, unknown_parent_error
+from .workflows import READ_COLUMNS, read_fields
 
 _FINISH_CHUNK = 1000
 #: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
@@ -302,9 +302,8 @@ class SQLiteBackend(WorkflowMethods, Backend):
         try:
             async with self._mutex:
                 inserted = await insert(db, self._sql, records, self.clock())
-        except sqlite3.IntegrityError as exc:  # nothing of the batch was stored
-            if unknown_parent(exc):
-                raise unknown_parent_error(records) from None
+        except sqlite3.IntegrityError:  # nothing of the batch was stored
+            pass
         ids = await answer(enqueued_ids(self._sql, records, inserted), self._fetchall)
         if inserted:
             self.notify_enqueued()
@@ -330,9 +329,8 @@ class SQLiteBackend(WorkflowMethods, Backend):
         inserted: set[str] | None = None
         try:
             inserted = insert_blocking(conn, self._sql, records, self.clock())
-        except sqlite3.IntegrityError as exc:  # nothing of the batch was stored
-            if unknown_parent(exc):
-                raise unknown_parent_error(records) from None
+        except sqlite3.IntegrityError:  # nothing of the batch was stored
+            pass
 
         def fetchall(sql: str, params: Sequence[Any]) -> list[Any]:
             return retry_locked_blocking(lambda: conn.execute(sql, params).fetchall())

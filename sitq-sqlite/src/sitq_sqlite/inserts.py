@@ -20,10 +20,11 @@ from sitq.backend import TaskRecord
 from sitq.errors import ConfigurationError
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
+from sitq.workflow_state import unknown_parent_error
 
 from .database import retry_locked, retry_locked_blocking, settled
 from .sql import Statements
-from .workflows import insert_values, settle_new
+from .workflows import insert_values, parents_to_find, settle_new
 
 T = TypeVar("T")
 
@@ -112,10 +113,12 @@ def _fetchall(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -
 
 
 def refuse_repeated(records: Sequence[TaskRecord]) -> None:
-    """`ConfigurationError` if an id appears twice in ``records`` (checked before storing)."""
+    """`ConfigurationError` if an id appears twice in ``records``, or a parent later than its
+    child (checked before storing)."""
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
+    parents_to_find(records)
 
 
 def enqueued_ids(
@@ -123,12 +126,26 @@ def enqueued_ids(
 ) -> Steps[list[str]]:
     """What an enqueue of ``records`` returns once its insert ran: their ids, a dedupe hit's
     being the id of the task holding its key. ``inserted`` is what the insert returned, None
-    if it raised `sqlite3.IntegrityError` (an id is taken: `ConfigurationError` naming it)."""
+    if it raised `sqlite3.IntegrityError` (an id is taken, or a parent is unknown:
+    `ConfigurationError` naming it)."""
     if inserted is None:
+        yield from refuse_unknown_parent(sql, parents_to_find(records))
         raise taken_id_error((yield from taken_id(sql, records)))
     if len(inserted) == len(records):
         return [r.id for r in records]
     return (yield from dedupe_owners(sql, records, inserted))
+
+
+def refuse_unknown_parent(sql: Statements, pairs: Sequence[tuple[str, str]]) -> Steps[None]:
+    """Raise `sitq.workflow_state.unknown_parent_error` for the first of the ``(task id,
+    parent id)`` pairs whose parent is not stored."""
+    for i in range(0, len(pairs), _ID_CHUNK):
+        chunk = pairs[i : i + _ID_CHUNK]
+        parents = sorted({parent for _, parent in chunk})
+        found = {row[0] for row in (yield sql.stored_ids(len(parents)), parents)}
+        for task_id, parent in chunk:
+            if parent not in found:
+                raise unknown_parent_error(task_id, parent)
 
 
 def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:

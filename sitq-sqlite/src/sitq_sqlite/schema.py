@@ -86,8 +86,7 @@ CREATE INDEX IF NOT EXISTS {table}_pending
 CREATE INDEX IF NOT EXISTS {table}_leases
     ON {table} (lease_expires_at) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, queue);
-CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe
-    ON {table} (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running');
+{workflows.dedupe_index(table)};
 CREATE TABLE IF NOT EXISTS {table}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 {";".join(schedule_ddl(table))};
 INSERT OR IGNORE INTO {table}_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');

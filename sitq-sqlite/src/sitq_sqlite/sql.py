@@ -16,11 +16,12 @@ from functools import cached_property
 from sitq.rules import attempts_spent_sql
 
 from .schema import COLUMNS, INSERT_COLUMNS
+from .workflows import ACTIVE
 
 #: Columns as selected, in the order `TaskRecord` takes them.
 SELECT = ", ".join(COLUMNS)
 
-ACTIVE = "('pending', 'running')"
+__all__ = ["ACTIVE", "FINAL", "SELECT", "Statements", "placeholders"]
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -189,7 +190,7 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?, "
             "lease_token = NULL, lease_expires_at = NULL "
-            "WHERE id = ? AND status IN ('waiting', 'pending', 'running')"
+            f"WHERE id = ? AND status IN {ACTIVE}"
         )
 
     @cached_property

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from sitq.backend import TaskRecord
-from sitq.rules import fold_counts
+from sitq.rules import check_list_args, fold_counts
 from sitq.signals import AsyncMutex
 from sitq.task import TaskStatus
 from sitq.workflow_state import WorkflowSummary
@@ -29,6 +30,14 @@ class WorkflowStatements:
     def members(self) -> str:
         """The records of workflow ``?``, in enqueue order."""
         return f"SELECT {self.select} FROM {self.t} WHERE workflow_id = ? ORDER BY rowid"
+
+    @property
+    def finished(self) -> str:
+        """The records of the finished tasks among the ids in JSON array ``?``."""
+        return (
+            f"SELECT {self.select} FROM {self.t} WHERE id IN (SELECT value FROM json_each(?)) "
+            "AND status IN ('succeeded', 'failed', 'dead', 'cancelled')"
+        )
 
     @property
     def cancels(self) -> tuple[str, str]:
@@ -106,6 +115,14 @@ class WorkflowMethods:
         rows = await self._fetchall(self._workflow_sql.members, (workflow_id,))
         return [self._read(row) for row in rows]
 
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """`get_result` of each of ``task_ids``, in order, in one query."""
+        if not task_ids:
+            return []
+        rows = await self._fetchall(self._workflow_sql.finished, (json.dumps(list(task_ids)),))
+        found = {record.id: record for record in map(self._read, rows)}
+        return [found.get(task_id) for task_id in task_ids]
+
     async def cancel_workflow(self, workflow_id: str) -> int:
         """Cancel every waiting, pending and running member of ``workflow_id`` in one
         transaction (the waiting first, so none is cancelled for a parent); how many."""
@@ -134,6 +151,7 @@ class WorkflowMethods:
     ) -> list[WorkflowSummary]:
         """The newest ``limit`` workflows (only those with a member not ended yet, if
         ``active_only``), newest first, with their members' counts."""
+        check_list_args(None, limit, "newest")
         newest = await self._fetchall(self._workflow_sql.newest(active_only), (limit,))
         order = [row[0] for row in newest]
         if not order:

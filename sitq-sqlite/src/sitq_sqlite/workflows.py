@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sitq.backend import TaskRecord
-from sitq.errors import ConfigurationError
-from sitq.workflow_state import PARENT_FAILED_PREFIX
+from sitq.workflow_state import PARENT_FAILED_PREFIX, unknown_parent_error
 
 #: The workflow columns a record reads back, selected after the others.
 READ_COLUMNS = ("workflow_id", "parents", "allow_failure")
@@ -45,11 +44,10 @@ MARK_REVIVED = -2
 #: ``remaining`` of a revived task cancelled again (another parent still failed).
 MARK_REDOOMED = -4
 
+#: The statuses of a task not ended yet, which hold its dedupe key (`dedupe_index`).
 ACTIVE = "('waiting', 'pending', 'running')"
 _FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 _UNSUCCESSFUL = "('failed', 'dead', 'cancelled')"
-#: The text of the unknown-parent refusal (raised by the edges table's trigger).
-_UNKNOWN_PARENT = "sitq: unknown parent"
 
 
 # -- schema ------------------------------------------------------------------------------------
@@ -65,9 +63,20 @@ def column_ddl() -> str:
     has_children     INTEGER NOT NULL DEFAULT 0"""
 
 
+def dedupe_index(table: str) -> str:
+    """The unique index of dedupe keys over waiting, pending and running tasks (idempotent)."""
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_dedupe ON {table} (dedupe_key) "
+        f"WHERE dedupe_key IS NOT NULL AND status IN {ACTIVE}"
+    )
+
+
 def migration(table: str) -> list[str]:
-    """Version 3 → 4: the workflow columns (the rest is `ddl`, run after every migration)."""
+    """Version 3 → 4: the workflow columns, and dedupe keys held by waiting tasks too (the
+    rest is `ddl`, run after every migration)."""
     return [
+        f"DROP INDEX IF EXISTS {table}_dedupe",
+        dedupe_index(table),
         f"ALTER TABLE {table} ADD COLUMN workflow_id TEXT",
         f"ALTER TABLE {table} ADD COLUMN parents TEXT",
         f"ALTER TABLE {table} ADD COLUMN allow_failure INTEGER NOT NULL DEFAULT 0",
@@ -92,9 +101,6 @@ def ddl(table: str) -> list[str]:
         "WHERE workflow_id IS NOT NULL",
         f"CREATE INDEX IF NOT EXISTS {t}_waiting ON {t} (remaining) WHERE status = 'waiting'",
         f"CREATE INDEX IF NOT EXISTS {t}_marked ON {t} (remaining) WHERE remaining < 0",
-        f"""CREATE TRIGGER IF NOT EXISTS {e}_known BEFORE INSERT ON {e}
-WHEN NOT EXISTS (SELECT 1 FROM {t} WHERE id = new.parent_id)
-BEGIN SELECT RAISE(ABORT, '{_UNKNOWN_PARENT}'); END""",
         _ended_trigger(t),
         _requeued_trigger(t),
     ]
@@ -130,7 +136,6 @@ def _ended_trigger(t: str) -> str:
         f"JOIN {t} AS c ON c.id = e.child_id "
         "WHERE c.status = 'waiting' AND NOT c.allow_failure) SELECT id FROM doomed"
     )
-    ended_parent = "(p.id = new.id OR p.remaining < 0)"
     return f"""CREATE TRIGGER IF NOT EXISTS {t}_parent_ended AFTER UPDATE OF status ON {t}
 WHEN new.has_children AND new.remaining >= 0 AND old.status IN {ACTIVE}
     AND new.status IN {_FINAL}
@@ -139,9 +144,10 @@ BEGIN
         remaining = {MARK_DOOMED}
     WHERE new.status <> 'succeeded' AND id IN ({doomed});
     UPDATE {t} SET error = {_failed_parent_error(t, t)} WHERE remaining < 0;
-    UPDATE {t} SET remaining = remaining - (
-        SELECT count(*) FROM {e} AS e JOIN {t} AS p ON p.id = e.parent_id
-        WHERE e.child_id = {t}.id AND {ended_parent})
+    UPDATE {t} SET remaining = remaining
+        - (SELECT count(*) FROM {e} AS e WHERE e.parent_id = new.id AND e.child_id = {t}.id)
+        - (SELECT count(*) FROM {t} AS p CROSS JOIN {e} AS e
+           WHERE p.remaining < 0 AND e.parent_id = p.id AND e.child_id = {t}.id)
     WHERE status = 'waiting' AND id IN (
         SELECT child_id FROM {e} WHERE parent_id = new.id
         UNION SELECT e.child_id FROM {t} AS p JOIN {e} AS e ON e.parent_id = p.id
@@ -211,7 +217,8 @@ def insert_values(record: TaskRecord) -> tuple[Any, ...]:
 
 def settle_new(table: str, records: Sequence[TaskRecord], now: float) -> list[tuple[str, Any]]:
     """The statements (with parameters) that follow the insert of ``records`` in its
-    transaction: their edges (refused if a parent is unknown), their parents flagged, then
+    transaction: their edges (an unknown parent fails the transaction with
+    `sqlite3.IntegrityError`, as a taken id does), their parents flagged, then
     each new waiting task counted, released or cancelled as its parents' outcomes decide."""
     waiting = [r for r in records if r.parents]
     if not waiting:
@@ -231,9 +238,12 @@ def settle_new(table: str, records: Sequence[TaskRecord], now: float) -> list[tu
     )
     return [
         (
+            # an unknown parent is stored as NULL, which fails the transaction; a child
+            # skipped as a dedupe hit has no edges
             f"INSERT INTO {e} (child_id, position, parent_id) "
             "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-            "json_extract(value, '$[2]') FROM json_each(?)",
+            f"(SELECT id FROM {t} WHERE id = json_extract(value, '$[2]')) FROM json_each(?) "
+            f"WHERE json_extract(value, '$[0]') IN (SELECT id FROM {t} WHERE remaining < 0)",
             (edges,),
         ),
         (
@@ -254,18 +264,21 @@ def settle_new(table: str, records: Sequence[TaskRecord], now: float) -> list[tu
     ]  # fmt: skip
 
 
-def unknown_parent(exc: BaseException) -> bool:
-    """True if ``exc`` is the edges table refusing a parent that is not stored."""
-    return _UNKNOWN_PARENT in str(exc)
-
-
-def unknown_parent_error(records: Sequence[TaskRecord]) -> ConfigurationError:
-    """The error of an enqueue naming a parent that is neither stored nor in the batch."""
-    return ConfigurationError(
-        "a task depends on a parent id that is not stored (parents of "
-        f"{', '.join(r.id for r in records if r.parents)[:200]}); enqueue the parents first or "
-        "in the same batch, before their children (nothing in this enqueue was stored)"
-    )
+def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
+    """The ``(task id, parent id)`` pairs of ``records`` whose parent must be stored already
+    (it is not earlier in the batch); a parent later in the batch is refused at once
+    (`sitq.workflow_state.unknown_parent_error`)."""
+    batch = {r.id for r in records}
+    earlier: set[str] = set()
+    found = []
+    for r in records:
+        for parent in r.parents:
+            if parent in batch and parent not in earlier:
+                raise unknown_parent_error(r.id, parent)
+            if parent not in earlier:
+                found.append((r.id, parent))
+        earlier.add(r.id)
+    return found
 
 
 # -- reading -----------------------------------------------------------------------------------
