@@ -19,6 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Colours of the statuses in tables.
 STATUS_STYLES = {
+    TaskStatus.WAITING: "blue",
     TaskStatus.PENDING: "yellow",
     TaskStatus.RUNNING: "cyan",
     TaskStatus.SUCCEEDED: "green",

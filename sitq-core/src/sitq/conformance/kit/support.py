@@ -26,10 +26,6 @@ WAKE_BOUND = 10.0
 #: The lease, in seconds, of the kit's claims.
 LEASE = 30.0
 
-#: The statuses `in_status` brings a task to on every backend (``waiting`` needs parents:
-#: `Capability.WORKFLOWS`, tested in `sitq.conformance.kit.workflows`).
-RUN_STATUSES = tuple(s for s in TaskStatus if s is not TaskStatus.WAITING)
-
 BackendTestBody = Callable[[Any, Backend, FakeClock], Awaitable[None]]
 
 
@@ -134,10 +130,15 @@ def ids_of(records: Iterable[TaskRecord]) -> list[str]:
     return [r.id for r in records]
 
 
+#: The statuses `in_status` brings a lone task to: every one but ``waiting``, which needs
+#: parents (the workflow tests make those).
+LONE_STATUSES = tuple(s for s in TaskStatus if s is not TaskStatus.WAITING)
+
+
 async def in_status(b: Backend, status: TaskStatus, **fields: Any) -> str:
-    """A new task brought to ``status`` (one of `RUN_STATUSES`) through the contract's own
+    """A new task brought to ``status`` (one of `LONE_STATUSES`) through the contract's own
     operations."""
-    assert status in RUN_STATUSES, f"in_status cannot make a {status} task"
+    assert status in LONE_STATUSES, f"a lone task cannot be {status.value}"
     (task_id,) = await enqueue(b, **fields)
     if status is TaskStatus.PENDING:
         return task_id
