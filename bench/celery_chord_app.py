@@ -4,9 +4,10 @@ broker and result store, keys under the run's prefix); its worker runs ``-A cele
 
 from __future__ import annotations
 
+from celery import chord
 from celery_app import app
 
-__all__ = ["app", "chord_join", "chord_member"]
+__all__ = ["app", "chord_join", "chord_member", "run_chord"]
 
 
 @app.task
@@ -18,3 +19,9 @@ def chord_member() -> None:
 def chord_join(results: list[None]) -> int:
     """The chord's callback: how many results it received."""
     return len(results)
+
+
+def run_chord(n: int, timeout: float) -> int:
+    """Send a chord of ``n`` members and `chord_join`; wait for the callback's result."""
+    result = chord(chord_member.s() for _ in range(n))(chord_join.s())
+    return int(result.get(timeout=timeout))

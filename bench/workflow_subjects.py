@@ -156,9 +156,8 @@ def celery_chord(folder: str, n: int = CELERY_CHORD_MEMBERS) -> Sample:
     (prefork, one child) started first: the time from sending the chord to reading the
     callback's result (Celery's worker runs as members arrive, so enqueue and run overlap)."""
     import baseline_redis
-    from celery import chord as celery_chord_of
     from celery_app import QUEUE
-    from celery_chord_app import chord_join, chord_member
+    from celery_chord_app import chord_member, run_chord
     from procs import start_process
 
     worker = ["celery_chord_app" if c == "celery_app" else c for c in baseline_redis.CELERY_WORKER]
@@ -167,8 +166,7 @@ def celery_chord(folder: str, n: int = CELERY_CHORD_MEMBERS) -> Sample:
         with start_process(command):
             chord_member.delay().get(timeout=60)  # the worker is up
             clock = Clock()
-            result = celery_chord_of(chord_member.s() for _ in range(n))(chord_join.s())
-            received = result.get(timeout=600)
+            received = run_chord(n, timeout=600)
             sample = clock.sample(n + 1)
         if received != n:
             raise AssertionError(f"Celery's callback received {received} results, not {n}")
