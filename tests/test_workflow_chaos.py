@@ -17,8 +17,9 @@ ends. Checked from the stored records (`Backend.workflow_tasks`) and that file:
   error, and none of them ever started;
 * nothing stays waiting, pending or running: every member ends within a bounded wait.
 
-The default run is one DAG per store (about 15 s each). The soak (several DAGs at once, up to
-200 members each) runs with ``pytest -m slow tests/test_workflow_chaos.py`` or ``SITQ_SOAK=1``.
+The default run is one DAG of 120 members per store (15-30 s each on a loaded 2-core
+machine). The soak (eight DAGs at once, up to 200 members each) runs with
+``pytest -m slow tests/test_workflow_chaos.py`` or ``SITQ_SOAK=1``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from postgres_support import PG_URL, drop_prefix, new_prefix, require_postgres
 from run_options import slow_requested
 from subprocess_env import clean_environment
 
-from sitq import Task, TaskQueue, TaskStatus
+from sitq import ParentFailed, Task, TaskQueue, TaskStatus
 from sitq.records import TaskRecord
 from sitq.task import new_task_id
 from sitq.workflow_state import PASS_RESULTS_HEADER, parent_failed_error
@@ -350,55 +351,83 @@ def unfinished(members: Sequence[Sequence[TaskRecord]]) -> dict[str, int]:
 def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], outcome: Outcome) -> None:
     """Every guarantee of the module docstring, for one DAG."""
     expected = expected_statuses(dag)
-    got = [r.status for r in records]
     wrong = {
-        n: f"{got[n].value} (expected {expected[n].value}): {records[n].error}"
-        for n in range(len(dag))
-        if got[n] is not expected[n]
+        n: f"{r.status.value} (expected {expected[n].value}): {r.error}"
+        for n, r in enumerate(records)
+        if r.status is not expected[n]
     }
     assert not wrong, f"members ended otherwise than the DAG says: {wrong}"
-
     mine = {r.id for r in records}
-    by_attempt: dict[tuple[str, int], list[Event]] = {}
+    attempts: dict[tuple[str, int], list[Event]] = {}
     for event in outcome.events:
         if event.task_id in mine:
-            by_attempt.setdefault((event.task_id, event.attempt), []).append(event)
-    starts = [e for e in outcome.events if e.kind == "start" and e.task_id in mine]
-    assert len({(e.task_id, e.attempt) for e in starts}) == len(starts), "an attempt ran twice"
-
+            attempts.setdefault((event.task_id, event.attempt), []).append(event)
+    starts = [e for lines in attempts.values() for e in lines if e.kind == "start"]
+    assert len(starts) == len(attempts), "an attempt of a member started twice"
     for node, record in zip(dag, records, strict=True):
         if record.status is TaskStatus.CANCELLED:
-            blamed = {
-                parent_failed_error(records[p].id, records[p].status)
-                for p in node.parents
-                if records[p].status is not TaskStatus.SUCCEEDED
-            }
-            assert record.error in blamed, (
-                f"member {node.number} cancelled with {record.error!r}, not for a parent of "
-                f"its own that did not succeed"
-            )
-            assert not [e for e in starts if e.task_id == record.id], (
-                f"cancelled member {node.number} started"
-            )
-            continue
-        last = by_attempt.get((record.id, record.attempts), [])
-        assert [e.kind for e in last] == ["start", "fail" if node.fails else "end"], (
-            f"member {node.number}: attempt {record.attempts} logged {last}"
+            check_cancelled(node, records, attempts)
+        else:
+            check_ran(node, records, attempts, outcome.killed)
+
+
+def check_cancelled(
+    node: Node, records: Sequence[TaskRecord], attempts: dict[tuple[str, int], list[Event]]
+) -> None:
+    """A cancelled member never started, and its error names one of its own parents that
+    did not succeed."""
+    record = records[node.number]
+    blamed = {
+        parent_failed_error(records[p].id, records[p].status)
+        for p in node.parents
+        if records[p].status is not TaskStatus.SUCCEEDED
+    }
+    assert record.error in blamed, (
+        f"member {node.number} cancelled with {record.error!r}, not for a parent of its own "
+        "that did not succeed"
+    )
+    assert not [key for key in attempts if key[0] == record.id], (
+        f"cancelled member {node.number} started"
+    )
+
+
+def check_ran(
+    node: Node,
+    records: Sequence[TaskRecord],
+    attempts: dict[tuple[str, int], list[Event]],
+    killed: set[int],
+) -> None:
+    """A member that ran: its stored outcome is its last attempt's, every earlier attempt
+    was on a killed worker, each attempt started after its parents ended, and the last one
+    received its parents' results (`sitq.ParentFailed` for a parent that did not succeed)."""
+    record = records[node.number]
+    last = attempts.get((record.id, record.attempts), [])
+    assert [e.kind for e in last] == ["start", "fail" if node.fails else "end"], (
+        f"member {node.number}: attempt {record.attempts} logged {last}"
+    )
+    mine = [lines[0] for key, lines in attempts.items() if key[0] == record.id]
+    for start in mine:
+        assert start.attempt == record.attempts or (
+            start.attempt < record.attempts and start.pid in killed
+        ), (
+            f"member {node.number} ran attempt {start.attempt} besides its stored attempt "
+            f"{record.attempts}, on a worker that was not killed"
         )
-        mine_starts = [e for e in starts if e.task_id == record.id]
-        for earlier in mine_starts:
-            if earlier.attempt != record.attempts:
-                assert earlier.attempt < record.attempts and earlier.pid in outcome.killed, (
-                    f"member {node.number} ran attempt {earlier.attempt} besides its stored "
-                    f"attempt {record.attempts}, on a worker that was not killed"
-                )
-        for p in node.parents:
-            check_after(node.number, record, mine_starts, records[p], by_attempt)
-        if all(records[p].status is TaskStatus.SUCCEEDED for p in node.parents) and not node.fails:
-            expected_results = [list(node.parents)] if node.parents else []
-            assert last[-1].received == expected_results, (
-                f"member {node.number} received {last[-1].received}, not its parents' results"
-            )
+    for p in node.parents:
+        check_after(node.number, record, mine, records[p], attempts)
+    if not node.fails:
+        expected = [passed_result(records[p], p) for p in node.parents]
+        assert last[-1].received == ([expected] if node.parents else []), (
+            f"member {node.number} received {last[-1].received}, not its parents' results"
+        )
+
+
+def passed_result(parent: TaskRecord, number: int) -> object:
+    """What a child is passed for ``parent`` (member ``number``), as the event file shows it:
+    its result (its number), or the repr of a `sitq.ParentFailed` naming it."""
+    if parent.status is TaskStatus.SUCCEEDED:
+        return number
+    return repr(ParentFailed(parent.id, parent.status, parent.error))
 
 
 def check_after(
@@ -406,7 +435,7 @@ def check_after(
     child: TaskRecord,
     starts: Sequence[Event],
     parent: TaskRecord,
-    by_attempt: dict[tuple[str, int], list[Event]],
+    attempts: dict[tuple[str, int], list[Event]],
 ) -> None:
     """Every attempt of member ``number`` (``starts``, ``child`` as stored) began after
     ``parent`` ended: in the event file's order, and by the stored clocks."""
@@ -414,7 +443,7 @@ def check_after(
         f"member {number} ran with a parent {parent.status.value} and no finished_at"
     )
     if parent.status is not TaskStatus.CANCELLED:  # a cancelled parent never ran: no line
-        ended = by_attempt[(parent.id, parent.attempts)][-1]
+        ended = attempts[(parent.id, parent.attempts)][-1]
         for start in starts:
             assert start.position > ended.position, (
                 f"member {number} (attempt {start.attempt}) started before its parent "
