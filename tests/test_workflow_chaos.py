@@ -18,14 +18,16 @@ ends. Checked from the stored records (`Backend.workflow_tasks`) and that file:
 * nothing stays waiting, pending or running: every member ends within a bounded wait.
 
 The default run is one DAG of 120 members per store (15-30 s each on a loaded 2-core
-machine). The soak (eight DAGs at once, up to 200 members each) runs with
-``pytest -m slow tests/test_workflow_chaos.py`` or ``SITQ_SOAK=1``.
+machine). The soak (24 DAGs at once, up to 200 members each, about 3,000 in all; a minute or
+two) runs with ``pytest -m slow tests/test_workflow_chaos.py`` or ``SITQ_SOAK=1``;
+``SITQ_SOAK_DAGS`` changes how many DAGs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import subprocess
@@ -525,7 +527,8 @@ def test_random_dags_soak(store_url: str, tmp_path: Path, request: pytest.Fixtur
     if not slow_requested(request.config):
         pytest.skip("the soak runs with `pytest -m slow` or SITQ_SOAK=1")
     rng = random.Random(1500)
-    dags = [random_dag(seed, rng.randint(50, 200)) for seed in range(100, 108)]
+    count = int(os.environ.get("SITQ_SOAK_DAGS", "24"))
+    dags = [random_dag(seed, rng.randint(50, 200)) for seed in range(100, 100 + count)]
     check_plan(dags)
     outcome = asyncio.run(run_dags(tmp_path, store_url, dags, 600, max_kills=1000))
     print("\n" + check_run(dags, outcome))
