@@ -32,7 +32,7 @@ async def drop_tables(prefixes: list[str]) -> None:
             )
             await conn.execute(
                 f"DROP FUNCTION IF EXISTS {prefix}tasks_parent_ended(), "
-                f"{prefix}tasks_parent_requeued()"
+                f"{prefix}tasks_parent_requeued(), {prefix}tasks_child_deleted()"
             )
     finally:
         await conn.close()

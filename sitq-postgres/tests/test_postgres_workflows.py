@@ -227,3 +227,24 @@ def test_the_blocking_enqueue_carries_parents(pg_url: str) -> None:
             backend.enqueue_many_blocking([member(), member("no-such")])
     finally:
         run(backend.close())
+
+
+def test_purging_a_child_deletes_its_edges(pg_url: str, prefix: str) -> None:
+    async def scenario() -> None:
+        backend = PostgresBackend(pg_url)
+        try:
+            a = member()
+            child = member(a.id)
+            await backend.enqueue_many([a, child])
+            tokens = await claim_ids(backend, a.id)
+            assert await backend.fail(a.id, tokens[a.id], "boom")
+            assert await backend.purge() == 2
+            conn = await asyncpg.connect(PG_URL)
+            try:
+                assert await conn.fetchval(f"SELECT count(*) FROM {prefix}task_edges") == 0
+            finally:
+                await conn.close()
+        finally:
+            await backend.close()
+
+    run(scenario())

@@ -168,3 +168,20 @@ def test_the_blocking_enqueue_carries_parents(tmp_path: Path) -> None:
             await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_purging_a_child_deletes_its_edges(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backend = SQLiteBackend(tmp_path / "t.db")
+        try:
+            a = member()
+            child = member(a.id)
+            await backend.enqueue_many([a, child])
+            await run_all(backend, TaskStatus.FAILED)
+            assert await backend.purge() == 2
+            rows = await backend._fetchall("SELECT count(*) FROM sitq_tasks_edges")
+            assert rows[0][0] == 0
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())

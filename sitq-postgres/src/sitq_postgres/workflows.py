@@ -91,6 +91,7 @@ CREATE TABLE {e} (
 CREATE INDEX {e}_parent ON {e} (parent_id, child_id);
 {_ended_trigger(n)}
 {_requeued_trigger(n)}
+{_deleted_trigger(n)}
 """
 
 
@@ -108,13 +109,14 @@ def _failed_parent_error(n: Names, child: str, cancelled: str) -> str:
 
 
 def _count_down(n: Names, ended: str) -> str:
-    """The loop counting down the waiting children of the tasks in array ``ended``, one
+    """The loop counting down the waiting children of the tasks ``parent_id`` matches
+    with condition ``ended`` (``= NEW.id``, ``= ANY(…)``), one
     primary-key update per child in id order (no lock-order deadlock between two of them),
     releasing those at zero with a NOTIFY."""
     t, e = n.tasks, edges(n)
     return f"""
     FOR child IN
-        SELECT child_id AS id, count(*) AS n FROM {e} WHERE parent_id = ANY({ended})
+        SELECT child_id AS id, count(*) AS n FROM {e} WHERE parent_id {ended}
         GROUP BY child_id ORDER BY child_id
     LOOP
         UPDATE {t} AS k SET remaining = k.remaining - child.n,
@@ -156,7 +158,11 @@ BEGIN
             WHERE k.id = ANY(doomed) AND k.status = 'waiting' RETURNING k.id
         ) SELECT coalesce(array_agg(id), '{{}}') INTO doomed FROM x;
     END IF;
-    {_count_down(n, "doomed || NEW.id")}
+    IF cardinality(doomed) = 0 THEN  -- the common case: no array to build
+        {_count_down(n, "= NEW.id")}
+    ELSE
+        {_count_down(n, "= ANY(doomed || NEW.id)")}
+    END IF;
     RETURN NULL;
 END $f$;
 CREATE TRIGGER {t}_parent_ended AFTER UPDATE OF status ON {t} FOR EACH ROW
@@ -213,6 +219,20 @@ CREATE TRIGGER {t}_parent_requeued AFTER UPDATE OF status ON {t} FOR EACH ROW
 WHEN (pg_trigger_depth() < 1 AND NEW.has_children AND OLD.status IN {_UNSUCCESSFUL}
       AND NEW.status IN {ACTIVE})
 EXECUTE FUNCTION {t}_parent_requeued();"""
+
+
+def _deleted_trigger(n: Names) -> str:
+    """The trigger deleting the edges of a deleted task (purge, prune) to its parents."""
+    t, e = n.tasks, edges(n)
+    return f"""
+CREATE FUNCTION {t}_child_deleted() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    DELETE FROM {e} WHERE child_id = OLD.id;
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER {t}_child_deleted AFTER DELETE ON {t} FOR EACH ROW
+WHEN (OLD.parents IS NOT NULL)
+EXECUTE FUNCTION {t}_child_deleted();"""
 
 
 # -- enqueue -----------------------------------------------------------------------------------

@@ -103,6 +103,10 @@ def ddl(table: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {t}_marked ON {t} (remaining) WHERE remaining < 0",
         _ended_trigger(t),
         _requeued_trigger(t),
+        # a deleted task (purge, prune) takes its edges to its parents along
+        f"""CREATE TRIGGER IF NOT EXISTS {t}_child_deleted AFTER DELETE ON {t}
+WHEN old.parents IS NOT NULL
+BEGIN DELETE FROM {e} WHERE child_id = old.id; END""",
     ]
 
 

@@ -25,6 +25,7 @@ from .plugins import plugins_command
 from .schedules import scheduler_command, schedules_command
 from .tasks import tasks_command
 from .worker import worker_command
+from .workflows import workflows_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,7 +37,7 @@ def cli(ctx: click.Context) -> None:
     \b
     Try it:              sitq demo
     Run a worker:        sitq worker myapp.tasks:queue
-    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID
+    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID · sitq workflows
     """
     try:
         _, defaults = load_defaults()
@@ -59,6 +60,7 @@ for _command in (
     tasks_command,
     schedules_command,
     scheduler_command,
+    workflows_command,
     demo_command,
 ):
     cli.add_command(_command)
