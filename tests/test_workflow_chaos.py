@@ -96,8 +96,6 @@ KILL_EVERY = 2.5
 #: run seconds too early.
 CLOCK_TOLERANCE = 1.0
 
-DONE = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED})
-
 
 @dataclass(frozen=True)
 class Node:
@@ -121,11 +119,9 @@ def random_dag(seed: int, size: int) -> list[Node]:
         k = min(number, rng.choice((0, 1, 1, 2, 2, 3)))
         parents = tuple(sorted(rng.sample(range(number), k)))
         seconds = 1.0 if rng.random() < 0.05 else rng.uniform(0.02, 0.2)
-        nodes.append(
-            Node(
-                number, parents, rng.random() < 0.05, bool(parents) and rng.random() < 0.3, seconds
-            )
-        )
+        fails = rng.random() < 0.05
+        allow_failure = bool(parents) and rng.random() < 0.3
+        nodes.append(Node(number, parents, fails, allow_failure, seconds))
     return nodes
 
 
@@ -256,7 +252,7 @@ class Fleet:
 
 
 @dataclass
-class Outcome:
+class RunResult:
     """What one run left: each DAG's stored members (by node number), the event file's lines
     and the pids killed."""
 
@@ -307,7 +303,7 @@ async def stored(queue: TaskQueue, workflow_id: str, ids: Sequence[str]) -> list
 
 async def run_dags(
     folder: Path, url: str, dags: Sequence[Sequence[Node]], max_seconds: float, max_kills: int
-) -> Outcome:
+) -> RunResult:
     """Run ``dags`` through a fleet of `WORKERS`, killing a worker that runs a member every
     `KILL_EVERY` seconds (``max_kills`` times at most: each kill of a member on the DAG's
     longest path adds a lease to the run), until every member ended (at most
@@ -323,7 +319,7 @@ async def run_dags(
             next_kill = began + KILL_EVERY
             while True:
                 members = [await stored(queue, w, ids) for w, ids in enqueued]
-                if all(r.status in DONE for records in members for r in records):
+                if all(r.status.is_final for records in members for r in records):
                     break
                 fleet.check_alive()
                 now = time.monotonic()
@@ -343,7 +339,7 @@ async def run_dags(
         finally:
             fleet.stop()
         members = [await stored(queue, w, ids) for w, ids in enqueued]
-    return Outcome(members, read_events(events_path), fleet.killed, seconds)
+    return RunResult(members, read_events(events_path), fleet.killed, seconds)
 
 
 def unfinished(members: Sequence[Sequence[TaskRecord]]) -> dict[str, int]:
@@ -351,12 +347,12 @@ def unfinished(members: Sequence[Sequence[TaskRecord]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for records in members:
         for r in records:
-            if r.status not in DONE:
+            if not r.status.is_final:
                 counts[r.status.value] = counts.get(r.status.value, 0) + 1
     return counts
 
 
-def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], outcome: Outcome) -> None:
+def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], run: RunResult) -> None:
     """Every guarantee of the module docstring, for one DAG."""
     expected = expected_statuses(dag)
     wrong = {
@@ -367,7 +363,7 @@ def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], outcome: Outco
     assert not wrong, f"members ended otherwise than the DAG says: {wrong}"
     mine = {r.id for r in records}
     attempts: dict[tuple[str, int], list[Event]] = {}
-    for event in outcome.events:
+    for event in run.events:
         if event.task_id in mine:
             attempts.setdefault((event.task_id, event.attempt), []).append(event)
     starts = [e for lines in attempts.values() for e in lines if e.kind == "start"]
@@ -376,7 +372,7 @@ def check_dag(dag: Sequence[Node], records: Sequence[TaskRecord], outcome: Outco
         if record.status is TaskStatus.CANCELLED:
             check_cancelled(node, records, attempts)
         else:
-            check_ran(node, records, attempts, outcome.killed)
+            check_ran(node, records, attempts, run.killed)
 
 
 def check_cancelled(
@@ -463,24 +459,24 @@ def check_after(
     )
 
 
-def check_run(dags: Sequence[Sequence[Node]], outcome: Outcome) -> str:
+def check_run(dags: Sequence[Sequence[Node]], run: RunResult) -> str:
     """Check every DAG of a run; a line of figures."""
-    for dag, records in zip(dags, outcome.members, strict=True):
-        check_dag(dag, records, outcome)
-    retried = sum(r.attempts > 1 for records in outcome.members for r in records)
-    assert outcome.killed, "no worker was killed while running a member: nothing was tested"
-    statuses = [r.status for records in outcome.members for r in records]
+    for dag, records in zip(dags, run.members, strict=True):
+        check_dag(dag, records, run)
+    retried = sum(r.attempts > 1 for records in run.members for r in records)
+    assert run.killed, "no worker was killed while running a member: nothing was tested"
+    statuses = [r.status for records in run.members for r in records]
     joins = sum(
         len(n.parents) > 1 and r.status is not TaskStatus.CANCELLED
-        for dag, records in zip(dags, outcome.members, strict=True)
+        for dag, records in zip(dags, run.members, strict=True)
         for n, r in zip(dag, records, strict=True)
     )
     return (
-        f"{len(dags)} DAGs, {len(statuses)} members in {outcome.seconds:.1f} s: "
+        f"{len(dags)} DAGs, {len(statuses)} members in {run.seconds:.1f} s: "
         f"{statuses.count(TaskStatus.SUCCEEDED)} succeeded, "
         f"{statuses.count(TaskStatus.FAILED)} failed, "
         f"{statuses.count(TaskStatus.CANCELLED)} cancelled, {joins} joins ran; "
-        f"{len(outcome.killed)} SIGKILLs, {retried} members run again"
+        f"{len(run.killed)} SIGKILLs, {retried} members run again"
     )
 
 
@@ -518,8 +514,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_a_random_dag_survives_sigkills(store_url: str, tmp_path: Path) -> None:
     dags = [random_dag(seed=15, size=120)]
     check_plan(dags)
-    outcome = asyncio.run(run_dags(tmp_path, store_url, dags, 120, max_kills=4))
-    print("\n" + check_run(dags, outcome))
+    run = asyncio.run(run_dags(tmp_path, store_url, dags, 120, max_kills=4))
+    print("\n" + check_run(dags, run))
 
 
 @pytest.mark.slow
@@ -530,5 +526,5 @@ def test_random_dags_soak(store_url: str, tmp_path: Path, request: pytest.Fixtur
     count = int(os.environ.get("SITQ_SOAK_DAGS", "24"))
     dags = [random_dag(seed, rng.randint(50, 200)) for seed in range(100, 100 + count)]
     check_plan(dags)
-    outcome = asyncio.run(run_dags(tmp_path, store_url, dags, 600, max_kills=1000))
-    print("\n" + check_run(dags, outcome))
+    run = asyncio.run(run_dags(tmp_path, store_url, dags, 600, max_kills=1000))
+    print("\n" + check_run(dags, run))
