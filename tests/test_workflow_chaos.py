@@ -519,6 +519,7 @@ def test_a_random_dag_survives_sigkills(store_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the soak's own bound is 600 s, past the suite's 300-s default
 def test_random_dags_soak(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if not slow_requested(request.config):
         pytest.skip("the soak runs with `pytest -m slow` or SITQ_SOAK=1")
