@@ -275,13 +275,13 @@ def workflow_scenarios() -> list[Scenario]:
     p = functools.partial
     rows = []
     for kind, needs in (("sqlite", ""), ("postgres", "postgres")):
-        key = f"workflows.{kind}"
+        key, name = f"workflows.{kind}", f"sitq-{kind}"
         rows += [
-            Scenario(f"{key}.enq", "workflows", f"{kind}: enqueue the chord",
+            Scenario(f"{key}.enq", "workflows", f"{name}: enqueue the chord",
                      p(wf.chord_enqueue, kind=kind), needs=needs),
-            Scenario(f"{key}.plain", "workflows", f"{kind}: run {wf.CHORD_MEMBERS + 1:,} "
+            Scenario(f"{key}.plain", "workflows", f"{name}: run {wf.CHORD_MEMBERS + 1:,} "
                      "no-ops, no workflow", p(wf.plain_run, kind=kind), needs=needs),
-            Scenario(f"{key}.join", "workflows", f"{kind}: run the chord until the "
+            Scenario(f"{key}.join", "workflows", f"{name}: run the chord until the "
                      "callback's result", p(wf.chord_join, kind=kind),
                      (f"{key}.plain", "workflows.celery"), needs=needs),
         ]  # fmt: skip

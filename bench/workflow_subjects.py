@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -165,9 +166,10 @@ def celery_chord(folder: str, n: int = CELERY_CHORD_MEMBERS) -> Sample:
     try:
         with start_process(command):
             chord_member.delay().get(timeout=60)  # the worker is up
-            clock = Clock()
+            began = time.perf_counter()
             received = run_chord(n, timeout=600)
-            sample = clock.sample(n + 1)
+            # wall clock only: the work is in Celery's worker process, whose CPU is not read
+            sample = Sample(n + 1, time.perf_counter() - began)
         if received != n:
             raise AssertionError(f"Celery's callback received {received} results, not {n}")
         return sample
