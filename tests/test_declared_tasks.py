@@ -334,6 +334,9 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
         "timeout": 30,
         "dedupe_key": None,
         "meta": {},
+        "depends_on": [],
+        "allow_failure": False,
+        "pass_results": None,
     }
     table = sitq_tasks()
     assert table.returncode == 0, table.stderr

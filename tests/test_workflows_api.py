@@ -62,9 +62,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, WAIT * 2))
 
 
-async def _with_worker(body: Any) -> Any:
+async def _with_worker(body: Any, worker_type: str = "async") -> Any:
     """``body()`` while a worker serves ``queue`` on this loop."""
-    w = sitq.Worker(queue, worker_type="async", max_workers=8, poll_interval=0.05)
+    w = sitq.Worker(queue, worker_type=worker_type, max_workers=4, poll_interval=0.05)
     serving = asyncio.create_task(w.start())
     try:
         return await body()
@@ -76,7 +76,11 @@ async def _with_worker(body: Any) -> Any:
 # -- shapes and results ---------------------------------------------------------------------
 
 
-def test_a_chain_passes_each_result_to_the_next_step() -> None:
+@pytest.mark.parametrize("worker_type", ["async", "thread", "process"])
+def test_a_chain_passes_each_result_to_the_next_step(worker_type: str) -> None:
+    """Every executor receives the parents' results (a child process gets the call with
+    them, not the stored payload)."""
+
     async def body() -> None:
         wf = await queue.enqueue(sitq.chain(add.s(1, 2), double.s(), add.s(10)))
         assert isinstance(wf, AsyncWorkflow) and len(wf.task_ids) == 3
@@ -85,7 +89,7 @@ def test_a_chain_passes_each_result_to_the_next_step() -> None:
         summary = await wf.summary()
         assert (summary.done, summary.total) == (3, 3)
 
-    run(_with_worker(body))
+    run(_with_worker(body, worker_type))
 
 
 def test_a_group_gives_the_list_of_results_in_order() -> None:
@@ -264,6 +268,10 @@ def test_a_backend_without_workflows_is_refused() -> None:
         async with sitq.TaskQueue(Plain()) as plain:
             with pytest.raises(ConfigurationError, match=r"Capability\.WORKFLOWS"):
                 await plain.enqueue(sitq.group(double.s(1)))
+            first = await plain.enqueue(double, 1)
+            with pytest.raises(ConfigurationError, match=r"Capability\.WORKFLOWS"):
+                await plain.enqueue(sitq.Task(double, (2,), parents=[first]))
+            assert sum((await plain.counts()).values()) == 1
 
     run(body())
 
@@ -302,3 +310,37 @@ def test_sync_queue_runs_a_chord(store: str, tmp_path: Path) -> None:
             worker.stop()
     finally:
         squeue.close()
+
+
+def test_an_eager_queue_runs_a_workflow_as_it_is_enqueued() -> None:
+    from sitq.eager import EagerSyncTaskQueue
+
+    eager = EagerSyncTaskQueue("memory://")
+    try:
+        sadd = eager.task(name="wf.eager.sadd")(_sadd)
+        stotal = eager.task(name="wf.eager.stotal")(_stotal)
+        wf = eager.enqueue(sitq.chord([sadd.s(1, 2), sadd.s(3, 4)], stotal.s()))
+        assert isinstance(wf, Workflow)
+        assert [t.status for t in wf.tasks()] == [TaskStatus.SUCCEEDED] * 3
+        assert wf.result(timeout=0) == 10
+    finally:
+        eager.close()
+
+
+def test_get_results_waits_for_many_tasks_in_one_read_per_poll() -> None:
+    """`queue.get_results` (what a workflow's result waits with): results in order, a
+    timeout for all of them, an unknown id refused."""
+    from sitq.errors import ResultTimeout, TaskNotFound
+
+    async def body() -> None:
+        handles = [await double.enqueue(i) for i in range(5)]
+        results = await queue.get_results([h.id for h in reversed(handles)], timeout=WAIT)
+        assert [r.value for r in results] == [8, 6, 4, 2, 0]
+        with pytest.raises(TaskNotFound):
+            await queue.get_results([handles[0].id, "no-such-task"], timeout=WAIT)
+        waiting = await queue.enqueue(sitq.chain(forever.s(), double.s()))
+        with pytest.raises(ResultTimeout):
+            await queue.get_results(waiting.task_ids, timeout=0.2)
+        assert await waiting.cancel() == 2
+
+    run(_with_worker(body))

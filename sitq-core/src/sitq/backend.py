@@ -325,7 +325,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task; False if it is unknown or already final.
+        """Cancel a pending or running task (or waiting, with `Capability.WORKFLOWS`); False
+        if it is unknown or already final.
 
         The task becomes ``cancelled`` with ``finished_at = clock()``, and its dedupe key is
         free again. A pending task never runs. A running task's lease is cleared (token and
@@ -600,7 +601,9 @@ class Backend(ABC):
         self, *, limit: int = 100, active_only: bool = False
     ) -> list[WorkflowSummary]:
         """The newest ``limit`` workflows (only those with a member not ended yet, if
-        ``active_only``), newest first, with their members' counts."""
+        ``active_only``), newest first (by their first member's ``created_at``, then enqueue
+        order), with their members' counts (`sitq.workflow_state.summarize` computes one
+        from the members)."""
         raise _no_workflows(self)
 
     # -- wake-ups ----------------------------------------------------------------------------

@@ -268,12 +268,17 @@ class TaskQueue(DeclaresTasks[Blueprint]):
                 "enqueue(workflow) takes no other arguments: give each member its options "
                 "with task.options(...).s(...) or task.s(...).options(...)"
             )
+        self._check_workflows()
+        return plan(canvas)
+
+    def _check_workflows(self) -> None:
+        """`ConfigurationError` unless the backend stores tasks that wait for parents."""
         if not self.backend.supports(Capability.WORKFLOWS):
             raise ConfigurationError(
-                f"{type(self.backend).__name__} cannot run workflows; use a backend that "
-                "declares Capability.WORKFLOWS (sqlite, postgresql, memory)"
+                f"{type(self.backend).__name__} cannot run workflows (chain, group, chord, "
+                "depends_on); use a backend that declares Capability.WORKFLOWS (sqlite, "
+                "postgresql, memory)"
             )
-        return plan(canvas)
 
     def _task_of(
         self,
@@ -381,6 +386,8 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         was built) unless ``checked``: the queue built it just now."""
         if not checked:
             check_task(task)
+        if task.parents:
+            self._check_workflows()  # else it would run at once, not after its parents
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)
@@ -499,15 +506,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         the task; finishes in other processes are noticed by polling that backs off from 5 ms
         to 100 ms.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 <= timeout < math.inf  # NaN fails both comparisons
-        ):
-            raise ConfigurationError(
-                f"timeout must be a finite number of seconds >= 0, or None to wait as long as "
-                f"it takes; got {timeout!r}"
-            )
+        _check_timeout(timeout)
         await self.connect()
         if timeout is None:
             return await self._wait_for_result(task_id, None)
@@ -534,13 +533,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             if record is None:
                 raise TaskNotFound(f"no task with id {task_id!r}")
             if record.expired:
-                raise ResultExpired(
-                    f"task {task_id} finished ({record.status.value}) and its result expired: "
-                    "results are kept for the worker's result_ttl",
-                    task_id=task_id,
-                    status=record.status.value,
-                    finished_at=record.finished_at or 0.0,
-                )
+                raise _expired(record)
             if record.status.is_final:
                 return self.result_from_record(record)
             wait = poll
@@ -573,10 +566,50 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         await self.connect()
         return await self.backend.workflows(limit=limit, active_only=active_only)
 
+    async def get_results(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> list[Result]:
+        """Wait for every task of ``task_ids`` to finish; the `Result` of each, in order.
+
+        One `Backend.get_results` per poll reads every task not finished yet (waiting on a
+        group of 10,000 is not 10,000 waits). ``timeout`` (seconds, for all of them) and the
+        errors are `get_result`'s.
+        """
+        _check_timeout(timeout)
+        await self.connect()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        found: dict[str, TaskRecord] = {}
+        poll = _POLL_START
+        while missing := [i for i in dict.fromkeys(task_ids) if i not in found]:
+            read = await self.backend.get_results(missing)
+            found.update((r.id, r) for r in read if r is not None)
+            if all(i in found for i in missing):
+                break
+            unfinished = next(i for i in missing if i not in found)
+            record = await self.backend.get_task(unfinished)
+            if record is None:
+                raise TaskNotFound(f"no task with id {unfinished!r}")
+            wait = poll
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ResultTimeout(
+                        f"task {unfinished} is still {record.status.value} after {timeout} s"
+                    )
+                wait = min(wait, remaining)
+            await self.backend.wait_for_finish(wait)
+            poll = min(poll * 2, _POLL_MAX)
+        for record in found.values():
+            if record.expired:
+                raise _expired(record)
+        return [self.result_from_record(found[i]) for i in task_ids]
+
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task so it never runs; False if it is not pending."""
+        """Cancel a waiting, pending or running task (see `Backend.cancel`); False if it is in
+        none of those states. Its workflow descendants are cancelled with it."""
         await self.connect()
         return await self.backend.cancel(task_id)
 
@@ -599,3 +632,27 @@ class TaskQueue(DeclaresTasks[Blueprint]):
 
     def __repr__(self) -> str:
         return f"<TaskQueue backend={self.backend!r} serializer={self.codec.name!r}>"
+
+
+def _check_timeout(timeout: object) -> None:
+    """`ConfigurationError` unless ``timeout`` is None or a finite number of seconds >= 0."""
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 <= timeout < math.inf  # NaN fails both comparisons
+    ):
+        raise ConfigurationError(
+            f"timeout must be a finite number of seconds >= 0, or None to wait as long as "
+            f"it takes; got {timeout!r}"
+        )
+
+
+def _expired(record: TaskRecord) -> ResultExpired:
+    """The error of a result read after ``result_ttl`` dropped it."""
+    return ResultExpired(
+        f"task {record.id} finished ({record.status.value}) and its result expired: "
+        "results are kept for the worker's result_ttl",
+        task_id=record.id,
+        status=record.status.value,
+        finished_at=record.finished_at or 0.0,
+    )

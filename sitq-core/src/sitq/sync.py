@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -216,6 +216,10 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             )
 
         return self._run("get_result", coro, timeout + _ANSWER_MARGIN, too_late)
+
+    def get_results(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Result]:
+        """Block until every task of ``task_ids`` finishes (see `TaskQueue.get_results`)."""
+        return self._run("get_results", self.async_queue.get_results(task_ids, timeout))
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""

@@ -17,7 +17,6 @@ header's results, in order; ``task.si(...)`` takes nothing from its parents.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -316,12 +315,8 @@ class AsyncWorkflow(_WorkflowHandle):
         Raises `TaskFailed` for a last member that did not succeed, `ResultTimeout` after
         ``timeout`` seconds in all.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        values = []
-        for task_id in self.exits:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            values.append(value_of(task_id, await self._queue.get_result(task_id, left)))
-        return self._value(values)
+        results = await self._queue.get_results(self.exits, timeout)
+        return self._value([value_of(r.task_id or "", r) for r in results])
 
     async def tasks(self) -> list[Task]:
         """Its members as stored now, parents first."""
@@ -349,12 +344,8 @@ class Workflow(_WorkflowHandle):
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for its result (see `AsyncWorkflow.result`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        values = []
-        for task_id in self.exits:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            values.append(value_of(task_id, self._queue.get_result(task_id, left)))
-        return self._value(values)
+        results = self._queue.get_results(self.exits, timeout)
+        return self._value([value_of(r.task_id or "", r) for r in results])
 
     def tasks(self) -> list[Task]:
         """Its members as stored now, parents first."""

@@ -54,7 +54,7 @@ class WorkflowGraph:
 
     def add(self, record: TaskRecord, tasks: Mapping[str, TaskRecord], now: float) -> None:
         """Register a stored record (status pending) and give it the status its parents
-        decide: waiting, pending (due now) or cancelled."""
+        decide: waiting, pending or cancelled."""
         if record.workflow_id is not None:
             self.members.setdefault(record.workflow_id, {})[record.id] = None
         if not record.parents:
@@ -95,7 +95,7 @@ class WorkflowGraph:
                 self.unfinished[child_id] = left
                 if left == 0:
                     del self.unfinished[child_id]
-                    child.status, child.available_at = TaskStatus.PENDING, now
+                    child.status = TaskStatus.PENDING  # due at its own available_at
                     moved.released.append(child)
 
     def requeued(self, record: TaskRecord, tasks: Mapping[str, TaskRecord]) -> None:

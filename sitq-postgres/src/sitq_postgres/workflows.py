@@ -7,7 +7,9 @@ Each task row carries its ``workflow_id``, its ``parents`` (in order), ``allow_f
 The joins live in two row triggers, so every statement that ends a task (`finish`, `cancel`,
 `recover_expired`, `cancel_workflow`) or requeues one releases or cancels its children in its
 own transaction, at no cost for tasks without children (the trigger's ``WHEN`` reads
-``has_children`` before any function is called):
+``has_children`` before any function is called). A statement ending a task sets its
+``available_at`` to now (the backend's clock), and the trigger dates what it moves by it:
+released children are due then, cascaded ones cancelled then.
 
 * ``parent_ended``: a task that ended unsuccessfully cancels its waiting children without
   ``allow_failure`` and their descendants (one recursive CTE); then every waiting child of it
@@ -120,7 +122,9 @@ def _count_down(n: Names, ended: str) -> str:
         GROUP BY child_id ORDER BY child_id
     LOOP
         UPDATE {t} AS k SET remaining = k.remaining - child.n,
-            status = CASE WHEN k.remaining - child.n <= 0 THEN 'pending' ELSE 'waiting' END
+            status = CASE WHEN k.remaining - child.n <= 0 THEN 'pending' ELSE 'waiting' END,
+            available_at = CASE WHEN k.remaining - child.n <= 0 THEN NEW.available_at
+                                ELSE k.available_at END
         WHERE k.id = child.id AND k.status = 'waiting'
         RETURNING k.status, k.queue INTO released, released_queue;
         IF released = 'pending' THEN
@@ -153,7 +157,8 @@ BEGIN
             ) SELECT id FROM d ORDER BY id);
         PERFORM 1 FROM {t} WHERE id = ANY(doomed) ORDER BY id FOR UPDATE;
         WITH x AS (
-            UPDATE {t} AS k SET status = 'cancelled', finished_at = NEW.finished_at,
+            UPDATE {t} AS k SET status = 'cancelled', finished_at = NEW.available_at,
+                available_at = NEW.available_at,
                 error = {_failed_parent_error(n, "k", "doomed")}
             WHERE k.id = ANY(doomed) AND k.status = 'waiting' RETURNING k.id
         ) SELECT coalesce(array_agg(id), '{{}}') INTO doomed FROM x;
@@ -349,6 +354,7 @@ WHERE id = ANY($1::text[]) AND status = 'waiting' AND remaining <= 0""",
         return f"""
 UPDATE {self.t} SET status = 'cancelled',
     finished_at = coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8),
+    available_at = coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8),
     lease_token = NULL, lease_expires_at = NULL
 WHERE workflow_id = $2 AND status IN {ACTIVE}
 RETURNING queue"""

@@ -60,10 +60,10 @@ from .opening import open_connection
 from .preflight import check_file, warn_if_shared
 from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
-from .sql import SELECT, Statements
+from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
 from .workflow_methods import WorkflowMethods, WorkflowStatements
-from .workflows import READ_COLUMNS, read_fields
+from .workflows import read_fields
 
 _FINISH_CHUNK = 1000
 #: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
@@ -73,12 +73,12 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
-#: Where the workflow columns start in a row selected as `sql.SELECT`.
-_WORKFLOW_AT = len(COLUMNS) - len(READ_COLUMNS)
+#: Where the workflow fields start in a row selected as `sql.select_list`.
+_WORKFLOW_AT = len(COLUMNS)
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT`."""
+    """A `TaskRecord` from a row selected as `sql.select_list`."""
     return read_fields(record_from_row(row), row[_WORKFLOW_AT:])
 
 
@@ -117,7 +117,7 @@ class SQLiteBackend(WorkflowMethods, Backend):
         self.synchronous = synchronous.upper()
         self._sql = Statements(table)
         self._schedule_sql = ScheduleStatements(table)
-        self._workflow_sql = WorkflowStatements(table, SELECT)
+        self._workflow_sql = WorkflowStatements(table, self._sql.select)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
             frozenset(
@@ -279,7 +279,7 @@ class SQLiteBackend(WorkflowMethods, Backend):
             return list(await retry_locked(db.execute_fetchall, sql, params))
 
     def _read(self, row: Sequence[Any]) -> TaskRecord:
-        """A `TaskRecord` from a row selected as `sql.SELECT`."""
+        """A `TaskRecord` from a row selected as `sql.select_list`."""
         return _record(row)
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -457,7 +457,7 @@ class SQLiteBackend(WorkflowMethods, Backend):
         now = self.clock()
 
         def final(o: Outcome) -> tuple[Any, ...]:
-            return (o.status.value, o.result, o.error, o.traceback, o.finished_at)
+            return (o.status.value, o.result, o.error, o.traceback, o.finished_at, now)
 
         def pending(o: Outcome) -> tuple[Any, ...]:
             available_at = now if o.available_at is None else o.available_at

@@ -37,7 +37,6 @@ COLUMNS = (
     "progress",
     "progress_message",
     "progress_at",
-    *workflows.READ_COLUMNS,
 )
 
 #: Columns written by an enqueue.

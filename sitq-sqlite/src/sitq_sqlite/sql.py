@@ -16,12 +16,16 @@ from functools import cached_property
 from sitq.rules import attempts_spent_sql
 
 from .schema import COLUMNS, INSERT_COLUMNS
-from .workflows import ACTIVE
+from .workflows import ACTIVE, read_expressions
 
-#: Columns as selected, in the order `TaskRecord` takes them.
-SELECT = ", ".join(COLUMNS)
 
-__all__ = ["ACTIVE", "FINAL", "SELECT", "Statements", "placeholders"]
+def select_list(table: str) -> str:
+    """What a record is selected as: the columns in the order `TaskRecord` takes them, then
+    its workflow fields (`workflows.read_expressions`)."""
+    return ", ".join((*COLUMNS, *read_expressions(table)))
+
+
+__all__ = ["ACTIVE", "FINAL", "Statements", "placeholders", "select_list"]
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -43,6 +47,7 @@ class Statements:
 
     def __init__(self, table: str) -> None:
         self.t = table
+        self.select = select_list(table)
 
     # -- enqueue -----------------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class Statements:
             f"WHERE rowid IN (SELECT rowid FROM {self.t} INDEXED BY {self.t}_pending "
             f"WHERE {' AND '.join(where)} "
             "ORDER BY priority DESC, available_at, rowid LIMIT ?) "
-            f"RETURNING rowid, {SELECT}"
+            f"RETURNING rowid, {self.select}"
         )
 
     @cached_property
@@ -103,7 +108,7 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE id = ? AND status = 'pending' RETURNING {SELECT}"
+            f"WHERE id = ? AND status = 'pending' RETURNING {self.select}"
         )
 
     def extend_leases(self, count: int) -> str:
@@ -129,14 +134,16 @@ class Statements:
 
     def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
-        finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
-        ``(id, has_children)`` of those applied."""
+        finished_at, now; each after its rowid if ``by_rowid``), fenced by lease token;
+        returns ``(id, has_children)`` of those applied. Like every statement ending a task,
+        it sets ``available_at`` to now: when the children it releases are due."""
         t = self.t
         return (
-            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
-            f"AS (VALUES {placeholders(count, 7 + by_rowid)}) "
+            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at, "
+            f"now) AS (VALUES {placeholders(count, 8 + by_rowid)}) "
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
-            "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
+            "traceback = o.traceback, finished_at = o.finished_at, available_at = o.now, "
+            "lease_token = NULL, "
             f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
             "RETURNING id, has_children"
         )
@@ -185,12 +192,11 @@ class Statements:
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``id`` (second parameter) at ``now`` if waiting, pending or running; its
-        lease goes."""
+        """Cancel task ``?2`` at ``?1`` (now) if waiting, pending or running; its lease goes."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
-            f"WHERE id = ? AND status IN {ACTIVE}"
+            f"WHERE id = ?2 AND status IN {ACTIVE}"
         )
 
     @cached_property
@@ -218,7 +224,7 @@ class Statements:
     @cached_property
     def get_task(self) -> str:
         """The record of task ``?``."""
-        return f"SELECT {SELECT} FROM {self.t} WHERE id = ?"
+        return f"SELECT {self.select} FROM {self.t} WHERE id = ?"
 
     def counts(self, by_queue: bool) -> str:
         """``(status, n)`` rows, of queue ``?`` only if ``by_queue``."""
@@ -239,7 +245,7 @@ class Statements:
         if by_queue:
             where.append("queue = ?")
         direction = "DESC" if newest else "ASC"
-        sql = f"SELECT {SELECT} FROM {self.t}"
+        sql = f"SELECT {self.select} FROM {self.t}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY created_at {direction}, rowid {direction}"

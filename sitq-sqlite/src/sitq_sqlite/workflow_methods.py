@@ -44,10 +44,11 @@ class WorkflowStatements:
         """Cancel the members of workflow ``?2`` at ``?1``: the waiting ones, then the pending
         and running ones (a running one loses its lease)."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1 "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1 "
             "WHERE workflow_id = ?2 AND status = 'waiting'",
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, lease_token = NULL, "
-            "lease_expires_at = NULL WHERE workflow_id = ?2 AND status IN ('pending', 'running')",
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
+            "lease_token = NULL, lease_expires_at = NULL "
+            "WHERE workflow_id = ?2 AND status IN ('pending', 'running')",
         )
 
     def newest(self, active_only: bool) -> str:

@@ -1,14 +1,17 @@
 """Workflows in SQLite (`sitq.workflow_state`): what is stored, and how joins stay exact.
 
-Each task row carries its ``workflow_id``, its ``parents`` (JSON text, in order: what a record
-reads back), ``allow_failure``, ``remaining`` (how many of its parents have not ended yet, while
-it waits) and ``has_children``. The edges table holds one row per (child, position, parent),
-indexed both ways.
+Each task row carries its ``workflow_id``, ``allow_failure``, ``remaining`` (how many of its
+parents have not ended yet, while it waits) and ``has_children``. The edges table holds one row
+per (child, position, parent), indexed both ways; a record reads its ``parents`` from there
+(`read_expressions`), so that counting a chord's callback down never rewrites a row holding
+its thousands of parent ids.
 
 The joins live in two triggers, so every statement that ends a task (`finish`, `cancel`,
 `recover_expired`, `cancel_workflow`) or requeues one releases or cancels its children in its
 own transaction, whichever connection or process runs it, at no cost for tasks without children
-(the trigger's ``WHEN`` reads ``has_children`` first):
+(the trigger's ``WHEN`` reads ``has_children`` first). A statement ending a task sets its
+``available_at`` to the backend's clock, and the trigger dates what it moves by it: released
+children are due then, cascaded ones cancelled then.
 
 * ``<table>_parent_ended``: a task that ended unsuccessfully cancels its waiting children that
   have no ``allow_failure``, and their descendants (one recursive CTE); then the waiting
@@ -30,10 +33,8 @@ from typing import Any
 from sitq.backend import TaskRecord
 from sitq.workflow_state import PARENT_FAILED_PREFIX, unknown_parent_error
 
-#: The workflow columns a record reads back, selected after the others.
-READ_COLUMNS = ("workflow_id", "parents", "allow_failure")
 #: The workflow columns an enqueue writes, after the others.
-INSERT_COLUMNS = (*READ_COLUMNS, "remaining")
+INSERT_COLUMNS = ("workflow_id", "allow_failure", "remaining")
 
 #: ``remaining`` of a task the enqueue just stored waiting (its count is not known yet).
 MARK_NEW = -3
@@ -57,7 +58,6 @@ def column_ddl() -> str:
     """The workflow columns of a new tasks table (inside its ``CREATE TABLE``)."""
     return """,
     workflow_id      TEXT,
-    parents          TEXT,
     allow_failure    INTEGER NOT NULL DEFAULT 0,
     remaining        INTEGER NOT NULL DEFAULT 0,
     has_children     INTEGER NOT NULL DEFAULT 0"""
@@ -78,7 +78,6 @@ def migration(table: str) -> list[str]:
         f"DROP INDEX IF EXISTS {table}_dedupe",
         dedupe_index(table),
         f"ALTER TABLE {table} ADD COLUMN workflow_id TEXT",
-        f"ALTER TABLE {table} ADD COLUMN parents TEXT",
         f"ALTER TABLE {table} ADD COLUMN allow_failure INTEGER NOT NULL DEFAULT 0",
         f"ALTER TABLE {table} ADD COLUMN remaining INTEGER NOT NULL DEFAULT 0",
         f"ALTER TABLE {table} ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0",
@@ -105,7 +104,6 @@ def ddl(table: str) -> list[str]:
         _requeued_trigger(t),
         # a deleted task (purge, prune) takes its edges to its parents along
         f"""CREATE TRIGGER IF NOT EXISTS {t}_child_deleted AFTER DELETE ON {t}
-WHEN old.parents IS NOT NULL
 BEGIN DELETE FROM {e} WHERE child_id = old.id; END""",
     ]
 
@@ -144,8 +142,8 @@ def _ended_trigger(t: str) -> str:
 WHEN new.has_children AND new.remaining >= 0 AND old.status IN {ACTIVE}
     AND new.status IN {_FINAL}
 BEGIN
-    UPDATE {t} SET status = 'cancelled', finished_at = new.finished_at,
-        remaining = {MARK_DOOMED}
+    UPDATE {t} SET status = 'cancelled', finished_at = new.available_at,
+        available_at = new.available_at, remaining = {MARK_DOOMED}
     WHERE new.status <> 'succeeded' AND id IN ({doomed});
     UPDATE {t} SET error = {_failed_parent_error(t, t)} WHERE remaining < 0;
     UPDATE {t} SET remaining = remaining
@@ -156,7 +154,8 @@ BEGIN
         SELECT child_id FROM {e} WHERE parent_id = new.id
         UNION SELECT e.child_id FROM {t} AS p JOIN {e} AS e ON e.parent_id = p.id
         WHERE p.remaining < 0);
-    UPDATE {t} SET status = 'pending' WHERE status = 'waiting' AND remaining <= 0;
+    UPDATE {t} SET status = 'pending', available_at = new.available_at
+    WHERE status = 'waiting' AND remaining <= 0;
     UPDATE {t} SET remaining = 0 WHERE remaining < 0;
 END"""
 
@@ -209,11 +208,9 @@ END"""
 def insert_values(record: TaskRecord) -> tuple[Any, ...]:
     """The status then the `INSERT_COLUMNS` values of ``record``: a task with parents is
     stored waiting, its count to be settled (`settle_new`)."""
-    parents = json.dumps(list(record.parents)) if record.parents else None
     return (
         "waiting" if record.parents else "pending",
         record.workflow_id,
-        parents,
         1 if record.allow_failure else 0,
         MARK_NEW if record.parents else 0,
     )
@@ -288,8 +285,18 @@ def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
 # -- reading -----------------------------------------------------------------------------------
 
 
+def read_expressions(table: str) -> tuple[str, str, str]:
+    """What a record's workflow fields are read from, selected after the other columns:
+    ``workflow_id``, the parents as a JSON array in order, ``allow_failure``."""
+    parents = (
+        "(SELECT json_group_array(parent_id) FROM "
+        f"(SELECT parent_id FROM {table}_edges WHERE child_id = {table}.id ORDER BY position))"
+    )
+    return ("workflow_id", parents, "allow_failure")
+
+
 def read_fields(record: TaskRecord, values: Sequence[Any]) -> TaskRecord:
-    """``record`` with its workflow fields set from ``values`` (`READ_COLUMNS`)."""
+    """``record`` with its workflow fields set from ``values`` (`read_expressions`)."""
     workflow_id, parents, allow_failure = values
     record.workflow_id = workflow_id
     record.parents = tuple(json.loads(parents)) if parents else ()

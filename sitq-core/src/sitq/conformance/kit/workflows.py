@@ -25,6 +25,7 @@ from .support import (
     requires,
     status_of,
     stored,
+    woken,
 )
 
 W = TaskStatus.WAITING
@@ -96,7 +97,8 @@ class WorkflowTests(KitBase):
     @requires(Capability.WORKFLOWS)
     async def test_a_chain_runs_in_order(self, b: Backend, clock: FakeClock) -> None:
         """Members with parents are stored waiting: never claimed, counted and listed as
-        waiting; each one becomes pending, due now, when its parent succeeds."""
+        waiting; each one becomes pending, its due time unchanged, when its parent
+        succeeds."""
         a = member()
         b1 = member(a, meta={"sitq.pass_results": "first"})
         c = member(b1, meta={"sitq.pass_results": "first"})
@@ -112,7 +114,7 @@ class WorkflowTests(KitBase):
         await finish(b, first, TaskStatus.SUCCEEDED)
         assert await statuses(b, b1, c) == [P, W]
         released = await stored(b, b1.id)
-        assert released.available_at <= clock(), "a released child must be due at once"
+        assert released.available_at == b1.available_at, "a released child keeps its due time"
         second = await claim(b, 10)
         assert [r.id for r in second] == [b1.id]
         await finish(b, second, TaskStatus.SUCCEEDED)
@@ -133,6 +135,33 @@ class WorkflowTests(KitBase):
         duplicate = make_record(dedupe_key="k")
         assert await b.enqueue_many([duplicate]) == [child.id]
         assert (await stored(b, child.id)).payload == child.payload
+
+    @requires(Capability.WORKFLOWS)
+    async def test_a_released_child_wakes_workers(self, b: Backend, clock: FakeClock) -> None:
+        """A child becoming pending is new work: `wait_for_work` returns (the finish that
+        released it fires `notify_enqueued`)."""
+        parents = [member() for _ in range(20)]
+        await b.enqueue_many([*parents, *(member(p) for p in parents)])
+        claimed = iter(await claim(b, 20))
+
+        async def release_one() -> None:
+            await finish(b, [next(claimed)], TaskStatus.SUCCEEDED)
+
+        waiter = asyncio.ensure_future(b.wait_for_work(60))
+        await woken(waiter, release_one)
+
+    @requires(Capability.WORKFLOWS)
+    async def test_a_released_child_keeps_its_eta(self, b: Backend, clock: FakeClock) -> None:
+        """A child enqueued with a later due time is released pending but not claimed
+        before it."""
+        a = member()
+        later = member(a, available_at=clock() + 60)
+        await b.enqueue_many([a, later])
+        await run(b, a)
+        assert await status_of(b, later.id) is P
+        assert await claim(b, 10) == []
+        clock.advance(60)
+        assert [r.id for r in await claim(b, 10)] == [later.id]
 
     @requires(Capability.WORKFLOWS)
     async def test_fields_are_stored_and_read_back(self, b: Backend, clock: FakeClock) -> None:
