@@ -1,7 +1,8 @@
 """What only the PostgreSQL backend's workflows promise: joins exact under concurrent
 transactions (two finishers of two parents of one child, an enqueue racing its parent's end),
 enqueues of waiting tasks inside the caller's transaction, a 10,000-member chord stored in a
-number of statements independent of its size, and claims that never see a waiting task."""
+number of statements independent of its size, claims that never see a waiting task, and a
+real worker running a chord and a chain."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import asyncpg
 import pytest
 from pg_support import PG_URL
 
+import sitq
 from sitq import TaskStatus
 from sitq.backend import Outcome, TaskRecord
 from sitq.conformance import make_record
@@ -248,3 +250,30 @@ def test_purging_a_child_deletes_its_edges(pg_url: str, prefix: str) -> None:
             await backend.close()
 
     run(scenario())
+
+
+def _add(x: int, y: int) -> int:
+    return x + y
+
+
+def _total(values: list[int]) -> int:
+    return sum(values)
+
+
+def test_a_worker_runs_a_chord_and_a_chain(pg_url: str) -> None:
+    squeue = sitq.SyncTaskQueue(pg_url)
+    try:
+        add = squeue.task(name="wf.add")(_add)
+        total = squeue.task(name="wf.total")(_total)
+        worker = sitq.Worker(squeue, worker_type="thread", max_workers=4, poll_interval=0.05)
+        worker.start()
+        try:
+            chord = squeue.enqueue(sitq.chord([add.s(i, i) for i in range(20)], total.s()))
+            assert chord.result(timeout=60) == sum(2 * i for i in range(20))
+            chain = squeue.enqueue(sitq.chain(add.s(1, 1), add.s(5), add.s(10)))
+            assert chain.result(timeout=60) == 17
+            assert chain.status() is TaskStatus.SUCCEEDED
+        finally:
+            worker.stop()
+    finally:
+        squeue.close()

@@ -592,9 +592,10 @@ class Backend(ABC):
         raise _no_workflows(self)
 
     async def cancel_workflow(self, workflow_id: str) -> int:
-        """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
-        as `cancel` does), in one transaction; how many members were cancelled (those a
-        cancelled parent cancelled included)."""
+        """Cancel every waiting, pending and running member of ``workflow_id`` as `cancel`
+        does (a running one loses its lease), in one transaction, none with a parent's reason
+        (a later requeue of one member resumes no other); their children outside the
+        workflow follow the usual rule. How many members were cancelled."""
         raise _no_workflows(self)
 
     async def workflows(

@@ -469,9 +469,12 @@ class MemoryBackend(Backend):
             now = self.clock()
             members = [self._store.tasks[i] for i in self._store.graph.member_ids(workflow_id)]
             active = [r for r in members if r.status in _CANCELLABLE]
-            for record in active:  # a member may have been cancelled with its parent already
-                if record.status in _CANCELLABLE:
-                    released = self._cancel(record, now) or released
+            for record in active:  # all as by hand: none is cancelled "for" another member
+                record.status = TaskStatus.CANCELLED
+                record.finished_at = now
+                record.lease_token = record.lease_expires_at = None
+                self._release_dedupe(record)
+            released = self._ended(active, now)  # children outside the workflow
             count = len(active)
         if count:
             self.notify_finished()

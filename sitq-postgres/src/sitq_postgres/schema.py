@@ -15,7 +15,7 @@ import asyncpg
 
 from sitq.errors import ForeignDatabase
 
-from . import workflows
+from . import joins, workflows
 
 
 def _lock_key(text: str) -> int:
@@ -159,7 +159,7 @@ CREATE TABLE {n.schedule_fires} (
 
 
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, workflows.migration)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, joins.migration)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

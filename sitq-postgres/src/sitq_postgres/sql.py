@@ -18,8 +18,9 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
+from .joins import ACTIVE
 from .schema import COLUMNS, Names
-from .workflows import ACTIVE, WorkflowStatements
+from .workflows import WorkflowStatements
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)
@@ -169,9 +170,7 @@ RETURNING k.id"""
 
     @cached_property
     def finish(self) -> str:
-        """Apply outcomes (one per task) fenced by lease token; returns the ids applied. A
-        final outcome sets ``available_at`` to now, as every statement ending a task does:
-        when the children it releases are due (`workflows`)."""
+        """Apply outcomes (one per task) fenced by lease token; returns the ids applied."""
         n = self.names
         return f"""
 WITH c AS MATERIALIZED {NOW},
@@ -183,7 +182,7 @@ done AS (
         traceback = CASE WHEN o.uncount THEN k.traceback ELSE o.traceback END,
         finished_at = CASE WHEN o.status = 'pending' THEN k.finished_at ELSE o.finished_at END,
         available_at = CASE WHEN o.status = 'pending' THEN coalesce(o.available_at, c.now)
-                            ELSE c.now END,
+                            ELSE k.available_at END,
         attempts = CASE WHEN o.uncount THEN greatest(k.attempts - 1, 0) ELSE k.attempts END,
         lease_token = NULL,
         lease_expires_at = NULL
@@ -245,7 +244,7 @@ FROM gone"""
         return f"""
 WITH c AS MATERIALIZED {NOW},
 x AS (
-    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now, available_at = c.now,
+    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now,
         lease_token = NULL, lease_expires_at = NULL
     FROM c WHERE k.id = $2 AND k.status IN {ACTIVE}
     RETURNING k.id, k.queue

@@ -457,7 +457,7 @@ class SQLiteBackend(WorkflowMethods, Backend):
         now = self.clock()
 
         def final(o: Outcome) -> tuple[Any, ...]:
-            return (o.status.value, o.result, o.error, o.traceback, o.finished_at, now)
+            return (o.status.value, o.result, o.error, o.traceback, o.finished_at)
 
         def pending(o: Outcome) -> tuple[Any, ...]:
             available_at = now if o.available_at is None else o.available_at

@@ -8,6 +8,7 @@ import aiosqlite
 from sitq.errors import ForeignDatabase
 
 from .database import daemonize, retry_locked, settled
+from .joins import ddl as workflow_statements
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -18,7 +19,6 @@ from .schema import (
     space_pragmas,
     version_query,
 )
-from .workflows import ddl as workflow_statements
 
 
 def connection_pragmas(*, in_memory: bool, synchronous: str, busy_timeout: float) -> list[str]:

@@ -15,8 +15,9 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
+from .joins import ACTIVE
 from .schema import COLUMNS, INSERT_COLUMNS
-from .workflows import ACTIVE, read_expressions
+from .workflows import read_expressions
 
 
 def select_list(table: str) -> str:
@@ -134,16 +135,14 @@ class Statements:
 
     def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
-        finished_at, now; each after its rowid if ``by_rowid``), fenced by lease token;
-        returns ``(id, has_children)`` of those applied. Like every statement ending a task,
-        it sets ``available_at`` to now: when the children it releases are due."""
+        finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
+        ``(id, has_children)`` of those applied."""
         t = self.t
         return (
-            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at, "
-            f"now) AS (VALUES {placeholders(count, 8 + by_rowid)}) "
+            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
+            f"AS (VALUES {placeholders(count, 7 + by_rowid)}) "
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
-            "traceback = o.traceback, finished_at = o.finished_at, available_at = o.now, "
-            "lease_token = NULL, "
+            "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
             f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
             "RETURNING id, has_children"
         )
@@ -194,7 +193,7 @@ class Statements:
     def cancel(self) -> str:
         """Cancel task ``?2`` at ``?1`` (now) if waiting, pending or running; its lease goes."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
             f"WHERE id = ?2 AND status IN {ACTIVE}"
         )

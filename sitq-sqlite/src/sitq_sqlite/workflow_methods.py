@@ -16,7 +16,7 @@ from sitq.task import TaskStatus
 from sitq.workflow_state import WorkflowSummary
 
 from .database import retry_locked, settled
-from .workflows import ACTIVE as _ACTIVE
+from .joins import ACTIVE as _ACTIVE
 
 
 class WorkflowStatements:
@@ -44,21 +44,23 @@ class WorkflowStatements:
         """Cancel the members of workflow ``?2`` at ``?1``: the waiting ones, then the pending
         and running ones (a running one loses its lease)."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1 "
+            # a waiting task has no error of its own: one its parent's trigger gave it while
+            # this statement ran is taken back (the rows are chosen before it runs)
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, error = NULL "
             "WHERE workflow_id = ?2 AND status = 'waiting'",
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
             "WHERE workflow_id = ?2 AND status IN ('pending', 'running')",
         )
 
     def newest(self, active_only: bool) -> str:
-        """The newest ``?`` workflows: ``(id, created_at)``, only those with a member not
-        ended if ``active_only``."""
+        """The newest ``?`` workflows (by their first member's ``created_at``, then enqueue
+        order): ``(id, created_at)``, only those with a member not ended if ``active_only``."""
         having = f" HAVING sum(status IN {_ACTIVE}) > 0" if active_only else ""
         return (
             f"SELECT workflow_id, min(created_at) AS created FROM {self.t} "
             f"WHERE workflow_id IS NOT NULL GROUP BY workflow_id{having} "
-            "ORDER BY created DESC, workflow_id DESC LIMIT ?"
+            "ORDER BY created DESC, min(rowid) DESC LIMIT ?"
         )
 
     def summaries(self, count: int) -> str:
@@ -125,8 +127,10 @@ class WorkflowMethods:
         return [found.get(task_id) for task_id in task_ids]
 
     async def cancel_workflow(self, workflow_id: str) -> int:
-        """Cancel every waiting, pending and running member of ``workflow_id`` in one
-        transaction (the waiting first, so none is cancelled for a parent); how many."""
+        """Cancel every waiting, pending and running member of ``workflow_id`` as `cancel`
+        does, in one transaction (none gets a parent's reason: requeueing one resumes no
+        other); children outside the workflow are settled as for any ended parent. How many
+        were cancelled."""
         now = self.clock()
         db = await self._db()
         async with self._mutex:

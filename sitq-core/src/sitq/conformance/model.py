@@ -45,6 +45,7 @@ class ModelTask:
     expired: bool = False  # a tombstone left by expire_results
     parents: tuple[str, ...] = ()
     allow_failure: bool = False
+    workflow_id: str | None = None
 
     def sort_key(self) -> tuple[int, float, int]:
         """Claim order: highest priority, then earliest due, then enqueue order."""
@@ -78,6 +79,7 @@ class QueueModel:
             task = self.tasks[r.id] = ModelTask(
                 r.id, r.queue, r.priority, r.available_at, next(self._order), r.dedupe_key,
                 r.max_retries, parents=r.parents, allow_failure=r.allow_failure,
+                workflow_id=r.workflow_id,
             )  # fmt: skip
             if r.parents:
                 task.status, error = child_status(self._parents(task), r.allow_failure)
@@ -227,6 +229,18 @@ class QueueModel:
         task.lease_token = task.lease_expires_at = None
         self.ended(task_id, now)
         return True
+
+    def cancel_workflow(self, workflow_id: str, now: float) -> int:
+        """Apply `cancel_workflow`; return how many members a backend must say it cancelled
+        (those not ended before it, each cancelled as `cancel` does, with no parent's reason)."""
+        members = [t for t in self.tasks.values() if t.workflow_id == workflow_id]
+        active = [t for t in members if t.status in ACTIVE]
+        for task in active:  # all cancelled as by hand first: no member is cancelled "for" another
+            task.status = TaskStatus.CANCELLED
+            task.lease_token = task.lease_expires_at = None
+        for task in active:  # then their children outside the workflow
+            self.ended(task.id, now)
+        return len(active)
 
     def requeue(self, task_id: str, now: float) -> bool:
         """Apply `requeue`; return what a backend must answer."""

@@ -1,7 +1,8 @@
 """`BackendStateMachine`: random sequences of backend operations checked against `QueueModel`.
 
 Hypothesis drives enqueues (random priority, queue, due time, dedupe key, one by one or in
-batches; with `Capability.WORKFLOWS`, children waiting for stored tasks, and theirs), claims
+batches; with `Capability.WORKFLOWS`, children waiting for stored tasks, and theirs, and
+cancelling their workflow), claims
 (limits, queue filters, exclusions), claims by id, heartbeats, every kind of
 outcome (with live and stale lease tokens, one call or a batch), cancels, requeues, result
 expiry, purges, clock advances and crash recovery. Each operation's answer must be the model's,
@@ -138,6 +139,7 @@ class BackendStateMachine(RuleBasedStateMachine):
         assert record.dedupe_key == task.dedupe_key, where
         assert record.parents == task.parents, f"parents {record.parents}; {where}"
         assert record.allow_failure == task.allow_failure, where
+        assert record.workflow_id == task.workflow_id, where
         assert record.lease_token == task.lease_token, f"lease {record.lease_token}; {where}"
         if task.status is TaskStatus.RUNNING:
             assert record.lease_expires_at == task.lease_expires_at, where
@@ -338,6 +340,13 @@ class BackendStateMachine(RuleBasedStateMachine):
         expected = self.model.cancel(task_id, self.clock())
         assert self.run(self.b.cancel(task_id)) == expected, f"cancel({task_id})"
         self.check_record(task_id)
+
+    @precondition(lambda self: self.b.supports(Capability.WORKFLOWS))
+    @rule()
+    def cancel_workflow(self) -> None:
+        """Cancel every member of the children's workflow not ended yet."""
+        expected = self.model.cancel_workflow("wf", self.clock())
+        assert self.run(self.b.cancel_workflow("wf")) == expected, "cancel_workflow('wf')"
 
     @precondition(lambda self: self.ids)
     @rule(data=st.data())

@@ -299,9 +299,9 @@ class WorkflowTests(KitBase):
 
     @requires(Capability.WORKFLOWS)
     async def test_cancel_workflow(self, b: Backend, clock: FakeClock) -> None:
-        """`cancel_workflow` cancels every waiting, pending and running member (a running
-        one loses its lease), leaves ended members and other workflows alone, and says how
-        many it cancelled."""
+        """`cancel_workflow` cancels every waiting, pending and running member as `cancel`
+        does (a running one loses its lease; none gets a parent's reason), leaves ended
+        members and other workflows alone, and says how many it cancelled."""
         done, running, pending = member(), member(), member()
         waiting = member(running)
         outsider = member(wf="other")
@@ -319,7 +319,13 @@ class WorkflowTests(KitBase):
         ]
         assert await b.extend_leases({running.id: claimed.lease_token}, LEASE) == set()
         assert not await b.complete(running.id, claimed.lease_token, b"late")
-        assert await b.cancel_workflow("wf") == 0
+        assert not cancelled_for_parent((await stored(b, waiting.id)).error), (
+            "a member cancelled with its workflow has no parent's reason (a requeue of its "
+            "parent must not resume it)"
+        )
+        assert await b.requeue(running.id)
+        assert await status_of(b, waiting.id) is C
+        assert await b.cancel_workflow("wf") == 1
         assert await b.cancel_workflow("unknown") == 0
 
     @requires(Capability.WORKFLOWS)
