@@ -1,10 +1,12 @@
 """Counting the statements sitq sends to its store, in the bench process only.
 
 `counting` wraps the drivers' connection factories while it is active: every SQLite
-connection opened then gets a trace callback (one count per statement SQLite executes; each
-row of an ``executemany`` is one, a trigger's program is not), every asyncpg connection a
-query logger (one count per statement sent: an ``executemany`` batch, a ``BEGIN`` and a
-``COMMIT`` are one each). Open
+connection opened then is of a `sqlite3.Connection` subclass counting each statement handed
+to SQLite (an ``executemany`` is one, as is a ``BEGIN`` or a ``COMMIT``; what triggers run
+is not counted), every asyncpg connection gets a query logger (one count per statement sent:
+an ``executemany`` batch, a ``BEGIN`` and a ``COMMIT`` are one each). Neither slows the
+statements (SQLite's trace callback would: it expands every statement's text, again at each
+trigger a statement fires). Open
 the queue inside the block, and read `StatementCount.n` at the points you measure between.
 Work done in other processes (a worker process) is not counted.
 """
@@ -26,7 +28,7 @@ class StatementCount:
         self._lock = threading.Lock()
 
     def add(self, *_: object) -> None:
-        """Count one statement (a trace callback and a query logger alike)."""
+        """Count one statement (called by the counting cursors and query loggers)."""
         with self._lock:
             self.n += 1
 
@@ -50,31 +52,43 @@ def counting() -> Iterator[StatementCount]:
 def _wrap_sqlite(count: StatementCount) -> Callable[[], None]:
     connect = sqlite3.connect
 
-    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+    class Cursor(sqlite3.Cursor):
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            count.add()
+            return super().execute(*args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            count.add()
+            return super().executemany(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            count.add()
+            return super().executescript(*args, **kwargs)
+
+    class Connection(sqlite3.Connection):
+        def cursor(self, factory: Any = Cursor) -> Any:
+            return super().cursor(factory)
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().execute(*args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().executemany(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().executescript(*args, **kwargs)
+
+    def counted(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("factory", Connection)
         conn: sqlite3.Connection = connect(*args, **kwargs)
-        conn.set_trace_callback(_new_statements(count))
         return conn
 
-    sqlite3.connect = traced  # type: ignore[assignment]
+    sqlite3.connect = counted  # type: ignore[assignment]
 
     def restore() -> None:
         sqlite3.connect = connect
 
     return restore
-
-
-def _new_statements(count: StatementCount) -> Callable[[str], None]:
-    """A trace callback for one connection. SQLite also calls it when a trigger's program
-    starts, with the text of the statement that fired it again: a text equal to the one just
-    before is not counted (an ``executemany`` row differs, its parameters being expanded)."""
-    last: list[str] = [""]
-
-    def trace(text: str) -> None:
-        if text != last[0]:
-            last[0] = text
-            count.add()
-
-    return trace
 
 
 def _wrap_asyncpg(count: StatementCount) -> Callable[[], None]:
