@@ -254,6 +254,8 @@ def test_bad_input_is_refused_at_the_call() -> None:
             await queue.enqueue(sitq.group(double.s(1)), priority=3)  # type: ignore[call-overload]
         with pytest.raises(ConfigurationError, match="not stored"):
             await double.options(depends_on=["no-such-task"]).enqueue(1)
+        with pytest.raises(ConfigurationError, match="eta"):
+            await queue.enqueue(sitq.chain(double.s(1), double.options(eta=60.0).s()))
 
     run(enqueue_with_options())
 

@@ -277,3 +277,28 @@ def test_a_worker_runs_a_chord_and_a_chain(pg_url: str) -> None:
             worker.stop()
     finally:
         squeue.close()
+
+
+def test_tables_dropped_by_hand_are_created_again(pg_url: str, prefix: str) -> None:
+    """``DROP TABLE … CASCADE`` leaves the trigger functions behind; a new backend on the
+    same prefix replaces them instead of failing."""
+
+    async def scenario() -> None:
+        first = PostgresBackend(pg_url)
+        await first.connect()
+        await first.close()
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            tables = ["tasks", "schema_version", "schedules", "schedule_fires", "task_edges"]
+            await conn.execute(f"DROP TABLE {', '.join(prefix + t for t in tables)} CASCADE")
+        finally:
+            await conn.close()
+        again = PostgresBackend(pg_url)
+        try:
+            a = member()
+            await again.enqueue_many([a, member(a.id)])
+            assert (await again.counts())[TaskStatus.WAITING] == 1
+        finally:
+            await again.close()
+
+    run(scenario())

@@ -45,8 +45,10 @@ from .rules import (
     fold_queue_counts,
 )
 from .schedule_state import ScheduleState
+from .search import TaskSearch, newest_page
 from .signals import Signal, channel, notify
 from .task import TaskStatus
+from .throughput import THROUGHPUT_STATUSES, bucket_index, check_throughput_args, fold_throughput
 from .urls import redact_url
 from .workflow_state import WorkflowSummary
 
@@ -435,6 +437,51 @@ class Backend(ABC):
         """
         records = await self.list_tasks(limit=None)
         return fold_queue_counts((record.queue, record.status, 1) for record in records)
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of the tasks ``search`` finds, latest enqueued first (`sitq.search` has
+        the rule): dashboards list and filter tasks with it, a page at a time (``before``).
+
+        The default reads every record through `list_tasks`; SQL backends override it with
+        one query that walks the table in enqueue order and stops at ``limit``.
+        """
+        return newest_page(await self.list_tasks(limit=None, order="newest"), search)
+
+    async def throughput(
+        self, since: float, bucket_seconds: float
+    ) -> dict[float, dict[TaskStatus, int]]:
+        """Tasks that finished succeeded, failed or dead at or after ``since``, counted per
+        status in buckets of ``bucket_seconds`` (`sitq.throughput`): bucket start → status →
+        count, buckets without a task absent. For dashboards (sitq-web's chart).
+
+        Check the arguments with `sitq.throughput.check_throughput_args`. The default reads
+        every finished record through `list_tasks`; SQL backends override it with one
+        aggregate query over their index of finished tasks.
+        """
+        check_throughput_args(since, bucket_seconds, self.clock())
+        records = await self.list_tasks(statuses=THROUGHPUT_STATUSES, limit=None)
+        return fold_throughput(
+            (
+                (bucket_index(r.finished_at, since, bucket_seconds), r.status, 1)
+                for r in records
+                if r.finished_at is not None and r.finished_at >= since
+            ),
+            since,
+            bucket_seconds,
+        )
+
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the tasks of ``task_ids`` that are in a final state (succeeded, failed,
+        dead, cancelled); return how many. Ids unknown or of tasks not ended yet are left
+        (cancel those first): a task a worker runs is never deleted under it.
+
+        Optional (sitq-web's delete action calls it); the default raises
+        `ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot delete tasks by id; use purge() to delete finished "
+            "tasks by status and age"
+        )
 
     @abstractmethod
     async def purge(

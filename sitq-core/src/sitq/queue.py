@@ -388,6 +388,11 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             check_task(task)
         if task.parents:
             self._check_workflows()  # else it would run at once, not after its parents
+            if task.eta is not None:
+                raise ConfigurationError(
+                    "a task with parents (depends_on, or a workflow member after the first) "
+                    "runs as soon as they end: it cannot have an eta"
+                )
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)

@@ -249,6 +249,8 @@ def check_workflow_fields(
 ) -> None:
     """Reject bad ``parents`` (ids of other tasks, each once), ``allow_failure`` (a bool) or
     ``workflow_id`` (None or text)."""
+    if not parents and allow_failure is False and workflow_id is None:
+        return  # a lone task: the common case, on every enqueue
     if isinstance(parents, (str, bytes)) or not all(
         isinstance(p, str) and p and p != task_id for p in parents
     ):

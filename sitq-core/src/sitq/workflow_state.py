@@ -7,7 +7,8 @@ ended yet, and the transaction that stores a parent's final outcome (`Backend.fi
 last parent just ended, in the same commit:
 
 * every parent succeeded, or the child has ``allow_failure``: the child becomes ``pending``,
-  its ``available_at`` unchanged (due at once, unless it was enqueued with a later eta);
+  due at once (``available_at`` = the clock of that transaction; queues refuse an ``eta`` on
+  a task with parents);
 * a parent ended failed, dead or cancelled and the child has no ``allow_failure``: the child
   becomes ``cancelled`` with the error `parent_failed_error`, and so does each of its own
   descendants (the same rule, applied down the graph).

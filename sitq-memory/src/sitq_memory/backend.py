@@ -593,6 +593,14 @@ class MemoryBackend(Backend):
             self._delete(doomed)
         return len(doomed)
 
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the finished tasks among ``task_ids`` (see `Backend.delete_tasks`)."""
+        with self._store.lock:
+            found = (self._store.tasks.get(task_id) for task_id in dict.fromkeys(task_ids))
+            doomed = [r for r in found if r is not None and r.status.is_final]
+            self._delete(doomed)
+        return len(doomed)
+
     async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
         """Delete up to ``limit`` tasks finished before their status's cutoff."""
         cutoffs = check_prune_args(finished_before, limit)

@@ -95,7 +95,7 @@ class WorkflowGraph:
                 self.unfinished[child_id] = left
                 if left == 0:
                     del self.unfinished[child_id]
-                    child.status = TaskStatus.PENDING  # due at its own available_at
+                    child.status, child.available_at = TaskStatus.PENDING, now
                     moved.released.append(child)
 
     def requeued(self, record: TaskRecord, tasks: Mapping[str, TaskRecord]) -> None:

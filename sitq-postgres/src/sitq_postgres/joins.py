@@ -47,7 +47,8 @@ def edges(n: Names) -> str:
 
 def migration(n: Names) -> str:
     """Workflows: the ``waiting`` status, the workflow columns, the edges table and the
-    triggers of exact joins."""
+    triggers of exact joins. The trigger functions are replaced if they exist: dropping the
+    tables (``DROP TABLE … CASCADE``) drops the triggers but leaves the functions behind."""
     t, e = n.tasks, edges(n)
     return f"""
 DO $$
@@ -123,7 +124,7 @@ def _ended_trigger(n: Names) -> str:
     """The trigger releasing or cancelling the children of a task that ended."""
     t, e = n.tasks, edges(n)
     return f"""
-CREATE FUNCTION {t}_parent_ended() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE OR REPLACE FUNCTION {t}_parent_ended() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
     doomed text[] := '{{}}';
     child record;
@@ -165,7 +166,7 @@ def _requeued_trigger(n: Names) -> str:
     t, e = n.tasks, edges(n)
     named = f"'{PARENT_FAILED_PREFIX}: '"
     return f"""
-CREATE FUNCTION {t}_parent_requeued() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE OR REPLACE FUNCTION {t}_parent_requeued() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
     revived text[];
     again text[];
@@ -214,7 +215,7 @@ def _deleted_trigger(n: Names) -> str:
     """The trigger deleting the edges of a deleted task (purge, prune) to its parents."""
     t, e = n.tasks, edges(n)
     return f"""
-CREATE FUNCTION {t}_child_deleted() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE OR REPLACE FUNCTION {t}_child_deleted() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
     DELETE FROM {e} WHERE child_id = OLD.id;
     RETURN NULL;

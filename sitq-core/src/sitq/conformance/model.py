@@ -121,7 +121,7 @@ class QueueModel:
                     child.status, child.error = status, PARENT_FAILED
                     stack.append(child.id)
                 elif status is TaskStatus.PENDING:
-                    child.status = status  # due at its own available_at
+                    child.status, child.available_at = status, now
 
     def resumed(self, task_id: str) -> None:
         """``task_id`` was requeued: its descendants cancelled for it wait again (unless
