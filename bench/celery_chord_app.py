@@ -4,18 +4,18 @@ broker and result store, keys under the run's prefix); its worker runs ``-A cele
 
 from __future__ import annotations
 
-from celery import chord
+from celery import chord  # type: ignore[import-untyped, import-not-found, unused-ignore]
 from celery_app import app
 
 __all__ = ["app", "chord_join", "chord_member", "run_chord"]
 
 
-@app.task
+@app.task  # type: ignore[untyped-decorator]  # Celery has no type hints
 def chord_member() -> None:
     """A chord member: does nothing (its result, None, is stored: a chord needs it)."""
 
 
-@app.task
+@app.task  # type: ignore[untyped-decorator]
 def chord_join(results: list[None]) -> int:
     """The chord's callback: how many results it received."""
     return len(results)
