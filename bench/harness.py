@@ -35,7 +35,9 @@ class Sample:
     process's when all the work is in it, the worker's process tree's (psutil) when a worker
     runs in other processes; other work on a shared machine moves it much less than the wall
     clock. ``idle_cpu_percent``: CPU % of one core an idle worker's process tree used over a
-    few seconds (latency subjects). ``round``: which round it is from (set by `run_rounds`).
+    few seconds (latency subjects). ``statements``: the store statements the subject issued
+    over the same span, when it counts them (`statements.counting`). ``round``: which round
+    it is from (set by `run_rounds`).
     """
 
     ops: int = 0
@@ -44,6 +46,7 @@ class Sample:
     pickups: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
     idle_cpu_percent: float | None = None
+    statements: int | None = None
     round: int = 0
 
     @property
@@ -176,6 +179,12 @@ class Measured:
     def cpu_us(self) -> float | None:
         """Median CPU µs per operation over the rounds that measured it."""
         values = [v for s in self.samples if (v := s.cpu_us_per_op) is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def statements(self) -> float | None:
+        """Median store statements per round over the rounds that counted them."""
+        values = [s.statements for s in self.samples if s.statements is not None]
         return statistics.median(values) if values else None
 
     @property

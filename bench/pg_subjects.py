@@ -33,7 +33,8 @@ def fresh_url() -> tuple[str, str]:
 
 
 async def drop_tables(prefix: str) -> None:
-    """Drop every table whose name starts with ``prefix`` (sitq's, of one subject)."""
+    """Drop every table and function whose name starts with ``prefix`` (sitq's, of one
+    subject: the workflow triggers' functions too)."""
     import asyncpg
 
     conn = await asyncpg.connect(URL)
@@ -45,6 +46,13 @@ async def drop_tables(prefix: str) -> None:
         )
         for row in names:
             await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
+        functions = await conn.fetch(
+            "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
+            "AND starts_with(proname, $1)",
+            prefix,
+        )
+        for row in functions:
+            await conn.execute(f'DROP FUNCTION IF EXISTS "{row["proname"]}"')
     finally:
         await conn.close()
 

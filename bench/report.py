@@ -163,6 +163,8 @@ def details(measured: dict[str, Measured], groups: Sequence[tuple[str, str]]) ->
                         notes.append(f"{ratio:.2f}x{by_cpu} {other.scenario.label}")
                 if targets := _targets(m, measured):
                     notes.append(targets)
+                if m.statements is not None:
+                    notes.append(f"{m.statements:,.0f} statements")
                 if m.errors and not m.samples:
                     notes.append(f"ERROR {m.errors[0]}")
                 table.rows.append(

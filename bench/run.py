@@ -27,6 +27,7 @@ import declared_subjects as dq
 import limits_subjects as lq
 import pg_subjects as pg
 import sitq_subjects as sq
+import workflow_subjects as wf
 from harness import Scenario, Target, lazy, run_rounds
 from report import Workload, as_markdown, as_text, details, headline, machine
 
@@ -45,6 +46,8 @@ GROUPS = (
     ("latency", "Idle latency, worker in the bench process, one task at a time"),
     ("latency-remote", "Idle latency, worker in another process, one task at a time "
                        "(idle CPU: % of a core the idle worker's process tree uses)"),
+    ("workflows", f"Workflows: a chord of {wf.CHORD_MEMBERS:,} no-ops + a callback, worker in "
+                  "the bench process (tasks/s; statements sent to the store)"),
 )  # fmt: skip
 
 #: Where the project wants to be (issue 12, bench/README.md).
@@ -267,7 +270,32 @@ def scenarios(n: Sizes) -> list[Scenario]:
         Scenario("pg.lat", "latency-remote", "sitq-postgres, worker process (defaults)",
                  p(pg.latency, samples=n.latency_remote, idle_seconds=n.idle_seconds),
                  short="sitq-postgres", needs="postgres"),
+        # workflows
+        *workflow_scenarios(),
     ]  # fmt: skip
+
+
+def workflow_scenarios() -> list[Scenario]:
+    """The chord's subjects (`workflow_subjects`), on SQLite and on PostgreSQL."""
+    p = functools.partial
+    rows = []
+    for kind, needs in (("sqlite", ""), ("postgres", "postgres")):
+        key, name = f"workflows.{kind}", f"sitq-{kind}"
+        rows += [
+            Scenario(f"{key}.enq", "workflows", f"{name}: enqueue the chord",
+                     p(wf.chord_enqueue, kind=kind), needs=needs),
+            Scenario(f"{key}.plain", "workflows", f"{name}: run {wf.CHORD_MEMBERS + 1:,} "
+                     "no-ops, no workflow", p(wf.plain_run, kind=kind), needs=needs),
+            Scenario(f"{key}.join", "workflows", f"{name}: run the chord until the "
+                     "callback's result", p(wf.chord_join, kind=kind),
+                     (f"{key}.plain", "workflows.celery"), needs=needs),
+        ]  # fmt: skip
+    label = (
+        f"Celery on Redis: a chord of {wf.CELERY_CHORD_MEMBERS:,}, worker process, until the "
+        "callback's result"
+    )
+    rows.append(Scenario("workflows.celery", "workflows", label, wf.celery_chord, needs="redis"))
+    return rows
 
 
 def workloads(n: Sizes) -> list[Workload]:

@@ -56,5 +56,5 @@ def test_list_names_every_workload_of_the_speed_issue() -> None:
 
 def test_only_narrows_the_list_and_says_which_service_a_subject_needs() -> None:
     lines = list_subjects("--only", "celery")
-    assert [line.split()[0] for line in lines] == ["celery.enq", "celery.lat"]
+    assert [line.split()[0] for line in lines] == ["celery.enq", "celery.lat", "workflows.celery"]
     assert all(line.endswith("[needs redis]") for line in lines)
