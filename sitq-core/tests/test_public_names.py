@@ -76,6 +76,11 @@ USER_NAMES = {
     "WorkerStatus",
     "current_task",
     "hookimpl",
+    # workflows: what a canvas is written with
+    "ParentFailed",
+    "chain",
+    "chord",
+    "group",
 }
 
 MOVED = [name for name in NAMES_OF_0_1 if name not in USER_NAMES]
