@@ -19,7 +19,8 @@ is not full.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -106,7 +107,6 @@ def admit(
     held = dict(running)
     known = dict(records)
     stamps: dict[str, tuple[float, int]] = {}
-    remaining = list(enumerate(candidates))
     served = 0
 
     def stamp(c: Candidate[T]) -> tuple[float, int]:
@@ -119,13 +119,21 @@ def admit(
             found.append(stamps[key])
         return min(found, default=(float("-inf"), 0))
 
-    while remaining and len(done.taken) < limit:
-        pick = min(range(len(remaining)), key=lambda i: _order(remaining[i], stamp))
-        _, candidate = remaining.pop(pick)
+    # claim order under fairness, best first; a stamp only grows, so an entry whose stamp
+    # grew since it was pushed goes back with its new one (a lazy heap)
+    heap = [(-c.priority, stamp(c), i, c) for i, c in enumerate(candidates)]
+    heapq.heapify(heap)
+    while heap and len(done.taken) < limit:
+        rank, pushed, i, candidate = heapq.heappop(heap)
+        if not done.exhausted.isdisjoint(candidate.keys):
+            continue
+        now_stamp = stamp(candidate)
+        if now_stamp != pushed:
+            heapq.heappush(heap, (rank, now_stamp, i, candidate))
+            continue
         refused = _refusing_keys(candidate, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
-            remaining = [(i, c) for i, c in remaining if not done.exhausted.intersection(c.keys)]
             continue
         served += 1
         for key in rules.ruled(candidate.keys):
@@ -140,17 +148,9 @@ def admit(
             refilled_at = max(now, rec.refilled_at)
             known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
-            stamps[key] = (now, served)
+            stamps[key] = (max(now, stamps[key][0]), served)
         done.taken.append(candidate)
     return done
-
-
-def _order(
-    item: tuple[int, Candidate[T]], stamp: Callable[[Candidate[T]], tuple[float, int]]
-) -> tuple[int, tuple[float, int], int]:
-    """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
-    index, candidate = item
-    return (-candidate.priority, stamp(candidate), index)
 
 
 def exhausted_keys(
