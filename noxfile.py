@@ -2,10 +2,11 @@
 
 * ``tests`` — installed as the README's test command installs it (``requirements-dev.txt``),
   the whole suite: what ``.ci/run`` runs.
-* ``tests-core``, ``tests-sqlite``, ``tests-memory``, ``tests-postgres`` — sitq-core alone, or
-  with that one plugin, in a venv of its own: the package's own tests plus the top-level tests
-  marked for no other plugin (``-m "not needs_memory and ..."``). They prove each plugin works
-  with the core alone and the core with none.
+* ``tests-core``, ``tests-sqlite``, ``tests-memory``, ``tests-postgres``, ``tests-web`` —
+  sitq-core alone, or with that one plugin, in a venv of its own (sitq-web's on sitq-sqlite):
+  the package's own tests plus the top-level tests marked for no other plugin
+  (``-m "not needs_memory and ..."``). They prove each plugin works with the core alone and
+  the core with none.
 * ``lint`` (ruff check and format), ``types`` (mypy), ``docs`` (strict build, the rendered
   pages checked and every doc example run), ``docs_screenshots`` (headless-Chromium pictures of
   the built site for the README), ``bench`` (the quick benchmark run; it prints ratios and never
@@ -35,14 +36,15 @@ PACKAGES = {
     "postgres": "sitq-postgres",
     "prometheus": "sitq-prometheus",
     "otel": "sitq-otel",
+    "web": "sitq-web",
 }
 
 #: The extras installed with a distribution: what its tests and docs examples need besides it.
-EXTRAS = {"otel": "[testing]"}
+EXTRAS = {"otel": "[testing]", "web": "[testing]"}
 
 #: Other distributions a package's own tests use beside it (sitq-postgres's tests compare
-#: with the memory backend).
-TESTED_WITH = {"postgres": ("memory",)}
+#: with the memory backend; sitq-web's run on SQLite files).
+TESTED_WITH = {"postgres": ("memory",), "web": ("sqlite",)}
 
 
 def install(session: nox.Session, *names: str, editable: bool = True) -> None:
@@ -98,6 +100,12 @@ def tests_postgres(session: nox.Session) -> None:
     """sitq-core + sitq-postgres against the server at 127.0.0.1:5432 (conformance kit
     included)."""
     run_package_tests(session, "postgres")
+
+
+@nox.session(name="tests-web")
+def tests_web(session: nox.Session) -> None:
+    """sitq-core + sitq-web (on sitq-sqlite): the dashboard's tests."""
+    run_package_tests(session, "web")
 
 
 @nox.session

@@ -24,6 +24,7 @@ import baseline_pool
 import baseline_redis
 import baseline_sqlite
 import declared_subjects as dq
+import limits_subjects as lq
 import pg_subjects as pg
 import sitq_subjects as sq
 from harness import Scenario, Target, lazy, run_rounds
@@ -39,6 +40,8 @@ GROUPS = (
                 "bench process, or of the worker's process tree)"),
     ("backlog", "SQLite drain from a deep backlog, worker in the bench process (tasks/s)"),
     ("postgres", "PostgreSQL drain, one worker process, queue filled first (tasks/s)"),
+    ("limits", "Flow control: drain with limits stored but never binding, and binding (20 "
+               "tenants x 2), vs none; one worker process, queue filled first (tasks/s)"),
     ("latency", "Idle latency, worker in the bench process, one task at a time"),
     ("latency-remote", "Idle latency, worker in another process, one task at a time "
                        "(idle CPU: % of a core the idle worker's process tree uses)"),
@@ -243,6 +246,8 @@ def scenarios(n: Sizes) -> list[Scenario]:
                  needs="postgres"),
         Scenario("pg.drain", "postgres", "sitq-postgres: async no-op, worker process",
                  p(pg.drain, n=n.pg_process), ("procrastinate.drain",), needs="postgres"),
+        # flow control
+        *lq.scenarios(sqlite_n=n.process, pg_n=n.pg_process),
         # latency
         Scenario("sitq.sqlite.lat.inline", "latency", "sitq-sqlite, worker in-process",
                  p(sq.latency_inline, kind="sqlite", samples=n.latency)),
@@ -282,6 +287,9 @@ def workloads(n: Sizes) -> list[Workload]:
                  ("huey.sqlite-normal.proc", "raw.claim100")),
         Workload("enqueue_many, SQLite", "sitq.sqlite.enq_many", ("raw.insertN",)),
         Workload("PostgreSQL drain, one worker process", "pg.drain", ("procrastinate.drain",)),
+        Workload("SQLite drain, limits stored but not binding vs none", "limits.sqlite.idle",
+                 ("limits.sqlite.none",)),
+        Workload("the same on PostgreSQL", "limits.pg.idle", ("limits.pg.none",)),
     ]  # fmt: skip
 
 

@@ -43,6 +43,7 @@ PLUGIN_MARKERS = {
     "needs_postgres": "sitq_postgres",
     "needs_prometheus": "sitq_prometheus",
     "needs_otel": "sitq_otel",
+    "needs_web": "sitq_web",
 }
 TESTS = Path(__file__).resolve().parent
 

@@ -204,8 +204,9 @@ def test_demo_then_read_and_control_commands(tmp_path: Path) -> None:
     declined = sitq("purge", cwd=tmp_path, input="n\n")
     assert declined.returncode == 1 and "Aborted" in declined.stderr
     status = data(sitq("status", "--json", cwd=tmp_path))
-    assert status["queues"]["sitq-demo"] == {"pending": 2, "running": 0, "succeeded": 0,
-                                             "failed": 0, "dead": 0, "cancelled": 1}  # fmt: skip
+    assert status["queues"]["sitq-demo"] == {"waiting": 0, "pending": 2, "running": 0,
+                                             "succeeded": 0, "failed": 0, "dead": 0,
+                                             "cancelled": 1}  # fmt: skip
 
     table = sitq("status", cwd=tmp_path)
     assert table.returncode == 0

@@ -337,6 +337,9 @@ def test_sitq_tasks_lists_declared_tasks(load: Callable[..., ModuleType], tmp_pa
         "unique_for": None,
         "unique_states": None,
         "meta": {},
+        "depends_on": [],
+        "allow_failure": False,
+        "pass_results": None,
     }
     table = sitq_tasks()
     assert table.returncode == 0, table.stderr

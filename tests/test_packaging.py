@@ -23,6 +23,7 @@ DISTRIBUTIONS = {
     "sitq-postgres": "sitq_postgres",
     "sitq-prometheus": "sitq_prometheus",
     "sitq-otel": "sitq_otel",
+    "sitq-web": "sitq_web",
 }
 #: Every folder with a pyproject.toml that is published: the distributions and the ``sitq``
 #: meta-distribution (no package of its own).

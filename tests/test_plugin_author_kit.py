@@ -197,7 +197,7 @@ def test_the_hint_names_the_field_and_both_clocks() -> None:
 #: contract it may override only for speed: the skeleton names them in its text, not its code.
 CALLED_NOT_WRITTEN = {"supports", "notify_enqueued", "notify_finished", "enqueued_signal",
                       "finished_signal"}  # fmt: skip
-CONVENIENCES = {"enqueue", "complete", "fail", "retry", "release", "get_result"}
+CONVENIENCES = {"enqueue", "complete", "fail", "retry", "release", "get_result", "get_results"}
 ATTRIBUTES = {"url_schemes", "capabilities", "clock", "url"}
 
 

@@ -1,7 +1,8 @@
 """sitq: a task queue for Python, embedded on SQLite first, the same code on PostgreSQL later.
 
 Here are the names a task-queue user writes: queues, workers, tasks and their results, the
-running task's context, ``hookimpl`` for plugins and `SitqError`, the base of every error.
+running task's context, workflows (`chain`, `group`, `chord`, `ParentFailed`), ``hookimpl``
+for plugins and `SitqError`, the base of every error.
 Backends ship as plugins (``sitq-sqlite``, ``sitq-memory``, …); ``from sitq import
 SQLiteBackend`` works once ``sitq-sqlite`` is installed and says what to install when it is not.
 
@@ -23,6 +24,7 @@ from .queue import TaskQueue
 from .sync import SyncTaskQueue
 from .task import Result, Task, TaskStatus
 from .worker import Worker, WorkerConfig, WorkerMetrics, WorkerStatus
+from .workflows import ParentFailed, chain, chord, group
 
 from ._version import __version__ as __version__  # isort: skip
 
@@ -103,6 +105,7 @@ def _asked_by_from_import() -> bool:
 __all__ = [
     "Blueprint",
     "MemoryBackend",
+    "ParentFailed",
     "PostgresBackend",
     "Result",
     "SQLiteBackend",
@@ -117,6 +120,9 @@ __all__ = [
     "WorkerConfig",
     "WorkerMetrics",
     "WorkerStatus",
+    "chain",
+    "chord",
     "current_task",
+    "group",
     "hookimpl",
 ]

@@ -45,8 +45,10 @@ from .rules import (
     fold_queue_counts,
 )
 from .schedule_state import ScheduleState
+from .search import TaskSearch, newest_page
 from .signals import Signal, channel, notify
 from .task import TaskStatus
+from .throughput import THROUGHPUT_STATUSES, bucket_index, check_throughput_args, fold_throughput
 from .urls import redact_url
 from .workflow_state import WorkflowSummary
 
@@ -325,7 +327,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task; False if it is unknown or already final.
+        """Cancel a pending or running task (or waiting, with `Capability.WORKFLOWS`); False
+        if it is unknown or already final.
 
         The task becomes ``cancelled`` with ``finished_at = clock()``, and its dedupe key is
         free again. A pending task never runs. A running task's lease is cleared (token and
@@ -395,6 +398,15 @@ class Backend(ABC):
             return None
         return record
 
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """`get_result` of each of ``task_ids``, in order: what a worker reads of a
+        workflow child's parents before running it (`sitq.workflow_state.PASS_RESULTS_HEADER`).
+
+        The default calls `get_result` once per id; a backend on a database server reads
+        them in one query (a chord's callback has as many parents as its group members).
+        """
+        return [await self.get_result(task_id) for task_id in task_ids]
+
     @abstractmethod
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Number of tasks in each status (every status present, zero included)."""
@@ -425,6 +437,51 @@ class Backend(ABC):
         """
         records = await self.list_tasks(limit=None)
         return fold_queue_counts((record.queue, record.status, 1) for record in records)
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of the tasks ``search`` finds, latest enqueued first (`sitq.search` has
+        the rule): dashboards list and filter tasks with it, a page at a time (``before``).
+
+        The default reads every record through `list_tasks`; SQL backends override it with
+        one query that walks the table in enqueue order and stops at ``limit``.
+        """
+        return newest_page(await self.list_tasks(limit=None, order="newest"), search)
+
+    async def throughput(
+        self, since: float, bucket_seconds: float
+    ) -> dict[float, dict[TaskStatus, int]]:
+        """Tasks that finished succeeded, failed or dead at or after ``since``, counted per
+        status in buckets of ``bucket_seconds`` (`sitq.throughput`): bucket start → status →
+        count, buckets without a task absent. For dashboards (sitq-web's chart).
+
+        Check the arguments with `sitq.throughput.check_throughput_args`. The default reads
+        every finished record through `list_tasks`; SQL backends override it with one
+        aggregate query over their index of finished tasks.
+        """
+        check_throughput_args(since, bucket_seconds, self.clock())
+        records = await self.list_tasks(statuses=THROUGHPUT_STATUSES, limit=None)
+        return fold_throughput(
+            (
+                (bucket_index(r.finished_at, since, bucket_seconds), r.status, 1)
+                for r in records
+                if r.finished_at is not None and r.finished_at >= since
+            ),
+            since,
+            bucket_seconds,
+        )
+
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the tasks of ``task_ids`` that are in a final state (succeeded, failed,
+        dead, cancelled); return how many. Ids unknown or of tasks not ended yet are left
+        (cancel those first): a task a worker runs is never deleted under it.
+
+        Optional (sitq-web's delete action calls it); the default raises
+        `ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot delete tasks by id; use purge() to delete finished "
+            "tasks by status and age"
+        )
 
     @abstractmethod
     async def purge(
@@ -582,15 +639,19 @@ class Backend(ABC):
         raise _no_workflows(self)
 
     async def cancel_workflow(self, workflow_id: str) -> int:
-        """Cancel every waiting, pending and running member of ``workflow_id`` (running ones
-        as `cancel` does); how many were cancelled."""
+        """Cancel every waiting, pending and running member of ``workflow_id`` as `cancel`
+        does (a running one loses its lease), in one transaction, none with a parent's reason
+        (a later requeue of one member resumes no other); their children outside the
+        workflow follow the usual rule. How many members were cancelled."""
         raise _no_workflows(self)
 
     async def workflows(
         self, *, limit: int = 100, active_only: bool = False
     ) -> list[WorkflowSummary]:
         """The newest ``limit`` workflows (only those with a member not ended yet, if
-        ``active_only``), newest first, with their members' counts."""
+        ``active_only``), newest first (by their first member's ``created_at``, then enqueue
+        order), with their members' counts (`sitq.workflow_state.summarize` computes one
+        from the members)."""
         raise _no_workflows(self)
 
     # -- wake-ups ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .errors import ConfigurationError
 from .queue import TaskQueue
 from .sync import SyncTaskQueue
 from .task import Task
+from .workflows import AsyncWorkflow, Canvas
 
 #: Where an eager queue keeps its tasks when no backend is named.
 EAGER_DEFAULT_BACKEND = "memory://"
@@ -53,19 +54,21 @@ class EagerTaskQueue(TaskQueue):
         worker_options = {"retry_delay": 0.0, "worker_id": "eager", **(worker_options or {})}
         self.worker = Worker(self, **worker_options)
 
-    async def enqueue(
+    async def enqueue(  # type: ignore[override]  # one signature for both overloads
         self,
-        function: Callable[..., Any] | Task | str,
+        function: Callable[..., Any] | Task | str | Canvas,
         /,
         *args: Any,
         connection: Any = None,
         **kwargs: Any,
-    ) -> str:
-        """Store the call (see `TaskQueue.enqueue`), run it to its final result, return its id."""
+    ) -> str | AsyncWorkflow:
+        """Store the call (see `TaskQueue.enqueue`), run it to its final result, return its id.
+        A workflow's members run one after another, parents first."""
         _refuse_connection(connection)
-        task_id = await super().enqueue(function, *args, **kwargs)
-        await self.worker.process_task_async(task_id)
-        return task_id
+        stored = await super().enqueue(function, *args, **kwargs)
+        for task_id in stored.task_ids if isinstance(stored, AsyncWorkflow) else [stored]:
+            await self.worker.process_task_async(task_id)
+        return stored
 
     async def enqueue_many(
         self,

@@ -20,7 +20,7 @@ is not full.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -119,17 +119,18 @@ def admit(
             found.append(stamps[key])
         return min(found, default=(float("-inf"), 0))
 
-    # claim order under fairness, best first; a stamp only grows, so an entry whose stamp
-    # grew since it was pushed goes back with its new one (a lazy heap)
-    heap = [(-c.priority, stamp(c), i, c) for i, c in enumerate(candidates)]
-    heapq.heapify(heap)
-    while heap and len(done.taken) < limit:
-        rank, pushed, i, candidate = heapq.heappop(heap)
-        if not done.exhausted.isdisjoint(candidate.keys):
+    # Candidates in claim order, kept in a heap: a key's stamp only grows, so an entry whose
+    # order grew since it was pushed goes back in (the claim stays O(n log n) in its window).
+    line = [(_order((i, c), stamp), i) for i, c in enumerate(candidates)]
+    heapq.heapify(line)
+    while line and len(done.taken) < limit:
+        order, index = heapq.heappop(line)
+        candidate = candidates[index]
+        if done.exhausted.intersection(candidate.keys):
             continue
-        now_stamp = stamp(candidate)
-        if now_stamp != pushed:
-            heapq.heappush(heap, (rank, now_stamp, i, candidate))
+        now_order = _order((index, candidate), stamp)
+        if now_order != order:
+            heapq.heappush(line, (now_order, index))
             continue
         refused = _refusing_keys(candidate, rules, known, held, now)
         if refused:
@@ -148,9 +149,19 @@ def admit(
             refilled_at = max(now, rec.refilled_at)
             known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
-            stamps[key] = (max(now, stamps[key][0]), served)
+            # behind every other key (and never ahead of where it was: a clock read before
+            # the lock may be behind the stored last_served_at)
+            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
         done.taken.append(candidate)
     return done
+
+
+def _order(
+    item: tuple[int, Candidate[T]], stamp: Callable[[Candidate[T]], tuple[float, int]]
+) -> tuple[int, tuple[float, int], int]:
+    """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
+    index, candidate = item
+    return (-candidate.priority, stamp(candidate), index)
 
 
 def exhausted_keys(

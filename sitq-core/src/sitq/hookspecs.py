@@ -12,7 +12,7 @@ and sitq loads it when a queue or worker starts (never at import). Set
 ``SITQ_DISABLE_PLUGIN_AUTOLOAD=1`` to load none, or ``SITQ_PLUGINS=name1,name2`` to load only
 those entry points.
 
-Four kinds of hooks:
+Five kinds of hooks:
 
 * **Registration hooks** (`sitq_backends`, `sitq_serializers`, `sitq_executors`) take no
   argument and return a list of records. Each is called once per plugin manager, the first
@@ -29,6 +29,7 @@ Four kinds of hooks:
   enqueued (`sitq.headers`).
 * **The middleware hook** (`sitq_task_wrap`) wraps each task's run in a worker
   (`sitq.middleware`, docs/guides/middleware.md).
+* **The command hook** (`sitq_commands`) adds subcommands to the ``sitq`` command line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from datetime import datetime
+
+    import click
 
     from .backend import Backend
     from .registry import BackendType, ExecutorType, SerializerType
@@ -112,6 +115,31 @@ def sitq_executors() -> list[ExecutorType]:  # type: ignore[empty-body]
     Called once per plugin manager. A ``worker_type`` registered twice is a
     `sitq.errors.PluginError`; an unknown one is a `sitq.errors.ConfigurationError` listing
     the choices.
+    """
+
+
+@hookspec
+def sitq_commands() -> list[click.Command]:  # type: ignore[empty-body]
+    """Add subcommands to the ``sitq`` command line (``sitq web`` comes from sitq-web so).
+
+    Return a list of `click.Command` objects; each is added to the ``sitq`` group under its
+    own name:
+
+    ```python
+    @click.command("hello")
+    def hello_command():
+        \"\"\"Say hello.\"\"\"
+        click.echo("hello")
+
+    @sitq.hookimpl
+    def sitq_commands():
+        return [hello_command]
+    ```
+
+    Called once, when the ``sitq`` command first looks a command up or lists them. A name
+    that a built-in command already has, or that two plugins add, stops ``sitq`` with an
+    error naming them. Keep the module that implements it light: import what the command needs
+    inside the command, so ``sitq -h`` stays quick.
     """
 
 

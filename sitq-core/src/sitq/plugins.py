@@ -23,6 +23,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import click
 import pluggy
 
 from . import executors, hookspecs, serializers
@@ -82,6 +83,7 @@ class PluginManager:
         self._backends: dict[str, BackendType] | None = None
         self._serializers: dict[str, SerializerType] | None = None
         self._executors: dict[str, ExecutorType] | None = None
+        self._commands: dict[str, click.Command] | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -129,7 +131,7 @@ class PluginManager:
 
     def _forget_registrations(self) -> None:
         """Drop what registration hooks returned: the plugins changed."""
-        self._backends = self._serializers = self._executors = None
+        self._backends = self._serializers = self._executors = self._commands = None
 
     def with_plugins(self, *plugins: object) -> PluginManager:
         """A new manager with this one's plugins plus ``plugins`` (no entry points reloaded)."""
@@ -209,6 +211,15 @@ class PluginManager:
             raise SerializerNotFound(f"no serializer named {name!r}; choose one of: {choices}")
         return entry
 
+    # -- commands ----------------------------------------------------------------------------
+
+    @property
+    def commands(self) -> dict[str, click.Command]:
+        """Every ``sitq`` subcommand a plugin adds (``sitq_commands``), by name."""
+        if self._commands is None:
+            self._commands = self._collect("sitq_commands", "name", click.Command)
+        return self._commands
+
     # -- executors ---------------------------------------------------------------------------
 
     @property
@@ -251,7 +262,7 @@ class PluginManager:
                 if not isinstance(record, record_type):
                     raise PluginError(
                         f"the {hook} hook of {plugin} returned {record!r}; it must return a list "
-                        f"of sitq.{record_type.__name__}"
+                        f"of {record_type.__module__.split('.')[0]}.{record_type.__name__}"
                     )
                 name = getattr(record, key)
                 if name in found:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from . import task as models
 from .backend import Backend, Capability, TaskRecord
@@ -44,6 +44,8 @@ from .task import (
     to_timestamp,
 )
 from .unique import unique_seconds, unique_states_from
+from .workflow_state import WorkflowSummary
+from .workflows import CANVAS_TYPES, AsyncWorkflow, Canvas, Plan, plan
 
 #: Used when neither an argument nor ``SITQ_BACKEND_URL`` names a backend.
 DEFAULT_BACKEND_URL = "sqlite:///sitq.db"
@@ -199,9 +201,15 @@ class TaskQueue(DeclaresTasks[Blueprint]):
 
     # -- enqueue -----------------------------------------------------------------------------
 
+    @overload
+    async def enqueue(self, function: Canvas, /) -> AsyncWorkflow: ...
+    @overload
+    async def enqueue(
+        self, function: Callable[..., Any] | Task | str, /, *args: Any, **kwargs: Any
+    ) -> str: ...
     async def enqueue(
         self,
-        function: Callable[..., Any] | Task | str,
+        function: Callable[..., Any] | Task | str | Canvas,
         /,
         *args: Any,
         eta: datetime | timedelta | float | None = None,
@@ -212,7 +220,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         dedupe_key: str | None = None,
         connection: Any = None,
         **kwargs: Any,
-    ) -> str:
+    ) -> str | AsyncWorkflow:
         """Store a call to run later; return its task id.
 
         ``enqueue(func, *args, **kwargs)`` or ``enqueue(Task(...))``. Options: ``eta`` (aware
@@ -221,7 +229,14 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         for backends that support it: the task is stored in its open transaction, and vanishes
         if that rolls back; see `Backend.enqueue_in`). To pass a keyword argument with one of
         those names to the function itself, build a `Task`.
+
+        ``enqueue(workflow)`` (a `sitq.chain`, `sitq.group`, `sitq.chord` or ``task.s()``)
+        stores its tasks in one batch and returns an `AsyncWorkflow`.
         """
+        if isinstance(function, CANVAS_TYPES):
+            options = (eta, priority, queue, max_retries, timeout, dedupe_key)
+            extra = bool(args or kwargs) or options != (None, 0, DEFAULT_QUEUE, None, None, None)
+            return await self._enqueue_workflow(function, extra, connection)
         task = self._task_of(
             function,
             args,
@@ -241,6 +256,40 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             (task_id,) = await self.backend.enqueue_in(connection, [record])
         await self._announce(self._enqueued([task], [task_id]))
         return task_id
+
+    async def _enqueue_workflow(
+        self, canvas: Canvas, extra: bool, connection: Any
+    ) -> AsyncWorkflow:
+        """Store a workflow's tasks in one `Backend.enqueue_many`."""
+        found = self.workflow_plan(canvas, extra)
+        await self.connect()
+        records = [self._task_record(t, self.backend.clock()) for t in found.tasks]
+        if connection is None:
+            ids = await self.backend.enqueue_many(records)
+        else:
+            ids = await self.backend.enqueue_in(connection, records)
+        await self._announce(self._enqueued(found.tasks, ids))
+        return AsyncWorkflow(self, found)
+
+    def workflow_plan(self, canvas: Canvas, extra: bool = False) -> Plan:
+        """The tasks of ``canvas`` (`sitq.workflows.plan`); ``extra``: the enqueue had
+        arguments or options, refused (they go on each signature)."""
+        if extra:
+            raise ConfigurationError(
+                "enqueue(workflow) takes no other arguments: give each member its options "
+                "with task.options(...).s(...) or task.s(...).options(...)"
+            )
+        self._check_workflows()
+        return plan(canvas)
+
+    def _check_workflows(self) -> None:
+        """`ConfigurationError` unless the backend stores tasks that wait for parents."""
+        if not self.backend.supports(Capability.WORKFLOWS):
+            raise ConfigurationError(
+                f"{type(self.backend).__name__} cannot run workflows (chain, group, chord, "
+                "depends_on); use a backend that declares Capability.WORKFLOWS (sqlite, "
+                "postgresql, memory)"
+            )
 
     def _task_of(
         self,
@@ -348,6 +397,13 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         was built) unless ``checked``: the queue built it just now."""
         if not checked:
             check_task(task)
+        if task.parents:
+            self._check_workflows()  # else it would run at once, not after its parents
+            if task.eta is not None:
+                raise ConfigurationError(
+                    "a task with parents (depends_on, or a workflow member after the first) "
+                    "runs as soon as they end: it cannot have an eta"
+                )
         assert task.function is not None
         if self._lifecycle.headers is not None:  # plugins' headers (sitq.headers) added
             task.meta = self._lifecycle.headers.merged(task)
@@ -373,6 +429,9 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             dedupe_key=task.dedupe_key,
             meta=check_meta(task.meta),
             **flow,
+            parents=tuple(task.parents),
+            allow_failure=task.allow_failure,
+            workflow_id=task.workflow_id,
         )
 
     def _record(
@@ -545,15 +604,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
         the task; finishes in other processes are noticed by polling that backs off from 5 ms
         to 100 ms.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 <= timeout < math.inf  # NaN fails both comparisons
-        ):
-            raise ConfigurationError(
-                f"timeout must be a finite number of seconds >= 0, or None to wait as long as "
-                f"it takes; got {timeout!r}"
-            )
+        _check_timeout(timeout)
         await self.connect()
         if timeout is None:
             return await self._wait_for_result(task_id, None)
@@ -580,13 +631,7 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             if record is None:
                 raise TaskNotFound(f"no task with id {task_id!r}")
             if record.expired:
-                raise ResultExpired(
-                    f"task {task_id} finished ({record.status.value}) and its result expired: "
-                    "results are kept for the worker's result_ttl",
-                    task_id=task_id,
-                    status=record.status.value,
-                    finished_at=record.finished_at or 0.0,
-                )
+                raise _expired(record)
             if record.status.is_final:
                 return self.result_from_record(record)
             wait = poll
@@ -600,10 +645,69 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             await self.backend.wait_for_finish(wait)
             poll = min(poll * 2, _POLL_MAX)
 
+    # -- workflows ---------------------------------------------------------------------------
+
+    async def workflow_tasks(self, workflow_id: str) -> list[Task]:
+        """The members of a workflow as stored now (decoded), parents first."""
+        await self.connect()
+        return [self.task_from_record(r) for r in await self.backend.workflow_tasks(workflow_id)]
+
+    async def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every member of a workflow not ended yet (running ones too); how many."""
+        await self.connect()
+        return await self.backend.cancel_workflow(workflow_id)
+
+    async def workflows(
+        self, *, limit: int = 100, active_only: bool = False
+    ) -> list[WorkflowSummary]:
+        """The newest workflows with their members' counts (see `Backend.workflows`)."""
+        await self.connect()
+        return await self.backend.workflows(limit=limit, active_only=active_only)
+
+    async def get_results(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> list[Result]:
+        """Wait for every task of ``task_ids`` to finish; the `Result` of each, in order.
+
+        One `Backend.get_results` per poll reads every task not finished yet (waiting on a
+        group of 10,000 is not 10,000 waits). ``timeout`` (seconds, for all of them) and the
+        errors are `get_result`'s.
+        """
+        _check_timeout(timeout)
+        await self.connect()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        found: dict[str, TaskRecord] = {}
+        poll = _POLL_START
+        while missing := [i for i in dict.fromkeys(task_ids) if i not in found]:
+            read = await self.backend.get_results(missing)
+            found.update((r.id, r) for r in read if r is not None)
+            if all(i in found for i in missing):
+                break
+            unfinished = next(i for i in missing if i not in found)
+            record = await self.backend.get_task(unfinished)
+            if record is None:
+                raise TaskNotFound(f"no task with id {unfinished!r}")
+            wait = poll
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ResultTimeout(
+                        f"task {unfinished} is still {record.status.value} after {timeout} s"
+                    )
+                wait = min(wait, remaining)
+            await self.backend.wait_for_finish(wait)
+            poll = min(poll * 2, _POLL_MAX)
+        for record in found.values():
+            if record.expired:
+                raise _expired(record)
+        return [self.result_from_record(found[i]) for i in task_ids]
+
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending task so it never runs; False if it is not pending."""
+        """Cancel a waiting, pending or running task (see `Backend.cancel`); False if it is in
+        none of those states. Its workflow descendants are cancelled with it."""
         await self.connect()
         return await self.backend.cancel(task_id)
 
@@ -626,3 +730,27 @@ class TaskQueue(DeclaresTasks[Blueprint]):
 
     def __repr__(self) -> str:
         return f"<TaskQueue backend={self.backend!r} serializer={self.codec.name!r}>"
+
+
+def _check_timeout(timeout: object) -> None:
+    """`ConfigurationError` unless ``timeout`` is None or a finite number of seconds >= 0."""
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 <= timeout < math.inf  # NaN fails both comparisons
+    ):
+        raise ConfigurationError(
+            f"timeout must be a finite number of seconds >= 0, or None to wait as long as "
+            f"it takes; got {timeout!r}"
+        )
+
+
+def _expired(record: TaskRecord) -> ResultExpired:
+    """The error of a result read after ``result_ttl`` dropped it."""
+    return ResultExpired(
+        f"task {record.id} finished ({record.status.value}) and its result expired: "
+        "results are kept for the worker's result_ttl",
+        task_id=record.id,
+        status=record.status.value,
+        finished_at=record.finished_at or 0.0,
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -23,6 +23,8 @@ from .registry import Serializer, SerializerType
 from .serializers import DEFAULT_SERIALIZER
 from .signing import SecretKey
 from .task import DEFAULT_QUEUE, Result, Task, TaskStatus
+from .workflow_state import WorkflowSummary
+from .workflows import CANVAS_TYPES, Canvas, Workflow
 
 T = TypeVar("T")
 
@@ -95,9 +97,15 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             raise
         return self._portal.run(coro, timeout, on_timeout)
 
+    @overload
+    def enqueue(self, function: Canvas, /) -> Workflow: ...
+    @overload
+    def enqueue(
+        self, function: Callable[..., Any] | Task | str, /, *args: Any, **kwargs: Any
+    ) -> str: ...
     def enqueue(
         self,
-        function: Callable[..., Any] | Task | str,
+        function: Callable[..., Any] | Task | str | Canvas,
         /,
         *args: Any,
         eta: datetime | timedelta | float | None = None,
@@ -107,12 +115,17 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         timeout: float | None = None,
         dedupe_key: str | None = None,
         **kwargs: Any,
-    ) -> str:
+    ) -> str | Workflow:
         """Store a call to run later; return its id (see `TaskQueue.enqueue`).
 
         On a backend with `Capability.BLOCKING_ENQUEUE` the task is stored in the calling
-        thread; else through the queue's event loop.
+        thread; else through the queue's event loop. ``enqueue(workflow)`` stores its tasks
+        in one batch and returns a `Workflow`.
         """
+        if isinstance(function, CANVAS_TYPES):
+            options_ = (eta, priority, queue, max_retries, timeout, dedupe_key)
+            extra = bool(args or kwargs) or options_ != (None, 0, DEFAULT_QUEUE, None, None, None)
+            return self._enqueue_workflow(function, extra)
         options: dict[str, Any] = {
             "eta": eta,
             "priority": priority,
@@ -123,7 +136,8 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         }
         if not self._blocking:
             return self._run(
-                "enqueue", self.async_queue.enqueue(function, *args, **options, **kwargs)
+                "enqueue",
+                self.async_queue.enqueue(function, *args, **options, **kwargs),
             )
         forbid_running_loop("SyncTaskQueue.enqueue()", "`await TaskQueue.enqueue()`")
         core = self.async_queue
@@ -150,6 +164,35 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         core._announce_blocking(core._enqueued(calls, ids), self._portal.run)
         return ids
 
+    def _enqueue_workflow(self, canvas: Canvas, extra: bool) -> Workflow:
+        """Store a workflow's tasks in one batch (see `TaskQueue.enqueue`)."""
+        core = self.async_queue
+        if not self._blocking:  # the async queue's enqueue (an eager one's runs the tasks)
+            if extra:
+                core.workflow_plan(canvas, extra)  # raises the error
+            return Workflow(self, self._run("enqueue", core.enqueue(canvas)))
+        found = core.workflow_plan(canvas, extra)
+        forbid_running_loop("SyncTaskQueue.enqueue()", "`await TaskQueue.enqueue()`")
+        self._connect()
+        records = [core._task_record(t, core.backend.clock()) for t in found.tasks]
+        ids = core.backend.enqueue_many_blocking(records)
+        core._announce_blocking(core._enqueued(found.tasks, ids), self._portal.run)
+        return Workflow(self, found)
+
+    def workflow_tasks(self, workflow_id: str) -> list[Task]:
+        """The members of a workflow as stored now, parents first."""
+        return self._run("workflow_tasks", self.async_queue.workflow_tasks(workflow_id))
+
+    def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every member of a workflow not ended yet (running ones too); how many."""
+        return self._run("cancel_workflow", self.async_queue.cancel_workflow(workflow_id))
+
+    def workflows(self, *, limit: int = 100, active_only: bool = False) -> list[WorkflowSummary]:
+        """The newest workflows with their members' counts (see `Backend.workflows`)."""
+        return self._run(
+            "workflows", self.async_queue.workflows(limit=limit, active_only=active_only)
+        )
+
     def _connect(self) -> None:
         """Connect the queue through its loop once (the backend creates its schema there), or
         raise `QueueClosed` if it was closed; afterwards a cheap check."""
@@ -174,6 +217,10 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
             )
 
         return self._run("get_result", coro, timeout + _ANSWER_MARGIN, too_late)
+
+    def get_results(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Result]:
+        """Block until every task of ``task_ids`` finishes (see `TaskQueue.get_results`)."""
+        return self._run("get_results", self.async_queue.get_results(task_ids, timeout))
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""

@@ -183,6 +183,9 @@ class Task:
     ``meta``: headers stored with the task (str keys, JSON values, up to 64 KiB as JSON),
     read by the running task as ``sitq.current_task().meta``.
     ``progress``: what the task last reported (`Progress`), None if it never did.
+    ``parents``: ids of tasks it waits for (stored ``waiting`` until they end, see
+    `sitq.workflows`); ``allow_failure``: run even if a parent did not succeed;
+    ``workflow_id``: the workflow it belongs to.
     """
 
     function: Callable[..., Any] | str | None = None
@@ -206,11 +209,15 @@ class Task:
     limits: Sequence[str] = ()
     unique_for: timedelta | float | None = None
     unique_states: Any = None  # a preset name, or statuses (`sitq.unique.UniqueStates`)
+    parents: Sequence[str] = ()
+    allow_failure: bool = False
+    workflow_id: str | None = None
 
     def __post_init__(self) -> None:
         self.args, kwargs = check_call(self.function, self.args, self.kwargs)
         self.kwargs = dict(kwargs)
         self.meta = check_meta(self.meta)
+        self.parents = tuple(self.parents)
         if self.created_at is not None:
             # Read back from a store (`task_from_record`): shown as stored, even a value an
             # older version let in. Enqueueing it again checks it (`TaskQueue._task_record`).
@@ -243,6 +250,7 @@ def check_task(task: Task) -> None:
     )
     if task.limits or task.unique_for is not None or task.unique_states is not None:
         check_flow_options(task.limits, task.dedupe_key, task.unique_for, task.unique_states)
+    check_workflow_fields(task.parents, task.allow_failure, task.workflow_id, task.id)
 
 
 def check_flow_options(
@@ -256,6 +264,31 @@ def check_flow_options(
 
     task_limits(limits)
     check_unique(dedupe_key, unique_for, unique_states)
+
+
+def check_workflow_fields(
+    parents: Sequence[str], allow_failure: object, workflow_id: object, task_id: str
+) -> None:
+    """Reject bad ``parents`` (ids of other tasks, each once), ``allow_failure`` (a bool) or
+    ``workflow_id`` (None or text)."""
+    if not parents and allow_failure is False and workflow_id is None:
+        return  # a lone task: the common case, on every enqueue
+    if isinstance(parents, (str, bytes)) or not all(
+        isinstance(p, str) and p and p != task_id for p in parents
+    ):
+        raise ConfigurationError(
+            f"parents (depends_on) must be a list of other tasks' ids or handles, got {parents!r}"
+        )
+    if len(set(parents)) != len(parents):
+        raise ConfigurationError(f"parents (depends_on) names a task twice: {list(parents)!r}")
+    for parent in parents:
+        check_stored_text("parent id", parent)
+    if not isinstance(allow_failure, bool):
+        raise ConfigurationError(f"allow_failure must be True or False, got {allow_failure!r}")
+    if workflow_id is not None:
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise ConfigurationError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+        check_stored_text("workflow_id", workflow_id)
 
 
 def check_call(function: Any, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
@@ -441,6 +474,9 @@ def task_from_record(
         worker_id=worker_id if running else record.worker_id,
         meta=record.meta,
         progress=record.progress,
+        parents=record.parents,
+        allow_failure=record.allow_failure,
+        workflow_id=record.workflow_id,
     )
 
 

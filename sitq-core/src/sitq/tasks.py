@@ -22,9 +22,12 @@ from .errors import ConfigurationError
 from .flow_control import task_limits
 from .handles import AsyncTaskHandle, TaskHandle
 from .meta import check_meta
-from .task import DEFAULT_QUEUE, Task, function_name, validate_options
+from .parent_results import check_pass_mode
+from .task import DEFAULT_QUEUE, Task, check_workflow_fields, function_name, validate_options
 from .unique import UniqueStates, check_unique
 from .validation import check_stored_text
+from .workflow_state import PASS_RESULTS_HEADER
+from .workflows import Signature, parent_ids
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Unpack
@@ -50,6 +53,9 @@ class OptionFields(TypedDict, total=False):
     limits: Sequence[str]
     unique_for: timedelta | float | None
     unique_states: UniqueStates | None
+    depends_on: Any
+    allow_failure: bool
+    pass_results: str | None
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,13 @@ class TaskOptions:
     #: how long and over which states ``dedupe_key`` refuses duplicates (`sitq.unique`)
     unique_for: float | None = None
     unique_states: tuple[str, ...] | None = None
+    #: tasks to wait for (ids, task handles, workflow handles): `sitq.Task.parents`
+    depends_on: tuple[str, ...] = ()
+    #: run even when a parent did not succeed (it is passed as a `sitq.ParentFailed`)
+    allow_failure: bool = False
+    #: receive the parents' results: "first" (the first parent's, as the first argument),
+    #: "list" (all of them, in order, as the first argument) or None (nothing)
+    pass_results: str | None = None
 
     def with_changes(self, changes: Mapping[str, Any]) -> TaskOptions:
         """A copy with ``changes``; `ConfigurationError` names an unknown or invalid option."""
@@ -83,6 +96,10 @@ class TaskOptions:
         options = replace(self, **changes)
         if "meta" in changes:
             options = replace(options, meta=check_meta(options.meta))
+        if "depends_on" in changes:
+            options = replace(options, depends_on=parent_ids(options.depends_on))
+        check_pass_mode(options.pass_results)
+        check_workflow_fields(options.depends_on, options.allow_failure, None, "")
         validate_options(
             queue=options.queue,
             priority=options.priority,
@@ -102,8 +119,18 @@ class TaskOptions:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The options by name (what `sitq.Task` takes as keyword arguments)."""
+        """The options by name."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def task_fields(self) -> dict[str, Any]:
+        """What `sitq.Task` takes as keyword arguments: the options, ``depends_on`` as
+        ``parents`` and ``pass_results`` as its header (`sitq.workflow_state`)."""
+        found = self.as_dict()
+        found["parents"] = found.pop("depends_on")
+        mode = found.pop("pass_results")
+        if mode is not None:
+            found["meta"] = {**self.meta, PASS_RESULTS_HEADER: mode}
+        return found
 
 
 def _unknown_option(name: str, known: list[str]) -> str:
@@ -133,7 +160,7 @@ class Enqueuer(Generic[P, R]):
         self._declared = declared
         self._options = options
         # resolved once here, not per call: every .enqueue() of this enqueuer passes these
-        self._stored_with = options.as_dict()
+        self._stored_with = options.task_fields()
 
     @property
     def task_options(self) -> TaskOptions:
@@ -146,6 +173,15 @@ class Enqueuer(Generic[P, R]):
     def _task(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
         """The `sitq.Task` of one call: every argument goes to the function."""
         return Task(self._declared, args, kwargs, **self._stored_with)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A call to run as a workflow member (`sitq.chain`, `sitq.group`, `sitq.chord`),
+        with these options; it receives its parents' results before ``args``."""
+        return Signature(self._declared, self._options, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """Like `s`, but the call receives nothing from its parents (it only waits)."""
+        return Signature(self._declared, self._options, args, kwargs, immutable=True)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._declared.name} {self._options}>"

@@ -7,7 +7,8 @@ ended yet, and the transaction that stores a parent's final outcome (`Backend.fi
 last parent just ended, in the same commit:
 
 * every parent succeeded, or the child has ``allow_failure``: the child becomes ``pending``,
-  due at once;
+  due at once (``available_at`` = the clock of that transaction; queues refuse an ``eta`` on
+  a task with parents);
 * a parent ended failed, dead or cancelled and the child has no ``allow_failure``: the child
   becomes ``cancelled`` with the error `parent_failed_error`, and so does each of its own
   descendants (the same rule, applied down the graph).
@@ -19,12 +20,18 @@ requeued parent (`Backend.requeue`) takes its descendants that were cancelled fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from .errors import ConfigurationError
 from .task import TaskStatus
 
+if TYPE_CHECKING:
+    from .records import TaskRecord
+
 #: The header (`TaskRecord.meta`) naming how a child receives its parents' results:
-#: ``"first"`` (a chain: the one parent's result as the first argument), ``"list"`` (a chord's
+#: ``"first"`` (a chain: the first parent's result as the first argument), ``"list"`` (a chord's
 #: callback: the list of results in parent order) or absent (nothing passed).
 PASS_RESULTS_HEADER = "sitq.pass_results"
 
@@ -42,6 +49,35 @@ def cancelled_for_parent(error: str | None) -> bool:
     """True if a cancelled task's ``error`` says a parent's failure cancelled it (`requeue`
     of that parent takes it back)."""
     return error is not None and error.startswith(PARENT_FAILED_PREFIX)
+
+
+#: The statuses in which a parent ended without succeeding.
+FAILED_PARENT_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED})
+
+
+def child_status(
+    parents: Iterable[tuple[str, TaskStatus]], allow_failure: bool
+) -> tuple[TaskStatus, str | None]:
+    """What a child becomes given its parents' ``(id, status)`` now: ``(WAITING, None)``
+    while one has not ended, ``(PENDING, None)`` once all have (or every one succeeded), or
+    ``(CANCELLED, error)`` as soon as one ended without succeeding and the child has no
+    ``allow_failure`` (``error`` names the first such parent, see `parent_failed_error`)."""
+    waiting = False
+    for parent_id, status in parents:
+        if status in FAILED_PARENT_STATUSES and not allow_failure:
+            return TaskStatus.CANCELLED, parent_failed_error(parent_id, status)
+        waiting = waiting or not status.is_final
+    return (TaskStatus.WAITING, None) if waiting else (TaskStatus.PENDING, None)
+
+
+def unknown_parent_error(task_id: str, parent_id: str) -> ConfigurationError:
+    """The error of an enqueue whose record names a parent that is neither stored nor
+    earlier in its batch (nothing of that enqueue is stored)."""
+    return ConfigurationError(
+        f"task {task_id!r} depends on {parent_id!r}, which is not stored (nor earlier in the "
+        "same enqueue): pass the id or handle of a task enqueued before it (nothing in this "
+        "enqueue was stored)"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,10 +103,36 @@ class WorkflowSummary:
         return sum(n for status, n in self.counts.items() if status.is_final)
 
 
+def summarize(workflow_id: str, members: Iterable[TaskRecord]) -> WorkflowSummary:
+    """The `WorkflowSummary` of a workflow's ``members`` (what a backend without an
+    aggregate query, or a handle, computes): ``finished_at`` is the latest end once every
+    member has ended."""
+    counts: dict[TaskStatus, int] = {}
+    created: list[float] = []
+    finished: list[float] = []
+    active = False
+    for r in members:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        created.append(r.created_at)
+        active = active or not r.status.is_final
+        finished.append(r.finished_at or r.created_at)
+    return WorkflowSummary(
+        workflow_id,
+        total=len(created),
+        counts=counts,
+        created_at=min(created, default=0.0),
+        finished_at=None if active else max(finished, default=0.0),
+    )
+
+
 __all__ = [
+    "FAILED_PARENT_STATUSES",
     "PARENT_FAILED_PREFIX",
     "PASS_RESULTS_HEADER",
     "WorkflowSummary",
     "cancelled_for_parent",
+    "child_status",
     "parent_failed_error",
+    "summarize",
+    "unknown_parent_error",
 ]

@@ -39,14 +39,19 @@ from sitq.rules import (
 from sitq.schedule_state import ScheduleState
 from sitq.task import FINAL_STATUSES, new_task_id
 from sitq.unique import is_duplicate
+from sitq.workflow_state import WorkflowSummary
 
 from .limits import FlowTable
 from .schedules import ScheduleTable
+from .workflows import Moved, WorkflowGraph
 
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TaskRecord)))
 
 
 _head = operator.itemgetter(0)
+
+#: What `MemoryBackend.cancel` cancels.
+_CANCELLABLE = frozenset({TaskStatus.WAITING, TaskStatus.PENDING, TaskStatus.RUNNING})
 
 
 def _copy(record: TaskRecord) -> TaskRecord:
@@ -72,6 +77,7 @@ class _Store:
         self.counter = itertools.count()
         self.schedules = ScheduleTable()
         self.flow = FlowTable()
+        self.graph = WorkflowGraph()
 
 
 #: A ready-heap entry: (-priority, available_at, enqueue order, sequence number, task id).
@@ -103,6 +109,7 @@ class MemoryBackend(Backend):
             Capability.BLOCKING_ENQUEUE,
             Capability.SCHEDULES,
             Capability.FLOW_CONTROL,
+            Capability.WORKFLOWS,
         }
     )
 
@@ -190,6 +197,16 @@ class MemoryBackend(Backend):
                 return task_id
         return None
 
+    def _ended(self, records: Iterable[TaskRecord], now: float) -> bool:
+        """Release or cancel the children of ``records``, which just ended (`sitq.workflow_state`);
+        True if a child became pending."""
+        moved = Moved()
+        for record in records:
+            self._store.graph.ended(record, self._store.tasks, now, moved)
+        for child in moved.released:
+            self._push(child)
+        return bool(moved.released)
+
     # -- contract ----------------------------------------------------------------------------
 
     async def enqueue_many(self, records: Sequence[TaskRecord]) -> list[str]:
@@ -214,10 +231,14 @@ class MemoryBackend(Backend):
             if record.id in self._store.tasks:
                 raise taken_id_error(record.id)
             seen.add(record.id)
+        self._store.graph.check(records, self._store.tasks)
+        now = self.clock()
+        stored_as: dict[str, str] = {}  # a record refused by its dedupe key -> the task holding it
         for record in records:
             duplicate = self._duplicate_of(record, now)
             if duplicate is not None:
                 ids.append(duplicate)
+                stored_as[record.id] = duplicate
                 continue
             stored = _copy(record)
             stored.status, stored.attempts = TaskStatus.PENDING, 0
@@ -229,7 +250,11 @@ class MemoryBackend(Backend):
             self._store.order[stored.id] = next(self._store.counter)
             if stored.dedupe_key is not None:
                 self._store.by_dedupe_key.setdefault(stored.dedupe_key, []).append(stored.id)
-            self._push(stored)
+            if stored.parents:
+                stored.parents = tuple(stored_as.get(p, p) for p in stored.parents)
+            self._store.graph.add(stored, self._store.tasks, now)
+            if stored.status is TaskStatus.PENDING:
+                self._push(stored)
             ids.append(stored.id)
         return ids
 
@@ -477,6 +502,7 @@ class MemoryBackend(Backend):
                 else:
                     record.result, record.error, record.traceback = o.result, o.error, o.traceback
                     record.finished_at = o.finished_at
+                    requeued = self._ended([record], now) or requeued
                 applied.append(True)
             freed_slot = freed_slot and bool(self._store.flow.rules)
         self.notify_finished()
@@ -487,7 +513,7 @@ class MemoryBackend(Backend):
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
         """Requeue (or kill) running tasks whose lease lapsed."""
         recovered = []
-        died = False
+        died = released = False
         with self._store.lock:
             now = self.clock()
             for record in self._store.tasks.values():
@@ -503,31 +529,71 @@ class MemoryBackend(Backend):
                     record.error = LOST_WORKER_ERROR
                     record.finished_at = now
                     died = True
+                    released = self._ended([record], now) or released
                 else:
                     record.status = TaskStatus.PENDING
                     record.available_at = now
                     self._push(record)
                     recovered.append(record.id)
-        if recovered:
+        if recovered or released:
             self.notify_enqueued()
         if died:
             self.notify_finished()
         return recovered
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task (a running one loses its lease)."""
+        """Cancel a waiting, pending or running task (a running one loses its lease)."""
         with self._store.lock:
             record = self._store.tasks.get(task_id)
-            if record is None or record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+            if record is None or record.status not in _CANCELLABLE:
                 return False
             freed_slot = record.status is TaskStatus.RUNNING and bool(record.limits)
-            record.status = TaskStatus.CANCELLED
-            record.finished_at = self.clock()
-            record.lease_token = record.lease_expires_at = None
+            released = self._cancel(record, self.clock())
         self.notify_finished()
-        if freed_slot:
+        if released or freed_slot:
             self.notify_enqueued()
         return True
+
+    def _cancel(self, record: TaskRecord, now: float) -> bool:
+        """Cancel ``record`` and settle its children (lock held); True if one was released."""
+        record.status = TaskStatus.CANCELLED
+        record.finished_at = now
+        record.lease_token = record.lease_expires_at = None
+        return self._ended([record], now)
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    async def workflow_tasks(self, workflow_id: str) -> list[TaskRecord]:
+        """Copies of the members of ``workflow_id``, in enqueue order."""
+        with self._store.lock:
+            tasks = self._store.tasks
+            return [_copy(tasks[i]) for i in self._store.graph.member_ids(workflow_id)]
+
+    async def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every waiting, pending and running member of ``workflow_id``."""
+        released = False
+        with self._store.lock:
+            now = self.clock()
+            members = [self._store.tasks[i] for i in self._store.graph.member_ids(workflow_id)]
+            active = [r for r in members if r.status in _CANCELLABLE]
+            for record in active:  # all as by hand: none is cancelled "for" another member
+                record.status = TaskStatus.CANCELLED
+                record.finished_at = now
+                record.lease_token = record.lease_expires_at = None
+            released = self._ended(active, now)  # children outside the workflow
+            count = len(active)
+        if count:
+            self.notify_finished()
+        if released:  # a child outside the workflow, with allow_failure
+            self.notify_enqueued()
+        return count
+
+    async def workflows(
+        self, *, limit: int = 100, active_only: bool = False
+    ) -> list[WorkflowSummary]:
+        """The newest ``limit`` workflows, newest first."""
+        with self._store.lock:
+            return self._store.graph.summaries(self._store.tasks, limit, active_only)
 
     async def requeue(self, task_id: str) -> bool:
         """Put a failed, dead or cancelled task back to pending."""
@@ -548,6 +614,7 @@ class MemoryBackend(Backend):
             record.result = record.error = record.traceback = None
             record.started_at = record.finished_at = record.worker_id = None
             self._push(record)
+            self._store.graph.requeued(record, self._store.tasks)
         self.notify_enqueued()
         return True
 
@@ -571,6 +638,13 @@ class MemoryBackend(Backend):
         with self._store.lock:
             record = self._store.tasks.get(task_id)
             return None if record is None else _copy(record)
+
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Copies of the finished records of ``task_ids`` (None for the others), one lock
+        hold."""
+        with self._store.lock:
+            found = (self._store.tasks.get(i) for i in task_ids)
+            return [None if r is None or not r.status.is_final else _copy(r) for r in found]
 
     async def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         """Tasks per status."""
@@ -623,6 +697,14 @@ class MemoryBackend(Backend):
             self._delete(doomed)
         return len(doomed)
 
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the finished tasks among ``task_ids`` (see `Backend.delete_tasks`)."""
+        with self._store.lock:
+            found = (self._store.tasks.get(task_id) for task_id in dict.fromkeys(task_ids))
+            doomed = [r for r in found if r is not None and r.status.is_final]
+            self._delete(doomed)
+        return len(doomed)
+
     async def prune(self, finished_before: Mapping[TaskStatus, float] | float, limit: int) -> int:
         """Delete up to ``limit`` tasks finished before their status's cutoff."""
         cutoffs = check_prune_args(finished_before, limit)
@@ -646,6 +728,7 @@ class MemoryBackend(Backend):
                 same_key.remove(r.id)
                 if not same_key:
                     del self._store.by_dedupe_key[r.dedupe_key]
+            self._store.graph.forget(r)
             del self._store.tasks[r.id]
             self._store.seq.pop(r.id, None)
             self._store.order.pop(r.id, None)

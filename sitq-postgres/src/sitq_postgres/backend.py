@@ -38,6 +38,7 @@ from sitq.rules import (
     status_texts,
 )
 from sitq.signals import AsyncMutex
+from sitq.throughput import THROUGHPUT_STATUSES, check_throughput_args, fold_throughput
 
 from .blocking import ThreadLoops
 from .database import Database, Operation
@@ -630,6 +631,31 @@ class PostgresBackend(Reading, Backend):
         return side
 
     # -- retention ---------------------------------------------------------------------------
+
+    async def throughput(
+        self, since: float, bucket_seconds: float
+    ) -> dict[float, dict[TaskStatus, int]]:
+        """Finished tasks per bucket and status, in one aggregate query (see
+        `Backend.throughput`)."""
+        check_throughput_args(since, bucket_seconds, self.clock())
+        statuses = status_texts(THROUGHPUT_STATUSES)
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[Any]:
+            return list(await conn.fetch(self._sql.throughput, since, bucket_seconds, statuses))
+
+        return fold_throughput(await self._run(op), since, bucket_seconds)
+
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the finished tasks among ``task_ids`` (see `Backend.delete_tasks`)."""
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return 0
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> int:
+            status = await conn.execute(self._sql.delete_final, ids)
+            return int(status.split()[-1])
+
+        return await self._run(op)
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None

@@ -10,6 +10,7 @@ import asyncpg
 from sitq import TaskStatus
 from sitq.backend import TaskRecord, record_from_row
 from sitq.rules import check_list_args, fold_counts, fold_queue_counts, status_texts
+from sitq.search import TaskSearch, like_pattern
 
 from .database import Operation
 from .schema import COLUMNS
@@ -66,6 +67,23 @@ class Reading:
             return list(await conn.fetch(self._sql.queue_counts))
 
         return fold_queue_counts(await self._run(op))
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of ``search``, newest first, in one query (see `Backend.search_tasks`)."""
+        args = [
+            None if search.statuses is None else status_texts(search.statuses),
+            search.queue,
+            None if search.function is None else like_pattern(search.function),
+            None if search.text is None else like_pattern(search.text),
+            None if search.text is None else search.text.encode(),
+            search.before,
+            search.limit,
+        ]
+
+        async def op(conn: asyncpg.Connection, attempt: int) -> list[TaskRecord]:
+            return [record_of(row) for row in await conn.fetch(self._sql.search_tasks, *args)]
+
+        return await self._run(op)
 
     async def list_tasks(
         self,

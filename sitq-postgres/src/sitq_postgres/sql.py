@@ -346,6 +346,40 @@ SELECT id, {self._notify("x", "true", self.names.enqueued_channel)} FROM x"""
         )
 
     @cached_property
+    def search_tasks(self) -> str:
+        """One page of a task search, newest first by ``seq`` (`sitq.search`): statuses
+        ``$1``, queue ``$2``, function pattern ``$3``, text pattern ``$4`` and its bytes
+        ``$5``, before the task of id ``$6``, at most ``$7`` (NULL: any)."""
+        return (
+            f"SELECT {SELECT} FROM {self.t} "
+            "WHERE ($1::text[] IS NULL OR status = ANY($1)) AND ($2::text IS NULL OR queue = $2) "
+            "AND ($3::text IS NULL OR function ILIKE $3) "
+            "AND ($4::text IS NULL OR function ILIKE $4 OR error ILIKE $4 "
+            "OR position($5::bytea IN payload) > 0) "
+            f"AND ($6::text IS NULL OR seq < (SELECT seq FROM {self.t} WHERE id = $6)) "
+            "ORDER BY seq DESC LIMIT $7"
+        )
+
+    @cached_property
+    def throughput(self) -> str:
+        """``(bucket index, status, n)`` rows of tasks in statuses ``$3`` that finished at or
+        after ``$1``, in buckets of ``$2`` seconds, read through the ``_finished`` index
+        (`sitq.throughput`)."""
+        return (
+            "SELECT floor((finished_at - $1::float8) / $2::float8)::bigint AS bucket, status, "
+            f"count(*) FROM {self.t} WHERE status = ANY($3::text[]) AND finished_at >= $1 "
+            "GROUP BY bucket, status"
+        )
+
+    @cached_property
+    def delete_final(self) -> str:
+        """Delete the tasks of ids ``$1`` that are in a final state."""
+        return (
+            f"DELETE FROM {self.t} WHERE id = ANY($1::text[]) "
+            "AND status IN ('succeeded', 'failed', 'dead', 'cancelled')"
+        )
+
+    @cached_property
     def purge(self) -> str:
         """Delete tasks in statuses ``$1`` finished (or else created) before ``$2`` (NULL:
         any time)."""

@@ -46,7 +46,9 @@ from sitq.rules import (
     purge_statuses,
     status_texts,
 )
+from sitq.search import TaskSearch
 from sitq.signals import AsyncMutex
+from sitq.throughput import THROUGHPUT_STATUSES, check_throughput_args, fold_throughput
 
 from .blocking import ThreadConnections
 from .database import create_private, retry_locked, retry_locked_blocking, settled
@@ -78,6 +80,8 @@ from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
 
 _FINISH_CHUNK = 1000
+#: Ids per statement of `SQLiteBackend.delete_tasks` (under SQLite's bound-parameter limit).
+_DELETE_BATCH = 500
 #: Rowids of claimed tasks remembered for their outcomes at most (see `SQLiteBackend.finish`).
 _MAX_REMEMBERED = 100_000
 #: Free pages (4 KiB each by default) a quick `reclaim_space` leaves in the file for the next
@@ -679,6 +683,31 @@ class SQLiteBackend(Backend):
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Tasks per status, per queue, in one query."""
         return fold_queue_counts(await self._fetchall(self._sql.queue_counts))
+
+    async def search_tasks(self, search: TaskSearch) -> list[TaskRecord]:
+        """One page of ``search``, newest first, in one query (see `Backend.search_tasks`)."""
+        sql, params = self._sql.search_tasks(search)
+        return [_record(row) for row in await self._fetchall(sql, params)]
+
+    async def throughput(
+        self, since: float, bucket_seconds: float
+    ) -> dict[float, dict[TaskStatus, int]]:
+        """Finished tasks per bucket and status, in one aggregate query (see
+        `Backend.throughput`)."""
+        check_throughput_args(since, bucket_seconds, self.clock())
+        statuses = status_texts(THROUGHPUT_STATUSES)
+        sql = self._sql.throughput(len(statuses))
+        rows = await self._fetchall(sql, [since, bucket_seconds, *statuses, since])
+        return fold_throughput(rows, since, bucket_seconds)
+
+    async def delete_tasks(self, task_ids: Sequence[str]) -> int:
+        """Delete the finished tasks among ``task_ids`` (see `Backend.delete_tasks`)."""
+        ids = list(dict.fromkeys(task_ids))
+        deleted = 0
+        for start in range(0, len(ids), _DELETE_BATCH):
+            batch = ids[start : start + _DELETE_BATCH]
+            deleted += await self._execute(self._sql.delete_final(len(batch)), batch)
+        return deleted
 
     async def purge(
         self, statuses: Iterable[TaskStatus] | None = None, older_than: float | None = None

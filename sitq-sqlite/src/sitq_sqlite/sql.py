@@ -12,8 +12,10 @@ Conventions:
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
-from sitq.rules import attempts_spent_sql
+from sitq.rules import attempts_spent_sql, status_texts
+from sitq.search import TaskSearch, like_pattern
 
 from .schema import COLUMNS, DEDUPE_WHERE, INSERT_COLUMNS
 
@@ -283,6 +285,48 @@ class Statements:
         if limited:
             sql += " LIMIT ?"
         return sql
+
+    def search_tasks(self, search: TaskSearch) -> tuple[str, list[Any]]:
+        """The statement of one page of ``search`` and its parameters: the table walked
+        backwards in enqueue order (rowid), stopping at the limit (`sitq.search`)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if search.statuses is not None:
+            where.append(f"status IN ({placeholders(len(search.statuses))})")
+            params.extend(status_texts(search.statuses))
+        if search.queue is not None:
+            where.append("queue = ?")
+            params.append(search.queue)
+        if search.function is not None:
+            where.append("function LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(search.function))
+        if search.text is not None:
+            where.append(
+                "(function LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\' OR instr(payload, ?) > 0)"
+            )
+            pattern = like_pattern(search.text)
+            params.extend([pattern, pattern, search.text.encode()])
+        if search.before is not None:
+            where.append(f"rowid < (SELECT rowid FROM {self.t} WHERE id = ?)")
+            params.append(search.before)
+        sql = f"SELECT {SELECT} FROM {self.t}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return sql + " ORDER BY rowid DESC LIMIT ?", [*params, search.limit]
+
+    def throughput(self, statuses: int) -> str:
+        """``(bucket index, status, n)`` rows of the tasks in ``statuses`` given statuses that
+        finished at or after ``since`` (parameters: since, bucket_seconds, the statuses,
+        since), read through the ``_finished`` index (`sitq.throughput`)."""
+        return (
+            f"SELECT CAST((finished_at - ?) / ? AS INTEGER) AS bucket, status, COUNT(*) "
+            f"FROM {self.t} WHERE status IN ({placeholders(statuses)}) AND finished_at >= ? "
+            "GROUP BY bucket, status"
+        )
+
+    def delete_final(self, count: int) -> str:
+        """Delete the tasks among ``count`` ids that are in a final state."""
+        return f"DELETE FROM {self.t} WHERE id IN ({placeholders(count)}) AND status IN {FINAL}"
 
     def purge(self, statuses: int, older: bool) -> str:
         """Delete tasks in ``statuses`` given statuses, finished (or, never started, created)

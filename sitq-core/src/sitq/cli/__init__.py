@@ -11,7 +11,8 @@ import click
 
 from .. import __version__
 from ..config import load_defaults
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PluginError
+from ..plugins import get_plugin_manager
 from .control import (
     cancel_command,
     prune_command,
@@ -26,9 +27,44 @@ from .plugins import plugins_command
 from .schedules import scheduler_command, schedules_command
 from .tasks import tasks_command
 from .worker import worker_command
+from .workflows import workflows_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class SitqGroup(click.Group):
+    """The ``sitq`` group: the built-in commands, then those plugins add (``sitq_commands``),
+    loaded only when a command name is looked up or listed."""
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        try:
+            commands = get_plugin_manager().commands
+        except PluginError as exc:
+            raise click.ClickException(str(exc)) from None
+        for name in commands:
+            if name in self.commands:
+                raise click.ClickException(
+                    f"a plugin adds the command {name!r}, which sitq already has; uninstall "
+                    "it, or leave it out with SITQ_PLUGINS (see `sitq plugins`)"
+                )
+        return commands
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's."""
+        return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, built-in and from plugins, sorted. A plugin that fails to
+        load leaves ``sitq -h`` working: `sitq plugins` (and using its command) says why."""
+        try:
+            added = self._plugin_commands()
+        except click.ClickException:
+            added = {}
+        return sorted({*super().list_commands(ctx), *added})
+
+
+@click.group(
+    cls=SitqGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="sitq")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -37,7 +73,7 @@ def cli(ctx: click.Context) -> None:
     \b
     Try it:              sitq demo
     Run a worker:        sitq worker myapp.tasks:queue
-    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID
+    Look at the queue:   sitq status · sitq failed · sitq inspect TASK_ID · sitq workflows
     """
     try:
         _, defaults = load_defaults()
@@ -63,6 +99,7 @@ for _command in (
     limits_command,
     pause_command,
     resume_command,
+    workflows_command,
     demo_command,
 ):
     cli.add_command(_command)

@@ -96,8 +96,9 @@ def cancel_command(
     ctx: click.Context, task_ids: tuple[str, ...], app: str | None, backend: str | None,
     as_json: bool,
 ) -> None:  # fmt: skip
-    """Cancel tasks: a pending one never runs; a running one is stopped by its worker within
-    one heartbeat (a third of its lease), and its outcome is not stored."""
+    """Cancel tasks: a waiting or pending one never runs (a workflow member's descendants are
+    cancelled with it); a running one is stopped by its worker within one heartbeat (a third
+    of its lease), and its outcome is not stored."""
 
     async def change() -> tuple[list[str], dict[str, str]]:
         async with reading(app, backend, from_command_line(ctx, "backend")) as queue:
@@ -106,7 +107,7 @@ def cancel_command(
                 if await queue.cancel(task_id):
                     done.append(task_id)
                 else:
-                    refused[task_id] = await _why_not(queue, task_id, "pending or running")
+                    refused[task_id] = await _why_not(queue, task_id, "pending, running or waiting")
             return done, refused
 
     _report("cancelled", *asyncio.run(change()), as_json=as_json)

@@ -25,6 +25,7 @@ from .output import (
     record_json,
     status_text,
 )
+from .workflows import relation_lines, relations
 
 _RUNNING_SHOWN = 20
 
@@ -123,12 +124,15 @@ def status_command(ctx: click.Context, app: str | None, backend: str | None, as_
 def inspect_command(
     ctx: click.Context, task_id: str, app: str | None, backend: str | None, as_json: bool
 ) -> None:
-    """Everything stored about one task: its call, status, timings, result or error."""
+    """Everything stored about one task: its call, status, timings, result or error, and
+    its workflow with its parents and children."""
 
     async def read() -> dict[str, Any] | None:
         async with reading(app, backend, from_command_line(ctx, "backend")) as queue:
             record = await queue.backend.get_task(task_id)
-            return None if record is None else record_json(record, queue)
+            if record is None:
+                return None
+            return {**record_json(record, queue), **await relations(queue, record)}
 
     data = asyncio.run(read())
     if data is None:
@@ -150,6 +154,8 @@ def inspect_command(
             table.add_row(key.replace("_", " "), escape(str(data[key])))
     if data["progress"] is not None:
         table.add_row("progress", escape(progress_text(data["progress"])))
+    for label, text in relation_lines(data):  # its workflow, parents and children
+        table.add_row(label, text)
     if SCHEDULE_HEADER in data["meta"]:  # made by a periodic schedule (sitq.schedules)
         fired_at = data["meta"].get(FIRED_AT_HEADER, "?")
         table.add_row("schedule", escape(f"{data['meta'][SCHEDULE_HEADER]}, fired at {fired_at}"))

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from ..backend import ALL_STATUSES, Outcome, TaskRecord
 from ..rules import attempts_spent, purge_statuses
 from ..task import FINAL_STATUSES, TaskStatus
+from ..workflow_state import FAILED_PARENT_STATUSES, PARENT_FAILED_PREFIX, child_status
 
 #: Stands for "some error saying the worker was lost" (its wording is the backend's choice).
 LOST_WORKER = object()
 
-ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+#: Stands for `sitq.workflow_state.parent_failed_error` naming one of the task's parents that
+#: ended without succeeding (which one, when several did in one cascade, is the backend's).
+PARENT_FAILED = object()
+
+ACTIVE = frozenset({TaskStatus.WAITING, TaskStatus.PENDING, TaskStatus.RUNNING})
 REQUEUEABLE = frozenset({TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED})
 
 
@@ -38,6 +43,9 @@ class ModelTask:
     lease_expires_at: float | None = None
     error: object = None
     expired: bool = False  # a tombstone left by expire_results
+    parents: tuple[str, ...] = ()
+    allow_failure: bool = False
+    workflow_id: str | None = None
 
     def sort_key(self) -> tuple[int, float, int]:
         """Claim order: highest priority, then earliest due, then enqueue order."""
@@ -54,7 +62,7 @@ class QueueModel:
     # -- enqueue -----------------------------------------------------------------------------
 
     def holder(self, dedupe_key: str) -> ModelTask | None:
-        """The pending or running task holding ``dedupe_key``, if any."""
+        """The waiting, pending or running task holding ``dedupe_key``, if any."""
         for task in self.tasks.values():
             if task.dedupe_key == dedupe_key and task.status in ACTIVE:
                 return task
@@ -68,12 +76,66 @@ class QueueModel:
             if existing is not None:
                 ids.append(existing.id)
                 continue
-            self.tasks[r.id] = ModelTask(
+            task = self.tasks[r.id] = ModelTask(
                 r.id, r.queue, r.priority, r.available_at, next(self._order), r.dedupe_key,
-                r.max_retries,
+                r.max_retries, parents=r.parents, allow_failure=r.allow_failure,
+                workflow_id=r.workflow_id,
             )  # fmt: skip
+            if r.parents:
+                task.status, error = child_status(self._parents(task), r.allow_failure)
+                task.error = None if error is None else PARENT_FAILED
             ids.append(r.id)
         return ids
+
+    # -- workflows (`sitq.workflow_state`) ---------------------------------------------------
+
+    def _parents(self, task: ModelTask) -> list[tuple[str, TaskStatus]]:
+        """``task``'s parents with their statuses (a purged one had ended: succeeded)."""
+        found = (self.tasks.get(p) for p in task.parents)
+        return [
+            (p, TaskStatus.SUCCEEDED if t is None else t.status)
+            for p, t in zip(task.parents, found, strict=True)
+        ]
+
+    def failed_parent_named(self, task: ModelTask, error: str | None) -> bool:
+        """True if ``error`` is `parent_failed_error` naming a parent of ``task`` that ended
+        without succeeding."""
+        if error is None or not error.startswith(PARENT_FAILED_PREFIX):
+            return False
+        ended = {p for p, status in self._parents(task) if status in FAILED_PARENT_STATUSES}
+        return any(f": {p} ended " in error for p in ended)
+
+    def _children(self, task_id: str) -> list[ModelTask]:
+        return [t for t in self.tasks.values() if task_id in t.parents]
+
+    def ended(self, task_id: str, now: float) -> None:
+        """``task_id`` reached a final status: release or cancel its waiting children, and
+        theirs, down the graph."""
+        stack = [task_id]
+        while stack:
+            for child in self._children(stack.pop()):
+                if child.status is not TaskStatus.WAITING:
+                    continue
+                status, _ = child_status(self._parents(child), child.allow_failure)
+                if status is TaskStatus.CANCELLED:
+                    child.status, child.error = status, PARENT_FAILED
+                    stack.append(child.id)
+                elif status is TaskStatus.PENDING:
+                    child.status, child.available_at = status, now
+
+    def resumed(self, task_id: str) -> None:
+        """``task_id`` was requeued: its descendants cancelled for it wait again (unless
+        another parent of theirs ended without succeeding)."""
+        stack = [task_id]
+        while stack:
+            for child in self._children(stack.pop()):
+                if child.status is not TaskStatus.CANCELLED or child.error is not PARENT_FAILED:
+                    continue
+                status, _ = child_status(self._parents(child), child.allow_failure)
+                if status is TaskStatus.CANCELLED:
+                    continue
+                child.status, child.error = TaskStatus.WAITING, None
+                stack.append(child.id)
 
     # -- claim and leases --------------------------------------------------------------------
 
@@ -129,6 +191,7 @@ class QueueModel:
                 task.attempts = max(0, task.attempts - 1)
         else:
             task.error = outcome.error
+            self.ended(task.id, now)
         return True
 
     def recover(self, now: float, max_attempts: int) -> tuple[set[str], set[str]]:
@@ -150,19 +213,34 @@ class QueueModel:
                 task.status = TaskStatus.PENDING
                 task.available_at = now
                 back.add(task.id)
+        for task_id in dead:
+            self.ended(task_id, now)
         return back, dead
 
     # -- control -----------------------------------------------------------------------------
 
-    def cancel(self, task_id: str) -> bool:
-        """Apply `cancel` (pending or running; a running task loses its lease); return what a
-        backend must answer."""
+    def cancel(self, task_id: str, now: float) -> bool:
+        """Apply `cancel` (waiting, pending or running; a running task loses its lease);
+        return what a backend must answer."""
         task = self.tasks.get(task_id)
         if task is None or task.status not in ACTIVE:
             return False
         task.status = TaskStatus.CANCELLED
         task.lease_token = task.lease_expires_at = None
+        self.ended(task_id, now)
         return True
+
+    def cancel_workflow(self, workflow_id: str, now: float) -> int:
+        """Apply `cancel_workflow`; return how many members a backend must say it cancelled
+        (those not ended before it, each cancelled as `cancel` does, with no parent's reason)."""
+        members = [t for t in self.tasks.values() if t.workflow_id == workflow_id]
+        active = [t for t in members if t.status in ACTIVE]
+        for task in active:  # all cancelled as by hand first: no member is cancelled "for" another
+            task.status = TaskStatus.CANCELLED
+            task.lease_token = task.lease_expires_at = None
+        for task in active:  # then their children outside the workflow
+            self.ended(task.id, now)
+        return len(active)
 
     def requeue(self, task_id: str, now: float) -> bool:
         """Apply `requeue`; return what a backend must answer."""
@@ -175,6 +253,7 @@ class QueueModel:
         task.attempts = 0
         task.available_at = now
         task.error = None
+        self.resumed(task_id)
         return True
 
     def expire(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backend import TaskRecord
@@ -26,6 +26,9 @@ def make_record(
     dedupe_key: str | None = None,
     created_at: float = 0.0,
     meta: Mapping[str, Any] | None = None,
+    workflow_id: str | None = None,
+    parents: Sequence[str] = (),
+    allow_failure: bool = False,
 ) -> TaskRecord:
     """A pending record with a fresh id and a distinct payload; override any field."""
     return TaskRecord(
@@ -41,4 +44,7 @@ def make_record(
         dedupe_key=dedupe_key,
         created_at=created_at,
         meta={} if meta is None else dict(meta),
+        workflow_id=workflow_id,
+        parents=tuple(parents),
+        allow_failure=allow_failure,
     )

@@ -1,7 +1,9 @@
 """`BackendStateMachine`: random sequences of backend operations checked against `QueueModel`.
 
 Hypothesis drives enqueues (random priority, queue, due time, dedupe key, one by one or in
-batches), claims (limits, queue filters, exclusions), claims by id, heartbeats, every kind of
+batches; with `Capability.WORKFLOWS`, children waiting for stored tasks, and theirs, and
+cancelling their workflow), claims
+(limits, queue filters, exclusions), claims by id, heartbeats, every kind of
 outcome (with live and stale lease tokens, one call or a batch), cancels, requeues, result
 expiry, purges, clock advances and crash recovery. Each operation's answer must be the model's,
 and after every step the whole store must match it: counts, per-queue counts, and every record
@@ -32,7 +34,7 @@ from hypothesis.stateful import (
 from ..backend import Backend, Capability, Outcome, TaskRecord
 from ..task import TaskStatus
 from .clock import FakeClock
-from .model import LOST_WORKER, QueueModel
+from .model import LOST_WORKER, PARENT_FAILED, QueueModel
 from .records import make_record
 from .runner import LoopRunner
 
@@ -135,6 +137,9 @@ class BackendStateMachine(RuleBasedStateMachine):
         assert record.attempts == task.attempts, f"attempts {record.attempts}; {where}"
         assert record.queue == task.queue and record.priority == task.priority, where
         assert record.dedupe_key == task.dedupe_key, where
+        assert record.parents == task.parents, f"parents {record.parents}; {where}"
+        assert record.allow_failure == task.allow_failure, where
+        assert record.workflow_id == task.workflow_id, where
         assert record.lease_token == task.lease_token, f"lease {record.lease_token}; {where}"
         if task.status is TaskStatus.RUNNING:
             assert record.lease_expires_at == task.lease_expires_at, where
@@ -144,6 +149,10 @@ class BackendStateMachine(RuleBasedStateMachine):
             assert record.available_at == task.available_at, f"due {record.available_at}; {where}"
         if task.error is LOST_WORKER:
             assert record.error, f"a task killed by recover_expired needs an error; {where}"
+        elif task.error is PARENT_FAILED:
+            assert self.model.failed_parent_named(task, record.error), (
+                f"error {record.error!r} must name a parent that did not succeed; {where}"
+            )
         else:
             assert record.error == task.error, f"error {record.error!r}; {where}"
         assert record.expired == task.expired, f"expired {record.expired}; {where}"
@@ -175,6 +184,26 @@ class BackendStateMachine(RuleBasedStateMachine):
             got = self.run(self.b.enqueue_many(records))
         assert got == expected, f"enqueue returned {got}, expected {expected}"
         self.ids.extend(r.id for r in records if r.id in self.model.tasks)
+
+    @precondition(lambda self: self.model.tasks and self.b.supports(Capability.WORKFLOWS))
+    @rule(data=st.data(), allow_failure=st.booleans(), eta=st.sampled_from([0.0, 0.0, 2.0]))
+    def enqueue_children(self, data: st.DataObject, allow_failure: bool, eta: float) -> None:
+        """Workflows: a task waiting for one to three stored tasks (in any status), and
+        perhaps a grandchild waiting for it, in one batch."""
+        now = self.clock()
+        stored = [i for i in self.ids if i in self.model.tasks]  # in a replayable order
+        parents = data.draw(st.lists(st.sampled_from(stored), min_size=1, max_size=3, unique=True))
+        child = make_record(
+            parents=parents, allow_failure=allow_failure, workflow_id="wf", created_at=now,
+            available_at=now + eta,
+        )  # fmt: skip
+        records = [child]
+        if data.draw(st.booleans(), label="grandchild"):
+            records.append(make_record(parents=[child.id], workflow_id="wf", created_at=now))
+        expected = self.model.enqueue(records)
+        got = self.run(self.b.enqueue_many(records))
+        assert got == expected, f"enqueue of children returned {got}, expected {expected}"
+        self.ids.extend(r.id for r in records)
 
     @rule(
         limit=st.integers(min_value=1, max_value=3),
@@ -308,9 +337,16 @@ class BackendStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         task_id = data.draw(st.sampled_from(self.ids))
-        expected = self.model.cancel(task_id)
+        expected = self.model.cancel(task_id, self.clock())
         assert self.run(self.b.cancel(task_id)) == expected, f"cancel({task_id})"
         self.check_record(task_id)
+
+    @precondition(lambda self: self.b.supports(Capability.WORKFLOWS))
+    @rule()
+    def cancel_workflow(self) -> None:
+        """Cancel every member of the children's workflow not ended yet."""
+        expected = self.model.cancel_workflow("wf", self.clock())
+        assert self.run(self.b.cancel_workflow("wf")) == expected, "cancel_workflow('wf')"
 
     @precondition(lambda self: self.ids)
     @rule(data=st.data())

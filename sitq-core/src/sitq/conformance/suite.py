@@ -51,6 +51,7 @@ from .kit import (
     TimeTests,
     TransactionalEnqueueTests,
     WakeupTests,
+    WorkflowTests,
     backend_test,
 )
 from .kit.diagnosis import explain, fresh_backend_hint
@@ -78,6 +79,7 @@ class BackendConformance(
     TransactionalEnqueueTests,
     ScheduleTests,
     FlowControlTests,
+    WorkflowTests,
 ):
     """The conformance suite; subclass it and implement `make_backend`.
 

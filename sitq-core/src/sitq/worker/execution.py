@@ -35,6 +35,7 @@ from ..context import TaskContext, reset_current, set_current
 from ..envelope import OpenedCall
 from ..errors import PayloadError, SerializationError
 from ..executors import Call
+from ..parent_results import pass_mode, with_parent_results
 from ..task import Result, Task, TaskStatus, result_from_record, task_from_record
 
 if TYPE_CHECKING:
@@ -157,6 +158,10 @@ class TaskExecution:
         w, record = self.worker, self.record
         config = w.config
         timeout = record.timeout if record.timeout is not None else config.timeout
+        args, body = call.args, call.body
+        if record.parents and pass_mode(record) is not None:  # a workflow child
+            args = await with_parent_results(w.backend, record, args, self.parent_value)
+            body = b""  # the stored call lacks them: an executor must send the objects
         context = TaskContext(
             record.id,
             record.attempts,
@@ -174,11 +179,11 @@ class TaskExecution:
             try:
                 run = Call(
                     call.function,
-                    call.args,
+                    args,
                     call.kwargs,
                     timeout,
                     record.id,
-                    call.body,
+                    body or None,
                     call.codec,
                     context,
                 )
@@ -202,6 +207,10 @@ class TaskExecution:
         return await middleware.run(
             self.ensure_task(), self.worker, functools.partial(self.executor.run, call)
         )
+
+    def parent_value(self, parent: TaskRecord) -> Any:
+        """The return value of a succeeded parent (its serializer decodes it)."""
+        return self.worker._envelope.open_result(parent, parent.result)
 
     def encode(self, value: Any) -> bytes:
         """The signed, encoded result (raises `SerializationError` if too large)."""

@@ -120,6 +120,7 @@ async def claim_loop(worker: Worker) -> None:
             continue
         try:
             worker._claimed_at = worker.backend.clock()
+            slot_freed.clear()  # set again by a task of ours that ends during the claim
             records = await worker.backend.claim(
                 worker_id=worker.worker_id,
                 limit=free,
@@ -132,7 +133,10 @@ async def claim_loop(worker: Worker) -> None:
             await first(stop.wait(), asyncio.sleep(worker.poll_interval))
             continue
         if not records:
-            await first(stop.wait(), worker.backend.wait_for_work(idle_wait(worker)))
+            # the due tasks may wait for a limited key's slot that a task of ours holds: its
+            # end (stored by then) is worth a claim, as is the backend's news of new work
+            ends = [slot_freed.wait()] if worker._running else []
+            await first(stop.wait(), worker.backend.wait_for_work(idle_wait(worker)), *ends)
             continue
         start(worker, records)
 

@@ -338,6 +338,11 @@ class Worker:
                         return self._queue.result_from_record(stored)
                     if stored.status is TaskStatus.RUNNING:
                         return await self._queue.get_result(task_id)
+                    if stored.status is TaskStatus.WAITING:
+                        raise ConfigurationError(
+                            f"task {task_id} is waiting for its parents "
+                            f"({', '.join(stored.parents)}): process them first"
+                        )
                     continue
                 outcome = await TaskExecution(self, record).run()
                 if outcome.status is not TaskStatus.PENDING:

@@ -30,6 +30,7 @@ from .support import KitBase, backend_test, requires
 from .times import TimeTests
 from .transactional import TransactionalEnqueueTests
 from .wakeups import WakeupTests
+from .workflows import WorkflowTests
 
 __all__ = [
     "ClaimTests",
@@ -53,6 +54,7 @@ __all__ = [
     "TimeTests",
     "TransactionalEnqueueTests",
     "WakeupTests",
+    "WorkflowTests",
     "backend_test",
     "requires",
 ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ...backend import ALL_STATUSES, Backend, Capability
+from ...backend import Backend, Capability
 from ...errors import ConfigurationError
 from ...task import TaskStatus
 from ..clock import FakeClock
-from .support import KitBase, backend_test, in_status, requires, stored
+from .support import LONE_STATUSES, KitBase, backend_test, in_status, requires, stored
 
 
 class ExpireResultsTests(KitBase):
@@ -30,7 +30,7 @@ class ExpireResultsTests(KitBase):
     async def test_expire_results_leaves_tombstones(self, b: Backend, clock: FakeClock) -> None:
         """Finished tasks lose payload, result and traceback; the rest of the row stays, so an
         expired task is told apart from an unknown one."""
-        finished = {s: await in_status(b, s) for s in ALL_STATUSES if s.is_final}
+        finished = {s: await in_status(b, s) for s in LONE_STATUSES if s.is_final}
         pending = await in_status(b, TaskStatus.PENDING)
         running = await in_status(b, TaskStatus.RUNNING)
         assert await b.expire_results(finished_before=-1.0) == 0, "nothing finished before -1"

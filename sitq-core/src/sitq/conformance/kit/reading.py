@@ -9,7 +9,7 @@ from ...errors import ConfigurationError
 from ...task import TaskStatus
 from ..clock import FakeClock
 from ..records import make_record
-from .support import KitBase, backend_test, ids_of, in_status, stored
+from .support import LONE_STATUSES, KitBase, backend_test, ids_of, in_status, stored
 
 
 class ReadingTests(KitBase):
@@ -24,7 +24,7 @@ class ReadingTests(KitBase):
 
     @backend_test
     async def test_get_result_only_when_final(self, b: Backend, clock: FakeClock) -> None:
-        for status in ALL_STATUSES:
+        for status in LONE_STATUSES:
             task_id = await in_status(b, status)
             got = await b.get_result(task_id)
             if status.is_final:
@@ -36,11 +36,11 @@ class ReadingTests(KitBase):
     async def test_counts(self, b: Backend, clock: FakeClock) -> None:
         assert await b.counts() == dict.fromkeys(ALL_STATUSES, 0)
         assert await b.counts("nothing-here") == dict.fromkeys(ALL_STATUSES, 0)
-        for status in ALL_STATUSES:
+        for status in LONE_STATUSES:
             await in_status(b, status, queue="a")
         await in_status(b, TaskStatus.PENDING, queue="b")
         await in_status(b, TaskStatus.FAILED, queue="b")
-        expected_a = dict.fromkeys(ALL_STATUSES, 1)
+        expected_a = {s: int(s in LONE_STATUSES) for s in ALL_STATUSES}
         assert await b.counts("a") == expected_a
         expected_b = dict.fromkeys(ALL_STATUSES, 0)
         expected_b[TaskStatus.PENDING] = expected_b[TaskStatus.FAILED] = 1

@@ -130,8 +130,15 @@ def ids_of(records: Iterable[TaskRecord]) -> list[str]:
     return [r.id for r in records]
 
 
+#: The statuses `in_status` brings a lone task to: every one but ``waiting``, which needs
+#: parents (the workflow tests make those).
+LONE_STATUSES = tuple(s for s in TaskStatus if s is not TaskStatus.WAITING)
+
+
 async def in_status(b: Backend, status: TaskStatus, **fields: Any) -> str:
-    """A new task brought to ``status`` through the contract's own operations."""
+    """A new task brought to ``status`` (one of `LONE_STATUSES`) through the contract's own
+    operations."""
+    assert status in LONE_STATUSES, f"a lone task cannot be {status.value}"
     (task_id,) = await enqueue(b, **fields)
     if status is TaskStatus.PENDING:
         return task_id
