@@ -33,8 +33,8 @@ def new_prefix(kind: str) -> str:
 
 
 async def drop_prefix(prefix: str) -> None:
-    """Drop every table whose name starts with ``prefix``: the tasks, the schema version and
-    whatever later schema versions add (schedules...)."""
+    """Drop every table and function whose name starts with ``prefix``: the tasks, the schema
+    version and whatever later schema versions add (schedules, workflow edges and triggers)."""
     import asyncpg
 
     conn = await asyncpg.connect(PG_URL)
@@ -46,5 +46,12 @@ async def drop_prefix(prefix: str) -> None:
         )
         for row in names:
             await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
+        functions = await conn.fetch(
+            "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
+            "AND starts_with(proname, $1)",
+            prefix,
+        )
+        for row in functions:
+            await conn.execute(f'DROP FUNCTION IF EXISTS "{row["proname"]}"')
     finally:
         await conn.close()

@@ -29,7 +29,11 @@ async def drop_tables(prefixes: list[str]) -> None:
             await conn.execute(
                 f"DROP TABLE IF EXISTS {prefix}tasks, {prefix}schema_version, "
                 f"{prefix}schedules, {prefix}schedule_fires, {prefix}limits, "
-                f"{prefix}limit_keys, {prefix}paused, {prefix}flow_version"
+                f"{prefix}limit_keys, {prefix}paused, {prefix}flow_version, {prefix}task_edges"
+            )
+            await conn.execute(
+                f"DROP FUNCTION IF EXISTS {prefix}tasks_parent_ended(), "
+                f"{prefix}tasks_parent_requeued(), {prefix}tasks_child_deleted()"
             )
     finally:
         await conn.close()

@@ -83,6 +83,12 @@ async def versions(prefix: str) -> list[int]:
         await conn.close()
 
 
+async def status_of(backend: PostgresBackend, task_id: str) -> TaskStatus | None:
+    """The stored status of ``task_id`` (None: not stored)."""
+    record = await backend.get_task(task_id)
+    return None if record is None else record.status
+
+
 async def use_migrated(pg_url: str) -> None:
     backend = PostgresBackend.from_url(pg_url)
     try:
@@ -103,6 +109,15 @@ async def use_migrated(pg_url: str) -> None:
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
         await use_flow_control(backend)
+        # version 6: workflows; the old task (ended) counts at once, the new one on its end
+        child = dataclasses.replace(make_record(), parents=("old", new_id), workflow_id="wf")
+        await backend.enqueue(child)
+        assert await status_of(backend, child.id) is TaskStatus.WAITING
+        claimed = await backend.claim_by_id(new_id, worker_id="w", lease_seconds=30)
+        assert claimed is not None and claimed.lease_token is not None
+        assert await backend.complete(new_id, claimed.lease_token, None)
+        assert await status_of(backend, child.id) is TaskStatus.PENDING
+        assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
     finally:
         await backend.close()
 
@@ -111,21 +126,21 @@ async def use_flow_control(backend: PostgresBackend) -> None:
     """Version 5: a task stored before still holds its dedupe key; limits and pauses work."""
     assert await backend.enqueue(make_record(dedupe_key="report")) == "keyed"
     await backend.set_limits([LimitRule("api", concurrency=1)])
-    limited = [dataclasses.replace(make_record(), limits=("api",)) for _ in range(2)]
+    limited = [dataclasses.replace(make_record(queue="flow"), limits=("api",)) for _ in range(2)]
     await backend.enqueue_many(limited)
-    await backend.pause_queue("default", True)
-    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30) == []
-    await backend.pause_queue("default", False)
-    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30)
-    assert [r.id for r in claimed if r.limits] == [limited[0].id]
+    await backend.pause_queue("flow", True)
+    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"]) == []
+    await backend.pause_queue("flow", False)
+    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"])
+    assert [r.id for r in claimed] == [limited[0].id]
 
 
 def test_version_1_tables_are_migrated(prefix: str, pg_url: str) -> None:
     asyncio.run(make_v1_tables(prefix))
     asyncio.run(use_migrated(pg_url))
-    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5]
+    assert asyncio.run(versions(prefix)) == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5, 6]
     asyncio.run(use_again(pg_url))
-    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4, 5]  # connecting again migrates nothing
+    assert asyncio.run(versions(prefix)) == [1, 2, 3, 4, 5, 6]  # connecting again migrates nothing
 
 
 async def use_again(pg_url: str) -> None:

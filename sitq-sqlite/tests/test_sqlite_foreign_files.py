@@ -260,7 +260,7 @@ def test_an_older_schema_is_migrated_through_the_cli(cli_folder: Path) -> None:
     make_v1_database(path)
     result = CliRunner().invoke(cli, ["status", "--json", "--backend", f"sqlite:///{path}"])
     assert result.exit_code == 0, result.output
-    assert stored_version(path) == SCHEMA_VERSION == 4
+    assert stored_version(path) == SCHEMA_VERSION == 5
     result = CliRunner().invoke(cli, ["inspect", "old", "--backend", f"sqlite:///{path}"])
     assert result.exit_code == 0, result.output
 

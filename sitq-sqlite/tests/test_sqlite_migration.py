@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,12 @@ def stored_version(path: Path) -> int:
         conn.close()
 
 
+async def status_of(backend: SQLiteBackend, task_id: str) -> TaskStatus | None:
+    """The stored status of ``task_id`` (None: not stored)."""
+    record = await backend.get_task(task_id)
+    return None if record is None else record.status
+
+
 async def use_migrated(path: Path) -> None:
     backend = SQLiteBackend(path)
     try:
@@ -106,6 +113,15 @@ async def use_migrated(path: Path) -> None:
         assert await backend.enqueue_fire("sweep", 60.0, fire) == fire.id
         assert [s.name for s in await backend.schedule_states()] == ["sweep"]
         await use_flow_control(backend)
+        # version 5: workflows; a child of the old task (ended) is pending at once
+        child = replace(make_record(), parents=("old", new_id), workflow_id="wf")
+        await backend.enqueue(child)
+        assert await status_of(backend, child.id) is TaskStatus.WAITING
+        claimed = await backend.claim_by_id(new_id, worker_id="w", lease_seconds=30)
+        assert claimed is not None and claimed.lease_token is not None
+        assert await backend.complete(new_id, claimed.lease_token, None)
+        assert await status_of(backend, child.id) is TaskStatus.PENDING
+        assert [t.id for t in await backend.workflow_tasks("wf")] == [child.id]
     finally:
         await backend.close()
 
@@ -114,20 +130,20 @@ async def use_flow_control(backend: SQLiteBackend) -> None:
     """Version 4: a task stored before still holds its dedupe key; limits and pauses work."""
     assert await backend.enqueue(make_record(dedupe_key="report")) == "keyed"
     await backend.set_limits([LimitRule("api", concurrency=1)])
-    limited = [dataclasses.replace(make_record(), limits=("api",)) for _ in range(2)]
+    limited = [dataclasses.replace(make_record(queue="flow"), limits=("api",)) for _ in range(2)]
     await backend.enqueue_many(limited)
-    await backend.pause_queue("default", True)
-    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30) == []
-    await backend.pause_queue("default", False)
-    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30)
-    assert [r.id for r in claimed if r.limits] == [limited[0].id]
+    await backend.pause_queue("flow", True)
+    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"]) == []
+    await backend.pause_queue("flow", False)
+    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"])
+    assert [r.id for r in claimed] == [limited[0].id]
 
 
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_database(path)
     asyncio.run(use_migrated(path))
-    assert stored_version(path) == SCHEMA_VERSION == 4
+    assert stored_version(path) == SCHEMA_VERSION == 5
     asyncio.run(SQLiteBackend(path).connect())  # opening again changes nothing
     assert stored_version(path) == SCHEMA_VERSION
 

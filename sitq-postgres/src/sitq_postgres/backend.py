@@ -59,6 +59,7 @@ from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import Names, migrate
 from .sql import Statements
 from .wakeups import Wakeups
+from .workflow_methods import WorkflowMethods
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ def _claimed(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
     return [record_of(row) for row in ordered]
 
 
-class PostgresBackend(Reading, Backend):
+class PostgresBackend(WorkflowMethods, Reading, Backend):
     """Tasks in a PostgreSQL database, shared by workers on any number of machines.
 
     :param dsn: ``postgresql://user:password@host:5432/dbname``; sitq's own options below may
@@ -100,6 +101,7 @@ class PostgresBackend(Reading, Backend):
             Capability.PRUNE,
             Capability.BLOCKING_ENQUEUE,
             Capability.FLOW_CONTROL,
+            Capability.WORKFLOWS,
         }
     )
 
@@ -232,10 +234,11 @@ class PostgresBackend(Reading, Backend):
         if not records:
             return []
         args = self._enqueue_args(records)
+        now, clock = self._now(), self.clock()
 
         async def op(conn: asyncpg.Connection, attempt: int) -> tuple[list[str], bool]:
             return await insert(
-                conn, self._sql, records, args, retried=attempt > 0, now=self.clock()
+                conn, self._sql, records, args, retried=attempt > 0, now=clock, joined_at=now
             )
 
         ids, stored_any = await self._run(op)
@@ -262,7 +265,13 @@ class PostgresBackend(Reading, Backend):
         await self.connect()
         args = self._enqueue_args(records)
         ids, _stored = await insert(
-            connection, self._sql, records, args, retried=False, now=self.clock()
+            connection,
+            self._sql,
+            records,
+            args,
+            retried=False,
+            now=self.clock(),
+            joined_at=self._now(),
         )
         return ids
 
@@ -578,7 +587,7 @@ class PostgresBackend(Reading, Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task (a running one loses its lease)."""
+        """Cancel a waiting, pending or running task (a running one loses its lease)."""
         args = [self._now(), task_id]
 
         async def op(conn: asyncpg.Connection, attempt: int) -> bool:

@@ -1,6 +1,9 @@
 """Enqueueing on PostgreSQL: a batch inserted in one statement, dedupe hits resolved to the
 task holding their key, and a batch whose reply was lost recognized when it is retried.
 
+Records with parents (workflows) are stored with their edges in one transaction, their stored
+parents locked first (`sitq_postgres.workflows`).
+
 A record with its own ``unique_for`` or ``unique_states`` (`sitq.flow_claim.chooses_uniqueness`)
 is looked for by a query, under a transaction-scoped advisory lock on its dedupe key (taken in
 sorted order), in the insert's transaction: two processes enqueueing the same key wait for each
@@ -21,8 +24,11 @@ from sitq.errors import ConfigurationError
 from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
+from sitq.workflow_state import unknown_parent_error
 
 from .sql import Statements
+from .workflows import enqueue_args as workflow_args
+from .workflows import parents_to_find, store_edges
 
 #: Where a unique violation on the primary key names the taken id.
 _TAKEN_ID = re.compile(r"Key \(id\)=\((?P<id>.*)\) already exists")
@@ -45,6 +51,7 @@ def enqueue_args(records: Sequence[TaskRecord], clock_reading: float | None) -> 
         [r.dedupe_key for r in records],
         [r.created_at for r in records],
         [encode_meta(r.meta) for r in records],
+        *workflow_args(records),
         [json.dumps(list(dict.fromkeys(r.limits))) if r.limits else None for r in records],
         [True if chooses_uniqueness(r) else None for r in records],
     ]
@@ -58,27 +65,47 @@ async def insert(
     *,
     retried: bool,
     now: float,
+    joined_at: float | None = None,
 ) -> tuple[list[str], bool]:
     """Insert ``records``; return their ids (dedupe resolved) and whether any was stored.
-    ``now`` is the time ``unique_for`` counts back from."""
+
+    ``now`` is the time ``unique_for`` counts back from. Records with parents are stored in
+    one transaction with their edges: the stored parents locked first (so a parent ending
+    meanwhile is seen ended, or sees its new children), an unknown one refused
+    (`ConfigurationError`, nothing stored), then each child counted, at ``joined_at`` (None:
+    the database clock) cancelled or released as its parents' outcomes decide.
+    """
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
-    if not any(chooses_uniqueness(r) for r in records):
-        return await _insert(conn, sql, records, args, retried=retried)
+    pairs = parents_to_find(records)
+    has_parents = any(r.parents for r in records)
+    unique = any(chooses_uniqueness(r) for r in records)
+    if not has_parents and not unique:
+        ids, rows = await _insert(conn, sql, records, args, retried=retried, savepoint=False)
+        return ids, bool(rows)
     async with conn.transaction():
-        keys = sorted({r.dedupe_key for r in records if r.dedupe_key and chooses_uniqueness(r)})
-        for key in keys:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.names.unique_lock(key))
-        hits = await _unique_hits(conn, sql, records, now)
+        if pairs:
+            parents = sorted({parent for _, parent in pairs})  # the lock order
+            found = {row[0] for row in await conn.fetch(sql.workflow.lock_parents, parents)}
+            for task_id, parent in pairs:
+                if parent not in found:
+                    raise unknown_parent_error(task_id, parent)
+        hits: dict[str, str] = {}
+        if unique:
+            keys = sorted({r.dedupe_key for r in records if r.dedupe_key and chooses_uniqueness(r)})
+            for key in keys:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.names.unique_lock(key))
+            hits = await _unique_hits(conn, sql, records, now)
         rest = [r for r in records if r.id not in hits]
-        ids, stored = (
-            await _insert(conn, sql, rest, enqueue_args(rest, args[0]), retried=retried)
-            if rest
-            else ([], False)
-        )
+        ids, rows = [], []
+        if rest:
+            rest_args = enqueue_args(rest, args[0]) if hits else args
+            ids, rows = await _insert(conn, sql, rest, rest_args, retried=retried, savepoint=True)
+        if has_parents:
+            await store_edges(conn, sql.workflow, rest, {row[0] for row in rows}, joined_at)
     stored_ids = iter(ids)
-    return [hits[r.id] if r.id in hits else next(stored_ids) for r in records], stored
+    return [hits[r.id] if r.id in hits else next(stored_ids) for r in records], bool(rows)
 
 
 async def _unique_hits(
@@ -114,17 +141,24 @@ async def _insert(
     args: list[Any],
     *,
     retried: bool,
-) -> tuple[list[str], bool]:
-    """The one-statement insert of ``records`` and its dedupe hits resolved."""
+    savepoint: bool,
+) -> tuple[list[str], list[Any]]:
+    """`insert` of ``records``: their ids, and the rows the insert returned (those it
+    stored now). With ``savepoint``, inside `insert`'s transaction, a taken id leaves that
+    transaction usable for the lookups that follow."""
     try:
-        rows = await conn.fetch(sql.enqueue, *args)
+        if savepoint:
+            async with conn.transaction():
+                rows = await conn.fetch(sql.enqueue, *args)
+        else:
+            rows = await conn.fetch(sql.enqueue, *args)
     except asyncpg.UniqueViolationError as exc:
         if not (retried and await _committed_before(conn, sql, records)):
             raise _taken(exc) from None
         rows = []  # our lost first attempt stored the batch
     inserted = {row[0] for row in rows}
     if len(inserted) == len(records):
-        return [r.id for r in records], True
+        return [r.id for r in records], rows
     stored = {row[0] for row in await conn.fetch(sql.stored_ids, [r.id for r in records])}
     inserted |= stored
     keys = sorted({r.dedupe_key for r in records if r.id not in inserted and r.dedupe_key})
@@ -140,7 +174,7 @@ async def _insert(
                 f"task {r.id} was not stored: dedupe key {r.dedupe_key!r} was taken, and the "
                 "task holding it has since been purged; enqueue it again"
             )
-    return ids, bool(rows)
+    return ids, rows
 
 
 async def _committed_before(

@@ -16,6 +16,10 @@ from .database import Operation
 from .schema import COLUMNS
 from .sql import Statements
 from .wakeups import Wakeups
+from .workflows import READ_COLUMNS, read_fields
+
+#: Where the workflow columns start in a row selected as `sql.SELECT`.
+_WORKFLOW_AT = 1 + len(COLUMNS) - len(READ_COLUMNS)
 
 T = TypeVar("T")
 
@@ -26,7 +30,7 @@ _LIMIT_KEYS_AT = 1 + COLUMNS.index("limit_keys")
 
 def record_of(row: Sequence[Any]) -> TaskRecord:
     """A `TaskRecord` from a row selected as `sql.SELECT` (``seq`` first, skipped)."""
-    record = record_from_row(row[1:])
+    record = read_fields(record_from_row(row[1:]), row[_WORKFLOW_AT:])
     record.limits = tuple(row[_LIMIT_KEYS_AT] or ())
     return record
 

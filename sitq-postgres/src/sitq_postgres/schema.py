@@ -15,6 +15,8 @@ import asyncpg
 
 from sitq.errors import ForeignDatabase
 
+from . import joins, workflows
+
 
 def _lock_key(text: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_*`` functions."""
@@ -100,6 +102,7 @@ COLUMNS = (
     "max_retries", "timeout", "dedupe_key", "status", "attempts", "created_at", "started_at",
     "finished_at", "worker_id", "lease_token", "lease_expires_at", "result", "error", "traceback",
     "meta", "progress", "progress_message", "progress_at", "limit_keys",
+    *workflows.READ_COLUMNS,
 )  # fmt: skip
 
 
@@ -181,9 +184,8 @@ CREATE TABLE {n.schedule_fires} (
 """
 
 
-#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
-#: its own uniqueness (``unique_for``/``unique_states``: checked under an advisory lock).
-DEDUPE_WHERE = (
+#: The dedupe index of flow control's migration (before workflows added ``waiting`` to it).
+_V5_DEDUPE_WHERE = (
     "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
 )
 
@@ -193,39 +195,40 @@ def _v5(n: Names) -> str:
     per key (its token bucket, NULL tokens meaning full, and when it was last served), the
     paused queues, and a version bumped by every change of rules or pauses; the dedupe index
     leaves out tasks that chose their own uniqueness. A key's running count is not stored:
-    it is counted from the running tasks holding it (``_held``)."""
+    it is counted from the running tasks holding it (``_held``). Its own tables are made only if
+    missing: tasks tables dropped by hand (and made again) find them still there."""
     t = n.tasks
     return f"""
 ALTER TABLE {t}
     ADD COLUMN limit_keys     text[],
     ADD COLUMN unique_checked boolean;
 DROP INDEX IF EXISTS {t}_dedupe;
-CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {DEDUPE_WHERE};
+CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {_V5_DEDUPE_WHERE};
 CREATE INDEX {t}_keyed ON {t} (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX {t}_held ON {t} (seq) WHERE status = 'running' AND limit_keys IS NOT NULL;
-CREATE TABLE {n.limits} (
+CREATE TABLE IF NOT EXISTS {n.limits} (
     pattern     text PRIMARY KEY,
     rate        double precision,
     burst       double precision,
     concurrency integer
 );
-CREATE TABLE {n.limit_keys} (
+CREATE TABLE IF NOT EXISTS {n.limit_keys} (
     key            text PRIMARY KEY,
     tokens         double precision,
     refilled_at    double precision,
     last_served_at double precision
 );
-CREATE TABLE {n.paused} (queue text PRIMARY KEY);
-CREATE TABLE {n.flow_version} (
+CREATE TABLE IF NOT EXISTS {n.paused} (queue text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS {n.flow_version} (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL
 );
-INSERT INTO {n.flow_version} (version) VALUES (0);
+INSERT INTO {n.flow_version} (version) VALUES (0) ON CONFLICT DO NOTHING;
 """
 
 
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5, joins.migration)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)

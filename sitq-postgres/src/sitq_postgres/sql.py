@@ -18,7 +18,9 @@ from functools import cached_property
 
 from sitq.rules import attempts_spent_sql
 
-from .schema import COLUMNS, DEDUPE_WHERE, Names
+from .joins import ACTIVE, DEDUPE_WHERE
+from .schema import COLUMNS, Names
+from .workflows import WorkflowStatements
 
 #: Columns as selected, ``seq`` first (enqueue order, used to sort claims).
 SELECT = "seq, " + ", ".join(COLUMNS)
@@ -31,7 +33,6 @@ NOW = f"(SELECT coalesce($1::float8, {_DB_NOW}) AS now)"
 #: A notification payload is a hint; cap it well below PostgreSQL's 8000-byte limit.
 _PAYLOAD = "left(queue, 200)"
 
-ACTIVE = "('pending', 'running')"
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -42,6 +43,7 @@ class Statements:
         self.names = names
         self.t = names.tasks
         self._claims: dict[tuple[bool, bool, bool, bool], str] = {}
+        self.workflow = WorkflowStatements(names, SELECT)
 
     def _notify(self, source: str, where: str, channel: str) -> str:
         """A scalar subquery sending one notification per distinct queue in ``source``."""
@@ -57,7 +59,7 @@ class Statements:
         ``$1`` is the caller's clock reading in production (NULL in tests): a record due by
         then is stored due at once even if the database clock is a little behind this one.
         Only the dedupe index is an arbiter, so a reused id fails the whole batch. A record's
-        limit keys come as a JSON array (``$14``, NULL for none); each key gets its state row
+        limit keys come as a JSON array (``$20``, NULL for none); each key gets its state row
         here, in sorted order, so that claims only ever lock rows that exist
         (`sitq_postgres.limits`).
         """
@@ -66,19 +68,26 @@ class Statements:
 WITH ins AS (
     INSERT INTO {self.t} (id, function, payload, serializer, queue, priority, available_at,
                           max_retries, timeout, dedupe_key, status, attempts, created_at,
-                          meta, limit_keys, unique_checked)
+                          meta, workflow_id, parents, allow_failure, remaining, has_children,
+                          limit_keys, unique_checked)
     SELECT r.id, r.function, r.payload, r.serializer, r.queue, r.priority,
            CASE WHEN r.available_at <= $1::float8 THEN least(r.available_at, {_DB_NOW})
                 ELSE r.available_at END,
-           r.max_retries, r.timeout, r.dedupe_key, 'pending', 0, r.created_at, r.meta::jsonb,
+           r.max_retries, r.timeout, r.dedupe_key, r.status, 0, r.created_at, r.meta::jsonb,
+           r.workflow_id,
+           CASE WHEN r.parents IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(r.parents::jsonb)) END,
+           r.allow_failure, r.remaining, r.has_children,
            CASE WHEN r.keys IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(r.keys::jsonb)) END,
            r.checked
     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::bigint[],
                 $8::float8[], $9::int[], $10::float8[], $11::text[], $12::float8[],
-                $13::text[], $14::text[], $15::bool[])
+                $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::int[],
+                $19::bool[], $20::text[], $21::bool[])
          AS r(id, function, payload, serializer, queue, priority, available_at, max_retries,
-              timeout, dedupe_key, created_at, meta, keys, checked)
+              timeout, dedupe_key, created_at, meta, status, workflow_id, parents,
+              allow_failure, remaining, has_children, keys, checked)
     ON CONFLICT (dedupe_key) WHERE {DEDUPE_WHERE} DO NOTHING
     RETURNING id, queue, limit_keys
 ),
@@ -206,7 +215,8 @@ RETURNING k.id"""
     def finish(self) -> str:
         """Apply outcomes (one per task) fenced by lease token; returns the ids applied. A
         task that held limit keys wakes the workers as one back to pending does: its slots
-        are free."""
+        are free. A final outcome sets ``available_at`` to now, as every statement ending a
+        task does: when the children it releases are due (`workflows`)."""
         n = self.names
         return f"""
 WITH c AS MATERIALIZED {NOW},
@@ -218,7 +228,7 @@ done AS (
         traceback = CASE WHEN o.uncount THEN k.traceback ELSE o.traceback END,
         finished_at = CASE WHEN o.status = 'pending' THEN k.finished_at ELSE o.finished_at END,
         available_at = CASE WHEN o.status = 'pending' THEN coalesce(o.available_at, c.now)
-                            ELSE k.available_at END,
+                            ELSE c.now END,
         attempts = CASE WHEN o.uncount THEN greatest(k.attempts - 1, 0) ELSE k.attempts END,
         lease_token = NULL,
         lease_expires_at = NULL
@@ -276,12 +286,12 @@ FROM gone"""
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``$2`` if pending or running; a running task loses its lease, so its
-        worker can store nothing and finds out at its next heartbeat."""
+        """Cancel task ``$2`` if waiting, pending or running; a running task loses its lease,
+        so its worker can store nothing and finds out at its next heartbeat."""
         return f"""
 WITH c AS MATERIALIZED {NOW},
 x AS (
-    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now,
+    UPDATE {self.t} AS k SET status = 'cancelled', finished_at = c.now, available_at = c.now,
         lease_token = NULL, lease_expires_at = NULL
     FROM c WHERE k.id = $2 AND k.status IN {ACTIVE}
     RETURNING k.id, k.queue

@@ -78,6 +78,8 @@ from .schedules import ScheduleStatements, state_from_row, store_fire
 from .schema import COLUMNS, SYNCHRONOUS_MODES, incremental_vacuum, space_pragmas
 from .sql import Statements
 from .wakeups import FINISHED, WORK, Wakeups
+from .workflow_methods import WorkflowMethods, WorkflowStatements
+from .workflows import read_fields
 
 _FINISH_CHUNK = 1000
 #: Ids per statement of `SQLiteBackend.delete_tasks` (under SQLite's bound-parameter limit).
@@ -89,18 +91,20 @@ _MAX_REMEMBERED = 100_000
 _SPARE_PAGES = 256
 
 
-#: Where a row selected as `sql.SELECT` has the task's limit keys.
+#: Where a row selected as `sql.select_list` has the task's limit keys, and where its
+#: workflow fields start.
 _LIMIT_KEYS_AT = COLUMNS.index("limit_keys")
+_WORKFLOW_AT = len(COLUMNS)
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
-    """A `TaskRecord` from a row selected as `sql.SELECT`."""
-    record = record_from_row(row)
+    """A `TaskRecord` from a row selected as `sql.select_list`."""
+    record = read_fields(record_from_row(row), row[_WORKFLOW_AT:])
     record.limits = decode_keys(row[_LIMIT_KEYS_AT])
     return record
 
 
-class SQLiteBackend(Backend):
+class SQLiteBackend(WorkflowMethods, Backend):
     """Tasks in one SQLite file (or in memory, for one process).
 
     :param path: the database file (created 0600 if missing), or ``":memory:"``.
@@ -137,6 +141,7 @@ class SQLiteBackend(Backend):
         self._schedule_sql = ScheduleStatements(table)
         self._flow_sql = FlowStatements(table)
         self._flow = FlowCache()
+        self._workflow_sql = WorkflowStatements(table, self._sql.select)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
             frozenset(
@@ -146,6 +151,7 @@ class SQLiteBackend(Backend):
                     Capability.PRUNE,
                     Capability.SCHEDULES,
                     Capability.FLOW_CONTROL,
+                    Capability.WORKFLOWS,
                 }
             )
             if self.in_memory
@@ -159,6 +165,7 @@ class SQLiteBackend(Backend):
                     Capability.CROSS_PROCESS_WAKEUPS,
                     Capability.BLOCKING_ENQUEUE,
                     Capability.FLOW_CONTROL,
+                    Capability.WORKFLOWS,
                 }
             )
         )
@@ -296,6 +303,10 @@ class SQLiteBackend(Backend):
         db = await self._db()
         async with self._mutex:
             return list(await retry_locked(db.execute_fetchall, sql, params))
+
+    def _read(self, row: Sequence[Any]) -> TaskRecord:
+        """A `TaskRecord` from a row selected as `sql.select_list`."""
+        return _record(row)
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         db = await self._db()
@@ -560,17 +571,18 @@ class SQLiteBackend(Backend):
         now = self.clock()
 
         def final(o: Outcome) -> tuple[Any, ...]:
-            return (o.status.value, o.result, o.error, o.traceback, o.finished_at)
+            return (o.status.value, o.result, o.error, o.traceback, o.finished_at, now)
 
         def pending(o: Outcome) -> tuple[Any, ...]:
             available_at = now if o.available_at is None else o.available_at
             return (available_at, o.error, o.traceback, 0 if o.count_attempt else 1)
 
-        applied = await self._apply(self._sql.finish_final, done, final)
-        applied |= await self._apply(self._sql.finish_pending, again, pending)
+        parents: set[str] = set()
+        applied = await self._apply(self._sql.finish_final, done, final, parents)
+        applied |= await self._apply(self._sql.finish_pending, again, pending, parents)
         if done:
             self.notify_finished()
-        if again or (applied and self._flow.rules):  # an ended run may have freed a slot
+        if again or parents or (applied and self._flow.rules):  # children, or a freed slot
             self.notify_enqueued()
         return [o.task_id in applied for o in outcomes]
 
@@ -579,10 +591,12 @@ class SQLiteBackend(Backend):
         statement: Callable[[int, bool], str],
         outcomes: Sequence[Outcome],
         values: Callable[[Outcome], tuple[Any, ...]],
+        parents: set[str],
     ) -> set[str]:
         """Run ``statement`` over ``outcomes`` in chunks (each row: [rowid,] id, lease token,
-        then ``values``); the ids applied. Tasks this backend claimed are found by rowid; the
-        others, and any a rowid missed, by id."""
+        then ``values``); the ids applied (those with children also added to ``parents``).
+        Tasks this backend claimed are found by rowid; the others, and any a rowid missed, by
+        id."""
         rowids = self._claimed_rowids
         known = [(o, rowids.pop(o.task_id, None)) for o in outcomes]
         by_rowid = [(o, rowid) for o, rowid in known if rowid is not None]
@@ -595,12 +609,14 @@ class SQLiteBackend(Backend):
             ]
             rows = await self._fetchall(statement(len(chunk), True), params)
             applied.update(row[0] for row in rows)
+            parents.update(row[0] for row in rows if row[1])
         by_id.extend(o for o, _ in by_rowid if o.task_id not in applied)  # lost, or vacuumed
         for i in range(0, len(by_id), _FINISH_CHUNK):
             rest = by_id[i : i + _FINISH_CHUNK]
             params = [v for o in rest for v in (o.task_id, o.lease_token, *values(o))]
             rows = await self._fetchall(statement(len(rest), False), params)
             applied.update(row[0] for row in rows)
+            parents.update(row[0] for row in rows if row[1])
         return applied
 
     async def recover_expired(self, *, max_attempts: int) -> list[str]:
@@ -610,7 +626,7 @@ class SQLiteBackend(Backend):
             self._sql.recover_expired, (max_attempts, LOST_WORKER_ERROR, now)
         )
         recovered = [row[0] for row in rows if row[1] == "pending"]
-        if recovered:
+        if recovered or any(row[2] for row in rows):  # a dead parent may release children
             self.notify_enqueued()
         if len(recovered) != len(rows):
             self.notify_finished()
@@ -619,12 +635,11 @@ class SQLiteBackend(Backend):
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a pending or running task (a running one loses its lease)."""
+        """Cancel a waiting, pending or running task (a running one loses its lease)."""
         count = await self._execute(self._sql.cancel, (self.clock(), task_id))
         if count:
             self.notify_finished()
-            if self._flow.rules:  # a cancelled run may have freed a slot
-                self.notify_enqueued()
+            self.notify_enqueued()  # children released, or a cancelled run's slot freed
         return count > 0
 
     async def requeue(self, task_id: str) -> bool:

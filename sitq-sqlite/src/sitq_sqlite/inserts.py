@@ -9,7 +9,8 @@ are written once, as steps that yield each query and receive its rows; `answer` 
 
 A record with its own ``unique_for`` or ``unique_states`` (`sitq.flow_claim.chooses_uniqueness`)
 is looked for by a query under the write lock, before the insert and in its transaction; the
-others are deduplicated by the dedupe index, as always.
+others are deduplicated by the dedupe index, as always. Records with parents (workflows) are
+stored with their edges and counted in the same transaction (`workflows.settle_new`).
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from sitq.errors import ConfigurationError
 from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
+from sitq.workflow_state import unknown_parent_error
 
 from .database import retry_locked, retry_locked_blocking, settled
 from .limits import encode_keys
 from .sql import Statements
+from .workflows import insert_values, parents_to_find, settle_new
 
 T = TypeVar("T")
 
-_ENQUEUE_CHUNK = 2000  # rows per INSERT (16 parameters each; SQLite allows 32766)
+_ENQUEUE_CHUNK = 1500  # rows per INSERT (19 parameters each; SQLite allows 32766)
 _ID_CHUNK = 500
 
 #: One query and its parameters.
@@ -45,19 +48,27 @@ FetchAll = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
 FetchAllBlocking = Callable[[str, Sequence[Any]], list[Any]]
 
 
-def insert_plan(sql: Statements, records: Sequence[TaskRecord]) -> list[Query]:
-    """The INSERT statements storing ``records``, one per chunk, with their parameters; more
+def insert_plan(sql: Statements, records: Sequence[TaskRecord], now: float) -> list[Query]:
+    """The statements storing ``records`` at ``now``, with their parameters: one INSERT per
+    chunk, then the edges and counts of those with parents (`workflows.settle_new`); more
     than one must run in one transaction."""
-    rows = [
-        (r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
-         r.max_retries, r.timeout, r.dedupe_key, "pending", 0, r.created_at,
-         encode_meta(r.meta), encode_keys(r.limits), 1 if chooses_uniqueness(r) else None)
-        for r in records
-    ]  # fmt: skip
+    rows = [_row(r) for r in records]
+    settle = settle_new(sql.t, records, now)
     if len(rows) == 1:
-        return [(sql.enqueue_one, rows[0])]
+        return [(sql.enqueue_one, rows[0]), *settle]
     chunks = [rows[i : i + _ENQUEUE_CHUNK] for i in range(0, len(rows), _ENQUEUE_CHUNK)]
-    return [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
+    inserts = [(sql.enqueue(len(chunk)), [v for row in chunk for v in row]) for chunk in chunks]
+    return [*inserts, *settle]
+
+
+def _row(r: TaskRecord) -> tuple[Any, ...]:
+    """The `schema.INSERT_COLUMNS` values of ``r``."""
+    status, *workflow = insert_values(r)
+    return (
+        r.id, r.function, r.payload, r.serializer, r.queue, r.priority, r.available_at,
+        r.max_retries, r.timeout, r.dedupe_key, status, 0, r.created_at, encode_meta(r.meta),
+        encode_keys(r.limits), 1 if chooses_uniqueness(r) else None, *workflow,
+    )  # fmt: skip
 
 
 async def insert(
@@ -71,7 +82,7 @@ async def insert(
     checked = any(chooses_uniqueness(r) for r in records)
     inserted: set[str] = set()
     hits: dict[str, str] = {}
-    plan = insert_plan(sql, records)
+    plan = insert_plan(sql, records, now)
     alone = db.in_transaction or (len(plan) == 1 and not checked)  # else: a transaction
     if not alone:
         await retry_locked(db.execute, "BEGIN IMMEDIATE")
@@ -82,7 +93,7 @@ async def insert(
                 return list(await settled(db.execute_fetchall(statement, params)))
 
             hits = await answer(unique_hits(sql, records, now), fetchall)
-            plan = insert_plan(sql, [r for r in records if r.id not in hits])
+            plan = insert_plan(sql, [r for r in records if r.id not in hits], now)
         for statement, params in plan:
             found = await retry_locked(db.execute_fetchall, statement, params)
             inserted.update(row[0] for row in found)
@@ -102,7 +113,7 @@ def insert_blocking(
     checked = any(chooses_uniqueness(r) for r in records)
     inserted: set[str] = set()
     hits: dict[str, str] = {}
-    plan = insert_plan(sql, records)
+    plan = insert_plan(sql, records, now)
     alone = conn.in_transaction or (len(plan) == 1 and not checked)  # else: a transaction
     if not alone:
         retry_locked_blocking(conn.execute, "BEGIN IMMEDIATE")
@@ -110,7 +121,7 @@ def insert_blocking(
         if checked:
             steps = unique_hits(sql, records, now)
             hits = answer_blocking(steps, lambda q, p: _fetchall(conn, q, p))
-            plan = insert_plan(sql, [r for r in records if r.id not in hits])
+            plan = insert_plan(sql, [r for r in records if r.id not in hits], now)
         for statement, params in plan:
             found = retry_locked_blocking(_fetchall, conn, statement, params)
             inserted.update(row[0] for row in found)
@@ -156,10 +167,12 @@ def _fetchall(conn: sqlite3.Connection, statement: str, params: Sequence[Any]) -
 
 
 def refuse_repeated(records: Sequence[TaskRecord]) -> None:
-    """`ConfigurationError` if an id appears twice in ``records`` (checked before storing)."""
+    """`ConfigurationError` if an id appears twice in ``records``, or a parent later than its
+    child (checked before storing)."""
     repeated = first_repeated_id(r.id for r in records)
     if repeated is not None:
         raise repeated_id_error(repeated)
+    parents_to_find(records)
 
 
 def enqueued_ids(
@@ -171,12 +184,25 @@ def enqueued_ids(
     """What an enqueue of ``records`` returns once its insert ran: their ids, a dedupe hit's
     being the id of the task holding its key (``hits`` has those `unique_hits` found).
     ``inserted`` is what the insert returned, None if it raised `sqlite3.IntegrityError` (an
-    id is taken: `ConfigurationError` naming it)."""
+    id is taken, or a parent is unknown: `ConfigurationError` naming it)."""
     if inserted is None:
+        yield from refuse_unknown_parent(sql, parents_to_find(records))
         raise taken_id_error((yield from taken_id(sql, records)))
     if len(inserted) == len(records):
         return [r.id for r in records]
     return (yield from dedupe_owners(sql, records, inserted, hits or {}))
+
+
+def refuse_unknown_parent(sql: Statements, pairs: Sequence[tuple[str, str]]) -> Steps[None]:
+    """Raise `sitq.workflow_state.unknown_parent_error` for the first of the ``(task id,
+    parent id)`` pairs whose parent is not stored."""
+    for i in range(0, len(pairs), _ID_CHUNK):
+        chunk = pairs[i : i + _ID_CHUNK]
+        parents = sorted({parent for _, parent in chunk})
+        found = {row[0] for row in (yield sql.stored_ids(len(parents)), parents)}
+        for task_id, parent in chunk:
+            if parent not in found:
+                raise unknown_parent_error(task_id, parent)
 
 
 def taken_id(sql: Statements, records: Sequence[TaskRecord]) -> Steps[str]:

@@ -8,6 +8,7 @@ import aiosqlite
 from sitq.errors import ForeignDatabase
 
 from .database import daemonize, retry_locked, settled
+from .joins import ddl as workflow_statements
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -49,10 +50,16 @@ async def open_connection(
         await _migrate(conn, table)
         for statement in indexes_ddl(table):
             await retry_locked(conn.execute, statement)
+        await retry_locked(conn.executescript, f"BEGIN IMMEDIATE;{workflow_ddl(table)}COMMIT;")
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+def workflow_ddl(table: str) -> str:
+    """The workflow tables, indexes and triggers of ``table`` as one script (idempotent)."""
+    return "".join(f"{statement};\n" for statement in workflow_statements(table))
 
 
 async def _stored_version(conn: aiosqlite.Connection, table: str) -> int:

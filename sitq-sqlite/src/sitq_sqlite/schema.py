@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import workflows
+from .joins import ACTIVE
+
 #: The schema version this code creates and needs (stored in ``<table>_meta``).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Columns of the tasks table, in the order `TaskRecord` rows are read.
 COLUMNS = (
@@ -40,16 +43,21 @@ COLUMNS = (
 
 #: Columns written by an enqueue.
 INSERT_COLUMNS = (
-    *COLUMNS[:10], "status", "attempts", "created_at", "meta", "limit_keys", "unique_checked"
-)  # fmt: skip
-
-
-#: Which stored tasks the dedupe index holds: active ones with a key, unless their record chose
-#: its own uniqueness (``unique_for``/``unique_states``: checked by a query instead,
-#: `inserts.unique_hits`).
-DEDUPE_WHERE = (
-    "dedupe_key IS NOT NULL AND status IN ('pending', 'running') AND unique_checked IS NULL"
+    *COLUMNS[:10],
+    "status",
+    "attempts",
+    "created_at",
+    "meta",
+    "limit_keys",
+    "unique_checked",
+    *workflows.INSERT_COLUMNS,
 )
+
+
+#: Which stored tasks the dedupe index holds: active ones (waiting, pending, running) with a
+#: key, unless their record chose its own uniqueness (``unique_for``/``unique_states``:
+#: checked by a query instead, `inserts.unique_hits`).
+DEDUPE_WHERE = f"dedupe_key IS NOT NULL AND status IN {ACTIVE} AND unique_checked IS NULL"
 
 
 def ddl(table: str) -> str:
@@ -82,7 +90,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     progress_message TEXT,
     progress_at      REAL,
     limit_keys       TEXT,
-    unique_checked   INTEGER
+    unique_checked   INTEGER{workflows.column_ddl()}
 );
 CREATE INDEX IF NOT EXISTS {table}_pending
     ON {table} (priority DESC, available_at) WHERE status = 'pending';
@@ -193,7 +201,12 @@ def _v4(table: str) -> list[str]:
 
 #: ``MIGRATIONS[v]`` brings a table from version ``v`` to ``v + 1``. Add, never edit: a new
 #: column goes both into `ddl` (new databases) and into a new migration (existing ones).
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _v2, 2: _v3, 3: _v4}
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {
+    1: _v2,
+    2: _v3,
+    3: _v4,
+    4: workflows.migration,
+}
 
 
 def version_query(table: str) -> str:

@@ -17,12 +17,18 @@ from typing import Any
 from sitq.rules import attempts_spent_sql, status_texts
 from sitq.search import TaskSearch, like_pattern
 
+from .joins import ACTIVE
 from .schema import COLUMNS, DEDUPE_WHERE, INSERT_COLUMNS
+from .workflows import read_expressions
 
-#: Columns as selected, in the order `TaskRecord` takes them.
-SELECT = ", ".join(COLUMNS)
 
-ACTIVE = "('pending', 'running')"
+def select_list(table: str) -> str:
+    """What a record is selected as: the columns in the order `TaskRecord` takes them, then
+    its workflow fields (`workflows.read_expressions`)."""
+    return ", ".join((*COLUMNS, *read_expressions(table)))
+
+
+__all__ = ["ACTIVE", "FINAL", "Statements", "placeholders", "select_list"]
 FINAL = "('succeeded', 'failed', 'dead', 'cancelled')"
 
 
@@ -44,6 +50,7 @@ class Statements:
 
     def __init__(self, table: str) -> None:
         self.t = table
+        self.select = select_list(table)
 
     # -- enqueue -----------------------------------------------------------------------------
 
@@ -112,7 +119,7 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE rowid IN ({picked}) RETURNING rowid, {SELECT}"
+            f"WHERE rowid IN ({picked}) RETURNING rowid, {self.select}"
         )
 
     @staticmethod
@@ -135,7 +142,7 @@ class Statements:
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
             f"WHERE rowid IN ({placeholders(count)}) AND status = 'pending' "
-            f"RETURNING rowid, {SELECT}"
+            f"RETURNING rowid, {self.select}"
         )
 
     @cached_property
@@ -144,7 +151,7 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE id = ? AND status = 'pending' RETURNING {SELECT}"
+            f"WHERE id = ? AND status = 'pending' RETURNING {self.select}"
         )
 
     def extend_leases(self, count: int) -> str:
@@ -170,22 +177,25 @@ class Statements:
 
     def finish_final(self, count: int, by_rowid: bool = False) -> str:
         """Apply ``count`` final outcomes (id, token, status, result, error, traceback,
-        finished_at; each after its rowid if ``by_rowid``), fenced by lease token; returns
-        the ids applied."""
+        finished_at, now; each after its rowid if ``by_rowid``), fenced by lease token;
+        returns ``(id, has_children)`` of those applied. Like every statement ending a task,
+        it sets ``available_at`` to now: when the children it releases are due."""
         t = self.t
         return (
-            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at) "
-            f"AS (VALUES {placeholders(count, 7 + by_rowid)}) "
+            f"WITH o({_outcome_key(by_rowid)}, status, result, error, traceback, finished_at, "
+            f"now) AS (VALUES {placeholders(count, 8 + by_rowid)}) "
             f"UPDATE {t} SET status = o.status, result = o.result, error = o.error, "
-            "traceback = o.traceback, finished_at = o.finished_at, lease_token = NULL, "
+            "traceback = o.traceback, finished_at = o.finished_at, available_at = o.now, "
+            "lease_token = NULL, "
             f"lease_expires_at = NULL FROM o WHERE {self._held_by_outcome(by_rowid)} "
-            "RETURNING id"
+            "RETURNING id, has_children"
         )
 
     def finish_pending(self, count: int, by_rowid: bool = False) -> str:
         """Put back ``count`` tasks (id, token, available_at, error, traceback, uncount; each
         after its rowid if ``by_rowid``), fenced by lease token; ``uncount`` 1 gives the
-        attempt back and keeps the last error. Returns the ids applied."""
+        attempt back and keeps the last error. Returns ``(id, has_children)`` of those
+        applied."""
         t = self.t
         return (
             f"WITH o({_outcome_key(by_rowid)}, available_at, error, traceback, uncount) AS "
@@ -195,7 +205,7 @@ class Statements:
             f"error = CASE WHEN o.uncount THEN {t}.error ELSE o.error END, "
             f"traceback = CASE WHEN o.uncount THEN {t}.traceback ELSE o.traceback END, "
             f"lease_token = NULL, lease_expires_at = NULL FROM o "
-            f"WHERE {self._held_by_outcome(by_rowid)} RETURNING id"
+            f"WHERE {self._held_by_outcome(by_rowid)} RETURNING id, has_children"
         )
 
     def _held_by_outcome(self, by_rowid: bool) -> str:
@@ -210,7 +220,7 @@ class Statements:
     @cached_property
     def recover_expired(self) -> str:
         """Requeue running tasks whose lease lapsed before now, or kill those past the attempt
-        limit. Parameters: max_attempts, error, now; returns ``(id, status)``."""
+        limit. Parameters: max_attempts, error, now; returns ``(id, status, has_children)``."""
         spent = attempts_spent_sql("?1")
         return (
             f"UPDATE {self.t} SET "
@@ -218,18 +228,18 @@ class Statements:
             f"error = CASE WHEN {spent} THEN ?2 ELSE error END, "
             f"finished_at = CASE WHEN {spent} THEN ?3 ELSE finished_at END, "
             "available_at = ?3, lease_token = NULL, lease_expires_at = NULL "
-            "WHERE status = 'running' AND lease_expires_at < ?3 RETURNING id, status"
+            "WHERE status = 'running' AND lease_expires_at < ?3 RETURNING id, status, has_children"
         )
 
     # -- control -----------------------------------------------------------------------------
 
     @cached_property
     def cancel(self) -> str:
-        """Cancel task ``id`` (second parameter) at ``now`` if active; its lease goes."""
+        """Cancel task ``?2`` at ``?1`` (now) if waiting, pending or running; its lease goes."""
         return (
-            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?, "
+            f"UPDATE {self.t} SET status = 'cancelled', finished_at = ?1, available_at = ?1, "
             "lease_token = NULL, lease_expires_at = NULL "
-            f"WHERE id = ? AND status IN {ACTIVE}"
+            f"WHERE id = ?2 AND status IN {ACTIVE}"
         )
 
     @cached_property
@@ -257,7 +267,7 @@ class Statements:
     @cached_property
     def get_task(self) -> str:
         """The record of task ``?``."""
-        return f"SELECT {SELECT} FROM {self.t} WHERE id = ?"
+        return f"SELECT {self.select} FROM {self.t} WHERE id = ?"
 
     def counts(self, by_queue: bool) -> str:
         """``(status, n)`` rows, of queue ``?`` only if ``by_queue``."""
@@ -278,7 +288,7 @@ class Statements:
         if by_queue:
             where.append("queue = ?")
         direction = "DESC" if newest else "ASC"
-        sql = f"SELECT {SELECT} FROM {self.t}"
+        sql = f"SELECT {self.select} FROM {self.t}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY created_at {direction}, rowid {direction}"
@@ -309,7 +319,7 @@ class Statements:
         if search.before is not None:
             where.append(f"rowid < (SELECT rowid FROM {self.t} WHERE id = ?)")
             params.append(search.before)
-        sql = f"SELECT {SELECT} FROM {self.t}"
+        sql = f"SELECT {self.select} FROM {self.t}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         return sql + " ORDER BY rowid DESC LIMIT ?", [*params, search.limit]
