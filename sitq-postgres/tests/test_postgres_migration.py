@@ -126,13 +126,13 @@ async def use_flow_control(backend: PostgresBackend) -> None:
     """Version 5: a task stored before still holds its dedupe key; limits and pauses work."""
     assert await backend.enqueue(make_record(dedupe_key="report")) == "keyed"
     await backend.set_limits([LimitRule("api", concurrency=1)])
-    limited = [dataclasses.replace(make_record(), limits=("api",)) for _ in range(2)]
+    limited = [dataclasses.replace(make_record(queue="flow"), limits=("api",)) for _ in range(2)]
     await backend.enqueue_many(limited)
-    await backend.pause_queue("default", True)
-    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30) == []
-    await backend.pause_queue("default", False)
-    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30)
-    assert [r.id for r in claimed if r.limits] == [limited[0].id]
+    await backend.pause_queue("flow", True)
+    assert await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"]) == []
+    await backend.pause_queue("flow", False)
+    claimed = await backend.claim(worker_id="w", limit=10, lease_seconds=30, queues=["flow"])
+    assert [r.id for r in claimed] == [limited[0].id]
 
 
 def test_version_1_tables_are_migrated(prefix: str, pg_url: str) -> None:

@@ -195,7 +195,8 @@ def _v5(n: Names) -> str:
     per key (its token bucket, NULL tokens meaning full, and when it was last served), the
     paused queues, and a version bumped by every change of rules or pauses; the dedupe index
     leaves out tasks that chose their own uniqueness. A key's running count is not stored:
-    it is counted from the running tasks holding it (``_held``)."""
+    it is counted from the running tasks holding it (``_held``). Its own tables are made only if
+    missing: tasks tables dropped by hand (and made again) find them still there."""
     t = n.tasks
     return f"""
 ALTER TABLE {t}
@@ -205,24 +206,24 @@ DROP INDEX IF EXISTS {t}_dedupe;
 CREATE UNIQUE INDEX {t}_dedupe ON {t} (dedupe_key) WHERE {_V5_DEDUPE_WHERE};
 CREATE INDEX {t}_keyed ON {t} (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX {t}_held ON {t} (seq) WHERE status = 'running' AND limit_keys IS NOT NULL;
-CREATE TABLE {n.limits} (
+CREATE TABLE IF NOT EXISTS {n.limits} (
     pattern     text PRIMARY KEY,
     rate        double precision,
     burst       double precision,
     concurrency integer
 );
-CREATE TABLE {n.limit_keys} (
+CREATE TABLE IF NOT EXISTS {n.limit_keys} (
     key            text PRIMARY KEY,
     tokens         double precision,
     refilled_at    double precision,
     last_served_at double precision
 );
-CREATE TABLE {n.paused} (queue text PRIMARY KEY);
-CREATE TABLE {n.flow_version} (
+CREATE TABLE IF NOT EXISTS {n.paused} (queue text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS {n.flow_version} (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL
 );
-INSERT INTO {n.flow_version} (version) VALUES (0);
+INSERT INTO {n.flow_version} (version) VALUES (0) ON CONFLICT DO NOTHING;
 """
 
 

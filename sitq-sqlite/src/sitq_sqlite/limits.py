@@ -21,6 +21,7 @@ SQLite itself, not read), and read again without those of keys it exhausts itsel
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -63,7 +64,13 @@ def key_pattern(key: str) -> str:
 
 def decode_keys(text: str | None) -> tuple[str, ...]:
     """A task's limit keys from their stored text."""
-    return tuple(json.loads("[" + text[1:-1] + "]")) if text else ()
+    return _decoded(text) if text else ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: str) -> tuple[str, ...]:
+    """`decode_keys`, remembered: many tasks hold the same keys."""
+    return tuple(json.loads("[" + text[1:-1] + "]"))
 
 
 @dataclass
@@ -98,10 +105,12 @@ class FlowStatements:
         self.pause = f"INSERT OR IGNORE INTO {table}_paused (queue) VALUES (?)"
         self.resume = f"DELETE FROM {table}_paused WHERE queue = ?"
         self.held = (
-            f"SELECT limit_keys FROM {table} WHERE status = 'running' AND limit_keys IS NOT NULL"
+            f"SELECT limit_keys, count(*) FROM {table} "
+            "WHERE status = 'running' AND limit_keys IS NOT NULL GROUP BY limit_keys"
         )
         self.waiting = (
-            f"SELECT limit_keys FROM {table} WHERE status = 'pending' AND limit_keys IS NOT NULL"
+            f"SELECT limit_keys, count(*) FROM {table} "
+            "WHERE status = 'pending' AND limit_keys IS NOT NULL GROUP BY limit_keys"
         )
         self.all_keys = f"SELECT key, tokens, refilled_at, last_served_at FROM {table}_limit_keys"
         self.drained = f"{self.all_keys} WHERE tokens < 1"
@@ -149,10 +158,11 @@ def key_record(row: Sequence[Any]) -> tuple[str, KeyRecord]:
 
 
 def count_keys(rows: Iterable[Sequence[Any]]) -> Counter[str]:
-    """How many of the tasks selected as ``(limit_keys,)`` hold each key."""
+    """How many tasks hold each key, from ``(limit_keys, count)`` rows."""
     counts: Counter[str] = Counter()
-    for row in rows:
-        counts.update(decode_keys(row[0]))
+    for text, count in rows:
+        for key in decode_keys(text):
+            counts[key] += count
     return counts
 
 
