@@ -227,8 +227,22 @@ INSERT INTO {n.flow_version} (version) VALUES (0) ON CONFLICT DO NOTHING;
 """
 
 
+def _v7(n: Names) -> str:
+    """Every task by enqueue order, newest first: what a dashboard's task list reads a page
+    of (`Backend.search_tasks`); without it a page at a million tasks sorts them all."""
+    return f"CREATE INDEX IF NOT EXISTS {n.tasks}_seq ON {n.tasks} (seq);"
+
+
 #: Migration ``i`` brings the schema from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: tuple[Callable[[Names], str], ...] = (_v1, _v2, _v3, _v4, _v5, joins.migration)
+MIGRATIONS: tuple[Callable[[Names], str], ...] = (
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    joins.migration,
+    _v7,
+)
 
 #: The schema version this code needs.
 SCHEMA_VERSION = len(MIGRATIONS)
