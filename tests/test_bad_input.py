@@ -172,7 +172,7 @@ def test_an_aware_eta_and_a_timedelta_are_accepted(tmp_path: Path) -> None:
 
 def test_an_eta_of_the_wrong_type_is_refused(queue: SyncTaskQueue) -> None:
     with pytest.raises(ConfigurationError, match="eta must be an aware datetime, a timedelta"):
-        queue.enqueue(work, eta="tomorrow")  # type: ignore[arg-type]
+        queue.enqueue(work, eta="tomorrow")  # type: ignore[call-overload]
 
 
 # -- what the serializer cannot encode -----------------------------------------------------------
@@ -247,7 +247,7 @@ def test_in_memory_buffers_still_encode() -> None:
 @pytest.mark.parametrize("thing", [42, None, 3.5, b"bytes", ["work"], {"f": work}])
 def test_a_non_callable_is_refused(queue: SyncTaskQueue, thing: object) -> None:
     with pytest.raises(ConfigurationError, match=r"function"):
-        queue.enqueue(thing)  # type: ignore[arg-type]
+        queue.enqueue(thing)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
         queue.enqueue_many([(thing, (1,))])
 
@@ -279,7 +279,7 @@ def test_the_async_api_raises_the_same_errors(tmp_path: Path) -> None:
             with pytest.raises(SerializationError, match=r"_thread\.lock"):
                 await queue.enqueue(work, threading.Lock())
             with pytest.raises(ConfigurationError, match="needs a function"):
-                await queue.enqueue(42)  # type: ignore[arg-type]
+                await queue.enqueue(42)  # type: ignore[call-overload]
             assert sum((await queue.counts()).values()) == 0
 
     asyncio.run(main())

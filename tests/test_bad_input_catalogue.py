@@ -139,11 +139,11 @@ def started_twice(env: Env) -> None:
 CASES: list[Case] = [
     # -- types ---------------------------------------------------------------------------------
     Case("types", "enqueue(42)", ConfigurationError, "needs a function to call",
-         lambda e: e.queue.enqueue(42)),  # type: ignore[arg-type]
+         lambda e: e.queue.enqueue(42)),  # type: ignore[call-overload]
     Case("types", 'enqueue(f, priority="high")', ConfigurationError, "priority must be an int",
-         lambda e: e.queue.enqueue(f, priority="high")),  # type: ignore[arg-type]
+         lambda e: e.queue.enqueue(f, priority="high")),  # type: ignore[call-overload]
     Case("types", "enqueue(f, priority=1.5)", ConfigurationError, "priority must be an int",
-         lambda e: e.queue.enqueue(f, priority=1.5)),  # type: ignore[arg-type]
+         lambda e: e.queue.enqueue(f, priority=1.5)),  # type: ignore[call-overload]
     Case("types", "enqueue(f, max_retries=-1)", ConfigurationError,
          "max_retries must be an int >= 0", lambda e: e.queue.enqueue(f, max_retries=-1)),
     Case("types", "enqueue(f, timeout=0)", ConfigurationError,
@@ -151,7 +151,7 @@ CASES: list[Case] = [
     Case("types", "enqueue(f, timeout=True)", ConfigurationError,
          "timeout must be a number of seconds > 0", lambda e: e.queue.enqueue(f, timeout=True)),
     Case("types", "enqueue(f, dedupe_key=5)", ConfigurationError, "dedupe_key must be a string",
-         lambda e: e.queue.enqueue(f, dedupe_key=5)),  # type: ignore[arg-type]
+         lambda e: e.queue.enqueue(f, dedupe_key=5)),  # type: ignore[call-overload]
     Case("types", 'Task(f, args="ab")', ConfigurationError, "args must be a list or tuple",
          lambda e: Task(f, args="ab")),
     Case("types", "Task(f, kwargs=[1])", ConfigurationError, "kwargs must be a dict",
@@ -303,7 +303,7 @@ CASES: list[Case] = [
          lambda e: e.queue.enqueue(f, eta=dt.datetime(2030, 1, 1))),
     Case("datetimes", 'enqueue(f, eta="tomorrow")', ConfigurationError,
          "eta must be an aware datetime, a timedelta or epoch seconds",
-         lambda e: e.queue.enqueue(f, eta="tomorrow")),  # type: ignore[arg-type]
+         lambda e: e.queue.enqueue(f, eta="tomorrow")),  # type: ignore[call-overload]
     Case("datetimes", "enqueue(f, eta=True)", ConfigurationError,
          "eta must be an aware datetime, a timedelta or epoch seconds",
          lambda e: e.queue.enqueue(f, eta=True)),

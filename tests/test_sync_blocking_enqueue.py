@@ -178,9 +178,9 @@ def test_declared_tasks_enqueue_on_the_same_path(backend: Backend) -> None:
 def test_refusals_are_the_same(backend: Backend) -> None:
     queue = SyncTaskQueue(backend)
     with pytest.raises(ConfigurationError, match="needs a function"):
-        queue.enqueue(42)  # type: ignore[arg-type]
+        queue.enqueue(42)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
-        queue.enqueue(add, 1, 2, priority="high")  # type: ignore[arg-type]
+        queue.enqueue(add, 1, 2, priority="high")  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError, match="takes no other arguments"):
         queue.enqueue(sitq.Task(add, (1, 2)), 3)
 

@@ -198,7 +198,7 @@ def test_event_loop_misuse_is_a_runtime_error() -> None:
 def test_bad_input_is_refused_before_blocking(tmp_path: Path) -> None:
     with SyncTaskQueue(f"sqlite:///{tmp_path / 'tasks.db'}") as queue:
         with pytest.raises(ConfigurationError):
-            queue.enqueue(42)  # type: ignore[arg-type]
+            queue.enqueue(42)  # type: ignore[call-overload]
         with pytest.raises(ConfigurationError):
             queue.get_result("x", timeout=-5)
         assert sum(queue.counts().values()) == 0

@@ -1,6 +1,7 @@
 """Schema migration: a database made by sitq-sqlite's version 1 schema (frozen below, as it
 shipped) opens with the current backend, its tasks read with no headers and no progress, and
-new tasks store both; its dedupe keys still hold, and flow control (version 4) and workflows (version 5) work on it."""
+new tasks store both; its dedupe keys still hold, and flow control (version 4) and workflows
+(version 5) work on it."""
 
 from __future__ import annotations
 

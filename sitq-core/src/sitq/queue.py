@@ -205,7 +205,18 @@ class TaskQueue(DeclaresTasks[Blueprint]):
     async def enqueue(self, function: Canvas, /) -> AsyncWorkflow: ...
     @overload
     async def enqueue(
-        self, function: Callable[..., Any] | Task | str, /, *args: Any, **kwargs: Any
+        self,
+        function: Callable[..., Any] | Task | str,
+        /,
+        *args: Any,
+        eta: datetime | timedelta | float | None = None,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        dedupe_key: str | None = None,
+        connection: Any = None,
+        **kwargs: Any,
     ) -> str: ...
     async def enqueue(
         self,

@@ -101,7 +101,17 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
     def enqueue(self, function: Canvas, /) -> Workflow: ...
     @overload
     def enqueue(
-        self, function: Callable[..., Any] | Task | str, /, *args: Any, **kwargs: Any
+        self,
+        function: Callable[..., Any] | Task | str,
+        /,
+        *args: Any,
+        eta: datetime | timedelta | float | None = None,
+        priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        dedupe_key: str | None = None,
+        **kwargs: Any,
     ) -> str: ...
     def enqueue(
         self,
