@@ -20,6 +20,7 @@ is not full.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -109,9 +110,9 @@ def admit(
     stamps: dict[str, tuple[float, int]] = {}
     served = 0
 
-    def stamp(c: Candidate[T]) -> tuple[float, int]:
+    def stamp(ruled: tuple[str, ...]) -> tuple[float, int]:
         found = []
-        for key in rules.ruled(c.keys):
+        for key in ruled:
             if key not in stamps:
                 rec = known.get(key)
                 at = None if rec is None else rec.last_served_at
@@ -119,25 +120,28 @@ def admit(
             found.append(stamps[key])
         return min(found, default=(float("-inf"), 0))
 
-    # Candidates in claim order, kept in a heap: a key's stamp only grows, so an entry whose
-    # order grew since it was pushed goes back in (the claim stays O(n log n) in its window).
-    line = [(_order((i, c), stamp), i) for i, c in enumerate(candidates)]
+    # Candidates of equal priority and ruled keys share their order but for the window's
+    # order: one heap entry per such group (its first candidate left) keeps the claim
+    # O(n + taken x log groups). A key's stamp only grows, so an entry whose order grew since
+    # it was pushed goes back in.
+    groups = _groups(candidates, rules)
+    line = [(_order(g, stamp), n) for n, g in enumerate(groups)]
     heapq.heapify(line)
     while line and len(done.taken) < limit:
-        order, index = heapq.heappop(line)
-        candidate = candidates[index]
-        if done.exhausted.intersection(candidate.keys):
+        order, n = heapq.heappop(line)
+        group = groups[n]
+        if done.exhausted.intersection(group.ruled):
             continue
-        now_order = _order((index, candidate), stamp)
+        now_order = _order(group, stamp)
         if now_order != order:
-            heapq.heappush(line, (now_order, index))
+            heapq.heappush(line, (now_order, n))
             continue
-        refused = _refusing_keys(candidate, rules, known, held, now)
+        refused = _refusing_keys(group.ruled, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
             continue
         served += 1
-        for key in rules.ruled(candidate.keys):
+        for key in group.ruled:
             rule = rules.of(key)
             assert rule is not None
             rec = known.get(key) or fresh_record(rule, now)
@@ -152,16 +156,42 @@ def admit(
             # behind every other key (and never ahead of where it was: a clock read before
             # the lock may be behind the stored last_served_at)
             stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
-        done.taken.append(candidate)
+        done.taken.append(candidates[group.indexes.popleft()])
+        if group.indexes:
+            heapq.heappush(line, (_order(group, stamp), n))
     return done
 
 
+@dataclass
+class _Group:
+    """The candidates (by index, in the window's order) of one priority and ruled keys."""
+
+    priority: int
+    ruled: tuple[str, ...]
+    indexes: deque[int]
+
+
+def _groups(candidates: Sequence[Candidate[T]], rules: Rules) -> list[_Group]:
+    """``candidates`` grouped by priority and ruled keys, each group in the window's order."""
+    ruled_of: dict[tuple[str, ...], tuple[str, ...]] = {}
+    by_kind: dict[tuple[int, tuple[str, ...]], _Group] = {}
+    for index, candidate in enumerate(candidates):
+        ruled = ruled_of.get(candidate.keys)
+        if ruled is None:
+            ruled = ruled_of[candidate.keys] = tuple(rules.ruled(candidate.keys))
+        group = by_kind.get((candidate.priority, ruled))
+        if group is None:
+            group = by_kind[candidate.priority, ruled] = _Group(candidate.priority, ruled, deque())
+        group.indexes.append(index)
+    return list(by_kind.values())
+
+
 def _order(
-    item: tuple[int, Candidate[T]], stamp: Callable[[Candidate[T]], tuple[float, int]]
+    group: _Group, stamp: Callable[[tuple[str, ...]], tuple[float, int]]
 ) -> tuple[int, tuple[float, int], int]:
-    """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
-    index, candidate = item
-    return (-candidate.priority, stamp(candidate), index)
+    """Claim order under fairness of ``group``'s first candidate: priority, then the keys'
+    stamp, then the window's order."""
+    return (-group.priority, stamp(group.ruled), group.indexes[0])
 
 
 def exhausted_keys(
@@ -171,22 +201,21 @@ def exhausted_keys(
     free slot, or no token): a backend leaves their tasks out of the candidates it reads."""
     found = set()
     for key in {*records, *running}:
-        probe = Candidate(None, 0, (key,))
-        if _refusing_keys(probe, rules, records, running, now):
+        if rules.of(key) is not None and _refusing_keys((key,), rules, records, running, now):
             found.add(key)
     return found
 
 
 def _refusing_keys(
-    candidate: Candidate[T],
+    ruled: Sequence[str],
     rules: Rules,
     records: Mapping[str, KeyRecord],
     held: Mapping[str, int],
     now: float,
 ) -> list[str]:
-    """The ruled keys of ``candidate`` with no free slot or no token now."""
+    """The keys among ``ruled`` (keys a rule governs) with no free slot or no token now."""
     refused = []
-    for key in rules.ruled(candidate.keys):
+    for key in ruled:
         rule = rules.of(key)
         assert rule is not None
         if rule.concurrency is not None and held.get(key, 0) >= rule.concurrency:
