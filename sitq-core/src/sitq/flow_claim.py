@@ -125,6 +125,10 @@ def admit(
     # O(n + taken x log groups). A key's stamp only grows, so an entry whose order grew since
     # it was pushed goes back in.
     groups = _groups(candidates, rules)
+    # a key that admits ``limit`` more tasks whatever this claim takes needs neither a check
+    # nor a record per task taken: its takes are counted, its record written once at the end
+    unbound = _unbound_keys(groups, rules, known, held, now, limit)
+    unbound_takes: dict[str, int] = {}
     line = [(_order(g, stamp), n) for n, g in enumerate(groups)]
     heapq.heapify(line)
     while line and len(done.taken) < limit:
@@ -136,12 +140,20 @@ def admit(
         if now_order != order:
             heapq.heappush(line, (now_order, n))
             continue
-        refused = _refusing_keys(group.ruled, rules, known, held, now)
+        bound = [k for k in group.ruled if k not in unbound]
+        refused = _refusing_keys(bound, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
             continue
         served += 1
         for key in group.ruled:
+            # behind every other key (and never ahead of where it was: a clock read before
+            # the lock may be behind the stored last_served_at)
+            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
+        for key in group.ruled:
+            if key in unbound:
+                unbound_takes[key] = unbound_takes.get(key, 0) + 1
+        for key in bound:
             rule = rules.of(key)
             assert rule is not None
             rec = known.get(key) or fresh_record(rule, now)
@@ -153,13 +165,52 @@ def admit(
             refilled_at = max(now, rec.refilled_at)
             known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
-            # behind every other key (and never ahead of where it was: a clock read before
-            # the lock may be behind the stored last_served_at)
-            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
         done.taken.append(candidates[group.indexes.popleft()])
         if group.indexes:
             heapq.heappush(line, (_order(group, stamp), n))
+    for key, takes in unbound_takes.items():
+        done.records[key] = _taken_from(key, rules, known, now, takes)
     return done
+
+
+def _unbound_keys(
+    groups: Sequence[_Group],
+    rules: Rules,
+    records: Mapping[str, KeyRecord],
+    held: Mapping[str, int],
+    now: float,
+    limit: int,
+) -> set[str]:
+    """The ruled keys of ``groups`` with ``limit`` free slots and ``limit`` tokens or more."""
+    found = set()
+    for key in {k for g in groups for k in g.ruled}:
+        rule = rules.of(key)
+        assert rule is not None
+        if rule.concurrency is not None and held.get(key, 0) + limit > rule.concurrency:
+            continue
+        if rule.rate is not None:
+            rec = records.get(key) or fresh_record(rule, now)
+            if refill(rec.tokens, rec.refilled_at, now, rule) < limit:
+                continue
+        found.add(key)
+    return found
+
+
+def _taken_from(
+    key: str, rules: Rules, records: Mapping[str, KeyRecord], now: float, takes: int
+) -> KeyRecord:
+    """The record of ``key`` once ``takes`` tasks holding it were taken at ``now``: as many
+    takes one by one (the bucket is refilled to ``now`` at the first, a token taken at each;
+    exact in floats while a bucket holds one token or more)."""
+    rule = rules.of(key)
+    assert rule is not None
+    rec = records.get(key) or fresh_record(rule, now)
+    tokens = refill(rec.tokens, rec.refilled_at, now, rule)
+    if rule.rate is not None:
+        tokens -= takes
+    # a claim's clock read before it waited for the store's lock may be behind the stored
+    # refill: moving refilled_at back would hand out that time's tokens twice
+    return KeyRecord(tokens, max(now, rec.refilled_at), now)
 
 
 @dataclass
