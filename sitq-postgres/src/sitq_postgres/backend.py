@@ -457,7 +457,12 @@ class PostgresBackend(WorkflowMethods, Reading, Backend):
             if self._flow.version is None:
                 self._flow = await read_flow(conn, self._flow_sql)
             rows = await self._claim_plain(conn, args, limit)
-            if not rows and await conn.fetchval(self._flow_sql.version) != self._flow.version:
+            # with rules, the limited claim checks the version itself (and takes keyless tasks)
+            if (
+                not rows
+                and not self._flow.rules
+                and await conn.fetchval(self._flow_sql.version) != self._flow.version
+            ):
                 self._flow = await read_flow(conn, self._flow_sql)
                 rows = await self._claim_plain(conn, args, limit)
             if self._flow.rules and len(rows) < limit:
