@@ -71,6 +71,7 @@ class Rules:
     def __init__(self, rules: Sequence[LimitRule]) -> None:
         self.rules = tuple(rules)
         self._by_key: dict[str, LimitRule | None] = {}
+        self._ruled: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -83,9 +84,16 @@ class Rules:
             self._by_key[key] = rule_for(self.rules, key)
         return self._by_key[key]
 
-    def ruled(self, keys: Sequence[str]) -> list[str]:
-        """The keys among ``keys`` that a rule governs."""
-        return [k for k in keys if self.of(k) is not None]
+    def ruled(self, keys: Sequence[str]) -> tuple[str, ...]:
+        """The keys among ``keys`` that a rule governs (remembered per ``keys``: many tasks
+        hold the same keys)."""
+        held = keys if isinstance(keys, tuple) else tuple(keys)
+        found = self._ruled.get(held)
+        if found is None:
+            if len(self._ruled) >= _REMEMBERED_KEYS:
+                self._ruled.clear()
+            found = self._ruled[held] = tuple(k for k in held if self.of(k) is not None)
+        return found
 
 
 def fresh_record(rule: LimitRule, now: float) -> KeyRecord:
@@ -129,6 +137,7 @@ def admit(
     # nor a record per task taken: its takes are counted, its record written once at the end
     unbound = _unbound_keys(groups, rules, known, held, now, limit)
     unbound_takes: dict[str, int] = {}
+    bound_of = {g.ruled: [k for k in g.ruled if k not in unbound] for g in groups}
     line = [(_order(g, stamp), n) for n, g in enumerate(groups)]
     heapq.heapify(line)
     while line and len(done.taken) < limit:
@@ -140,7 +149,7 @@ def admit(
         if now_order != order:
             heapq.heappush(line, (now_order, n))
             continue
-        bound = [k for k in group.ruled if k not in unbound]
+        bound = bound_of[group.ruled]
         refused = _refusing_keys(bound, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
@@ -150,7 +159,6 @@ def admit(
             # behind every other key (and never ahead of where it was: a clock read before
             # the lock may be behind the stored last_served_at)
             stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
-        for key in group.ruled:
             if key in unbound:
                 unbound_takes[key] = unbound_takes.get(key, 0) + 1
         for key in bound:
@@ -229,7 +237,7 @@ def _groups(candidates: Sequence[Candidate[T]], rules: Rules) -> list[_Group]:
     for index, candidate in enumerate(candidates):
         ruled = ruled_of.get(candidate.keys)
         if ruled is None:
-            ruled = ruled_of[candidate.keys] = tuple(rules.ruled(candidate.keys))
+            ruled = ruled_of[candidate.keys] = rules.ruled(candidate.keys)
         group = by_kind.get((candidate.priority, ruled))
         if group is None:
             group = by_kind[candidate.priority, ruled] = _Group(candidate.priority, ruled, deque())

@@ -330,7 +330,8 @@ def _load_records(
 ) -> None:
     """Read into ``records`` the stored states of the ruled keys of ``candidates`` not read
     yet."""
-    wanted = sorted({k for c in candidates for k in rules.ruled(c.keys)} - records.keys())
+    kinds = {c.keys for c in candidates}
+    wanted = sorted({k for keys in kinds for k in rules.ruled(keys)} - records.keys())
     for i in range(0, len(wanted), _KEY_CHUNK):
         chunk = wanted[i : i + _KEY_CHUNK]
         rows = conn.execute(fs.keys(len(chunk)), chunk).fetchall()
