@@ -141,9 +141,6 @@ class SQLiteBackend(WorkflowMethods, Backend):
         self._schedule_sql = ScheduleStatements(table)
         self._flow_sql = FlowStatements(table)
         self._flow = FlowCache()
-        # True while the claims find only tasks holding keys: the plain statement (the
-        # keyless tasks among the first due) is left out, the limited claim takes every kind
-        self._keyed_only = False
         self._workflow_sql = WorkflowStatements(table, self._sql.select)
         # ":memory:" cannot have a second connection, nor be seen by another process
         self.capabilities = (
@@ -472,18 +469,13 @@ class SQLiteBackend(WorkflowMethods, Backend):
         )
         if self._flow.version is None:
             await self._read_flow()
-        rows = []
-        if not (self._flow.rules and self._keyed_only):
-            rows = await self._claim_plain(args, limit)
+        rows = await self._claim_plain(args, limit)
         # with rules, the limited claim checks the version itself (and takes keyless tasks)
         if not rows and not self._flow.rules and await self._flow_changed():
             await self._read_flow()
             rows = await self._claim_plain(args, limit)
         if self._flow.rules and len(rows) < limit:
-            extra = await self._claim_limited(args, limit - len(rows), [row[1] for row in rows])
-            if rows or extra:
-                self._keyed_only = not rows and all(r[1 + _LIMIT_KEYS_AT] for r in extra)
-            rows += extra
+            rows += await self._claim_limited(args, limit - len(rows), [row[1] for row in rows])
         rows.sort(key=lambda row: (-row[6], row[7], row[0]))
         rowids = self._claimed_rowids
         if len(rowids) > _MAX_REMEMBERED:  # outcomes that never came (leases lost at exit)
