@@ -291,3 +291,29 @@ async def _a_full_claim_of_keyless_tasks_is_one_statement(
         assert len(set(statements)) == 1 and statements[0].startswith("UPDATE"), statements
     finally:
         await backend.close()
+
+
+def test_a_limited_claim_looks_its_tasks_up_by_rowid(tmp_path: Path) -> None:
+    """The UPDATE of a limited claim finds its tasks by rowid, never by walking every pending
+    task in the status index (that cost grew with the backlog, on every claim)."""
+    import sqlite3
+
+    from sitq_sqlite.sql import Statements
+
+    asyncio.run(_fill_one(tmp_path / "tasks.db"))
+    with sqlite3.connect(tmp_path / "tasks.db") as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + Statements("sitq_tasks").claim_rowids(2),
+            ["w", 1.0, "token", 2.0, 1, 2],
+        ).fetchall()
+    assert "INTEGER PRIMARY KEY" in plan[0][3], plan
+
+
+async def _fill_one(path: Path) -> None:
+    """A tasks file with one limited task."""
+    backend = SQLiteBackend(path)
+    try:
+        await backend.set_limits([LimitRule("k", None, None, 1)])
+        await backend.enqueue(limited("k"))
+    finally:
+        await backend.close()

@@ -20,6 +20,7 @@ is not full.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -70,6 +71,7 @@ class Rules:
     def __init__(self, rules: Sequence[LimitRule]) -> None:
         self.rules = tuple(rules)
         self._by_key: dict[str, LimitRule | None] = {}
+        self._ruled: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -82,9 +84,16 @@ class Rules:
             self._by_key[key] = rule_for(self.rules, key)
         return self._by_key[key]
 
-    def ruled(self, keys: Sequence[str]) -> list[str]:
-        """The keys among ``keys`` that a rule governs."""
-        return [k for k in keys if self.of(k) is not None]
+    def ruled(self, keys: Sequence[str]) -> tuple[str, ...]:
+        """The keys among ``keys`` that a rule governs (remembered per ``keys``: many tasks
+        hold the same keys)."""
+        held = keys if isinstance(keys, tuple) else tuple(keys)
+        found = self._ruled.get(held)
+        if found is None:
+            if len(self._ruled) >= _REMEMBERED_KEYS:
+                self._ruled.clear()
+            found = self._ruled[held] = tuple(k for k in held if self.of(k) is not None)
+        return found
 
 
 def fresh_record(rule: LimitRule, now: float) -> KeyRecord:
@@ -109,9 +118,9 @@ def admit(
     stamps: dict[str, tuple[float, int]] = {}
     served = 0
 
-    def stamp(c: Candidate[T]) -> tuple[float, int]:
+    def stamp(ruled: tuple[str, ...]) -> tuple[float, int]:
         found = []
-        for key in rules.ruled(c.keys):
+        for key in ruled:
             if key not in stamps:
                 rec = known.get(key)
                 at = None if rec is None else rec.last_served_at
@@ -119,25 +128,40 @@ def admit(
             found.append(stamps[key])
         return min(found, default=(float("-inf"), 0))
 
-    # Candidates in claim order, kept in a heap: a key's stamp only grows, so an entry whose
-    # order grew since it was pushed goes back in (the claim stays O(n log n) in its window).
-    line = [(_order((i, c), stamp), i) for i, c in enumerate(candidates)]
+    # Candidates of equal priority and ruled keys share their order but for the window's
+    # order: one heap entry per such group (its first candidate left) keeps the claim
+    # O(n + taken x log groups). A key's stamp only grows, so an entry whose order grew since
+    # it was pushed goes back in.
+    groups = _groups(candidates, rules)
+    # a key that admits ``limit`` more tasks whatever this claim takes needs neither a check
+    # nor a record per task taken: its takes are counted, its record written once at the end
+    unbound = _unbound_keys(groups, rules, known, held, now, limit)
+    unbound_takes: dict[str, int] = {}
+    bound_of = {g.ruled: [k for k in g.ruled if k not in unbound] for g in groups}
+    line = [(_order(g, stamp), n) for n, g in enumerate(groups)]
     heapq.heapify(line)
     while line and len(done.taken) < limit:
-        order, index = heapq.heappop(line)
-        candidate = candidates[index]
-        if done.exhausted.intersection(candidate.keys):
+        order, n = heapq.heappop(line)
+        group = groups[n]
+        if done.exhausted.intersection(group.ruled):
             continue
-        now_order = _order((index, candidate), stamp)
+        now_order = _order(group, stamp)
         if now_order != order:
-            heapq.heappush(line, (now_order, index))
+            heapq.heappush(line, (now_order, n))
             continue
-        refused = _refusing_keys(candidate, rules, known, held, now)
+        bound = bound_of[group.ruled]
+        refused = _refusing_keys(bound, rules, known, held, now)
         if refused:
             done.exhausted.update(refused)
             continue
         served += 1
-        for key in rules.ruled(candidate.keys):
+        for key in group.ruled:
+            # behind every other key (and never ahead of where it was: a clock read before
+            # the lock may be behind the stored last_served_at)
+            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
+            if key in unbound:
+                unbound_takes[key] = unbound_takes.get(key, 0) + 1
+        for key in bound:
             rule = rules.of(key)
             assert rule is not None
             rec = known.get(key) or fresh_record(rule, now)
@@ -149,19 +173,84 @@ def admit(
             refilled_at = max(now, rec.refilled_at)
             known[key] = done.records[key] = KeyRecord(tokens, refilled_at, now)
             held[key] = held.get(key, 0) + 1
-            # behind every other key (and never ahead of where it was: a clock read before
-            # the lock may be behind the stored last_served_at)
-            stamps[key] = max((now, served), stamps.get(key, (float("-inf"), 0)))
-        done.taken.append(candidate)
+        done.taken.append(candidates[group.indexes.popleft()])
+        if group.indexes:
+            heapq.heappush(line, (_order(group, stamp), n))
+    for key, takes in unbound_takes.items():
+        done.records[key] = _taken_from(key, rules, known, now, takes)
     return done
 
 
+def _unbound_keys(
+    groups: Sequence[_Group],
+    rules: Rules,
+    records: Mapping[str, KeyRecord],
+    held: Mapping[str, int],
+    now: float,
+    limit: int,
+) -> set[str]:
+    """The ruled keys of ``groups`` with ``limit`` free slots and ``limit`` tokens or more."""
+    found = set()
+    for key in {k for g in groups for k in g.ruled}:
+        rule = rules.of(key)
+        assert rule is not None
+        if rule.concurrency is not None and held.get(key, 0) + limit > rule.concurrency:
+            continue
+        if rule.rate is not None:
+            rec = records.get(key) or fresh_record(rule, now)
+            if refill(rec.tokens, rec.refilled_at, now, rule) < limit:
+                continue
+        found.add(key)
+    return found
+
+
+def _taken_from(
+    key: str, rules: Rules, records: Mapping[str, KeyRecord], now: float, takes: int
+) -> KeyRecord:
+    """The record of ``key`` once ``takes`` tasks holding it were taken at ``now``: as many
+    takes one by one (the bucket is refilled to ``now`` at the first, a token taken at each;
+    exact in floats while a bucket holds one token or more)."""
+    rule = rules.of(key)
+    assert rule is not None
+    rec = records.get(key) or fresh_record(rule, now)
+    tokens = refill(rec.tokens, rec.refilled_at, now, rule)
+    if rule.rate is not None:
+        tokens -= takes
+    # a claim's clock read before it waited for the store's lock may be behind the stored
+    # refill: moving refilled_at back would hand out that time's tokens twice
+    return KeyRecord(tokens, max(now, rec.refilled_at), now)
+
+
+@dataclass
+class _Group:
+    """The candidates (by index, in the window's order) of one priority and ruled keys."""
+
+    priority: int
+    ruled: tuple[str, ...]
+    indexes: deque[int]
+
+
+def _groups(candidates: Sequence[Candidate[T]], rules: Rules) -> list[_Group]:
+    """``candidates`` grouped by priority and ruled keys, each group in the window's order."""
+    ruled_of: dict[tuple[str, ...], tuple[str, ...]] = {}
+    by_kind: dict[tuple[int, tuple[str, ...]], _Group] = {}
+    for index, candidate in enumerate(candidates):
+        ruled = ruled_of.get(candidate.keys)
+        if ruled is None:
+            ruled = ruled_of[candidate.keys] = rules.ruled(candidate.keys)
+        group = by_kind.get((candidate.priority, ruled))
+        if group is None:
+            group = by_kind[candidate.priority, ruled] = _Group(candidate.priority, ruled, deque())
+        group.indexes.append(index)
+    return list(by_kind.values())
+
+
 def _order(
-    item: tuple[int, Candidate[T]], stamp: Callable[[Candidate[T]], tuple[float, int]]
+    group: _Group, stamp: Callable[[tuple[str, ...]], tuple[float, int]]
 ) -> tuple[int, tuple[float, int], int]:
-    """Claim order under fairness: priority, then the keys' stamp, then the window's order."""
-    index, candidate = item
-    return (-candidate.priority, stamp(candidate), index)
+    """Claim order under fairness of ``group``'s first candidate: priority, then the keys'
+    stamp, then the window's order."""
+    return (-group.priority, stamp(group.ruled), group.indexes[0])
 
 
 def exhausted_keys(
@@ -171,22 +260,21 @@ def exhausted_keys(
     free slot, or no token): a backend leaves their tasks out of the candidates it reads."""
     found = set()
     for key in {*records, *running}:
-        probe = Candidate(None, 0, (key,))
-        if _refusing_keys(probe, rules, records, running, now):
+        if rules.of(key) is not None and _refusing_keys((key,), rules, records, running, now):
             found.add(key)
     return found
 
 
 def _refusing_keys(
-    candidate: Candidate[T],
+    ruled: Sequence[str],
     rules: Rules,
     records: Mapping[str, KeyRecord],
     held: Mapping[str, int],
     now: float,
 ) -> list[str]:
-    """The ruled keys of ``candidate`` with no free slot or no token now."""
+    """The keys among ``ruled`` (keys a rule governs) with no free slot or no token now."""
     refused = []
-    for key in rules.ruled(candidate.keys):
+    for key in ruled:
         rule = rules.of(key)
         assert rule is not None
         if rule.concurrency is not None and held.get(key, 0) >= rule.concurrency:

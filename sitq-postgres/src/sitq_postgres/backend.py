@@ -139,6 +139,9 @@ class PostgresBackend(WorkflowMethods, Reading, Backend):
         self._schedule_sql = ScheduleStatements(self.names)
         self._flow_sql = FlowStatements(self.names)
         self._flow = FlowCache()
+        # True while the claims find only tasks holding keys: the plain statement (the
+        # keyless tasks among the first due) is left out, the limited claim takes every kind
+        self._keyed_only = False
         self._db = Database(self.options)
         self._threads = ThreadLoops()
         self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
@@ -456,8 +459,15 @@ class PostgresBackend(WorkflowMethods, Reading, Backend):
                     return _claimed(rows)
             if self._flow.version is None:
                 self._flow = await read_flow(conn, self._flow_sql)
-            rows = await self._claim_plain(conn, args, limit)
-            if not rows and await conn.fetchval(self._flow_sql.version) != self._flow.version:
+            rows = []
+            if not (self._flow.rules and self._keyed_only):
+                rows = await self._claim_plain(conn, args, limit)
+            # with rules, the limited claim checks the version itself (and takes keyless tasks)
+            if (
+                not rows
+                and not self._flow.rules
+                and await conn.fetchval(self._flow_sql.version) != self._flow.version
+            ):
                 self._flow = await read_flow(conn, self._flow_sql)
                 rows = await self._claim_plain(conn, args, limit)
             if self._flow.rules and len(rows) < limit:
@@ -465,6 +475,8 @@ class PostgresBackend(WorkflowMethods, Reading, Backend):
                 extra, self._flow = await claim_limited(
                     conn, self._sql, self._flow_sql, self._flow, more, limit - len(rows)
                 )
+                if rows or extra:
+                    self._keyed_only = not rows and all(r["limit_keys"] for r in extra)
                 rows += extra
             return _claimed(rows)
 

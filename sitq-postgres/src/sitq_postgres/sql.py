@@ -169,7 +169,9 @@ RETURNING {_K_SELECT}"""
 UPDATE {self.t} AS k
 SET status = 'running', attempts = k.attempts + 1, worker_id = $2, started_at = $1::float8,
     lease_token = $3, lease_expires_at = $1::float8 + $4::float8
-WHERE k.id = ANY($5::text[]) AND k.status = 'pending'
+WHERE k.id = ANY($5::text[])
+  -- "IS TRUE": no partial index on pending tasks matches, so the ids are looked up
+  AND (k.status = 'pending') IS TRUE
 RETURNING {_K_SELECT}"""
 
     @cached_property

@@ -470,7 +470,8 @@ class SQLiteBackend(WorkflowMethods, Backend):
         if self._flow.version is None:
             await self._read_flow()
         rows = await self._claim_plain(args, limit)
-        if not rows and await self._flow_changed():
+        # with rules, the limited claim checks the version itself (and takes keyless tasks)
+        if not rows and not self._flow.rules and await self._flow_changed():
             await self._read_flow()
             rows = await self._claim_plain(args, limit)
         if self._flow.rules and len(rows) < limit:

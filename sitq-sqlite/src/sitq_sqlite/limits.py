@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import aiosqlite
 from sitq.flow_claim import Candidate, KeyRecord, Rules, admit, exhausted_keys
 from sitq.flow_control import LimitRule
 
-from .database import retry_locked, settled
+from .database import in_connection_thread, retry_locked, settled
 from .sql import Statements, placeholders
 
 #: Due candidates read per step of a limited claim (at least; else 4 times the claim's limit).
@@ -167,12 +168,19 @@ def count_keys(rows: Iterable[Sequence[Any]]) -> Counter[str]:
 
 
 async def read_flow(db: aiosqlite.Connection, fs: FlowStatements) -> FlowCache:
+    """The stored rules and pauses, with their version, read in one hop (`flow_of`)."""
+    read = functools.partial(flow_of, fs=fs)
+    result: FlowCache = await retry_locked(in_connection_thread, db, read)
+    return result
+
+
+def flow_of(conn: sqlite3.Connection, fs: FlowStatements) -> FlowCache:
     """The stored rules and pauses, with their version (inside the caller's transaction, or
     as three reads: the version is read first, so a change meanwhile shows at the next
     claim)."""
-    version = list(await retry_locked(db.execute_fetchall, fs.version))
-    rules = await retry_locked(db.execute_fetchall, fs.rules)
-    paused = await retry_locked(db.execute_fetchall, fs.paused)
+    version = conn.execute(fs.version).fetchall()
+    rules = conn.execute(fs.rules).fetchall()
+    paused = conn.execute(fs.paused).fetchall()
     return FlowCache(
         str(version[0][0]) if version else "0",
         Rules([rule_from_row(r) for r in rules]),
@@ -219,42 +227,52 @@ async def claim_limited(
     args: ClaimArgs,
     want: int,
 ) -> tuple[list[Any], FlowCache]:
-    """Claim up to ``want`` due tasks under the stored limits, in one write transaction: the
-    rows claimed (as `Statements.claim_rowids` returns them) and the flow copy used (read
-    again if its version changed)."""
-    await retry_locked(db.execute, "BEGIN IMMEDIATE")
+    """Claim up to ``want`` due tasks under the stored limits, in one write transaction run
+    in one hop on the connection's thread: the rows claimed (as `Statements.claim_rowids`
+    returns them) and the flow copy used (read again if its version changed)."""
+    run = functools.partial(_claim_limited, sql=sql, fs=fs, cache=cache, args=args, want=want)
+    result: tuple[list[Any], FlowCache] = await retry_locked(in_connection_thread, db, run)
+    return result
+
+
+def _claim_limited(
+    conn: sqlite3.Connection,
+    sql: Statements,
+    fs: FlowStatements,
+    cache: FlowCache,
+    args: ClaimArgs,
+    want: int,
+) -> tuple[list[Any], FlowCache]:
+    """`claim_limited` with the blocking connection (rolled back on any error)."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        version = list(await settled(db.execute_fetchall(fs.version)))
+        version = conn.execute(fs.version).fetchall()
         if not version or str(version[0][0]) != cache.version:
-            cache = await read_flow(db, fs)
-        taken = await _choose(db, fs, cache, args, want)
+            cache = flow_of(conn, fs)
+        taken = _choose(conn, fs, cache, args, want)
         rows: list[Any] = []
         if taken:
-            rows = list(
-                await settled(
-                    db.execute_fetchall(
-                        sql.claim_rowids(len(taken)),
-                        [args.worker_id, args.now, args.token, args.expires, *taken],
-                    )
-                )
-            )
-        await settled(db.execute("COMMIT"))
+            rows = conn.execute(
+                sql.claim_rowids(len(taken)),
+                [args.worker_id, args.now, args.token, args.expires, *taken],
+            ).fetchall()
+        conn.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:
-            await settled(db.execute("ROLLBACK"))
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return rows, cache
 
 
-async def _choose(
-    db: aiosqlite.Connection, fs: FlowStatements, cache: FlowCache, args: ClaimArgs, want: int
+def _choose(
+    conn: sqlite3.Connection, fs: FlowStatements, cache: FlowCache, args: ClaimArgs, want: int
 ) -> list[int]:
     """The rowids a limited claim takes, its key states written (in the caller's
     transaction): due candidates are read window by window without the tasks of exhausted
     keys, `admit` decides; a key it exhausts makes the next read leave its tasks out too."""
     rules = cache.rules
-    held = count_keys(await settled(db.execute_fetchall(fs.held)))
-    records = dict(key_record(row) for row in await settled(db.execute_fetchall(fs.drained)))
+    held = count_keys(conn.execute(fs.held).fetchall())
+    records = dict(key_record(row) for row in conn.execute(fs.drained).fetchall())
     exhausted = exhausted_keys(rules, records, held, args.now)
     taken: list[int] = []
     changed: dict[str, KeyRecord] = {}
@@ -268,18 +286,18 @@ async def _choose(
         )  # fmt: skip
         params = [args.now, *(args.queues or ()), *args.excluded, *cache.paused, *taken]
         params += [key_pattern(k) for k in left_out]
-        cursor = await settled(db.execute(statement, params))
+        cursor = conn.execute(statement, params)
         try:
             more = False
             while len(taken) < want and scanned < _MAX_SCAN:
-                rows = list(await settled(cursor.fetchmany(window)))
+                rows = cursor.fetchmany(window)
                 scanned += len(rows)
                 candidates = [
                     Candidate(row[0], row[1], keys)
                     for row in rows
                     if not exhausted.intersection(keys := decode_keys(row[2]))
                 ]
-                await _load_records(db, fs, rules, candidates, records)
+                _load_records(conn, fs, rules, candidates, records)
                 done = admit(candidates, rules, records, held, args.now, want - len(taken))
                 for candidate in done.taken:
                     taken.append(candidate.ref)
@@ -292,21 +310,19 @@ async def _choose(
                 if not more or fresh:  # the end, or read again without the keys just exhausted
                     break
         finally:
-            await settled(cursor.close())
+            cursor.close()
         if not more or len(taken) >= want or scanned >= _MAX_SCAN:
             break
     if changed:
-        await settled(
-            db.executemany(
-                fs.store_key,
-                [(k, r.tokens, r.refilled_at, r.last_served_at) for k, r in changed.items()],
-            )
+        conn.executemany(
+            fs.store_key,
+            [(k, r.tokens, r.refilled_at, r.last_served_at) for k, r in changed.items()],
         )
     return taken
 
 
-async def _load_records(
-    db: aiosqlite.Connection,
+def _load_records(
+    conn: sqlite3.Connection,
     fs: FlowStatements,
     rules: Rules,
     candidates: Sequence[Candidate[int]],
@@ -314,8 +330,9 @@ async def _load_records(
 ) -> None:
     """Read into ``records`` the stored states of the ruled keys of ``candidates`` not read
     yet."""
-    wanted = sorted({k for c in candidates for k in rules.ruled(c.keys)} - records.keys())
+    kinds = {c.keys for c in candidates}
+    wanted = sorted({k for keys in kinds for k in rules.ruled(keys)} - records.keys())
     for i in range(0, len(wanted), _KEY_CHUNK):
         chunk = wanted[i : i + _KEY_CHUNK]
-        rows = await settled(db.execute_fetchall(fs.keys(len(chunk)), chunk))
+        rows = conn.execute(fs.keys(len(chunk)), chunk).fetchall()
         records.update(key_record(row) for row in rows)

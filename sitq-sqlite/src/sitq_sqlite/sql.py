@@ -141,7 +141,9 @@ class Statements:
         return (
             f"UPDATE {self.t} SET status = 'running', attempts = attempts + 1, "
             "worker_id = ?, started_at = ?, lease_token = ?, lease_expires_at = ? "
-            f"WHERE rowid IN ({placeholders(count)}) AND status = 'pending' "
+            # "+status": a term no index serves, so the planner looks the rowids up instead of
+            # walking every pending task in the status index (O(pending) per claim)
+            f"WHERE rowid IN ({placeholders(count)}) AND +status = 'pending' "
             f"RETURNING rowid, {self.select}"
         )
 
