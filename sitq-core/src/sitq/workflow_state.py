@@ -20,9 +20,9 @@ requeued parent (`Backend.requeue`) takes its descendants that were cancelled fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .task import TaskStatus
@@ -125,6 +125,57 @@ def summarize(workflow_id: str, members: Iterable[TaskRecord]) -> WorkflowSummar
     )
 
 
+def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
+    """The ``(task id, parent id)`` pairs of a batch ``records`` whose parent must be stored
+    already (it is not earlier in the batch); a parent later in the batch is refused at once
+    (`unknown_parent_error`)."""
+    batch = {r.id for r in records}
+    earlier: set[str] = set()
+    found = []
+    for r in records:
+        for parent in r.parents:
+            if parent in batch and parent not in earlier:
+                raise unknown_parent_error(r.id, parent)
+            if parent not in earlier:
+                found.append((r.id, parent))
+        earlier.add(r.id)
+    return found
+
+
+def summaries_from_rows(
+    order: Iterable[str], rows: Iterable[Sequence[Any]]
+) -> list[WorkflowSummary]:
+    """The `WorkflowSummary` of each workflow in ``order`` from the ``(workflow_id, status, n,
+    created_at, finished_at)`` rows of an aggregate query (what a SQL backend's
+    ``workflows()`` selects): ``finished_at`` is the latest end once every member has ended."""
+    by_id: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row[0], []).append(row)
+    found = []
+    for workflow_id in order:
+        counts: dict[TaskStatus, int] = {}
+        created: list[float] = []
+        finished: list[float] = []
+        active = False
+        for _, status, n, created_at, finished_at in by_id.get(workflow_id, []):
+            state = TaskStatus(status)
+            counts[state] = counts.get(state, 0) + int(n)
+            created.append(float(created_at))
+            active = active or not state.is_final
+            if finished_at is not None:
+                finished.append(float(finished_at))
+        found.append(
+            WorkflowSummary(
+                workflow_id,
+                total=sum(counts.values()),
+                counts=counts,
+                created_at=min(created, default=0.0),
+                finished_at=None if active or not finished else max(finished),
+            )
+        )
+    return found
+
+
 __all__ = [
     "FAILED_PARENT_STATUSES",
     "PARENT_FAILED_PREFIX",
@@ -133,6 +184,8 @@ __all__ = [
     "cancelled_for_parent",
     "child_status",
     "parent_failed_error",
+    "parents_to_find",
+    "summaries_from_rows",
     "summarize",
     "unknown_parent_error",
 ]

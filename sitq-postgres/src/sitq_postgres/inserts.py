@@ -24,11 +24,11 @@ from sitq.errors import ConfigurationError
 from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
-from sitq.workflow_state import unknown_parent_error
+from sitq.workflow_state import parents_to_find, unknown_parent_error
 
 from .sql import Statements
 from .workflows import enqueue_args as workflow_args
-from .workflows import parents_to_find, store_edges
+from .workflows import store_edges
 
 #: Where a unique violation on the primary key names the taken id.
 _TAKEN_ID = re.compile(r"Key \(id\)=\((?P<id>.*)\) already exists")

@@ -10,12 +10,11 @@ import asyncpg
 
 from sitq.backend import TaskRecord
 from sitq.rules import check_list_args
-from sitq.workflow_state import WorkflowSummary
+from sitq.workflow_state import WorkflowSummary, summaries_from_rows
 
 from .database import Operation
 from .reading import record_of
 from .sql import Statements
-from .workflows import fold_summaries
 
 T = TypeVar("T")
 
@@ -80,6 +79,6 @@ class WorkflowMethods:
             newest = await conn.fetch(self._sql.workflow.newest, limit, active_only)
             order = [row[0] for row in newest]
             rows = await conn.fetch(self._sql.workflow.summaries, order) if order else []
-            return fold_summaries(order, rows)
+            return summaries_from_rows(order, rows)
 
         return await self._run(op)

@@ -9,15 +9,13 @@ Each task row carries its ``workflow_id``, its ``parents`` (in order), ``allow_f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from sitq.backend import TaskRecord
-from sitq.rules import fold_counts
-from sitq.task import TaskStatus
-from sitq.workflow_state import WorkflowSummary, unknown_parent_error
+from sitq.workflow_state import unknown_parent_error
 
 from .joins import ACTIVE, FINAL, UNSUCCESSFUL, edges, failed_parent_error_sql
 
@@ -44,23 +42,6 @@ def enqueue_args(records: Sequence[TaskRecord]) -> list[Any]:
         [len(r.parents) for r in records],
         [r.id in in_batch for r in records],
     ]
-
-
-def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
-    """The ``(task id, parent id)`` pairs of ``records`` whose parent must be stored already
-    (it is not earlier in the batch); a parent later in the batch is refused at once
-    (`sitq.workflow_state.unknown_parent_error`)."""
-    batch = {r.id for r in records}
-    earlier: set[str] = set()
-    found = []
-    for r in records:
-        for parent in r.parents:
-            if parent in batch and parent not in earlier:
-                raise unknown_parent_error(r.id, parent)
-            if parent not in earlier:
-                found.append((r.id, parent))
-        earlier.add(r.id)
-    return found
 
 
 class WorkflowStatements:
@@ -205,27 +186,3 @@ def read_fields(record: TaskRecord, values: Sequence[Any]) -> TaskRecord:
     record.parents = tuple(parents) if parents else ()
     record.allow_failure = bool(allow_failure)
     return record
-
-
-def fold_summaries(order: Iterable[str], rows: Iterable[Sequence[Any]]) -> list[WorkflowSummary]:
-    """`WorkflowSummary` of each workflow in ``order`` from ``(workflow_id, status, n,
-    created_at, finished_at)`` rows."""
-    by_id: dict[str, list[Sequence[Any]]] = {}
-    for row in rows:
-        by_id.setdefault(row[0], []).append(row)
-    found = []
-    for workflow_id in order:
-        group = by_id.get(workflow_id, [])
-        counts = fold_counts((row[1], row[2]) for row in group)
-        ended = all(TaskStatus(row[1]).is_final for row in group)
-        finishes = [row[4] for row in group if row[4] is not None]
-        found.append(
-            WorkflowSummary(
-                id=workflow_id,
-                total=sum(counts.values()),
-                counts={s: n for s, n in counts.items() if n},
-                created_at=min((row[3] for row in group), default=0.0),
-                finished_at=max(finishes) if ended and finishes else None,
-            )
-        )
-    return found

@@ -26,12 +26,12 @@ from sitq.errors import ConfigurationError
 from sitq.flow_claim import batch_duplicate, chooses_uniqueness, unique_scope
 from sitq.meta import encode_meta
 from sitq.rules import first_repeated_id, repeated_id_error, taken_id_error
-from sitq.workflow_state import unknown_parent_error
+from sitq.workflow_state import parents_to_find, unknown_parent_error
 
 from .database import retry_locked, retry_locked_blocking, settled
 from .limits import encode_keys
 from .sql import Statements
-from .workflows import insert_values, parents_to_find, settle_new
+from .workflows import insert_values, settle_new
 
 T = TypeVar("T")
 

@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from sitq.backend import TaskRecord
-from sitq.rules import check_list_args, fold_counts
+from sitq.rules import check_list_args
 from sitq.signals import AsyncMutex
-from sitq.task import TaskStatus
-from sitq.workflow_state import WorkflowSummary
+from sitq.workflow_state import WorkflowSummary, summaries_from_rows
 
 from .database import retry_locked, settled
 from .joins import ACTIVE as _ACTIVE
@@ -70,30 +69,6 @@ class WorkflowStatements:
             "SELECT workflow_id, status, count(*), min(created_at), max(finished_at) "
             f"FROM {self.t} WHERE workflow_id IN ({marks}) GROUP BY workflow_id, status"
         )
-
-
-def fold_summaries(order: Iterable[str], rows: Iterable[Sequence[Any]]) -> list[WorkflowSummary]:
-    """`WorkflowSummary` of each workflow in ``order`` from ``(workflow_id, status, n,
-    created_at, finished_at)`` rows."""
-    by_id: dict[str, list[Sequence[Any]]] = {}
-    for row in rows:
-        by_id.setdefault(row[0], []).append(row)
-    found = []
-    for workflow_id in order:
-        group = by_id.get(workflow_id, [])
-        counts = fold_counts((row[1], row[2]) for row in group)
-        ended = all(TaskStatus(row[1]).is_final for row in group)
-        finishes = [row[4] for row in group if row[4] is not None]
-        found.append(
-            WorkflowSummary(
-                id=workflow_id,
-                total=sum(counts.values()),
-                counts={s: n for s, n in counts.items() if n},
-                created_at=min((row[3] for row in group), default=0.0),
-                finished_at=max(finishes) if ended and finishes else None,
-            )
-        )
-    return found
 
 
 class WorkflowMethods:
@@ -162,4 +137,4 @@ class WorkflowMethods:
         if not order:
             return []
         rows = await self._fetchall(self._workflow_sql.summaries(len(order)), order)
-        return fold_summaries(order, rows)
+        return summaries_from_rows(order, rows)

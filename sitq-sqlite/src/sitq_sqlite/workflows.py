@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sitq.backend import TaskRecord
-from sitq.workflow_state import unknown_parent_error
 
 from .joins import (
     MARK_DOOMED,
@@ -113,23 +112,6 @@ def settle_new(table: str, records: Sequence[TaskRecord], now: float) -> list[tu
         (f"UPDATE {t} SET status = 'pending' WHERE status = 'waiting' AND remaining <= 0", ()),
         (f"UPDATE {t} SET remaining = 0 WHERE remaining < 0", ()),
     ]  # fmt: skip
-
-
-def parents_to_find(records: Sequence[TaskRecord]) -> list[tuple[str, str]]:
-    """The ``(task id, parent id)`` pairs of ``records`` whose parent must be stored already
-    (it is not earlier in the batch); a parent later in the batch is refused at once
-    (`sitq.workflow_state.unknown_parent_error`)."""
-    batch = {r.id for r in records}
-    earlier: set[str] = set()
-    found = []
-    for r in records:
-        for parent in r.parents:
-            if parent in batch and parent not in earlier:
-                raise unknown_parent_error(r.id, parent)
-            if parent not in earlier:
-                found.append((r.id, parent))
-        earlier.add(r.id)
-    return found
 
 
 # -- reading -----------------------------------------------------------------------------------
