@@ -132,6 +132,9 @@ class _Child:
         self.pid: int = self.process.pid
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
+        # one thread at a time waits for the process: under forkserver its exit status is
+        # read once from a pipe, and a second concurrent reader gets EOF and 255 instead
+        self._reaping = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
         self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
         self._died: Callable[[_Child], None] | None = None  # told when it dies while idle
@@ -328,17 +331,19 @@ class _Child:
 
     def exit_code(self) -> int | None:
         """The exit code of a child that is exiting (waits up to a second; blocking)."""
-        self.process.join(1)
-        code: int | None = self.process.exitcode
+        with self._reaping:
+            self.process.join(1)
+            code: int | None = self.process.exitcode
         return code
 
     def kill(self) -> None:
         """Kill the child and reap it (blocking)."""
         self.dead = True
-        with contextlib.suppress(Exception):
-            self.process.kill()
-        with contextlib.suppress(Exception):
-            self.process.join(5)
+        with self._reaping:
+            with contextlib.suppress(Exception):
+                self.process.kill()
+            with contextlib.suppress(Exception):
+                self.process.join(5)
         with contextlib.suppress(Exception):
             self.conn.close()
 
@@ -347,8 +352,10 @@ class _Child:
         self.dead = True
         with contextlib.suppress(Exception):
             self.conn.close()
-        self.process.join(2)
-        if self.process.is_alive():
+        with self._reaping:
+            self.process.join(2)
+            alive = self.process.is_alive()
+        if alive:
             self.kill()
 
 
