@@ -27,10 +27,10 @@ from sitq.workflow_state import (
 @dataclass
 class Moved:
     """What a change of the graph did to other tasks: those released to pending (to push on
-    the ready heaps) and those cancelled (whose dedupe keys are free)."""
+    the ready heaps). Cancelled ones need nothing more: a duplicate is decided from the stored
+    statuses (`sitq.unique`), so no dedupe key is held to free."""
 
     released: list[TaskRecord] = field(default_factory=list)
-    cancelled: list[TaskRecord] = field(default_factory=list)
 
 
 class WorkflowGraph:
@@ -88,7 +88,6 @@ class WorkflowGraph:
                     child.status = TaskStatus.CANCELLED
                     child.error = parent_failed_error(parent.id, parent.status)
                     child.finished_at = now
-                    moved.cancelled.append(child)
                     ended.append(child)
                     continue
                 left = self.unfinished[child_id] - 1
