@@ -71,6 +71,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def _started(workers: list[subprocess.Popen[str]], folder: Path) -> bool:
+    """True once every worker has written its ready file; fails at once, with its output, if
+    one exited instead."""
+    for process in workers:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"a worker exited with {process.returncode} before it started:\n{err}")
+    return len(list(folder.glob("ready-*"))) == len(workers)
+
+
 def test_two_worker_processes_run_every_task_exactly_once(tmp_path: Path) -> None:
     (tmp_path / "mp_tasks.py").write_text(TASK_MODULE)
     (tmp_path / "mp_worker.py").write_text(textwrap.dedent(WORKER))
@@ -90,7 +100,7 @@ def test_two_worker_processes_run_every_task_exactly_once(tmp_path: Path) -> Non
         for _ in range(2)
     ]
     try:
-        wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 2, 60, "both workers to start")
+        wait_for(lambda: _started(workers, tmp_path), 60, "both workers to start")
         with SyncTaskQueue(SQLiteBackend(db)) as queue:
             ids: list[str] = []
             for start in range(0, TASKS, 200):  # in batches, while both workers are claiming

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlite_claimer import claim_all
+from sqlite_claimer import claim_all, open_new_files
 
 from sitq import TaskStatus
 from sitq.conformance import make_record
@@ -74,6 +74,34 @@ def test_processes_never_claim_the_same_task(tmp_path: Path) -> None:
     assert sorted(every) == sorted(ids)
     counts = asyncio.run(_counts(path))
     assert counts[TaskStatus.SUCCEEDED] == TASKS and counts[TaskStatus.RUNNING] == 0
+
+
+def test_processes_opening_one_new_file_at_once_all_get_in(tmp_path: Path) -> None:
+    """Creating the file, switching it to WAL and making the schema race between processes
+    started together (two workers on a fresh file); none of them fails with "locked"."""
+    rounds = 8
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES + 1)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=open_new_files, args=(str(tmp_path), rounds, start, results))
+        for _ in range(PROCESSES + 1)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        errors = [error for _ in procs for error in results.get(timeout=120)]
+        for p in procs:
+            p.join(30)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    assert errors == []
+    for n in range(rounds):
+        counts = asyncio.run(_counts(tmp_path / f"new-{n}.db"))
+        assert counts[TaskStatus.PENDING] == 2 * (PROCESSES + 1)
 
 
 def test_database_file_is_private(tmp_path: Path) -> None:

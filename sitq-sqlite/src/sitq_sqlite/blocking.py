@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from sitq.errors import QueueClosed
 
+from .database import retry_locked_blocking
 from .opening import connection_pragmas
 
 T = TypeVar("T")
@@ -91,7 +92,7 @@ class ThreadConnections:
             )
             try:
                 for pragma in self._pragmas:
-                    conn.execute(pragma)
+                    retry_locked_blocking(conn.execute, pragma)
             except BaseException:
                 conn.close()
                 raise
