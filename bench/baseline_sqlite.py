@@ -30,11 +30,18 @@ def connect(folder: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     return conn
 
 
+#: The values of a plain pending task in the columns an enqueue writes beyond the first ten
+#: and its status (no limits, no uniqueness of its own, no workflow): what sitq writes too.
+_PLAIN = {"attempts": 0, "meta": "{}", "allow_failure": 0, "remaining": 0}
+
+
 def _rows(n: int) -> list[tuple[object, ...]]:
     now = time.time()
+    rest = INSERT_COLUMNS[11:]
     return [
         (uuid.uuid4().hex, "workloads:async_noop", PAYLOAD, "cloudpickle", "default", 0, now,
-         None, None, None, "pending", 0, now, "{}")
+         None, None, None, "pending",
+         *(now if name == "created_at" else _PLAIN.get(name) for name in rest))
         for _ in range(n)
     ]  # fmt: skip
 

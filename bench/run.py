@@ -89,6 +89,10 @@ QUICK = Sizes(2_000, 300, 500, 20_000, 4_000, 200, 600, 100_000, 5_000,
 #: latency (its consumer polls: ~110 ms a sample, the slowest subject, and not a peer the
 #: speed targets are set against; the full run keeps it).
 QUICK_LEAVES_OUT = frozenset({"huey.sqlite.lat"})
+#: Keys (and key prefixes) `--quick` also leaves out unless `--only` asks for them: rows no
+#: target of the headline reads, the binding limits (for information) and the chord runs
+#: (about 35 s a round with Celery's chord; `--only workflows` runs them).
+QUICK_ON_REQUEST = ("limits.sqlite.binding", "limits.pg.binding", "workflows.")
 
 
 def count(n: int) -> str:
@@ -358,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = scenarios(sizes)
     if args.quick:
         chosen = [s for s in chosen if s.key not in QUICK_LEAVES_OUT]
+        if not args.only:
+            chosen = [s for s in chosen if not s.key.startswith(QUICK_ON_REQUEST)]
     if args.only:
         chosen = [
             s for s in chosen if any(t in s.key or t.lower() in s.label.lower() for t in args.only)

@@ -58,3 +58,16 @@ def test_only_narrows_the_list_and_says_which_service_a_subject_needs() -> None:
     lines = list_subjects("--only", "celery")
     assert [line.split()[0] for line in lines] == ["celery.enq", "celery.lat", "workflows.celery"]
     assert all(line.endswith("[needs redis]") for line in lines)
+
+
+def test_quick_keeps_every_headline_row_and_leaves_the_chords_to_only() -> None:
+    quick = {line.split()[0] for line in list_subjects("--quick")}
+    headline = {
+        "sitq.sqlite.enq_sync", "pg.enq_sync", "sitq.pool", "sitq.memory.async.inline",
+        "sitq.sqlite.lat.child", "sitq.backlog.deep", "pg.drain", "limits.sqlite.idle",
+        "limits.pg.none",
+    }  # fmt: skip
+    assert headline <= quick
+    assert not any(key.startswith("workflows.") for key in quick)
+    asked = [line.split()[0] for line in list_subjects("--quick", "--only", "workflows.sqlite")]
+    assert asked == ["workflows.sqlite.enq", "workflows.sqlite.plain", "workflows.sqlite.join"]
