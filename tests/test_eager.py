@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sitq import Task, TaskStatus
+from sitq import Blueprint, SyncBlueprint, Task, TaskStatus
 from sitq.eager import EagerSyncTaskQueue, EagerTaskQueue
 
 pytestmark = [pytest.mark.needs_sqlite, pytest.mark.needs_memory]
@@ -124,3 +124,35 @@ def test_a_task_that_enqueues_runs_the_inner_task_first() -> None:
 
     asyncio.run(main())
     assert order == ["outer starts", "inner", "outer ends"]
+
+
+eager_tasks = Blueprint()
+eager_sync_tasks = SyncBlueprint()
+
+
+@eager_tasks.task
+async def double(n: int) -> int:
+    """Declared on an async blueprint."""
+    return 2 * n
+
+
+@eager_sync_tasks.task
+def triple(n: int) -> int:
+    """Declared on a plain blueprint."""
+    return 3 * n
+
+
+def test_a_declared_task_has_run_when_its_enqueue_returns(url: str) -> None:
+    async def main() -> None:
+        async with EagerTaskQueue(url) as queue:
+            queue.register(eager_tasks)
+            handle = await double.enqueue(21)
+            assert (await handle.status()) is TaskStatus.SUCCEEDED
+            assert await handle.result(timeout=0) == 42
+
+    asyncio.run(main())
+    with EagerSyncTaskQueue(url) as queue:
+        queue.register(eager_sync_tasks)
+        handle = triple.enqueue(14)
+        assert handle.status() is TaskStatus.SUCCEEDED
+        assert handle.result(timeout=0) == 42

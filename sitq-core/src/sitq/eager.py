@@ -66,9 +66,18 @@ class EagerTaskQueue(TaskQueue):
         A workflow's members run one after another, parents first."""
         _refuse_connection(connection)
         stored = await super().enqueue(function, *args, **kwargs)
-        for task_id in stored.task_ids if isinstance(stored, AsyncWorkflow) else [stored]:
-            await self.worker.process_task_async(task_id)
-        return stored
+        if isinstance(stored, AsyncWorkflow):
+            for task_id in stored.task_ids:
+                await self.worker.process_task_async(task_id)
+        return stored  # one task ran in _enqueue_task
+
+    async def _enqueue_task(self, task: Task, *, checked: bool, connection: Any = None) -> str:
+        """Store ``task`` (every enqueue of one task, declared tasks' too, comes here) and run
+        it to its final result."""
+        _refuse_connection(connection)
+        task_id = await super()._enqueue_task(task, checked=checked)
+        await self.worker.process_task_async(task_id)
+        return task_id
 
     async def enqueue_many(
         self,

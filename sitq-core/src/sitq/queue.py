@@ -259,8 +259,13 @@ class TaskQueue(DeclaresTasks[Blueprint]):
             timeout=timeout,
             dedupe_key=dedupe_key,
         )
+        return await self._enqueue_task(task, checked=task is not function, connection=connection)
+
+    async def _enqueue_task(self, task: Task, *, checked: bool, connection: Any = None) -> str:
+        """Store ``task``; ``checked``: built just now (its options were checked then, and
+        no other code has held it since), so not checked again."""
         await self.connect()
-        record = self._task_record(task, self.backend.clock(), checked=task is not function)
+        record = self._task_record(task, self.backend.clock(), checked=checked)
         if connection is None:
             task_id = await self._enqueuer().submit(record)
         else:

@@ -66,7 +66,7 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
         #: also runs the task: its own ``enqueue`` is the one to call).
         self._blocking = self.backend.supports(Capability.BLOCKING_ENQUEUE) and all(
             getattr(type(self.async_queue), name) is getattr(TaskQueue, name)
-            for name in ("enqueue", "enqueue_many")
+            for name in ("enqueue", "_enqueue_task", "enqueue_many")
         )
 
     def _async_queue(self, backend: Backend | str | None, **options: Any) -> TaskQueue:
@@ -149,11 +149,18 @@ class SyncTaskQueue(DeclaresTasks[SyncBlueprint]):
                 "enqueue",
                 self.async_queue.enqueue(function, *args, **options, **kwargs),
             )
+        task = self.async_queue._task_of(function, args, kwargs, **options)
+        return self._enqueue_task(task, checked=task is not function)
+
+    def _enqueue_task(self, task: Task, *, checked: bool) -> str:
+        """Store ``task`` (see `TaskQueue._enqueue_task`), in the calling thread where the
+        backend can."""
+        if not self._blocking:
+            return self._run("enqueue", self.async_queue._enqueue_task(task, checked=checked))
         forbid_running_loop("SyncTaskQueue.enqueue()", "`await TaskQueue.enqueue()`")
         core = self.async_queue
-        task = core._task_of(function, args, kwargs, **options)
         self._connect()
-        record = core._task_record(task, core.backend.clock(), checked=task is not function)
+        record = core._task_record(task, core.backend.clock(), checked=checked)
         (task_id,) = core.backend.enqueue_many_blocking([record])
         core._announce_blocking(core._enqueued([task], [task_id]), self._portal.run)
         return task_id

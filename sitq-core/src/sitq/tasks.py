@@ -207,7 +207,8 @@ class AsyncEnqueuer(Enqueuer[P, R]):
     async def enqueue(self, *args: Any, **kwargs: Any) -> AsyncTaskHandle[Any]:
         """Store a call to run later; all arguments go to the function."""
         queue = self._declared.queue_for("await {name}.enqueue(...)")
-        return AsyncTaskHandle(queue, await queue.enqueue(self._task(args, kwargs)))
+        task_id = await queue._enqueue_task(self._task(args, kwargs), checked=True)
+        return AsyncTaskHandle(queue, task_id)
 
 
 class SyncEnqueuer(Enqueuer[P, R]):
@@ -228,7 +229,7 @@ class SyncEnqueuer(Enqueuer[P, R]):
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle[Any]:
         """Store a call to run later; all arguments go to the function."""
         queue = self._declared.queue_for("{name}.enqueue(...)")
-        return TaskHandle(queue, queue.enqueue(self._task(args, kwargs)))
+        return TaskHandle(queue, queue._enqueue_task(self._task(args, kwargs), checked=True))
 
 
 class DeclaredTask(Enqueuer[P, R]):
