@@ -143,7 +143,7 @@ class PostgresBackend(WorkflowMethods, Reading, Backend):
         # keyless tasks among the first due) is left out, the limited claim takes every kind
         self._keyed_only = False
         self._db = Database(self.options)
-        self._threads = ThreadLoops()
+        self._threads = ThreadLoops(on_new=self._db.serial_loop)
         self._wakeups = Wakeups(self.enqueued_signal, self.finished_signal)
         if self.options.listens:
             self._wakeups.listener = Listener(

@@ -3,11 +3,11 @@
 No blocking PostgreSQL driver is among sitq's dependencies, and asyncpg needs an event loop.
 A `SyncTaskQueue` call used to hop to the queue's loop thread and back (~200 µs) around each
 round trip. `ThreadLoops` gives each calling thread an event loop of its own, run in that
-thread with ``run_until_complete``; the backend's `Database` opens a pool for it like for any
-loop, so the statements, the NOTIFY and the retries after a lost connection are the async
-path's own.
+thread with ``run_until_complete``; the backend's `Database` gives it one connection (it runs
+one call at a time: a pool's acquire and release would cost as much as the INSERT), and the
+statements, the NOTIFY and the retries after a lost connection are the async path's own.
 
-A thread's loop (and with it its pool) is shut down when the thread ends, or by
+A thread's loop (and with it its connection) is shut down when the thread ends, or by
 `ThreadLoops.close` for all threads at once.
 """
 
@@ -62,7 +62,11 @@ class _Held:
 class ThreadLoops:
     """One private event loop per calling thread, created on first use."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, on_new: Callable[[asyncio.AbstractEventLoop], None] = lambda loop: None
+    ) -> None:
+        """``on_new(loop)`` is called for each thread's loop when it is made."""
+        self._on_new = on_new
         self._local = threading.local()
         self._held: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -88,7 +92,8 @@ class ThreadLoops:
                 raise QueueClosed("this PostgreSQL backend was closed")
             held = _Held()
             self._held.add(held)
-            return held
+        self._on_new(held.loop)
+        return held
 
     def stop(self) -> None:
         """Refuse new runs; wait for those under way (idempotent). Their loops stay open for

@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
@@ -74,11 +75,46 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+class OneConnection:
+    """What a loop that runs one operation at a time gets instead of a pool (the private
+    loop of a thread enqueueing from plain code, `sitq_postgres.blocking`): one connection,
+    opened on first use and again after it broke. A pool's acquire and release cost as much
+    CPU as the INSERT they wrap."""
+
+    def __init__(self, dsn: str, connect_kwargs: dict[str, Any]) -> None:
+        self._dsn = dsn
+        self._kwargs = connect_kwargs
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()  # uncontended in practice: the loop runs one call at once
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """The connection, (re)opened if needed, for one operation at a time."""
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self._dsn, **self._kwargs)
+            yield self._conn
+
+    async def close(self) -> None:
+        """Close the connection (``pool.close``'s counterpart)."""
+        if self._conn is not None:
+            await self._conn.close()
+
+    def terminate(self) -> None:
+        """Drop the connection at once (``pool.terminate``'s counterpart)."""
+        if self._conn is not None:
+            self._conn.terminate()
+
+
+#: What `Database.run` takes connections from on one loop.
+Connections: TypeAlias = "asyncpg.Pool | OneConnection"
+
+
 @dataclass
 class _LoopPool:
     loop: asyncio.AbstractEventLoop
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pool: asyncpg.Pool | None = None
+    pool: Connections | None = None
     guard: AsyncGenerator[None, None] | None = None
 
 
@@ -90,6 +126,13 @@ class Database:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: Loops that run one operation at a time: each gets a `OneConnection`, not a pool.
+        self._serial_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+    def serial_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Declare that ``loop`` runs one operation at a time (a thread's private loop):
+        it is given one connection instead of a pool."""
+        self._serial_loops.add(loop)
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for `asyncpg.connect` beyond the DSN."""
@@ -145,7 +188,7 @@ class Database:
                 delay = min(delay * 2, _MAX_DELAY)
                 attempt += 1
 
-    async def _pool(self, loop: asyncio.AbstractEventLoop) -> asyncpg.Pool:
+    async def _pool(self, loop: asyncio.AbstractEventLoop) -> Connections:
         entry = self._loops.get(loop)
         if entry is not None and entry.pool is not None:
             return entry.pool
@@ -160,13 +203,16 @@ class Database:
             _terminate(e.pool)
         async with entry.lock:
             if entry.pool is None:
-                entry.pool = await asyncpg.create_pool(
-                    self.options.dsn,
-                    min_size=self.options.pool_min_size,
-                    max_size=self.options.pool_max_size,
-                    reset=_keep_session,
-                    **self.connect_kwargs(),
-                )
+                if loop in self._serial_loops:
+                    entry.pool = OneConnection(self.options.dsn, self.connect_kwargs())
+                else:
+                    entry.pool = await asyncpg.create_pool(
+                        self.options.dsn,
+                        min_size=self.options.pool_min_size,
+                        max_size=self.options.pool_max_size,
+                        reset=_keep_session,
+                        **self.connect_kwargs(),
+                    )
                 entry.guard = self._close_at_loop_shutdown(entry)
                 await entry.guard.asend(None)
             return entry.pool
@@ -201,7 +247,7 @@ class Database:
                 _terminate(entry.pool)
 
 
-async def _close(pool: asyncpg.Pool | None) -> None:
+async def _close(pool: Connections | None) -> None:
     if pool is None:
         return
     try:
@@ -210,7 +256,7 @@ async def _close(pool: asyncpg.Pool | None) -> None:
         _terminate(pool)
 
 
-def _terminate(pool: asyncpg.Pool | None) -> None:
+def _terminate(pool: Connections | None) -> None:
     if pool is None:
         return
     try:
