@@ -299,8 +299,8 @@ class Statements:
         return sql
 
     def search_tasks(self, search: TaskSearch) -> tuple[str, list[Any]]:
-        """The statement of one page of ``search`` and its parameters: the table walked
-        backwards in enqueue order (rowid), stopping at the limit (`sitq.search`)."""
+        """The statement of one page of ``search`` and its parameters: newest first in
+        enqueue order (rowid), stopping at the limit (`sitq.search`)."""
         where: list[str] = []
         params: list[Any] = []
         if search.statuses is not None:
@@ -321,10 +321,15 @@ class Statements:
         if search.before is not None:
             where.append(f"rowid < (SELECT rowid FROM {self.t} WHERE id = ?)")
             params.append(search.before)
-        sql = f"SELECT {self.select} FROM {self.t}"
+        # the page's rowids first, from the narrowest index (a status filter reads only the
+        # (status, queue) index and keeps the top `limit` rowids), then only their records:
+        # the records' columns and workflow fields are read for one page, not for every match
+        page = f"SELECT rowid FROM {self.t}"
         if where:
-            sql += " WHERE " + " AND ".join(where)
-        return sql + " ORDER BY rowid DESC LIMIT ?", [*params, search.limit]
+            page += " WHERE " + " AND ".join(where)
+        page += " ORDER BY rowid DESC LIMIT ?"
+        sql = f"SELECT {self.select} FROM {self.t} WHERE rowid IN ({page}) ORDER BY rowid DESC"
+        return sql, [*params, search.limit]
 
     def throughput(self, statuses: int) -> str:
         """``(bucket index, status, n)`` rows of the tasks in ``statuses`` given statuses that
