@@ -11,6 +11,7 @@ from web_seeding import Seeded
 from sitq.task import TaskStatus
 from sitq_sqlite import SQLiteBackend
 from sitq_web import create_app
+from sitq_web.security import CSRF_COOKIE
 
 
 class CountingBackend(SQLiteBackend):
@@ -18,10 +19,19 @@ class CountingBackend(SQLiteBackend):
 
     aggregate_reads = 0
 
+    throughput_reads = 0
+
     async def queue_counts(self) -> dict[str, dict[TaskStatus, int]]:
         """Count, then read."""
         self.aggregate_reads += 1
         return await super().queue_counts()
+
+    async def throughput(
+        self, since: float, bucket_seconds: float
+    ) -> dict[float, dict[TaskStatus, int]]:
+        """Count, then read."""
+        self.throughput_reads += 1
+        return await super().throughput(since, bucket_seconds)
 
 
 def _backend(seeded: Seeded) -> CountingBackend:
@@ -41,6 +51,25 @@ def test_many_viewers_polling_within_the_interval_cost_one_read(seeded: Seeded) 
         viewers[0].get("/workers")
     assert backend.aggregate_reads == 1
     assert app.state.dashboard.summary.reads == 1
+
+
+def test_the_overview_chart_is_read_once_per_interval_and_again_after_an_action(
+    seeded: Seeded,
+) -> None:
+    backend = _backend(seeded)
+    app = create_app(backend)
+    app.state.dashboard.chart.interval = 3600.0
+    viewers = [TestClient(app) for _ in range(3)]
+    with viewers[0]:
+        for _ in range(3):
+            for viewer in viewers:
+                assert viewer.get("/").status_code == 200
+        assert backend.throughput_reads == 1
+        token = viewers[0].cookies.get(CSRF_COOKIE)
+        paused = viewers[0].post("/queues/default/pause", data={"csrf_token": token})
+        assert paused.status_code == 200
+        viewers[0].get("/")
+    assert backend.throughput_reads == 2
 
 
 def test_concurrent_requests_share_one_read(seeded: Seeded) -> None:

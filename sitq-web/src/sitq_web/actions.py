@@ -95,7 +95,7 @@ async def task_action(request: Request) -> Response:
         done = await TASK_ACTIONS[action](dashboard.backend, task_id)
     except ConfigurationError as exc:
         return back(request, form, f"/tasks/{task_id}", f"{action} failed: {exc}")
-    dashboard.summary.invalidate()
+    dashboard.forget_readings()
     message = (
         f"task {task_id} {DONE[action]}"
         if done
@@ -126,7 +126,7 @@ async def bulk_action(request: Request) -> Response:
         done = await _apply(dashboard.backend, action, ids)
     except ConfigurationError as exc:
         return back(request, form, "/tasks", f"{action} failed: {exc}")
-    dashboard.summary.invalidate()
+    dashboard.forget_readings()
     message = f"{done} of {len(ids)} tasks {DONE[action]}"
     if more:
         message += f" (the newest {BULK_LIMIT} of the filter: apply it again for the rest)"
@@ -158,7 +158,7 @@ async def queue_action(request: Request) -> Response:
     if not dashboard.backend.supports(Capability.FLOW_CONTROL):
         return back(request, form, "/limits", "pausing queues is not supported by this backend")
     await dashboard.backend.pause_queue(name, action == "pause")
-    dashboard.summary.invalidate()
+    dashboard.forget_readings()
     return back(request, form, "/limits", f"queue {name} {action}d")
 
 
@@ -186,7 +186,7 @@ async def workflow_cancel(request: Request) -> Response:
     if not dashboard.backend.supports(Capability.WORKFLOWS):
         return back(request, form, "/workflows", "workflows are not supported by this backend")
     cancelled = await dashboard.backend.cancel_workflow(workflow_id)
-    dashboard.summary.invalidate()
+    dashboard.forget_readings()
     known = bool(await dashboard.backend.workflow_tasks(workflow_id))
     return back(
         request, form, f"/workflows/{workflow_id}" if known else "/workflows",

@@ -6,13 +6,18 @@ nothing from the store reaches the markup unescaped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sitq.backend import Backend
 from sitq.task import TaskStatus
 
 #: The chart's size in SVG units (it scales with the page).
 WIDTH, HEIGHT = 600, 120
+#: The chart's buckets: the last hour, a bar a minute.
+CHART_BUCKET_SECONDS = 60
+CHART_BUCKETS = 60
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,14 @@ class Chart:
         """Failed over finished in the window (None when nothing finished)."""
         finished = self.succeeded + self.failed
         return None if finished == 0 else self.failed / finished
+
+
+async def read_chart(backend: Backend) -> Chart:
+    """The chart of the last `CHART_BUCKETS` minutes, from one `Backend.throughput`
+    aggregate (kept by the dashboard like the summary: `sitq_web.summary.Kept`)."""
+    since = (time.time() // CHART_BUCKET_SECONDS - CHART_BUCKETS + 1) * CHART_BUCKET_SECONDS
+    buckets = await backend.throughput(since, CHART_BUCKET_SECONDS)
+    return build_chart(buckets, since, CHART_BUCKET_SECONDS, CHART_BUCKETS)
 
 
 def build_chart(

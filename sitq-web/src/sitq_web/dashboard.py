@@ -10,7 +10,8 @@ from typing import Any
 from sitq.backend import Backend
 from sitq.queue import TaskQueue
 
-from .summary import SummaryCache
+from .chart import Chart, read_chart
+from .summary import Kept, SummaryCache
 
 #: The ``auth=`` argument: a token string, a callable deciding from the request, or None.
 AuthHook = Callable[[Any], bool] | str | None
@@ -36,10 +37,17 @@ class Dashboard:
     title: str = "sitq"
     owns_queue: bool = False
     summary: SummaryCache = field(init=False)
+    chart: Kept[Chart] = field(init=False)
     _connect_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.summary = SummaryCache(self.queue.backend)
+        self.chart = Kept(lambda: read_chart(self.queue.backend))
+
+    def forget_readings(self) -> None:
+        """Forget the kept summary and chart (after an action changed the store)."""
+        self.summary.invalidate()
+        self.chart.invalidate()
 
     @property
     def backend(self) -> Backend:

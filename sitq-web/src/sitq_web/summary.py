@@ -3,20 +3,24 @@
 `SummaryCache` reads it at most once per interval, however many viewers poll: the first
 request after the interval reads it, the others wait for that read and share it. On a store
 so big that a read takes long, the interval grows with it (`SLOWDOWN`), so watching the
-dashboard never keeps the database busy.
+dashboard never keeps the database busy. `Kept` is that rule for any reading (the overview's
+throughput chart is kept the same way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sitq.backend import Backend, TaskRecord
 from sitq.task import TaskStatus
 
 from .workers import WorkerView, workers_of
+
+T = TypeVar("T")
 
 #: Seconds a summary is served before the store is read again (the pages poll this often).
 REFRESH_SECONDS = 2.0
@@ -82,42 +86,50 @@ async def read_summary(backend: Backend) -> Summary:
     return Summary(queues, workers_of(running), oldest[0] if oldest else None, capped)
 
 
-class SummaryCache:
-    """A `Summary` read at most once per ``interval`` seconds, shared by every viewer."""
+class Kept(Generic[T]):
+    """A reading of the store (``read()``) taken at most once per ``interval`` seconds and
+    shared by every viewer: the first request after the interval reads, the others wait for
+    that read and share it; a read that took long is kept longer (`SLOWDOWN`)."""
 
-    def __init__(self, backend: Backend, interval: float = REFRESH_SECONDS) -> None:
-        self.backend = backend
+    def __init__(self, read: Callable[[], Awaitable[T]], interval: float = REFRESH_SECONDS):
+        self._read = read
         self.interval = interval
         self.slowdown = SLOWDOWN
-        """A summary is kept at least this many times as long as its read took."""
+        """A reading is kept at least this many times as long as it took."""
         self.reads = 0
         """How many times the store was read (tests count them)."""
-        self._summary: Summary | None = None
+        self._value: T | None = None
+        self._read_at = 0.0
         self._read_seconds = 0.0
         self._lock: asyncio.Lock | None = None
 
-    async def get(self) -> Summary:
-        """The cached summary, read again if older than the interval."""
-        if self._fresh():
-            assert self._summary is not None
-            return self._summary
+    async def get(self) -> T:
+        """The kept reading, read again if older than the interval."""
+        if self._value is not None and self._fresh():
+            return self._value
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if not self._fresh():
+            if self._value is None or not self._fresh():
                 started = time.monotonic()
-                self._summary = await read_summary(self.backend)
-                self._read_seconds = time.monotonic() - started
+                self._value = await self._read()
+                self._read_at = time.monotonic()
+                self._read_seconds = self._read_at - started
                 self.reads += 1
-            assert self._summary is not None
-            return self._summary
+            return self._value
 
     def invalidate(self) -> None:
-        """Forget the cached summary (after an action changed the store)."""
-        self._summary = None
+        """Forget the kept reading (after an action changed the store)."""
+        self._value = None
 
     def _fresh(self) -> bool:
-        if self._summary is None:
-            return False
         keep = max(self.interval, self.slowdown * self._read_seconds)
-        return time.time() - self._summary.read_at < keep
+        return time.monotonic() - self._read_at < keep
+
+
+class SummaryCache(Kept[Summary]):
+    """The `Summary` of ``backend``, kept (see `Kept`)."""
+
+    def __init__(self, backend: Backend, interval: float = REFRESH_SECONDS) -> None:
+        super().__init__(lambda: read_summary(backend), interval)
+        self.backend = backend

@@ -14,15 +14,12 @@ from sitq.schedules import FIRED_AT_HEADER, SCHEDULE_HEADER
 from sitq.task import TaskStatus
 
 from .calls import call_text, result_text
-from .chart import build_chart
 from .dashboard import Dashboard
 from .render import page
 from .summary import RUNNING_READ
 from .tasks_query import TaskFilter, task_page
 
 #: The overview's chart: the last hour, by minute.
-CHART_BUCKET_SECONDS = 60
-CHART_BUCKETS = 60
 #: Workflows listed on /workflows.
 WORKFLOWS_SHOWN = 100
 
@@ -38,10 +35,7 @@ async def overview(request: Request) -> Response:
     dashboard = dashboard_of(request)
     backend = await dashboard.ready()
     summary = await dashboard.summary.get()
-    now = time.time()
-    since = (now // CHART_BUCKET_SECONDS - CHART_BUCKETS + 1) * CHART_BUCKET_SECONDS
-    buckets = await backend.throughput(since, CHART_BUCKET_SECONDS)
-    chart = build_chart(buckets, since, CHART_BUCKET_SECONDS, CHART_BUCKETS)
+    chart = await dashboard.chart.get()
     paused = await backend.paused_queues() if backend.supports(Capability.FLOW_CONTROL) else set()
     return page(
         request, "overview.html", summary=summary, chart=chart, statuses=list(TaskStatus),
