@@ -131,6 +131,7 @@ def read_fields(record: TaskRecord, values: Sequence[Any]) -> TaskRecord:
     """``record`` with its workflow fields set from ``values`` (`read_expressions`)."""
     workflow_id, parents, allow_failure = values
     record.workflow_id = workflow_id
-    record.parents = tuple(json.loads(parents)) if parents else ()
+    # most tasks have no parents: SQLite's empty json_group_array is "[]", no decode needed
+    record.parents = tuple(json.loads(parents)) if parents and parents != "[]" else ()
     record.allow_failure = bool(allow_failure)
     return record
