@@ -514,7 +514,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_a_random_dag_survives_sigkills(store_url: str, tmp_path: Path) -> None:
     dags = [random_dag(seed=15, size=120)]
     check_plan(dags)
-    run = asyncio.run(run_dags(tmp_path, store_url, dags, 120, max_kills=4))
+    run = asyncio.run(run_dags(tmp_path, store_url, dags, 120, max_kills=2))
     print("\n" + check_run(dags, run))
 
 

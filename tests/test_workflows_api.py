@@ -64,7 +64,10 @@ def run(coro: Any) -> Any:
 
 async def _with_worker(body: Any, worker_type: str = "async") -> Any:
     """``body()`` while a worker serves ``queue`` on this loop."""
-    w = sitq.Worker(queue, worker_type=worker_type, max_workers=4, poll_interval=0.05)
+    # a short grace: tests leave `forever` members running, cancelled in the store only
+    w = sitq.Worker(
+        queue, worker_type=worker_type, max_workers=4, poll_interval=0.05, graceful_shutdown=1.0
+    )
     serving = asyncio.create_task(w.start())
     try:
         return await body()
