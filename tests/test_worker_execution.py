@@ -308,6 +308,29 @@ def test_a_child_killed_while_idle_is_replaced_before_it_gets_a_call() -> None:
     asyncio.run(main())
 
 
+def test_a_child_that_dies_in_a_call_is_replaced_once() -> None:
+    """Its call fails and the loop sees its pipe end: both report the death, and the pool
+    gets one child in its place, not two (two replacements also killed and closed the dead
+    child's pipe from two threads at once)."""
+
+    async def main() -> None:
+        executor = ProcessExecutor(1)
+        await executor.start()
+        try:
+            for _ in range(3):
+                [before] = executor.pids
+                with pytest.raises(ChildTaskError):
+                    await executor.run(Call(die, (), {}))
+                assert await executor.run(Call(add, (2, 2), {})) == 4
+                await asyncio.sleep(0.3)  # a second replacement would have started by now
+                await asyncio.gather(*executor._replacing)
+                assert len(executor.pids) == 1 and executor.pids != [before]
+        finally:
+            await executor.close()
+
+    asyncio.run(main())
+
+
 class LoopWithoutReaders(asyncio.SelectorEventLoop):
     """An event loop that cannot watch file descriptors, like Windows' proactor loop."""
 

@@ -132,10 +132,12 @@ class _Child:
         self.pid: int = self.process.pid
         self.serializers: set[str] = set()  # serializers this child has received
         self.dead = False
+        self.replaced = False  # `ProcessExecutor._replace` has taken it out of the pool
         # one thread at a time waits for the process: under forkserver its exit status is
         # read once from a pipe, and a second concurrent reader gets EOF and 255 instead
         self._reaping = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the pipe
+        self._fd = -1  # the pipe's descriptor, as the loop watches it
         self._in_thread: _InThread | None = None  # runs blocking pipe I/O off that loop
         self._died: Callable[[_Child], None] | None = None  # told when it dies while idle
         self._watched = False  # the loop watches the pipe (else an I/O thread reads a call's)
@@ -158,8 +160,9 @@ class _Child:
         called if the child dies between calls. A loop that cannot watch a pipe (Windows'
         proactor loop) has each call's messages read by ``in_thread`` instead."""
         self._loop, self._in_thread, self._died = loop, in_thread, died
+        self._fd = self.conn.fileno()
         try:
-            loop.add_reader(self.conn.fileno(), self._readable)
+            loop.add_reader(self._fd, self._readable)
         except NotImplementedError:
             self._watched = False
         else:
@@ -169,9 +172,9 @@ class _Child:
         """Stop reading the pipe (call on the loop, before closing it); a call still waiting
         for its reply gets `EOFError`."""
         if self._loop is not None:
-            if self._watched:
+            if self._watched:  # by the number it was watched by: the pipe may be closed
                 with contextlib.suppress(Exception):
-                    self._loop.remove_reader(self.conn.fileno())
+                    self._loop.remove_reader(self._fd)
             self._loop = None
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(EOFError("the child's pipe is no longer read"))
@@ -273,14 +276,14 @@ class _Child:
         """Read the large reply that follows in an I/O thread; the loop stops watching the
         pipe meanwhile."""
         assert self._loop is not None and self._in_thread is not None
-        self._loop.remove_reader(self.conn.fileno())
+        self._loop.remove_reader(self._fd)
         reading = self._in_thread(self.conn.recv_bytes)
         reading.add_done_callback(functools.partial(self._large_read, reply))
 
     def _large_read(self, reply: asyncio.Future[bytes], reading: asyncio.Future[Any]) -> None:
         if self._loop is not None:  # not replaced meanwhile: watch the pipe again
             with contextlib.suppress(Exception):
-                self._loop.add_reader(self.conn.fileno(), self._readable)
+                self._loop.add_reader(self._fd, self._readable)
         if not _fail_on_error(reply, reading) and not reply.done():
             reply.set_result(reading.result())
 
@@ -344,14 +347,18 @@ class _Child:
                 self.process.kill()
             with contextlib.suppress(Exception):
                 self.process.join(5)
-        with contextlib.suppress(Exception):
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Close the parent's end (under ``_reaping``: two threads closing one
+        `Connection` could both close its descriptor, the second time another pipe's)."""
+        with self._reaping, contextlib.suppress(Exception):
             self.conn.close()
 
     def stop(self) -> None:
         """Close the pipe so an idle child exits; kill it if it does not (blocking)."""
         self.dead = True
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        self._close_pipe()
         with self._reaping:
             self.process.join(2)
             alive = self.process.is_alive()
@@ -504,6 +511,9 @@ class ProcessExecutor(Executor):
 
     def _replace(self, child: _Child, why: str) -> None:
         """Kill ``child`` and start another in its place, in the background."""
+        if child.replaced:  # its call failed and its pipe ended: both tell, one replaces
+            return
+        child.replaced = True
         logger.info("replacing child process %d: %s", child.pid, why)
         child.dead = True
         child.unlisten()
