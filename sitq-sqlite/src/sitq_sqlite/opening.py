@@ -42,8 +42,8 @@ async def open_connection(
         for pragma in connection_pragmas(
             in_memory=in_memory, synchronous=synchronous, busy_timeout=busy_timeout
         ):
-            # switching a new file to WAL answers "locked" at once, without the busy wait,
-            # while another process is creating the same file
+            # a pragma (the switch of a new file to WAL) can answer "locked" while another
+            # process is creating the same file
             await retry_locked(conn.execute, pragma)
         # one transaction: a process checking the file meanwhile (`check_file`) never
         # sees the tasks table without its version table beside it
