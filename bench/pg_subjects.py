@@ -32,12 +32,12 @@ def fresh_url() -> tuple[str, str]:
     return f"{URL}?table_prefix={prefix}", prefix
 
 
-async def drop_tables(prefix: str) -> None:
+async def drop_tables(prefix: str, url: str = URL) -> None:
     """Drop every table and function whose name starts with ``prefix`` (sitq's, of one
-    subject: the workflow triggers' functions too)."""
+    subject: the workflow triggers' functions too) on the server at ``url``."""
     import asyncpg
 
-    conn = await asyncpg.connect(URL)
+    conn = await asyncpg.connect(url)
     try:
         names = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from pg_subjects import drop_tables
 from starlette.testclient import TestClient
 
 from sitq import TaskQueue
@@ -93,24 +94,6 @@ async def summary_reads(url: str) -> list[float]:
     return took
 
 
-async def drop_tables(url: str, prefix: str) -> None:
-    """Drop the seeded tables (and the workflow triggers' functions) under ``prefix``."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        for kind, listing in (
-            ("TABLE", "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"),
-            ("FUNCTION", "SELECT proname FROM pg_proc "
-                         "WHERE pronamespace = current_schema()::regnamespace"),
-        ):  # fmt: skip
-            for (name,) in await conn.fetch(listing):
-                if name.startswith(prefix):
-                    await conn.execute(f'DROP {kind} IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Seed, then time each page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -156,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(timed(client, path))
     times["the summary read from the store"] = asyncio.run(summary_reads(url))
     if args.postgres:
-        asyncio.run(drop_tables(args.postgres, prefix))
+        asyncio.run(drop_tables(prefix, args.postgres))
     shutil.rmtree(folder, ignore_errors=True)
     print(f"sitq-web pages, {args.tasks:,} tasks in {'PostgreSQL' if args.postgres else 'SQLite'}")
     print(f"{'page':<36} {'median':>9} {'slowest':>9}")

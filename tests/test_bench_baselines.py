@@ -4,24 +4,17 @@ schema cannot quietly break the rows the headline compares against."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bench_support import bench_module
 
 pytestmark = [pytest.mark.needs_sqlite]
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 def _baselines() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("baseline_sqlite")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("baseline_sqlite")
 
 
 @pytest.mark.parametrize(

@@ -3,23 +3,14 @@ a store seeded through the public API, every page answering 200."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
+from bench_support import bench_module
 
 pytestmark = [pytest.mark.needs_web, pytest.mark.needs_sqlite]
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 def test_every_page_is_timed_on_a_seeded_store(capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        script = importlib.import_module("web_pages")
-    finally:
-        sys.path.remove(str(BENCH))
+    script = bench_module("web_pages")
     assert script.main(["--tasks", "400"]) == 0
     table = capsys.readouterr().out
     assert "400 tasks in SQLite" in table
